@@ -1,0 +1,359 @@
+"""One Settings object, loaded once from a YAML file and the environment, passed explicitly.
+
+Precedence, lowest first: defaults, the YAML file (`--config`), then environment variables
+`REGISTRY_MONITOR_<SECTION>_<KEY>` (the registry's own `REGISTRY_…` convention). A secret key
+can also be read from a file: `<key>_file` in YAML or `REGISTRY_MONITOR_<SECTION>_<KEY>_FILE`.
+
+Nothing here runs at import time; `load_settings` takes the environment as a mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from monitor.errors import ConfigError
+
+ENV_PREFIX = "REGISTRY_MONITOR_"
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _field(default: Any, doc: str, *, secret: bool = False) -> Any:
+    if isinstance(default, list | dict):
+        factory = (lambda d=default: type(d)(d))  # noqa: E731 - a fresh copy per instance
+        return dataclasses.field(default_factory=factory, metadata={"doc": doc, "secret": secret})
+    return dataclasses.field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSettings:
+    url: Secret | None = _field(
+        None,
+        "SQLAlchemy URL of the store. Default: SQLite in `data_dir`. PostgreSQL: "
+        "`postgresql+psycopg://user:password@host/db`.",
+        secret=True,
+    )
+    data_dir: Path = _field(Path("./data"), "Directory for the embedded SQLite store.")
+    migrate_on_start: bool = _field(True, "`serve` upgrades the schema before it listens.")
+    pool_size: int = _field(5, "Connections kept open to PostgreSQL.")
+    sqlite_synchronous: str = _field(
+        "FULL", "SQLite `synchronous` pragma: FULL (every commit survives power loss) or NORMAL."
+    )
+
+    def effective_url(self) -> str:
+        if self.url is not None:
+            return self.url.reveal()
+        return f"sqlite:///{self.data_dir / 'registry-monitor.db'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    addr: str = _field("127.0.0.1:5080", "Listen address `host:port`.")
+    tls_cert: Path | None = _field(None, "PEM certificate file; with `tls_key`, serve HTTPS.")
+    tls_key: Path | None = _field(None, "PEM private key file for `tls_cert`.")
+    max_body_bytes: int = _field(1024 * 1024, "Largest accepted request body; above it, 413.")
+
+    @property
+    def host(self) -> str:
+        return self.addr.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rsplit(":", 1)[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class NotificationsSettings:
+    tokens: list[Secret] = _field(
+        [],
+        "Bearer tokens the registry sends (`Authorization: Bearer <token>`). Several are "
+        "accepted at once, for rotation. Comma-separated in the environment.",
+        secret=True,
+    )
+    insecure_no_token: bool = _field(
+        False, "Accept notifications without any token. Only for trusted networks."
+    )
+    batch_max: int = _field(512, "Most events committed in one store transaction (group commit).")
+    heartbeat_seconds: float = _field(
+        15.0, "How often intake coverage is recorded; a silence of twice this is a gap."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    token: Secret | None = _field(
+        None, "Bearer token required by the read API (`/v1/events`, …). Unset: open.", secret=True
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LogsSettings:
+    paths: list[str] = _field(
+        [], "Registry log files (globs) that `serve` follows. Comma-separated in the environment."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionSettings:
+    events_days: int = _field(
+        180, "Raw events older than this many days are deleted; per-tag state is kept."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    level: str = _field("info", "debug, info, warning or error.")
+    format: str = _field("json", "json (one object per line) or console.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    notifications: NotificationsSettings = dataclasses.field(
+        default_factory=NotificationsSettings
+    )
+    api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
+    logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
+
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
+    """`value` (from YAML, or a string from the environment) as the type `hint` asks for."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (from_env and value == ""):
+            return None
+        return _convert(key, args[0], value, from_env=from_env)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if from_env and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list, got {type(value).__name__}")
+        return [_convert(key, item, v, from_env=from_env) for v in value]
+    if origin is dict or hint is dict:
+        if from_env and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(key, f"expected a JSON object: {exc.msg}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if hint is int or hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {value!r}") from None
+    if hint is Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str | int) or str(value) == "":
+            raise ConfigError(key, "expected a non-empty string")
+        return Secret(str(value))
+    if hint is Path:
+        if not isinstance(value, str | Path) or str(value) == "":
+            raise ConfigError(key, "expected a path")
+        return Path(value)
+    if hint is str:
+        if isinstance(value, dict | list):
+            raise ConfigError(key, f"expected a string, got {type(value).__name__}")
+        return str(value)
+    raise ConfigError(key, f"unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read secret file {path}: {exc.strerror}") from exc
+
+
+def _build_section(
+    cls: type[T], name: str, from_file: Mapping[str, Any], environ: Mapping[str, str]
+) -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for raw_key in from_file:
+        bare = raw_key[: -len("_file")] if raw_key.endswith("_file") else raw_key
+        if bare not in known:
+            raise ConfigError(f"{name}.{raw_key}", "unknown setting")
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f"{name}.{field.name}"
+        env_name = f"{ENV_PREFIX}{name.upper()}_{field.name.upper()}"
+        hint = hints[field.name]
+        secret = bool(field.metadata.get("secret"))
+        if env_name in environ:
+            values[field.name] = _convert(key, hint, environ[env_name], from_env=True)
+        elif secret and f"{env_name}_FILE" in environ:
+            text = _read_secret_file(key, environ[f"{env_name}_FILE"])
+            values[field.name] = _convert(key, hint, text, from_env=True)
+        elif field.name in from_file:
+            values[field.name] = _convert(key, hint, from_file[field.name], from_env=False)
+        elif secret and f"{field.name}_file" in from_file:
+            text = _read_secret_file(key, str(from_file[f"{field.name}_file"]))
+            values[field.name] = _convert(key, hint, text, from_env=True)
+    return cls(**values)
+
+
+def load_settings(
+    environ: Mapping[str, str], config_file: Path | None = None
+) -> Settings:
+    """Settings from `config_file` (YAML, optional) overridden by `environ`; validated."""
+    document: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {config_file}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError("--config", f"{config_file} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("--config", f"{config_file} must hold a mapping of sections")
+        document = loaded
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in document:
+        if name not in sections:
+            raise ConfigError(str(name), "unknown section")
+    built: dict[str, Any] = {}
+    for name in sections:
+        section = document.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(name, "must be a mapping")
+        cls = typing.get_type_hints(Settings)[name]
+        built[name] = _build_section(cls, name, section, environ)
+    settings = Settings(**built)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Cross-field checks; raises ConfigError naming the key."""
+    http = settings.http
+    if ":" not in http.addr:
+        raise ConfigError("http.addr", f"expected host:port, got {http.addr!r}")
+    port_text = http.addr.rsplit(":", 1)[1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError("http.addr", f"port must be a number from 0 to 65535, got {port_text!r}")
+    if (http.tls_cert is None) != (http.tls_key is None):
+        raise ConfigError("http.tls_cert", "tls_cert and tls_key must be set together")
+    for key, path in (("http.tls_cert", http.tls_cert), ("http.tls_key", http.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(key, f"file not found: {path}")
+    if http.max_body_bytes < 1024:
+        raise ConfigError("http.max_body_bytes", "must be at least 1024")
+    url = settings.database.effective_url()
+    if not url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError("database.url", "only sqlite and postgresql URLs are supported")
+    if settings.database.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+        raise ConfigError("database.sqlite_synchronous", "expected FULL, NORMAL or EXTRA")
+    if settings.notifications.batch_max < 1:
+        raise ConfigError("notifications.batch_max", "must be at least 1")
+    if settings.notifications.heartbeat_seconds <= 0:
+        raise ConfigError("notifications.heartbeat_seconds", "must be positive")
+    if settings.retention.events_days < 1:
+        raise ConfigError("retention.events_days", "must be at least 1")
+    if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("logging.level", "expected debug, info, warning or error")
+    if settings.logging.format not in {"json", "console"}:
+        raise ConfigError("logging.format", "expected json or console")
+
+
+def _masked_url(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def to_document(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked (for `check-config`)."""
+    out: dict[str, Any] = {}
+    for section_field in dataclasses.fields(settings):
+        section = getattr(settings, section_field.name)
+        rendered: dict[str, Any] = {}
+        for field in dataclasses.fields(section):
+            value = getattr(section, field.name)
+            if section_field.name == "database" and field.name == "url":
+                value = _masked_url(section.effective_url())
+            elif isinstance(value, Secret):
+                value = "***"
+            elif isinstance(value, list):
+                value = ["***" if isinstance(v, Secret) else v for v in value]
+            elif isinstance(value, Path):
+                value = str(value)
+            rendered[field.name] = value
+        out[section_field.name] = rendered
+    return out
+
+
+def reference() -> list[tuple[str, str, str, str]]:
+    """(YAML key, environment variable, default, meaning) for every setting, for the README."""
+    rows: list[tuple[str, str, str, str]] = []
+    for section_field in dataclasses.fields(Settings):
+        cls = typing.get_type_hints(Settings)[section_field.name]
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING:
+                default = field.default
+            else:
+                default = field.default_factory()  # type: ignore[misc]
+            shown = "" if default in (None, [], {}) else str(default)
+            env = f"{ENV_PREFIX}{section_field.name.upper()}_{field.name.upper()}"
+            rows.append((f"{section_field.name}.{field.name}", env, shown, field.metadata["doc"]))
+    return rows
