@@ -47,7 +47,7 @@ class Secret:
         return hash(self._value)
 
 
-def _field(default: Any, doc: str, *, secret: bool = False) -> Any:
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
     if isinstance(default, list | dict):
         factory = (lambda d=default: type(d)(d))  # noqa: E731 - a fresh copy per instance
         return dataclasses.field(default_factory=factory, metadata={"doc": doc, "secret": secret})
@@ -56,16 +56,16 @@ def _field(default: Any, doc: str, *, secret: bool = False) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class DatabaseSettings:
-    url: Secret | None = _field(
+    url: Secret | None = setting(
         None,
         "SQLAlchemy URL of the store. Default: SQLite in `data_dir`. PostgreSQL: "
         "`postgresql+psycopg://user:password@host/db`.",
         secret=True,
     )
-    data_dir: Path = _field(Path("./data"), "Directory for the embedded SQLite store.")
-    migrate_on_start: bool = _field(True, "`serve` upgrades the schema before it listens.")
-    pool_size: int = _field(5, "Connections kept open to PostgreSQL.")
-    sqlite_synchronous: str = _field(
+    data_dir: Path = setting(Path("./data"), "Directory for the embedded SQLite store.")
+    migrate_on_start: bool = setting(True, "`serve` upgrades the schema before it listens.")
+    pool_size: int = setting(5, "Connections kept open to PostgreSQL.")
+    sqlite_synchronous: str = setting(
         "FULL", "SQLite `synchronous` pragma: FULL (every commit survives power loss) or NORMAL."
     )
 
@@ -77,10 +77,10 @@ class DatabaseSettings:
 
 @dataclasses.dataclass(frozen=True)
 class HttpSettings:
-    addr: str = _field("127.0.0.1:5080", "Listen address `host:port`.")
-    tls_cert: Path | None = _field(None, "PEM certificate file; with `tls_key`, serve HTTPS.")
-    tls_key: Path | None = _field(None, "PEM private key file for `tls_cert`.")
-    max_body_bytes: int = _field(1024 * 1024, "Largest accepted request body; above it, 413.")
+    addr: str = setting("127.0.0.1:5080", "Listen address `host:port`.")
+    tls_cert: Path | None = setting(None, "PEM certificate file; with `tls_key`, serve HTTPS.")
+    tls_key: Path | None = setting(None, "PEM private key file for `tls_cert`.")
+    max_body_bytes: int = setting(1024 * 1024, "Largest accepted request body; above it, 413.")
 
     @property
     def host(self) -> str:
@@ -93,46 +93,46 @@ class HttpSettings:
 
 @dataclasses.dataclass(frozen=True)
 class NotificationsSettings:
-    tokens: list[Secret] = _field(
+    tokens: list[Secret] = setting(
         [],
         "Bearer tokens the registry sends (`Authorization: Bearer <token>`). Several are "
         "accepted at once, for rotation. Comma-separated in the environment.",
         secret=True,
     )
-    insecure_no_token: bool = _field(
+    insecure_no_token: bool = setting(
         False, "Accept notifications without any token. Only for trusted networks."
     )
-    batch_max: int = _field(512, "Most events committed in one store transaction (group commit).")
-    heartbeat_seconds: float = _field(
+    batch_max: int = setting(512, "Most events committed in one store transaction (group commit).")
+    heartbeat_seconds: float = setting(
         15.0, "How often intake coverage is recorded; a silence of twice this is a gap."
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class ApiSettings:
-    token: Secret | None = _field(
+    token: Secret | None = setting(
         None, "Bearer token required by the read API (`/v1/events`, …). Unset: open.", secret=True
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class LogsSettings:
-    paths: list[str] = _field(
+    paths: list[str] = setting(
         [], "Registry log files (globs) that `serve` follows. Comma-separated in the environment."
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class RetentionSettings:
-    events_days: int = _field(
+    events_days: int = setting(
         180, "Raw events older than this many days are deleted; per-tag state is kept."
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class LoggingSettings:
-    level: str = _field("info", "debug, info, warning or error.")
-    format: str = _field("json", "json (one object per line) or console.")
+    level: str = setting("info", "debug, info, warning or error.")
+    format: str = setting("json", "json (one object per line) or console.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,7 +352,7 @@ def reference() -> list[tuple[str, str, str, str]]:
             if field.default is not dataclasses.MISSING:
                 default = field.default
             else:
-                default = field.default_factory()  # type: ignore[misc]
+                default = field.default_factory()  # type: ignore[operator]
             shown = "" if default in (None, [], {}) else str(default)
             env = f"{ENV_PREFIX}{section_field.name.upper()}_{field.name.upper()}"
             rows.append((f"{section_field.name}.{field.name}", env, shown, field.metadata["doc"]))
