@@ -1,0 +1,1 @@
+"""The HTTP interface: intake, the read API, health and metrics."""

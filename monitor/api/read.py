@@ -1,0 +1,138 @@
+"""The read API: `GET /v1/events`, `/v1/tags`, `/v1/quarantine`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from monitor.api.auth import require_token
+from monitor.errors import InvalidQuery, StoreUnavailable
+from monitor.events import Action, Source, parse_timestamp
+from monitor.runtime import Services
+from monitor.store.events import EventFilter, query_events
+from monitor.store.quarantine import list_quarantined
+from monitor.store.tags import list_tags
+
+T = TypeVar("T")
+MAX_LIMIT = 1000
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    token = services.settings.api.token
+    require_token(request, [token] if token else [], what="the read API")
+    return services
+
+
+async def _query(services: Services, work: Callable[[Session], T]) -> T:
+    def run() -> T:
+        try:
+            with services.session_factory() as session:
+                return work(session)
+        except SQLAlchemyError as exc:
+            services.metrics.store_errors.labels(operation="query").inc()
+            raise StoreUnavailable("the store cannot answer right now") from exc
+
+    return await run_in_threadpool(run)
+
+
+def parse_limit(params: Mapping[str, str], default: int = 100) -> int:
+    text = params.get("limit")
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise InvalidQuery("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def parse_time(params: Mapping[str, str], name: str) -> datetime | None:
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise InvalidQuery(
+            f"invalid_{name}", f"{name} must be an RFC 3339 time such as 2026-11-27T04:52:00Z"
+        ) from None
+
+
+def parse_event_filter(params: Mapping[str, str]) -> EventFilter:
+    """Query parameters → EventFilter; InvalidQuery names the bad parameter."""
+    known = {"action", "repository", "tag", "actor", "remote_ip", "source", "since", "until"}
+    known |= {"limit", "cursor", "order"}
+    for name in params:
+        if name not in known:
+            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
+    action = params.get("action")
+    if action is not None and action not in {a.value for a in Action}:
+        raise InvalidQuery("invalid_action", f"action must be one of {[a.value for a in Action]}")
+    source = params.get("source")
+    if source is not None and source not in {s.value for s in Source}:
+        raise InvalidQuery("invalid_source", "source must be notification or log")
+    since, until = parse_time(params, "since"), parse_time(params, "until")
+    if since is not None and until is not None and since > until:
+        raise InvalidQuery("invalid_range", "since is after until")
+    return EventFilter(
+        action=action,
+        repository=params.get("repository"),
+        tag=params.get("tag"),
+        actor=params.get("actor"),
+        remote_ip=params.get("remote_ip"),
+        source=source,
+        since=since,
+        until=until,
+    )
+
+
+async def events(request: Request) -> Response:
+    services = _services(request)
+    params = request.query_params
+    where = parse_event_filter(params)
+    limit = parse_limit(params)
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidQuery("invalid_order", "order must be asc or desc")
+    cursor = params.get("cursor") or None
+    page, next_cursor = await _query(
+        services,
+        lambda s: query_events(
+            s, where=where, limit=limit, cursor=cursor, ascending=order == "asc"
+        ),
+    )
+    return JSONResponse({"items": [e.to_dict() for e in page], "next_cursor": next_cursor})
+
+
+async def tags(request: Request) -> Response:
+    services = _services(request)
+    params = request.query_params
+    repository = params.get("repository") or None
+    include_deleted = params.get("deleted", "true").lower() not in ("false", "0", "no")
+    items = await _query(
+        services,
+        lambda s: list_tags(s, repository=repository, include_deleted=include_deleted),
+    )
+    return JSONResponse({"items": [t.to_dict() for t in items]})
+
+
+async def quarantine(request: Request) -> Response:
+    services = _services(request)
+    params = request.query_params
+    limit = parse_limit(params)
+    before = params.get("before")
+    if before is not None and not before.isdigit():
+        raise InvalidQuery("invalid_before", "before must be a quarantine id")
+    items = await _query(
+        services,
+        lambda s: list_quarantined(s, limit=limit, before_id=int(before) if before else None),
+    )
+    body: dict[str, Any] = {"items": [q.to_dict() for q in items]}
+    body["next_before"] = items[-1].id if len(items) == limit else None
+    return JSONResponse(body)

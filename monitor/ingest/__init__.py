@@ -1,0 +1,1 @@
+"""Notification and log parsing (pure) and the file follower."""

@@ -1,0 +1,1 @@
+"""Metrics, store-derived collectors and structured logging."""

@@ -1,0 +1,91 @@
+"""Every metric registry-monitor exports, built on an injected registry.
+
+Labels are bounded: never a user, address, repository or tag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor import __version__
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    events: Counter
+    duplicates: Counter
+    quarantined: Counter
+    intake_requests: Counter
+    intake_latency: Histogram
+    store_errors: Counter
+    commit_seconds: Histogram
+    commit_batch_events: Histogram
+    build_info: Gauge
+
+
+def make_metrics(registry: CollectorRegistry) -> Metrics:
+    prefix = "registry_monitor_"
+    build_info = Gauge(
+        f"{prefix}build_info", "Version of the running registry-monitor.", ["version"],
+        registry=registry,
+    )  # fmt: skip
+    build_info.labels(version=__version__).set(1)
+    return Metrics(
+        registry=registry,
+        events=Counter(
+            f"{prefix}events_total",
+            "Events stored, by source, action and target kind (duplicates not counted).",
+            ["source", "action", "target_kind"],
+            registry=registry,
+        ),
+        duplicates=Counter(
+            f"{prefix}events_duplicate_total",
+            "Events received again (same event id) and not stored twice.",
+            ["source"],
+            registry=registry,
+        ),
+        quarantined=Counter(
+            f"{prefix}quarantined_total",
+            "Authenticated inputs that could not be used, kept in quarantine, by reason.",
+            ["source", "reason"],
+            registry=registry,
+        ),
+        intake_requests=Counter(
+            f"{prefix}intake_requests_total",
+            "Notification requests answered, by HTTP status code.",
+            ["code"],
+            registry=registry,
+        ),
+        intake_latency=Histogram(
+            f"{prefix}intake_latency_seconds",
+            "Time from receiving a notification request to answering it.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        store_errors=Counter(
+            f"{prefix}store_errors_total",
+            "Store operations that failed, by operation.",
+            ["operation"],
+            registry=registry,
+        ),
+        commit_seconds=Histogram(
+            f"{prefix}store_commit_seconds",
+            "Duration of one group commit of the intake writer.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        commit_batch_events=Histogram(
+            f"{prefix}store_commit_batch_events",
+            "Events per group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=registry,
+        ),
+        build_info=build_info,
+    )

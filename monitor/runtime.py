@@ -1,0 +1,27 @@
+"""The resources a running registry-monitor shares, built by `monitor.main` and passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from monitor.observability.metrics import Metrics
+from monitor.settings import Settings
+from monitor.store.engine import SessionFactory
+from monitor.store.writer import StoreWriter
+
+Clock = Callable[[], datetime]
+
+
+@dataclasses.dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    session_factory: SessionFactory
+    writer: StoreWriter
+    metrics: Metrics
+    clock: Clock
+    replica: str

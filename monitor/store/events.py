@@ -1,0 +1,198 @@
+"""Event rows: idempotent insert, filtered queries with keyset pagination, expiry.
+
+Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, and_, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from monitor.errors import InvalidQuery
+from monitor.events import Action, Client, Event, Source, TargetKind
+from monitor.store.schema import EventRow
+
+
+def _row_values(event: Event, received_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "source": event.source.value,
+        "action": event.action.value,
+        "target_kind": event.target_kind.value if event.target_kind else None,
+        "repository": event.repository,
+        "tag": event.tag,
+        "digest": event.digest,
+        "media_type": event.media_type,
+        "size": event.size,
+        "from_repository": event.from_repository,
+        "actor": event.actor,
+        "remote_ip": event.remote_ip,
+        "user_agent": event.user_agent,
+        "http_method": event.http_method,
+        "http_status": event.http_status,
+        "request_id": event.request_id,
+        "request_uri": event.request_uri,
+        "client": event.client.value,
+        "route": event.route,
+        "instance": event.instance,
+        "references": orjson.dumps(list(event.references)).decode() if event.references else None,
+        "detail": event.detail,
+        "occurred_at": event.occurred_at,
+        "received_at": received_at,
+    }
+
+
+def insert_events(
+    session: Session, events: Sequence[Event], *, received_at: datetime
+) -> list[Event]:
+    """Insert the events not stored yet; return exactly those (deduplicated on `event_id`)."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    if not unique:
+        return []
+    table = EventRow.__table__
+    assert isinstance(table, Table)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(table)
+        .values([_row_values(e, received_at) for e in unique.values()])
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
+    )
+    inserted = set(session.scalars(stmt))
+    return [e for e in unique.values() if e.event_id in inserted]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    event: Event
+    received_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        out.update(self.event.to_dict())
+        out["received_at"] = self.received_at.isoformat().replace("+00:00", "Z")
+        return out
+
+
+def _event(row: EventRow) -> StoredEvent:
+    return StoredEvent(
+        id=row.id,
+        received_at=row.received_at,
+        event=Event(
+            event_id=row.event_id,
+            source=Source(row.source),
+            action=Action(row.action),
+            occurred_at=row.occurred_at,
+            target_kind=TargetKind(row.target_kind) if row.target_kind else None,
+            repository=row.repository,
+            tag=row.tag,
+            digest=row.digest,
+            media_type=row.media_type,
+            size=row.size,
+            from_repository=row.from_repository,
+            actor=row.actor,
+            remote_ip=row.remote_ip,
+            user_agent=row.user_agent,
+            http_method=row.http_method,
+            http_status=row.http_status,
+            request_id=row.request_id,
+            request_uri=row.request_uri,
+            client=Client(row.client),
+            route=row.route,
+            instance=row.instance,
+            references=tuple(orjson.loads(row.references)) if row.references else (),
+            detail=row.detail,
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What `GET /v1/events` and `registry-monitor events` filter on; None means any."""
+
+    action: str | None = None
+    repository: str | None = None
+    tag: str | None = None
+    actor: str | None = None
+    remote_ip: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(occurred_at: datetime, row_id: int) -> str:
+    raw = orjson.dumps([occurred_at.isoformat(), row_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        stamp, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise TypeError("cursor id")
+        value = datetime.fromisoformat(stamp)
+        if value.tzinfo is None:
+            raise ValueError("naive")
+        return value, row_id
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from exc
+
+
+def query_events(
+    session: Session,
+    *,
+    where: EventFilter,
+    limit: int,
+    cursor: str | None = None,
+    ascending: bool = False,
+) -> tuple[list[StoredEvent], str | None]:
+    """A page of events, newest first (or oldest first), and the cursor of the next page."""
+    row = EventRow
+    query = select(row)
+    for name in ("action", "repository", "tag", "actor", "remote_ip", "source"):
+        value = getattr(where, name)
+        if value is not None:
+            query = query.where(getattr(row, name) == value)
+    if where.since is not None:
+        query = query.where(row.occurred_at >= where.since)
+    if where.until is not None:
+        query = query.where(row.occurred_at < where.until)
+    if cursor is not None:
+        at, row_id = decode_cursor(cursor)
+        if ascending:
+            query = query.where(
+                or_(row.occurred_at > at, and_(row.occurred_at == at, row.id > row_id))
+            )
+        else:
+            query = query.where(
+                or_(row.occurred_at < at, and_(row.occurred_at == at, row.id < row_id))
+            )
+    if ascending:
+        query = query.order_by(row.occurred_at.asc(), row.id.asc())
+    else:
+        query = query.order_by(row.occurred_at.desc(), row.id.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    page = [_event(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = encode_cursor(last.event.occurred_at, last.id)
+    return page, next_cursor
+
+
+def expire_events(session: Session, *, older_than: datetime) -> int:
+    """Delete raw events that occurred before `older_than`; tag state is kept. Returns the count."""
+    result = session.execute(delete(EventRow).where(EventRow.occurred_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

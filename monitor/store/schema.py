@@ -1,0 +1,168 @@
+"""Tables. Schema changes go through alembic (monitor/store/migrations) only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every dialect.
+
+    SQLite keeps them as naive UTC text (which sorts correctly); PostgreSQL as timestamptz.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    target_kind: Mapped[str | None] = mapped_column(String(16))
+    repository: Mapped[str | None] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String(160))
+    media_type: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    from_repository: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(Text)
+    remote_ip: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    http_method: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    request_uri: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str | None] = mapped_column(Text)
+    instance: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_events_occurred_at_id", "occurred_at", "id"),
+        Index("ix_events_repository_occurred_at", "repository", "occurred_at"),
+        Index("ix_events_action_occurred_at", "action", "occurred_at"),
+        Index("ix_events_actor_occurred_at", "actor", "occurred_at"),
+        Index("ix_events_remote_ip_occurred_at", "remote_ip", "occurred_at"),
+        Index("ix_events_received_at", "received_at"),
+    )
+
+
+class TagStateRow(Base):
+    """What is known about one tag, kept after its raw events expire."""
+
+    __tablename__ = "tag_state"
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(160))
+    media_type: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_pushed_by: Mapped[str | None] = mapped_column(Text)
+    last_pulled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pull_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_tag_state_repository_digest", "repository", "digest"),)
+
+
+class TagPullRow(Base):
+    """Pulls of a tag broken down by HTTP method and client class (bounded: 2 x 9 rows a tag)."""
+
+    __tablename__ = "tag_pulls"
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    http_method: Mapped[str] = mapped_column(String(8), primary_key=True)
+    client: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_pulled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pull_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class QuarantineRow(Base):
+    """An authenticated input that could not be used, kept with why."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    remote_ip: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class CoverageRow(Base):
+    """An interval during which one replica was up and able to commit what it received."""
+
+    __tablename__ = "intake_coverage"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    replica: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_intake_coverage_replica_last_seen_at", "replica", "last_seen_at"),
+        Index("ix_intake_coverage_last_seen_at", "last_seen_at"),
+    )

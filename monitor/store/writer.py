@@ -1,0 +1,207 @@
+"""The intake writer: one thread that commits what concurrent requests hand it, in groups.
+
+Requests submit events (and quarantined inputs) and wait for the commit. While one
+transaction is being committed, new submissions queue up and go into the next one, so the
+number of fsyncs grows with commits, not with requests (group commit). A submission's future
+resolves only after its transaction committed; if the store fails it resolves with
+StoreUnavailable and nothing of that submission is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import structlog
+from sqlalchemy.orm import Session
+
+from monitor.errors import StoreUnavailable
+from monitor.events import Event
+from monitor.observability.metrics import Metrics
+from monitor.store.engine import SessionFactory
+from monitor.store.events import insert_events
+from monitor.store.quarantine import Quarantined, add_quarantined
+from monitor.store.tags import apply_events
+
+log = structlog.get_logger("monitor.store.writer")
+
+Clock = Callable[[], datetime]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitResult:
+    inserted: tuple[Event, ...]
+    duplicates: int
+    quarantined: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Submission:
+    events: Sequence[Event]
+    quarantined: Sequence[Quarantined]
+    also: Callable[[Session], None] | None
+    future: concurrent.futures.Future[CommitResult]
+
+
+_STOP = object()
+
+
+class StoreWriter:
+    """Commits submissions in groups on its own thread. `start()` before use, `stop()` after."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        metrics: Metrics,
+        clock: Clock,
+        batch_max: int = 512,
+        on_commit: Callable[[Sequence[Event]], None] | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._metrics = metrics
+        self._clock = clock
+        self._batch_max = batch_max
+        self._on_commit = on_commit
+        self._queue: queue.Queue[_Submission | object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then end the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(
+        self,
+        events: Sequence[Event],
+        quarantined: Sequence[Quarantined] = (),
+        *,
+        also: Callable[[Session], None] | None = None,
+    ) -> concurrent.futures.Future[CommitResult]:
+        future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
+        if self._thread is None:
+            future.set_exception(StoreUnavailable("the store writer is not running"))
+            return future
+        self._queue.put(_Submission(events, quarantined, also, future))
+        return future
+
+    async def write(
+        self,
+        events: Sequence[Event],
+        quarantined: Sequence[Quarantined] = (),
+        *,
+        also: Callable[[Session], None] | None = None,
+    ) -> CommitResult:
+        """Submit and wait (without blocking the event loop) until committed."""
+        return await asyncio.wrap_future(self.submit(events, quarantined, also=also))
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            assert isinstance(first, _Submission)
+            batch = [first]
+            size = len(first.events) + len(first.quarantined)
+            while size < self._batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, _Submission)
+                batch.append(item)
+                size += len(item.events) + len(item.quarantined)
+            self._commit_group(batch)
+        # Anything submitted after stop was requested is refused, never silently dropped.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Submission):
+                item.future.set_exception(StoreUnavailable("the store writer stopped"))
+
+    def _commit_group(self, batch: list[_Submission]) -> None:
+        try:
+            results = self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            # Isolate: one bad submission must not fail the others.
+            for submission in batch:
+                try:
+                    (result,) = self._transaction([submission])
+                except Exception as single_exc:
+                    self._fail(submission, single_exc)
+                else:
+                    self._succeed(submission, result)
+            return
+        for submission, result in zip(batch, results, strict=True):
+            self._succeed(submission, result)
+
+    def _transaction(self, batch: list[_Submission]) -> list[CommitResult]:
+        started = time.perf_counter()
+        now = self._clock()
+        results: list[CommitResult] = []
+        with self._session_factory() as session, session.begin():
+            for submission in batch:
+                inserted = insert_events(session, submission.events, received_at=now)
+                apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
+                add_quarantined(session, list(submission.quarantined), received_at=now)
+                if submission.also is not None:
+                    submission.also(session)
+                results.append(
+                    CommitResult(
+                        inserted=tuple(inserted),
+                        duplicates=len(submission.events) - len(inserted),
+                        quarantined=len(submission.quarantined),
+                    )
+                )
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._metrics.commit_batch_events.observe(sum(len(s.events) for s in batch))
+        return results
+
+    def _succeed(self, submission: _Submission, result: CommitResult) -> None:
+        for event in result.inserted:
+            self._metrics.events.labels(
+                source=event.source.value,
+                action=event.action.value,
+                target_kind=event.target_kind.value if event.target_kind else "none",
+            ).inc()
+        if result.duplicates:
+            self._metrics.duplicates.labels(source=submission.events[0].source.value).inc(
+                result.duplicates
+            )
+        for item in submission.quarantined:
+            self._metrics.quarantined.labels(source=item.source, reason=item.reason).inc()
+        if self._on_commit is not None and result.inserted:
+            try:
+                self._on_commit(result.inserted)
+            except Exception:
+                log.exception("on_commit hook failed")
+        submission.future.set_result(result)
+
+    def _fail(self, submission: _Submission, exc: Exception) -> None:
+        self._metrics.store_errors.labels(operation="commit").inc()
+        log.error("store commit failed", error=type(exc).__name__, detail=str(exc)[:500])
+        submission.future.set_exception(
+            StoreUnavailable("the store could not commit", details={"error": type(exc).__name__})
+        )
