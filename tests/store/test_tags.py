@@ -1,0 +1,157 @@
+"""Per-tag state folded from events, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from monitor.events import Action, Client, Event, Source, TargetKind
+from monitor.runtime import Services
+from monitor.store.tags import TagState, list_tag_pulls, list_tags
+from tests.fixture_events import scenario_events
+
+HELLO = "sha256:62fe1501080ca69f6d148785d0cbf8f360beacebbdf35f38400cee06ce1858f0"
+APP_V1 = "sha256:f792ae1af37059a839aab474d3d19bd5593bf014f430613653b77e0692ac4ab5"
+MULTI = "sha256:d11c01857587d6bd4e0625744027637fb5b85e04c0a8e53c7f12e51d7d459f8d"
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def store(services: Services, events: Sequence[Event], *, one_by_one: bool = False) -> None:
+    if one_by_one:
+        for event in events:
+            services.writer.submit([event]).result(timeout=30)
+    else:
+        services.writer.submit(list(events)).result(timeout=30)
+
+
+def tags(services: Services) -> dict[tuple[str, str], TagState]:
+    with services.session_factory() as session:
+        return {(t.repository, t.tag): t for t in list_tags(session)}
+
+
+def manifest(action: Action, at: int, **fields: object) -> Event:
+    base: dict[str, object] = {
+        "event_id": f"{action.value}-{at}-{fields.get('tag')}-{fields.get('digest')}",
+        "source": Source.NOTIFICATION,
+        "action": action,
+        "occurred_at": T0 + timedelta(minutes=at),
+        "target_kind": TargetKind.MANIFEST,
+        "repository": "team/app",
+        "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "http_method": "GET" if action is Action.PULL else "PUT",
+        "client": Client.DOCKER,
+    }
+    base.update(fields)
+    return Event(**base)  # type: ignore[arg-type]
+
+
+class TestScenarioTagState:
+    """After the whole captured scenario, each tag's state is what the registry did."""
+
+    def test_digests_deletions_and_pull_counts(self, services: Services) -> None:
+        """Pushed tags, the two deleted hello tags, and pulls credited per tag."""
+        store(services, scenario_events(), one_by_one=True)
+        state = tags(services)
+        summary = {
+            key: (t.digest, t.pull_count, t.deleted_at is not None, t.last_pushed_by)
+            for key, t in state.items()
+        }
+        assert {
+            ("library/hello", "1.0"): (HELLO, 3, True, "alice"),
+            ("library/hello", "latest"): (HELLO, 0, True, "alice"),
+            ("mirror/hello", "1.0"): (HELLO, 0, False, "alice"),
+            ("team/app", "v1"): (APP_V1, 3, False, "alice"),
+            ("team/app", "multi"): (MULTI, 1, False, "alice"),
+        } == summary
+
+    def test_pulls_by_method_and_client(self, services: Services) -> None:
+        """hello:1.0 was pulled once by a curl HEAD and twice by skopeo GETs."""
+        store(services, scenario_events())
+        with services.session_factory() as session:
+            pulls = list_tag_pulls(session, repository="library/hello")
+        assert {("1.0", "GET", "skopeo", 2), ("1.0", "HEAD", "other", 1)} == {
+            (p.tag, p.http_method, p.client, p.pull_count) for p in pulls
+        }
+
+    def test_pull_by_digest_credits_the_tag_on_that_digest(self, services: Services) -> None:
+        """team/app@<v1 digest> (no tag in the event) counts as a pull of v1."""
+        events = scenario_events()
+        by_digest = [
+            e for e in events if e.action is Action.PULL and e.digest == APP_V1 and not e.tag
+        ]
+        assert 1 == len(by_digest)
+        store(services, events)
+        last_pulled = tags(services)[("team/app", "v1")].last_pulled_at
+        assert last_pulled is not None
+        assert last_pulled >= by_digest[0].occurred_at
+
+    def test_order_of_arrival_does_not_matter(self, services: Services) -> None:
+        """Any order of the same events leaves the same state (retries reorder delivery)."""
+        events = scenario_events()
+        store(services, events)
+        reference = tags(services)
+        shuffled = list(events)
+        random.Random(20261127).shuffle(shuffled)
+        # The same ids again are duplicates: nothing changes.
+        store(services, shuffled, one_by_one=True)
+        assert reference == tags(services)
+
+
+class TestOutOfOrderAndRevival:
+    def test_late_older_push_does_not_move_the_tag_back(self, services: Services) -> None:
+        """A push that arrives late but happened earlier keeps the newer digest."""
+        store(services, [manifest(Action.PUSH, 10, tag="v2", digest="sha256:new")], one_by_one=True)
+        store(services, [manifest(Action.PUSH, 5, tag="v2", digest="sha256:old")], one_by_one=True)
+        state = tags(services)[("team/app", "v2")]
+        assert ("sha256:new", T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)) == (
+            state.digest,
+            state.first_seen_at,
+            state.last_pushed_at,
+        )
+
+    def test_push_after_delete_revives_the_tag(self, services: Services) -> None:
+        """Deleted, then pushed again later: the tag is live with the new digest."""
+        store(
+            services,
+            [
+                manifest(Action.PUSH, 1, tag="v3", digest="sha256:a"),
+                manifest(
+                    Action.DELETE, 2, tag="v3", target_kind=TargetKind.TAG, http_method="DELETE"
+                ),
+                manifest(Action.PUSH, 3, tag="v3", digest="sha256:b"),
+            ],
+            one_by_one=True,
+        )
+        state = tags(services)[("team/app", "v3")]
+        assert ("sha256:b", None) == (state.digest, state.deleted_at)
+
+    def test_delete_older_than_the_last_push_is_ignored(self, services: Services) -> None:
+        """A delete that happened before the latest push does not delete the re-pushed tag."""
+        store(services, [manifest(Action.PUSH, 9, tag="v4", digest="sha256:c")], one_by_one=True)
+        store(
+            services,
+            [manifest(Action.DELETE, 4, digest="sha256:c", http_method="DELETE")],
+            one_by_one=True,
+        )
+        assert tags(services)[("team/app", "v4")].deleted_at is None
+
+    def test_pull_of_an_unknown_tag_learns_it(self, services: Services) -> None:
+        """A tag pushed before the monitor started is learned from its first pull."""
+        store(services, [manifest(Action.PULL, 7, tag="legacy", digest="sha256:d")])
+        state = tags(services)[("team/app", "legacy")]
+        assert ("sha256:d", 1, None) == (state.digest, state.pull_count, state.last_pushed_at)
+
+    def test_pull_by_digest_credits_every_tag_on_it(self, services: Services) -> None:
+        """Two tags on one digest are both credited by a pull by digest."""
+        store(
+            services,
+            [
+                manifest(Action.PUSH, 1, tag="a", digest="sha256:e"),
+                manifest(Action.PUSH, 1, tag="b", digest="sha256:e", event_id="push-b"),
+                manifest(Action.PULL, 2, digest="sha256:e"),
+            ],
+            one_by_one=True,
+        )
+        state = tags(services)
+        assert (1, 1) == (state[("team/app", "a")].pull_count, state[("team/app", "b")].pull_count)
