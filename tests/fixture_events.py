@@ -38,6 +38,23 @@ def scenario_events(run: str = "notifications") -> list[Event]:
     return out
 
 
+def scenario_steps(run: str = "notifications") -> list[list[Event]]:
+    """The events of each scenario step that produced any, step by step."""
+    steps: list[dict[str, Any]] = json.loads((fixtures() / "expected.json").read_text())["steps"]
+    key = "notifications_text_run" if run == "notifications" else "notifications_json_run"
+    out: list[list[Event]] = []
+    for step in steps:
+        names = step[key]
+        if not names:
+            continue
+        events: list[Event] = []
+        for name in names:
+            headers, body = capture(fixtures() / run / name)
+            events.extend(parse_envelope(body, headers["Content-Type"]).events)
+        out.append(events)
+    return out
+
+
 def expected(run: str = "notifications") -> dict[str, Any]:
     key = "notifications_text_run" if run == "notifications" else "notifications_json_run"
     data: dict[str, Any] = json.loads((fixtures() / "expected.json").read_text())[key]
