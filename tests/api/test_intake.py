@@ -1,0 +1,257 @@
+"""POST /v1/notifications: authentication, limits, quarantine, idempotency, store outages."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from monitor.main import build_app
+from monitor.runtime import Services
+from tests.conftest import PostgresDatabases
+from tests.fixture_events import iter_posts
+from tests.live import live_server
+
+V1 = "application/vnd.docker.distribution.events.v1+json"
+AUTH = {"Authorization": "Bearer s3cret", "Content-Type": V1}
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+        yield test_client
+
+
+def first_post() -> bytes:
+    _name, _headers, body = next(iter_posts())
+    return body
+
+
+def event_count(services: Services) -> int:
+    with services.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
+
+
+class TestAuthentication:
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Basic czNjcmV0"},
+            {"Authorization": "Bearer"},
+            {"Authorization": "s3cret"},
+        ],
+    )
+    def test_missing_or_wrong_token_is_401_with_a_json_error(
+        self, client: TestClient, services: Services, headers: dict[str, str]
+    ) -> None:
+        """No token, a wrong one or another scheme: 401, a JSON error, nothing stored."""
+        response = client.post("/v1/notifications", content=first_post(), headers=headers)
+        assert 401 == response.status_code
+        assert "unauthorized" == response.json()["error"]["code"]
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert 0 == event_count(services)
+
+    @pytest.mark.parametrize("token", ["s3cret", "next-s3cret"])
+    def test_every_configured_token_is_accepted(self, client: TestClient, token: str) -> None:
+        """Several tokens are valid at once, so a token can be rotated without downtime."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": V1}
+        assert (
+            200
+            == client.post("/v1/notifications", content=first_post(), headers=headers).status_code
+        )
+
+
+class TestIntake:
+    def test_the_whole_scenario_is_stored(self, client: TestClient, services: Services) -> None:
+        """All 43 captured POSTs, with their real headers, are accepted and stored."""
+        for _name, headers, body in iter_posts():
+            response = client.post(
+                "/v1/notifications",
+                content=body,
+                headers={
+                    "Authorization": headers["Authorization"],
+                    "Content-Type": headers["Content-Type"],
+                },
+            )
+            assert {"accepted": 1, "duplicates": 0, "quarantined": 0} == response.json()
+        assert 43 == event_count(services)
+
+    def test_a_redelivered_event_is_stored_once(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """The registry re-sends the same id after a timeout; the answer is 2xx, the row one."""
+        answers = [
+            client.post("/v1/notifications", content=first_post(), headers=AUTH).json()
+            for _ in range(3)
+        ]
+        assert [1, 0, 0] == [a["accepted"] for a in answers]
+        assert [0, 1, 1] == [a["duplicates"] for a in answers]
+        assert 1 == event_count(services)
+
+    def test_one_event_posted_five_times_at_once_is_stored_once(self, services: Services) -> None:
+        """Five concurrent deliveries of one event: all answered 2xx, one row."""
+        with live_server(build_app(services, with_scheduler=False)) as url:
+            with concurrent.futures.ThreadPoolExecutor(5) as pool:
+                answers = list(
+                    pool.map(
+                        lambda _: httpx.post(
+                            f"{url}/v1/notifications", content=first_post(), headers=AUTH
+                        ),
+                        range(5),
+                    )
+                )
+        assert [200] * 5 == [a.status_code for a in answers]
+        assert 1 == sum(a.json()["accepted"] for a in answers)
+        assert 1 == event_count(services)
+
+    def test_a_body_above_the_limit_is_413(self, client: TestClient, services: Services) -> None:
+        """2 MiB is refused with 413 and a JSON error."""
+        response = client.post(
+            "/v1/notifications", content=b"{" + b" " * (2 * 1024 * 1024), headers=AUTH
+        )
+        assert (413, "payload_too_large") == (
+            response.status_code,
+            response.json()["error"]["code"],
+        )
+        assert 0 == event_count(services)
+
+    def test_garbage_is_quarantined_and_visible(self, client: TestClient) -> None:
+        """Authenticated garbage is answered 2xx (never blocks the registry) and can be seen."""
+        response = client.post("/v1/notifications", content=b"\x00not json", headers=AUTH)
+        assert (200, 1) == (response.status_code, response.json()["quarantined"])
+        listed = client.get("/v1/quarantine").json()["items"]
+        assert [("notification", "invalid_json")] == [(q["source"], q["reason"]) for q in listed]
+        assert listed[0]["size"] == 9
+
+    def test_a_partly_bad_envelope_keeps_the_good_events(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """The usable events of an envelope are stored; the bad one is quarantined."""
+        good = json.loads(first_post())["events"][0]
+        body = json.dumps({"events": [good, {"id": "x", "action": "fly"}]}).encode()
+        response = client.post("/v1/notifications", content=body, headers=AUTH)
+        assert {"accepted": 1, "duplicates": 0, "quarantined": 1} == response.json()
+        assert 1 == event_count(services)
+
+    def test_metrics_count_events_duplicates_and_quarantine(self, client: TestClient) -> None:
+        """The intake counters move with what was stored, repeated and quarantined."""
+        client.post("/v1/notifications", content=first_post(), headers=AUTH)
+        client.post("/v1/notifications", content=first_post(), headers=AUTH)
+        client.post("/v1/notifications", content=b"[]", headers=AUTH)
+        client.post("/v1/notifications", content=b"", headers={})
+        metrics = client.get("/metrics").text
+        assert (
+            'registry_monitor_events_total{action="push",source="notification",target_kind="blob"} 1.0'
+            in metrics
+        )
+        assert 'registry_monitor_events_duplicate_total{source="notification"} 1.0' in metrics
+        assert (
+            'registry_monitor_quarantined_total{reason="invalid_envelope",source="notification"} 1.0'
+            in metrics
+        )
+        assert 'registry_monitor_intake_requests_total{code="401"} 1.0' in metrics
+        assert "registry_monitor_intake_latency_seconds_count 4.0" in metrics
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        body=st.binary(max_size=4096),
+        content_type=st.sampled_from([V1, "application/json", "text/plain", "", "a/b; c=d"]),
+        authorization=st.sampled_from(["Bearer s3cret", "Bearer x", "", "Basic eA=="]),
+        extra=st.dictionaries(
+            st.from_regex(r"X-[A-Za-z]{1,10}", fullmatch=True),
+            st.from_regex(r"[ -~]{0,30}", fullmatch=True),
+            max_size=3,
+        ),
+    )
+    def test_random_requests_never_get_a_5xx(
+        self,
+        client: TestClient,
+        body: bytes,
+        content_type: str,
+        authorization: str,
+        extra: dict[str, str],
+    ) -> None:
+        """Whatever arrives, with the store up the answer is 200, 401 or 413."""
+        headers = {"Content-Type": content_type, **extra}
+        if authorization:
+            headers["Authorization"] = authorization
+        response = client.post("/v1/notifications", content=body, headers=headers)
+        assert response.status_code in (200, 401, 413)
+        assert response.headers["content-type"].startswith("application/json")
+
+
+def start_outage(services: Services, db_url: str, postgres: PostgresDatabases) -> None:
+    """SQLite: every insert fails as on a broken disk. PostgreSQL: the server refuses us."""
+    if db_url.startswith("sqlite"):
+        with services.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER outage BEFORE INSERT ON events "
+                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+                )
+            )
+    else:
+        postgres.set_allow_connections(db_url, False)
+
+
+def end_outage(services: Services, db_url: str, postgres: PostgresDatabases) -> None:
+    if db_url.startswith("sqlite"):
+        with services.engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER outage"))
+    else:
+        postgres.set_allow_connections(db_url, True)
+
+
+class TestStoreOutage:
+    def test_outage_is_503_then_everything_is_stored_once(
+        self, services: Services, db_url: str, postgres: PostgresDatabases
+    ) -> None:
+        """While the store cannot commit: 503 with Retry-After, nothing acknowledged.
+
+        After it recovers, the same deliveries are stored, each once.
+        """
+        with TestClient(build_app(services, with_scheduler=False)) as client:
+            start_outage(services, db_url, postgres)
+            try:
+                down = client.post("/v1/notifications", content=first_post(), headers=AUTH)
+                assert (503, "store_unavailable", "1") == (
+                    down.status_code,
+                    down.json()["error"]["code"],
+                    down.headers["retry-after"],
+                )
+            finally:
+                end_outage(services, db_url, postgres)
+            answers = [
+                client.post("/v1/notifications", content=body, headers=AUTH).json()["accepted"]
+                for _name, _headers, body in iter_posts()
+            ]
+            assert [1] * 43 == answers
+            assert 200 == client.get("/readyz").status_code
+        assert 43 == event_count(services)
+
+    def test_readyz_fails_while_postgres_refuses(
+        self, services: Services, db_url: str, postgres: PostgresDatabases
+    ) -> None:
+        """/readyz answers 503 while the store cannot be reached, 200 again after."""
+        with TestClient(build_app(services, with_scheduler=False)) as client:
+            assert 200 == client.get("/readyz").status_code
+            if db_url.startswith("postgresql"):
+                postgres.set_allow_connections(db_url, False)
+                try:
+                    assert 503 == client.get("/readyz").status_code
+                finally:
+                    postgres.set_allow_connections(db_url, True)
+            assert 200 == client.get("/readyz").status_code
