@@ -218,6 +218,8 @@ def _strings(key: str, value: Any) -> list[str]:
         return []
     if isinstance(value, str):
         value = [value]
+    if isinstance(value, tuple):
+        value = list(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(key, "expected a list of strings")
     return list(value)
