@@ -137,18 +137,21 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
     """A successful request by an account from an address it was not seen from before.
 
     Each account learns silently for `learning_period` after it is first seen; addresses
-    unseen for `forget_after` are forgotten; at most `max_addresses` are kept per account.
+    unseen for `forget_after` are forgotten (all of them: the account learns again); at most `max_addresses` are kept per account.
     """
     config = ctx.config
     if not is_notification_success(event) or not event.actor or not event.remote_ip:
         return []
     moment = to_us(at)
+    forget = span_us(config.option("forget_after"))
     baseline = state.baselines.get(event.actor)
+    if baseline is not None and max(baseline.addresses.values(), default=0) <= moment - forget:
+        baseline = None  # every address forgotten: the account learns again
     if baseline is None:
         state.baselines[event.actor] = Baseline(since=moment, addresses={event.remote_ip: moment})
         return []
     last_seen = baseline.addresses.get(event.remote_ip)
-    known = last_seen is not None and last_seen > moment - span_us(config.option("forget_after"))
+    known = last_seen is not None and last_seen > moment - forget
     baseline.addresses[event.remote_ip] = max(moment, baseline.addresses.get(event.remote_ip, 0))
     limit = config.option("max_addresses")
     if len(baseline.addresses) > limit:
