@@ -163,7 +163,7 @@ DEFAULTS: dict[str, _Default] = {
         options={"learning_period": "7d", "forget_after": "28d", "max_addresses": 256},
     ),
     "out_of_role": _Default(1, "1h", "1h", _C, _A, ("actor", "repository", "action")),
-    "off_hours_write": _Default(1, "1h", "1h", _I, _S, ("actor",)),
+    "off_hours_write": _Default(1, "1h", "1h", _I, _S, ("actor",), frozenset({Client.MONITOR})),
     "tag_moved": _Default(
         1, "1h", "0s", _C, _A, ("repository", "tag"), options={"patterns": ["v*", "[0-9]*"]}
     ),

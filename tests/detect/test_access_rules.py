@@ -112,8 +112,7 @@ class TestNewSource:
         events = [
             make_event(),
             make_event(seconds=86_400 * 8, remote_ip="127.0.0.2"),
-            make_event(seconds=86_400 * 30),
-            make_event(seconds=86_400 * 45),
+            *(make_event(seconds=86_400 * day) for day in (10, 20, 30, 40)),
             make_event(seconds=86_400 * 50, remote_ip="127.0.0.2"),
         ]
         subject = (("actor", "alice"), ("remote_ip", "127.0.0.2"))
