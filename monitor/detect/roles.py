@@ -73,7 +73,9 @@ def parse_roles(document: Any) -> Roles:
     for key in document:
         if key != "accounts":
             raise ConfigError(f"roles.{key}", "unknown setting")
-    accounts_doc = document.get("accounts") or {}
+    accounts_doc = document.get("accounts")
+    if accounts_doc is None:
+        accounts_doc = {}
     if not isinstance(accounts_doc, Mapping):
         raise ConfigError("roles.accounts", "expected a mapping of account names")
     accounts: dict[str, Grant] = {}
