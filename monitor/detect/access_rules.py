@@ -137,7 +137,8 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
     """A successful request by an account from an address it was not seen from before.
 
     Each account learns silently for `learning_period` after it is first seen; addresses
-    unseen for `forget_after` are forgotten (all of them: the account learns again); at most `max_addresses` are kept per account.
+    unseen for `forget_after` are forgotten (all of them: the account learns again); at
+    most `max_addresses` are kept per account.
     """
     config = ctx.config
     if not is_notification_success(event) or not event.actor or not event.remote_ip:

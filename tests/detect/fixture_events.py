@@ -38,7 +38,11 @@ def _require(path: Path) -> Path:
 
 def _kind(action: str, target: dict[str, Any]) -> TargetKind:
     if action == "delete":
-        return TargetKind.TAG if target.get("tag") and not target.get("digest") else TargetKind.MANIFEST
+        return (
+            TargetKind.TAG
+            if target.get("tag") and not target.get("digest")
+            else TargetKind.MANIFEST
+        )
     url = str(target.get("url", ""))
     if "/manifests/" in url or target.get("mediaType") in MANIFEST_MEDIA_TYPES:
         return TargetKind.MANIFEST

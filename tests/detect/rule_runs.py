@@ -11,7 +11,10 @@ from monitor.events import Event
 
 
 def run_rule(
-    rule: str, events: list[Event], options: dict[str, Any] | None = None, roles: Roles | None = None
+    rule: str,
+    events: list[Event],
+    options: dict[str, Any] | None = None,
+    roles: Roles | None = None,
 ) -> list[tuple[str, tuple[tuple[str, str], ...], int]]:
     """(severity, subject, count) of `rule`'s findings over `events` replayed from scratch."""
     config = parse_detect_config({"rules": {rule: options or {}}})

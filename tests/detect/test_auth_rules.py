@@ -73,7 +73,8 @@ class TestBruteForce:
     def test_allow_listed_address_is_ignored(self):
         """Failures from an allow-listed CIDR are not counted."""
         options = {"allow": {"cidrs": ["127.0.0.0/8"]}}
-        assert [] == run_rule("brute_force_address", failures(10, actor=None), options)
+        expected: list[object] = []
+        assert expected == run_rule("brute_force_address", failures(10, actor=None), options)
 
 
 class TestPasswordSpray:
@@ -98,20 +99,37 @@ class TestSuccessAfterFailures:
         ("events", "expected"),
         [
             (scenario_events(), []),
-            (failures(5) + [make_event(actor="mallory", seconds=10)],
-             [("critical", MALLORY, 1), ("critical", LOOPBACK, 1)]),
-            (failures(5, ip="127.0.0.9") + [make_event(actor="mallory", remote_ip="127.0.0.2",
-                                                       seconds=10)],
-             [("critical", MALLORY, 1)]),
-            (failures(5, ip="127.0.0.9") + [make_event(actor="bob", remote_ip="127.0.0.9",
-                                                       seconds=10)],
-             [("critical", (("remote_ip", "127.0.0.9"),), 1)]),
-            (failures(4) + [make_event(actor="mallory", seconds=10)], []),
-            (failures(5) + [make_event(actor="mallory", seconds=700)], []),
+            (
+                [*failures(5), make_event(actor="mallory", seconds=10)],
+                [("critical", MALLORY, 1), ("critical", LOOPBACK, 1)],
+            ),
+            (
+                [
+                    *failures(5, ip="127.0.0.9"),
+                    make_event(actor="mallory", remote_ip="127.0.0.2", seconds=10),
+                ],
+                [("critical", MALLORY, 1)],
+            ),
+            (
+                [
+                    *failures(5, ip="127.0.0.9"),
+                    make_event(actor="bob", remote_ip="127.0.0.9", seconds=10),
+                ],
+                [("critical", (("remote_ip", "127.0.0.9"),), 1)],
+            ),
+            ([*failures(4), make_event(actor="mallory", seconds=10)], []),
+            ([*failures(5), make_event(actor="mallory", seconds=700)], []),
             ([make_event(actor="mallory", seconds=-10), *failures(5)], []),
         ],
-        ids=["fixture", "same-account-and-address", "same-account", "same-address",
-             "below-burst", "after-window", "success-first"],
+        ids=[
+            "fixture",
+            "same-account-and-address",
+            "same-account",
+            "same-address",
+            "below-burst",
+            "after-window",
+            "success-first",
+        ],
     )
     def test_table(self, events, expected):
         """A success by the account or from the address of a failure burst fires."""
@@ -119,10 +137,10 @@ class TestSuccessAfterFailures:
 
     def test_group_by_restricts_correlation(self):
         """With group_by [actor] only the same account correlates."""
-        events = failures(5, ip="127.0.0.9") + [
-            make_event(actor="bob", remote_ip="127.0.0.9", seconds=10)
-        ]
-        assert [] == run_rule("success_after_failures", events, {"group_by": ["actor"]})
+        success = make_event(actor="bob", remote_ip="127.0.0.9", seconds=10)
+        events = [*failures(5, ip="127.0.0.9"), success]
+        expected: list[object] = []
+        assert expected == run_rule("success_after_failures", events, {"group_by": ["actor"]})
 
     def test_fixture_shifted_failures_followed_by_push(self):
         """Two extra failures for mallory make the fixture's 127.0.0.1 burst reach 5 (with
@@ -130,11 +148,15 @@ class TestSuccessAfterFailures:
         first_failure = log_events()[0].occurred_at
         shifted = [
             make_event(
-                source=Source.LOG, action=Action.AUTH_FAILURE, target_kind=None,
-                repository=None, digest=None, actor="mallory",
+                source=Source.LOG,
+                action=Action.AUTH_FAILURE,
+                target_kind=None,
+                repository=None,
+                digest=None,
+                actor="mallory",
                 occurred_at=first_failure - timedelta(seconds=i + 1),
             )
             for i in range(2)
         ]
         found = run_rule("success_after_failures", scenario_events() + shifted)
-        assert [("critical", LOOPBACK, 1)] == [(s, g, 1) for s, g, _ in found]
+        assert [(s, g, 1) for s, g, _ in found] == [("critical", LOOPBACK, 1)]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from monitor.detect.roles import parse_roles
-from monitor.events import Action, TargetKind
+from monitor.events import Action, Event, TargetKind
 from tests.detect.fixture_events import make_event, notification_events
 from tests.detect.rule_runs import run_rule
 
@@ -22,15 +23,15 @@ D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 
 
-def push(**kwargs):
+def push(**kwargs: Any) -> Event:
     return make_event(action=Action.PUSH, http_method="PUT", **kwargs)
 
 
-def delete(**kwargs):
+def delete(**kwargs: Any) -> Event:
     return make_event(action=Action.DELETE, http_method="DELETE", **kwargs)
 
 
-def subject(actor, repository, action):
+def subject(actor: str, repository: str, action: str) -> tuple[tuple[str, str], ...]:
     return (("actor", actor), ("repository", repository), ("action", action))
 
 
@@ -41,19 +42,37 @@ class TestOutOfRole:
             ([push(actor="root", repository="any/thing"), delete(actor="root")], []),
             ([push(actor="alice", repository="team/app")], []),
             ([make_event(actor="bob", repository="other/x")], []),
-            ([push(actor="alice", repository="other/app")],
-             [("critical", subject("alice", "other/app", "push"), 1)]),
-            ([delete(actor="alice", repository="team/app")],
-             [("critical", subject("alice", "team/app", "delete"), 1)]),
-            ([make_event(action=Action.MOUNT, actor="bob", repository="team/app")],
-             [("critical", subject("bob", "team/app", "mount"), 1)]),
-            ([push(actor="eve", repository="team/app")],
-             [("critical", subject("eve", "team/app", "push"), 1)]),
-            ([push(actor=None, repository="team/app")],
-             [("critical", subject("-", "team/app", "push"), 1)]),
+            (
+                [push(actor="alice", repository="other/app")],
+                [("critical", subject("alice", "other/app", "push"), 1)],
+            ),
+            (
+                [delete(actor="alice", repository="team/app")],
+                [("critical", subject("alice", "team/app", "delete"), 1)],
+            ),
+            (
+                [make_event(action=Action.MOUNT, actor="bob", repository="team/app")],
+                [("critical", subject("bob", "team/app", "mount"), 1)],
+            ),
+            (
+                [push(actor="eve", repository="team/app")],
+                [("critical", subject("eve", "team/app", "push"), 1)],
+            ),
+            (
+                [push(actor=None, repository="team/app")],
+                [("critical", subject("-", "team/app", "push"), 1)],
+            ),
         ],
-        ids=["admin", "developer-own", "viewer-pull", "developer-elsewhere",
-             "developer-delete", "viewer-mount", "unknown-account", "anonymous"],
+        ids=[
+            "admin",
+            "developer-own",
+            "viewer-pull",
+            "developer-elsewhere",
+            "developer-delete",
+            "viewer-mount",
+            "unknown-account",
+            "anonymous",
+        ],
     )
     def test_table(self, events, expected):
         """Writes the account's role does not allow fire; allowed ones do not."""
@@ -61,7 +80,8 @@ class TestOutOfRole:
 
     def test_without_roles_it_is_silent(self):
         """No roles file: the rule has nothing to check against."""
-        assert [] == run_rule("out_of_role", [push(actor="eve")])
+        expected: list[object] = []
+        assert expected == run_rule("out_of_role", [push(actor="eve")])
 
 
 class TestOffHoursWrite:
@@ -69,17 +89,37 @@ class TestOffHoursWrite:
         ("events", "options", "expected"),
         [
             ([push()], {}, []),
-            ([push(occurred_at=datetime(2026, 11, 25, 20, 0, tzinfo=UTC))], {},
-             [("info", (("actor", "alice"),), 1)]),
-            ([push(occurred_at=datetime(2026, 11, 28, 11, 0, tzinfo=UTC))], {},
-             [("info", (("actor", "alice"),), 1)]),
+            (
+                [push(occurred_at=datetime(2026, 11, 25, 20, 0, tzinfo=UTC))],
+                {},
+                [("info", (("actor", "alice"),), 1)],
+            ),
+            (
+                [push(occurred_at=datetime(2026, 11, 28, 11, 0, tzinfo=UTC))],
+                {},
+                [("info", (("actor", "alice"),), 1)],
+            ),
             ([make_event(occurred_at=datetime(2026, 11, 25, 20, 0, tzinfo=UTC))], {}, []),
-            ([delete(occurred_at=datetime(2026, 11, 25, 20, 0, tzinfo=UTC),
-                     user_agent="registry-monitor/0.1.0")], {}, []),
+            (
+                [
+                    delete(
+                        occurred_at=datetime(2026, 11, 25, 20, 0, tzinfo=UTC),
+                        user_agent="registry-monitor/0.1.0",
+                    )
+                ],
+                {},
+                [],
+            ),
             (notification_events(), {}, [("info", (("actor", "alice"),), 21)]),
         ],
-        ids=["weekday-10h", "weekday-20h", "saturday", "pull-at-night", "cleanup-at-night",
-             "fixture-friday-0452"],
+        ids=[
+            "weekday-10h",
+            "weekday-20h",
+            "saturday",
+            "pull-at-night",
+            "cleanup-at-night",
+            "fixture-friday-0452",
+        ],
     )
     def test_table(self, events, options, expected):
         """Writes outside Mon-Fri 09:00-18:00 UTC fire (pulls and cleanup do not)."""
@@ -93,26 +133,34 @@ class TestOffHoursWrite:
 
         config = parse_detect_config({"business_hours": {"timezone": "Asia/Tokyo"}})
         findings = replay(Detector(config, Roles()), notification_events())
-        assert [] == [f for f in findings if f.rule == "off_hours_write"]
+        expected: list[object] = []
+        assert expected == [f for f in findings if f.rule == "off_hours_write"]
 
 
 class TestTagMoved:
-    def manifest_push(self, seconds, tag, digest, **kwargs):
+    def manifest_push(self, seconds: int, tag: str, digest: str, **kwargs: Any) -> Event:
         return push(seconds=seconds, tag=tag, digest=digest, **kwargs)
 
     @pytest.mark.parametrize(
         ("steps", "expected"),
         [
             ([("v1", D1), ("v1", D1)], []),
-            ([("v1", D1), ("v1", D2)], [("critical", (("repository", "team/app"), ("tag", "v1")), 1)]),
-            ([("1.0", D1), ("1.0", D2)], [("critical", (("repository", "team/app"), ("tag", "1.0")), 1)]),
+            (
+                [("v1", D1), ("v1", D2)],
+                [("critical", (("repository", "team/app"), ("tag", "v1")), 1)],
+            ),
+            (
+                [("1.0", D1), ("1.0", D2)],
+                [("critical", (("repository", "team/app"), ("tag", "1.0")), 1)],
+            ),
             ([("latest", D1), ("latest", D2)], []),
             ([("v1", D2)], []),
-            ([("v1", D1), ("v1", D2), ("v1", D1)],
-             [("critical", (("repository", "team/app"), ("tag", "v1")), 1)] * 2),
+            (
+                [("v1", D1), ("v1", D2), ("v1", D1)],
+                [("critical", (("repository", "team/app"), ("tag", "v1")), 1)] * 2,
+            ),
         ],
-        ids=["same-digest", "moved", "semver-moved", "unprotected", "first-push",
-             "moved-twice"],
+        ids=["same-digest", "moved", "semver-moved", "unprotected", "first-push", "moved-twice"],
     )
     def test_table(self, steps, expected):
         """A push moving a protected tag to another digest fires, every time."""
@@ -121,7 +169,8 @@ class TestTagMoved:
 
     def test_fixture_is_quiet(self):
         """The capture pushes each tag once and deletes before anything is re-pushed."""
-        assert [] == run_rule("tag_moved", notification_events())
+        expected: list[object] = []
+        assert expected == run_rule("tag_moved", notification_events())
 
     def test_deleted_tag_is_forgotten(self):
         """After a tag delete, pushing the tag again at another digest is not a move."""
@@ -130,7 +179,8 @@ class TestTagMoved:
             delete(seconds=1, tag="v1", digest=None, target_kind=TargetKind.TAG),
             self.manifest_push(2, "v1", D2),
         ]
-        assert [] == run_rule("tag_moved", events)
+        expected: list[object] = []
+        assert expected == run_rule("tag_moved", events)
 
     def test_manifest_delete_forgets_its_tags(self):
         """A manifest delete by digest forgets the protected tags pointing at it."""
@@ -139,7 +189,8 @@ class TestTagMoved:
             delete(seconds=1, digest=D1),
             self.manifest_push(2, "v1", D2),
         ]
-        assert [] == run_rule("tag_moved", events)
+        expected: list[object] = []
+        assert expected == run_rule("tag_moved", events)
 
     def test_allow_listed_pushes_still_update_the_digest(self):
         """A release bot on the allow-list moves tags silently, and its digest is remembered."""
@@ -149,7 +200,8 @@ class TestTagMoved:
             self.manifest_push(1, "v1", D2, actor="release-bot"),
             self.manifest_push(2, "v1", D2),
         ]
-        assert [] == run_rule("tag_moved", events, options)
+        expected: list[object] = []
+        assert expected == run_rule("tag_moved", events, options)
 
 
 class TestDeleteOutsideCleanup:
@@ -160,8 +212,11 @@ class TestDeleteOutsideCleanup:
             ([delete(user_agent="registry-monitor/0.1.0")], {}, []),
             ([delete(actor="janitor")], {"cleanup_accounts": ["janitor"]}, []),
             ([push(), make_event()], {}, []),
-            (notification_events(), {},
-             [("warning", (("actor", "alice"), ("repository", "library/hello")), 3)]),
+            (
+                notification_events(),
+                {},
+                [("warning", (("actor", "alice"), ("repository", "library/hello")), 3)],
+            ),
         ],
         ids=["manual", "monitor-agent", "cleanup-account", "no-delete", "fixture-curl-delete"],
     )

@@ -28,8 +28,16 @@ class TestParseDetectConfig:
     def test_overrides(self):
         """Given keys override the defaults, the rest keep theirs."""
         config = parse_detect_config(
-            {"rules": {"brute_force_account": {"threshold": 8, "window": "1h", "mode": "shadow",
-                                               "severity": "critical"}}}
+            {
+                "rules": {
+                    "brute_force_account": {
+                        "threshold": 8,
+                        "window": "1h",
+                        "mode": "shadow",
+                        "severity": "critical",
+                    }
+                }
+            }
         )
         rule = config.rules["brute_force_account"]
         expected = (8, timedelta(hours=1), Mode.SHADOW, Severity.CRITICAL, timedelta(minutes=10))
@@ -40,7 +48,9 @@ class TestParseDetectConfig:
         config = parse_detect_config({"allow": {"users": ["ci"]}})
         rule = config.rules["mass_pull"]
         assert (frozenset({"ci"}), frozenset({Client.MONITOR, Client.SCANNER})) == (
-            rule.allow.users, rule.allow.clients)
+            rule.allow.users,
+            rule.allow.clients,
+        )
 
     @pytest.mark.parametrize(
         ("document", "key"),
@@ -57,15 +67,22 @@ class TestParseDetectConfig:
             ({"rules": {"mass_pull": {"group_by": ["path"]}}}, "rules.mass_pull.group_by"),
             ({"rules": {"mass_pull": {"colour": 1}}}, "rules.mass_pull.colour"),
             ({"rules": {"mass_pull": {"max_bytes": "lots"}}}, "rules.mass_pull.max_bytes"),
-            ({"rules": {"mass_pull": {"count_manifest_heads": 1}}},
-             "rules.mass_pull.count_manifest_heads"),
+            (
+                {"rules": {"mass_pull": {"count_manifest_heads": 1}}},
+                "rules.mass_pull.count_manifest_heads",
+            ),
             ({"rules": {"tag_moved": {"patterns": [1]}}}, "rules.tag_moved.patterns"),
-            ({"rules": {"success_after_failures": {"group_by": ["tag"]}}},
-             "rules.success_after_failures.group_by"),
+            (
+                {"rules": {"success_after_failures": {"group_by": ["tag"]}}},
+                "rules.success_after_failures.group_by",
+            ),
             ({"allow": {"cidrs": ["10.0.0.0/33"]}}, "allow.cidrs"),
             ({"allow": {"clients": ["curl"]}}, "allow.clients"),
             ({"allow": {"ips": []}}, "allow.ips"),
-            ({"rules": {"enumeration": {"allow": {"cidrs": "x"}}}}, "rules.enumeration.allow.cidrs"),
+            (
+                {"rules": {"enumeration": {"allow": {"cidrs": "x"}}}},
+                "rules.enumeration.allow.cidrs",
+            ),
             ({"business_hours": {"timezone": "Mars/Olympus"}}, "business_hours.timezone"),
             ({"business_hours": {"weekdays": ["funday"]}}, "business_hours.weekdays"),
             ({"business_hours": {"start": "9am"}}, "business_hours.start"),
@@ -85,8 +102,10 @@ class TestParseDetectConfig:
         path = tmp_path / "rules.yml"
         path.write_text("business_hours:\n  start: 08:30\nrules:\n  enumeration: {threshold: 3}\n")
         config = load_detect_config(path)
-        assert (time(8, 30), 3) == (config.business_hours.start,
-                                    config.rules["enumeration"].threshold)
+        assert (time(8, 30), 3) == (
+            config.business_hours.start,
+            config.rules["enumeration"].threshold,
+        )
 
     def test_load_errors(self, tmp_path: Path):
         """A missing or broken file is a ConfigError on detect.rules_file."""
@@ -97,7 +116,7 @@ class TestParseDetectConfig:
             with pytest.raises(ConfigError) as caught:
                 load_detect_config(path)
             keys.append(caught.value.key)
-        assert ["detect.rules_file", "detect.rules_file"] == keys
+        assert keys == ["detect.rules_file", "detect.rules_file"]
 
     def test_no_file_means_defaults(self):
         """No rules file gives the defaults."""
@@ -107,8 +126,16 @@ class TestParseDetectConfig:
 class TestParseDuration:
     @pytest.mark.parametrize(
         ("text", "seconds"),
-        [(30, 30), (1.5, 1.5), ("45", 45), ("30s", 30), ("10m", 600), ("2h", 7200),
-         ("7d", 604800), (" 5 m ", 300)],
+        [
+            (30, 30),
+            (1.5, 1.5),
+            ("45", 45),
+            ("30s", 30),
+            ("10m", 600),
+            ("2h", 7200),
+            ("7d", 604800),
+            (" 5 m ", 300),
+        ],
     )
     def test_table(self, text, seconds):
         """Numbers are seconds; s, m, h and d are units."""
@@ -122,17 +149,36 @@ class TestBusinessHours:
             (BusinessHours(), datetime(2026, 11, 25, 9, 0, tzinfo=UTC), True),
             (BusinessHours(), datetime(2026, 11, 25, 18, 0, tzinfo=UTC), False),
             (BusinessHours(), datetime(2026, 11, 28, 12, 0, tzinfo=UTC), False),
-            (BusinessHours(timezone="Europe/Berlin"), datetime(2026, 11, 25, 8, 30, tzinfo=UTC),
-             True),
-            (BusinessHours(timezone="Europe/Berlin"), datetime(2026, 7, 1, 16, 30, tzinfo=UTC),
-             False),
-            (BusinessHours(start=time(22), end=time(6)), datetime(2026, 11, 25, 23, tzinfo=UTC),
-             True),
-            (BusinessHours(start=time(22), end=time(6)), datetime(2026, 11, 25, 12, tzinfo=UTC),
-             False),
+            (
+                BusinessHours(timezone="Europe/Berlin"),
+                datetime(2026, 11, 25, 8, 30, tzinfo=UTC),
+                True,
+            ),
+            (
+                BusinessHours(timezone="Europe/Berlin"),
+                datetime(2026, 7, 1, 16, 30, tzinfo=UTC),
+                False,
+            ),
+            (
+                BusinessHours(start=time(22), end=time(6)),
+                datetime(2026, 11, 25, 23, tzinfo=UTC),
+                True,
+            ),
+            (
+                BusinessHours(start=time(22), end=time(6)),
+                datetime(2026, 11, 25, 12, tzinfo=UTC),
+                False,
+            ),
         ],
-        ids=["start", "end", "saturday", "berlin-winter", "berlin-summer", "night-shift",
-             "night-shift-noon"],
+        ids=[
+            "start",
+            "end",
+            "saturday",
+            "berlin-winter",
+            "berlin-summer",
+            "night-shift",
+            "night-shift-noon",
+        ],
     )
     def test_contains(self, hours, moment, inside):
         """Hours are local to the zone, start inclusive, end exclusive, may span midnight."""
@@ -160,4 +206,4 @@ class TestAllowList:
 
     def test_severity_ranks(self):
         """Severity ranks order info < warning < critical."""
-        assert [0, 1, 2] == [s.rank for s in (Severity.INFO, Severity.WARNING, Severity.CRITICAL)]
+        assert [s.rank for s in (Severity.INFO, Severity.WARNING, Severity.CRITICAL)] == [0, 1, 2]

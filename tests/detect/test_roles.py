@@ -42,8 +42,10 @@ class TestRoles:
 
     def test_parsed_roles(self):
         """Roles and default patterns come from the document."""
-        assert (Role.ADMIN, ("*",)) == (ROLES.accounts["root"].role,
-                                         ROLES.accounts["root"].repositories)
+        assert (
+            ROLES.accounts["root"].role,
+            ROLES.accounts["root"].repositories,
+        ) == (Role.ADMIN, ("*",))
 
 
 class TestParseRoles:
@@ -55,8 +57,10 @@ class TestParseRoles:
             ({"accounts": []}, "roles.accounts"),
             ({"accounts": {"a": "admin"}}, "roles.accounts.a"),
             ({"accounts": {"a": {"role": "owner"}}}, "roles.accounts.a.role"),
-            ({"accounts": {"a": {"role": "viewer", "repositories": []}}},
-             "roles.accounts.a.repositories"),
+            (
+                {"accounts": {"a": {"role": "viewer", "repositories": []}}},
+                "roles.accounts.a.repositories",
+            ),
             ({"accounts": {"a": {"role": "viewer", "repos": ["x"]}}}, "roles.accounts.a.repos"),
         ],
     )
@@ -70,4 +74,4 @@ class TestParseRoles:
         """A roles file is read; no file means no roles."""
         path = tmp_path / "roles.yml"
         path.write_text("accounts:\n  alice: {role: developer, repositories: ['team/*']}\n")
-        assert (True, False) == (load_roles(path).configured, load_roles(None).configured)
+        assert (load_roles(path).configured, load_roles(None).configured) == (True, False)

@@ -33,9 +33,14 @@ class TestStateJson:
 
     @pytest.mark.parametrize(
         "text",
-        ["", "[]", '{"version": 99}', '{"version": 1}',
-         '{"version":1,"counts":{"k":[["x","y"]]},"distinct":{},"volumes":{},'
-         '"baselines":{},"tags":{},"incidents":{}}'],
+        [
+            "",
+            "[]",
+            '{"version": 99}',
+            '{"version": 1}',
+            '{"version":1,"counts":{"k":[["x","y"]]},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{},"incidents":{}}',
+        ],
         ids=["empty", "list", "version", "missing-keys", "bad-entry"],
     )
     def test_invalid(self, text):
@@ -59,12 +64,20 @@ class TestStateJson:
     )
     def test_restart_anywhere_finds_the_same(self, rows, split):
         """For any events and any split point, a JSON restart in between changes nothing."""
-        actions = {"auth": Action.AUTH_FAILURE, "pull": Action.PULL, "delete": Action.DELETE,
-                   "request": Action.REQUEST}
+        actions = {
+            "auth": Action.AUTH_FAILURE,
+            "pull": Action.PULL,
+            "delete": Action.DELETE,
+            "request": Action.REQUEST,
+        }
         events = [
             make_event(
-                seconds=seconds, action=actions[kind], actor=actor, remote_ip=ip,
-                repository=repo, route="tags" if kind == "request" else None,
+                seconds=seconds,
+                action=actions[kind],
+                actor=actor,
+                remote_ip=ip,
+                repository=repo,
+                route="tags" if kind == "request" else None,
                 request_uri=f"/v2/{repo}/tags/list?{seconds}",
                 source=Source.LOG if kind in ("auth", "request") else Source.NOTIFICATION,
             )
@@ -88,13 +101,13 @@ class TestWindows:
         state = DetectorState()
         for i in range(10):
             add_count(state, "r|k", i * S, f"e{i}", 5 * S, cap=3)
-        assert [(7 * S, "e7"), (8 * S, "e8"), (9 * S, "e9")] == state.counts["r|k"]
+        assert state.counts["r|k"] == [(7 * S, "e7"), (8 * S, "e8"), (9 * S, "e9")]
 
     def test_count_window_ignores_the_same_event_twice(self):
         """A redelivered event is counted once."""
         state = DetectorState()
         add_count(state, "r|k", S, "e1", 5 * S, cap=10)
-        assert [(S, "e1")] == add_count(state, "r|k", S, "e1", 5 * S, cap=10)
+        assert add_count(state, "r|k", S, "e1", 5 * S, cap=10) == [(S, "e1")]
 
     def test_distinct_window_keeps_latest_per_value(self):
         """Each value appears once, with its latest time; old values slide out."""
@@ -103,17 +116,17 @@ class TestWindows:
         add_distinct(state, "r|k", "b", 5 * S, "e1", 10 * S, cap=5)
         add_distinct(state, "r|k", "a", 8 * S, "e2", 10 * S, cap=5)
         add_distinct(state, "r|k", "c", 16 * S, "e3", 10 * S, cap=5)
-        assert {"a": (8 * S, "e2"), "c": (16 * S, "e3")} == state.distinct["r|k"]
+        assert state.distinct["r|k"] == {"a": (8 * S, "e2"), "c": (16 * S, "e3")}
 
     def test_volume_window_sums_recent_buckets(self):
         """Bytes older than the window stop counting."""
         state = DetectorState()
         add_volume(state, "r|k", 100, 0, 60 * S)
         add_volume(state, "r|k", 50, 30 * S, 60 * S)
-        assert (150, 10) == (
+        assert (
             add_volume(state, "r|k", 0, 59 * S, 60 * S),
             add_volume(state, "r|k", 10, 120 * S, 60 * S),
-        )
+        ) == (150, 10)
 
     @settings(max_examples=50, deadline=None)
     @given(st.lists(st.integers(0, 10_000), max_size=200), st.integers(1, 20))
@@ -133,4 +146,4 @@ class TestWindows:
         ]
         _, state = detector.process(failures, DetectorState(), BASE_TIME + timedelta(seconds=6))
         _, later = detector.process([], state, BASE_TIME + timedelta(days=2))
-        assert (True, {}, {}) == (bool(state.counts), later.counts, later.incidents)
+        assert (bool(state.counts), later.counts, later.incidents) == (True, {}, {})
