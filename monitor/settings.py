@@ -136,6 +136,16 @@ class LoggingSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class DetectSettings:
+    rules_file: Path | None = setting(
+        None, "YAML file with detection rule thresholds, windows, allow-lists and modes."
+    )
+    roles_file: Path | None = setting(
+        None, "YAML file mapping accounts to roles (admin, developer, viewer) and repositories."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
@@ -144,6 +154,7 @@ class Settings:
     logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
+    detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
 
 
 T = TypeVar("T")

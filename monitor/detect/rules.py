@@ -1,0 +1,31 @@
+"""The rule table: every rule the detector knows, by the name used in the configuration.
+
+The rules themselves live by subject: `auth_rules` (failed logins), `access_rules` (reads),
+`change_rules` (writes).
+"""
+
+from __future__ import annotations
+
+from monitor.detect.access_rules import enumeration, mass_pull, new_source
+from monitor.detect.auth_rules import brute_force, password_spray, success_after_failures
+from monitor.detect.change_rules import (
+    delete_outside_cleanup,
+    off_hours_write,
+    out_of_role,
+    tag_moved,
+)
+from monitor.detect.rulebase import RuleSpec
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec("brute_force_account", brute_force),
+    RuleSpec("brute_force_address", brute_force),
+    RuleSpec("password_spray", password_spray),
+    RuleSpec("success_after_failures", success_after_failures),
+    RuleSpec("enumeration", enumeration),
+    RuleSpec("mass_pull", mass_pull),
+    RuleSpec("new_source", new_source),
+    RuleSpec("out_of_role", out_of_role),
+    RuleSpec("off_hours_write", off_hours_write),
+    RuleSpec("tag_moved", tag_moved, sees_allowed=True),
+    RuleSpec("delete_outside_cleanup", delete_outside_cleanup),
+)

@@ -1,0 +1,227 @@
+"""Detector state: sliding windows, learned baselines and open incidents, as plain data.
+
+Everything here converts to JSON and back exactly (times are integer microseconds since the
+Unix epoch), so the store can persist the state and a restart keeps open windows. Memory is
+bounded: windows are pruned to their duration and capped per key, and `sweep` drops keys
+that went quiet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from monitor.errors import ParseError
+
+STATE_VERSION = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Entry = tuple[int, str]
+"""(time in microseconds, event id)."""
+
+
+def to_us(moment: datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def span_us(duration: timedelta) -> int:
+    return (duration.days * 86_400 + duration.seconds) * 1_000_000 + duration.microseconds
+
+
+@dataclasses.dataclass
+class Incident:
+    """A fingerprint that fired; repeats inside the cooldown are counted onto it."""
+
+    rule: str
+    fired: int
+    first_seen: int
+    last_seen: int
+    count: int
+    severity: str
+    evidence: list[str]
+
+
+@dataclasses.dataclass
+class Baseline:
+    """Addresses an account was seen from, learned since `since`."""
+
+    since: int
+    addresses: dict[str, int]
+
+
+@dataclasses.dataclass
+class DetectorState:
+    counts: dict[str, list[Entry]] = dataclasses.field(default_factory=dict)
+    distinct: dict[str, dict[str, Entry]] = dataclasses.field(default_factory=dict)
+    volumes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    baselines: dict[str, Baseline] = dataclasses.field(default_factory=dict)
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    incidents: dict[str, Incident] = dataclasses.field(default_factory=dict)
+
+
+def window_key(rule: str, group: tuple[tuple[str, str], ...]) -> str:
+    return rule + "|" + json.dumps([value for _, value in group], ensure_ascii=False)
+
+
+def rule_of_key(key: str) -> str:
+    """The rule that owns a window key (`<rule>[/<part>]|<group>`)."""
+    return key.split("|", 1)[0].split("/", 1)[0]
+
+
+def add_count(
+    state: DetectorState, key: str, at: int, event_id: str, window: int, cap: int
+) -> list[Entry]:
+    """Record one occurrence; the occurrences in the window that ends at `at`, oldest first."""
+    entries = state.counts.setdefault(key, [])
+    item = (at, event_id)
+    position = bisect.bisect_left(entries, item)
+    if position == len(entries) or entries[position] != item:
+        entries.insert(position, item)
+    newest = entries[-1][0]
+    stale = bisect.bisect_left(entries, (newest - window, ""))
+    del entries[: max(stale, len(entries) - cap)]
+    return in_window(state, key, at, window)
+
+
+def in_window(state: DetectorState, key: str, at: int, window: int) -> list[Entry]:
+    """The recorded occurrences with `at - window <= time <= at`, oldest first."""
+    return [e for e in state.counts.get(key, ()) if at - window <= e[0] <= at]
+
+
+def add_distinct(
+    state: DetectorState, key: str, value: str, at: int, event_id: str, window: int, cap: int
+) -> list[Entry]:
+    """Record `value`; one entry per distinct value seen in the window ending at `at`."""
+    values = state.distinct.setdefault(key, {})
+    previous = values.get(value)
+    if previous is None or previous[0] <= at:
+        values[value] = (at, event_id)
+    newest = max(entry[0] for entry in values.values())
+    kept = sorted(
+        ((entry, name) for name, entry in values.items() if entry[0] >= newest - window),
+        reverse=True,
+    )[:cap]
+    state.distinct[key] = {name: entry for entry, name in kept}
+    return sorted(e for e in state.distinct[key].values() if at - window <= e[0] <= at)
+
+
+def add_volume(state: DetectorState, key: str, amount: int, at: int, window: int) -> int:
+    """Add `amount` at `at`; the total in the window ending at `at` (buckets of window/12)."""
+    width = _bucket_width(window)
+    buckets = state.volumes.setdefault(key, {})
+    start = at - at % width
+    buckets[str(start)] = buckets.get(str(start), 0) + amount
+    newest = max(int(s) for s in buckets)
+    for name in [s for s in buckets if int(s) + width <= newest - window]:
+        del buckets[name]
+    return sum(v for s, v in buckets.items() if at - window < int(s) + width and int(s) <= at)
+
+
+def sweep(
+    state: DetectorState,
+    now: int,
+    windows: dict[str, int],
+    cooldowns: dict[str, int],
+    forget_after: int,
+) -> None:
+    """Drop windows, incidents and learned addresses that can no longer matter at `now`."""
+    for key in [k for k, v in state.counts.items() if not v or _quiet(k, v[-1][0], now, windows)]:
+        del state.counts[key]
+    for key in [
+        k
+        for k, v in state.distinct.items()
+        if not v or _quiet(k, max(e[0] for e in v.values()), now, windows)
+    ]:
+        del state.distinct[key]
+    for key in [k for k, v in state.volumes.items() if not v or _quiet_volume(k, v, now, windows)]:
+        del state.volumes[key]
+    for fingerprint in [
+        f
+        for f, incident in state.incidents.items()
+        if incident.fired + cooldowns.get(incident.rule, 0) <= now
+    ]:
+        del state.incidents[fingerprint]
+    for actor, baseline in list(state.baselines.items()):
+        baseline.addresses = {
+            ip: seen for ip, seen in baseline.addresses.items() if seen > now - forget_after
+        }
+        if not baseline.addresses:
+            del state.baselines[actor]
+
+
+def _bucket_width(window: int) -> int:
+    return max(window // 12, 1_000_000)
+
+
+def _quiet_volume(key: str, buckets: dict[str, int], now: int, windows: dict[str, int]) -> bool:
+    window = windows.get(rule_of_key(key))
+    if window is None:
+        return True
+    return max(int(s) for s in buckets) + _bucket_width(window) <= now - window
+
+
+def _quiet(key: str, newest: int, now: int, windows: dict[str, int]) -> bool:
+    window = windows.get(rule_of_key(key))
+    return window is None or newest < now - window
+
+
+def state_to_json(state: DetectorState) -> str:
+    """The state as a JSON document (stable key order)."""
+    document = {"version": STATE_VERSION, **dataclasses.asdict(state)}
+    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def state_from_json(text: str) -> DetectorState:
+    """The state saved by `state_to_json`; ParseError when it is not one."""
+    try:
+        document = json.loads(text)
+        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            raise ValueError(f"expected a version {STATE_VERSION} detector state")
+        return _from_document(document)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ParseError("detector_state", f"invalid detector state: {exc}") from exc
+
+
+def _entry(value: Any) -> Entry:
+    at, event_id = value
+    if not isinstance(at, int) or not isinstance(event_id, str):
+        raise TypeError("a window entry is [microseconds, event id]")
+    return (at, event_id)
+
+
+def _from_document(document: dict[str, Any]) -> DetectorState:
+    return DetectorState(
+        counts={k: [_entry(e) for e in v] for k, v in document["counts"].items()},
+        distinct={
+            k: {name: _entry(e) for name, e in v.items()} for k, v in document["distinct"].items()
+        },
+        volumes={k: {s: int(n) for s, n in v.items()} for k, v in document["volumes"].items()},
+        baselines={
+            actor: Baseline(
+                since=int(b["since"]),
+                addresses={ip: int(t) for ip, t in b["addresses"].items()},
+            )
+            for actor, b in document["baselines"].items()
+        },
+        tags={str(k): str(v) for k, v in document["tags"].items()},
+        incidents={
+            f: Incident(
+                rule=str(i["rule"]),
+                fired=int(i["fired"]),
+                first_seen=int(i["first_seen"]),
+                last_seen=int(i["last_seen"]),
+                count=int(i["count"]),
+                severity=str(i["severity"]),
+                evidence=[str(e) for e in i["evidence"]],
+            )
+            for f, i in document["incidents"].items()
+        },
+    )

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from monitor.events import Action, Event, Source
+from tests.detect.fixture_events import log_events, make_event, scenario_events
+from tests.detect.rule_runs import run_rule
+
+
+def failure(seconds: float, actor: str | None = "mallory", ip: str = "127.0.0.1") -> Event:
+    return make_event(
+        source=Source.LOG,
+        action=Action.AUTH_FAILURE,
+        target_kind=None,
+        repository=None,
+        digest=None,
+        actor=actor,
+        remote_ip=ip,
+        seconds=seconds,
+    )
+
+
+def failures(count: int, step: float = 1.0, **kwargs) -> list[Event]:
+    return [failure(i * step, **kwargs) for i in range(count)]
+
+
+MALLORY = (("actor", "mallory"),)
+LOOPBACK = (("remote_ip", "127.0.0.1"),)
+
+
+class TestBruteForce:
+    @pytest.mark.parametrize(
+        ("rule", "events", "expected"),
+        [
+            ("brute_force_account", log_events(), []),
+            ("brute_force_address", log_events(), []),
+            ("brute_force_account", failures(4), []),
+            ("brute_force_account", failures(5), [("warning", MALLORY, 1)]),
+            ("brute_force_account", failures(7), [("warning", MALLORY, 3)]),
+            ("brute_force_account", failures(5, step=200), []),
+            ("brute_force_account", failures(5, actor=None), []),
+            (
+                "brute_force_account",
+                [failure(i, ip=f"127.0.0.{i + 1}") for i in range(5)],
+                [("warning", MALLORY, 1)],
+            ),
+            ("brute_force_address", failures(5, actor=None), [("warning", LOOPBACK, 1)]),
+            (
+                "brute_force_address",
+                [failure(i, actor=f"user{i}") for i in range(5)],
+                [("warning", LOOPBACK, 1)],
+            ),
+        ],
+        ids=[
+            "fixture-account",
+            "fixture-address",
+            "four",
+            "five",
+            "seven-repeats",
+            "spread-over-16m",
+            "no-account-name",
+            "one-account-many-addresses",
+            "address-anonymous",
+            "address-many-accounts",
+        ],
+    )
+    def test_table(self, rule, events, expected):
+        """Five failed logins in ten minutes for one group fire; fewer or slower do not."""
+        assert expected == run_rule(rule, events)
+
+    def test_allow_listed_address_is_ignored(self):
+        """Failures from an allow-listed CIDR are not counted."""
+        options = {"allow": {"cidrs": ["127.0.0.0/8"]}}
+        expected: list[object] = []
+        assert expected == run_rule("brute_force_address", failures(10, actor=None), options)
+
+
+class TestPasswordSpray:
+    @pytest.mark.parametrize(
+        ("events", "expected"),
+        [
+            (log_events(), []),
+            (failures(20), []),
+            ([failure(i, actor=f"user{i}") for i in range(4)], []),
+            ([failure(i, actor=f"user{i}") for i in range(5)], [("warning", LOOPBACK, 1)]),
+            ([failure(i * 200, actor=f"user{i}") for i in range(5)], []),
+        ],
+        ids=["fixture", "one-account", "four-accounts", "five-accounts", "slow"],
+    )
+    def test_table(self, events, expected):
+        """Five distinct account names failing from one address in ten minutes fire."""
+        assert expected == run_rule("password_spray", events)
+
+
+class TestSuccessAfterFailures:
+    @pytest.mark.parametrize(
+        ("events", "expected"),
+        [
+            (scenario_events(), []),
+            (
+                [*failures(5), make_event(actor="mallory", seconds=10)],
+                [("critical", MALLORY, 1), ("critical", LOOPBACK, 1)],
+            ),
+            (
+                [
+                    *failures(5, ip="127.0.0.9"),
+                    make_event(actor="mallory", remote_ip="127.0.0.2", seconds=10),
+                ],
+                [("critical", MALLORY, 1)],
+            ),
+            (
+                [
+                    *failures(5, ip="127.0.0.9"),
+                    make_event(actor="bob", remote_ip="127.0.0.9", seconds=10),
+                ],
+                [("critical", (("remote_ip", "127.0.0.9"),), 1)],
+            ),
+            ([*failures(4), make_event(actor="mallory", seconds=10)], []),
+            ([*failures(5), make_event(actor="mallory", seconds=700)], []),
+            ([make_event(actor="mallory", seconds=-10), *failures(5)], []),
+        ],
+        ids=[
+            "fixture",
+            "same-account-and-address",
+            "same-account",
+            "same-address",
+            "below-burst",
+            "after-window",
+            "success-first",
+        ],
+    )
+    def test_table(self, events, expected):
+        """A success by the account or from the address of a failure burst fires."""
+        assert expected == run_rule("success_after_failures", events)
+
+    def test_group_by_restricts_correlation(self):
+        """With group_by [actor] only the same account correlates."""
+        success = make_event(actor="bob", remote_ip="127.0.0.9", seconds=10)
+        events = [*failures(5, ip="127.0.0.9"), success]
+        expected: list[object] = []
+        assert expected == run_rule("success_after_failures", events, {"group_by": ["actor"]})
+
+    def test_fixture_shifted_failures_followed_by_push(self):
+        """Two extra failures for mallory make the fixture's 127.0.0.1 burst reach 5 (with
+        bob's), so alice's push from the same address right after fires by address."""
+        first_failure = log_events()[0].occurred_at
+        shifted = [
+            make_event(
+                source=Source.LOG,
+                action=Action.AUTH_FAILURE,
+                target_kind=None,
+                repository=None,
+                digest=None,
+                actor="mallory",
+                occurred_at=first_failure - timedelta(seconds=i + 1),
+            )
+            for i in range(2)
+        ]
+        found = run_rule("success_after_failures", scenario_events() + shifted)
+        assert [(s, g, 1) for s, g, _ in found] == [("critical", LOOPBACK, 1)]

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.detect.config import default_detect_config
+from monitor.detect.engine import Detector
+from monitor.detect.roles import Roles
+from monitor.detect.state import (
+    DetectorState,
+    add_count,
+    add_distinct,
+    add_volume,
+    state_from_json,
+    state_to_json,
+)
+from monitor.errors import ParseError
+from monitor.events import Action, Source
+from tests.detect.fixture_events import BASE_TIME, make_event, scenario_events
+
+S = 1_000_000
+
+
+class TestStateJson:
+    def test_round_trip_after_the_scenario(self):
+        """The state after the capture survives JSON unchanged."""
+        detector = Detector(default_detect_config(), Roles())
+        _, state = detector.process(scenario_events(), DetectorState(), BASE_TIME)
+        assert state == state_from_json(state_to_json(state))
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "",
+            "[]",
+            '{"version": 99}',
+            '{"version": 1}',
+            '{"version":1,"counts":{"k":[["x","y"]]},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{},"incidents":{}}',
+        ],
+        ids=["empty", "list", "version", "missing-keys", "bad-entry"],
+    )
+    def test_invalid(self, text):
+        """Anything but a saved state is a ParseError."""
+        with pytest.raises(ParseError):
+            state_from_json(text)
+
+    @settings(max_examples=50, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(0, 7200),
+                st.sampled_from(["auth", "pull", "delete", "request"]),
+                st.sampled_from(["alice", "bob", "mallory", None]),
+                st.sampled_from(["127.0.0.1", "127.0.0.2", "::1"]),
+                st.sampled_from(["team/app", "library/hello", "x/y"]),
+            ),
+            max_size=40,
+        ),
+        st.integers(0, 40),
+    )
+    def test_restart_anywhere_finds_the_same(self, rows, split):
+        """For any events and any split point, a JSON restart in between changes nothing."""
+        actions = {
+            "auth": Action.AUTH_FAILURE,
+            "pull": Action.PULL,
+            "delete": Action.DELETE,
+            "request": Action.REQUEST,
+        }
+        events = [
+            make_event(
+                seconds=seconds,
+                action=actions[kind],
+                actor=actor,
+                remote_ip=ip,
+                repository=repo,
+                route="tags" if kind == "request" else None,
+                request_uri=f"/v2/{repo}/tags/list?{seconds}",
+                source=Source.LOG if kind in ("auth", "request") else Source.NOTIFICATION,
+            )
+            for seconds, kind, actor, ip, repo in sorted(rows, key=lambda row: row[0])
+        ]
+        detector = Detector(default_detect_config(), Roles())
+        first, second = events[:split], events[split:]
+        middle = first[-1].occurred_at if first else BASE_TIME
+        end = BASE_TIME + timedelta(hours=3)
+        _, state = detector.process(first, DetectorState(), middle)
+        expected, after = detector.process(second, state, end)
+        actual, restored_after = detector.process(
+            second, state_from_json(state_to_json(state)), end
+        )
+        assert (expected, after) == (actual, restored_after)
+
+
+class TestWindows:
+    def test_count_window_slides_and_caps(self):
+        """Old occurrences fall out of the window and the list never exceeds its cap."""
+        state = DetectorState()
+        for i in range(10):
+            add_count(state, "r|k", i * S, f"e{i}", 5 * S, cap=3)
+        assert state.counts["r|k"] == [(7 * S, "e7"), (8 * S, "e8"), (9 * S, "e9")]
+
+    def test_count_window_ignores_the_same_event_twice(self):
+        """A redelivered event is counted once."""
+        state = DetectorState()
+        add_count(state, "r|k", S, "e1", 5 * S, cap=10)
+        expected = [(S, "e1")]
+        assert expected == add_count(state, "r|k", S, "e1", 5 * S, cap=10)
+
+    def test_distinct_window_keeps_latest_per_value(self):
+        """Each value appears once, with its latest time; old values slide out."""
+        state = DetectorState()
+        add_distinct(state, "r|k", "a", 0, "e0", 10 * S, cap=5)
+        add_distinct(state, "r|k", "b", 5 * S, "e1", 10 * S, cap=5)
+        add_distinct(state, "r|k", "a", 8 * S, "e2", 10 * S, cap=5)
+        add_distinct(state, "r|k", "c", 16 * S, "e3", 10 * S, cap=5)
+        assert state.distinct["r|k"] == {"a": (8 * S, "e2"), "c": (16 * S, "e3")}
+
+    def test_volume_window_sums_recent_buckets(self):
+        """Bytes older than the window stop counting."""
+        state = DetectorState()
+        add_volume(state, "r|k", 100, 0, 60 * S)
+        add_volume(state, "r|k", 50, 30 * S, 60 * S)
+        assert (
+            add_volume(state, "r|k", 0, 59 * S, 60 * S),
+            add_volume(state, "r|k", 10, 120 * S, 60 * S),
+        ) == (150, 10)
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(st.integers(0, 10_000), max_size=200), st.integers(1, 20))
+    def test_count_window_is_bounded(self, times, cap):
+        """However many occurrences arrive, at most `cap` are kept."""
+        state = DetectorState()
+        for i, at in enumerate(times):
+            add_count(state, "r|k", at * S, f"e{i}", 100 * S, cap=cap)
+        assert len(state.counts.get("r|k", [])) <= cap
+
+    def test_sweep_drops_quiet_state(self):
+        """Windows and incidents long past their window and cooldown are dropped."""
+        detector = Detector(default_detect_config(), Roles())
+        failures = [
+            make_event(source=Source.LOG, action=Action.AUTH_FAILURE, actor="m", seconds=i)
+            for i in range(6)
+        ]
+        _, state = detector.process(failures, DetectorState(), BASE_TIME + timedelta(seconds=6))
+        _, later = detector.process([], state, BASE_TIME + timedelta(days=2))
+        assert (bool(state.counts), later.counts, later.incidents) == (True, {}, {})
