@@ -117,7 +117,8 @@ class SlackServer:
             self._faults.extend(faults)
 
     def rate_limit_next(self, retry_after: int = 1) -> None:
-        self.fail_next(Fault(429, "rate_limited", (("Retry-After", str(retry_after)),)))
+        body = '{"ok":false,"error":"ratelimited"}'
+        self.fail_next(Fault(429, body, (("Retry-After", str(retry_after)),)))
 
     def error_next(self, status: int = 500) -> None:
         self.fail_next(Fault(status, "internal_error"))
