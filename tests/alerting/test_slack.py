@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from slack_sdk import WebClient
 
 from monitor.alerting.model import Digest
 from monitor.alerting.render import render_alert, render_resolved
@@ -245,3 +246,19 @@ class TestWebhookNotifier:
         slack.down()
         expected = Outcome.RETRYABLE
         assert expected == webhook(slack).send_new(make_alert()).outcome
+
+
+class TestFakeSlackServer:
+    def test_accepts_form_encoded_web_api_calls(self, slack: SlackServer) -> None:
+        """The fake reads form bodies (with the token as a field) as well as JSON."""
+        client = WebClient(base_url=slack.api_url, retry_handlers=[])
+        response = client.api_call(
+            "chat.postMessage", data={"token": TOKEN, "channel": CHANNEL, "text": "hi"}
+        )
+        expected = (True, CHANNEL, "hi", "application/x-www-form-urlencoded")
+        assert expected == (
+            response["ok"],
+            response["channel"],
+            slack.requests[0].payload["text"],
+            slack.requests[0].headers["Content-Type"],
+        )
