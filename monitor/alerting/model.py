@@ -126,6 +126,28 @@ class Digest:
     def fingerprint(self) -> str:
         return f"digest:{self.rule}:{_rfc3339(self.window_start)}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, for storage."""
+        return {
+            "rule": self.rule,
+            "window_start": _rfc3339(self.window_start),
+            "window_end": _rfc3339(self.window_end),
+            "alerts": [alert.to_dict() for alert in self.alerts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Digest:
+        """The inverse of `to_dict`; raises ParseError on anything malformed."""
+        try:
+            return cls(
+                rule=_text(data["rule"]),
+                window_start=parse_timestamp(_text(data["window_start"])),
+                window_end=parse_timestamp(_text(data["window_end"])),
+                alerts=tuple(Alert.from_dict(item) for item in data["alerts"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParseError("invalid_digest", f"not a stored digest: {exc}") from exc
+
 
 def _rfc3339(value: datetime) -> str:
     return utc(value).isoformat().replace("+00:00", "Z")

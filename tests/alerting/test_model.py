@@ -73,6 +73,17 @@ class TestAlert:
 
 
 class TestDigest:
+    @given(st.lists(alerts(), max_size=3))
+    def test_dict_round_trip(self, items: list[Alert]) -> None:
+        """`Digest.from_dict(to_dict())` gives the same digest back, for storage."""
+        digest = Digest("brute", T0, T0, tuple(items))
+        assert digest == Digest.from_dict(digest.to_dict())
+
+    def test_malformed_dict_is_a_parse_error(self) -> None:
+        """A stored digest that cannot be read raises ParseError."""
+        with pytest.raises(ParseError):
+            Digest.from_dict({"rule": "r", "window_start": "now"})
+
     def test_fingerprint_names_rule_and_hour(self) -> None:
         """A digest has its own fingerprint, distinct per rule and hour."""
         digest = Digest("brute", T0.replace(minute=0, second=0), T0, ())
