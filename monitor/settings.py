@@ -146,6 +146,29 @@ class DetectSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlertingSettings:
+    slack_webhook_url: Secret | None = setting(
+        None,
+        "Slack incoming-webhook URL. Alerts go out as plain messages (no threads, no updates).",
+        secret=True,
+    )
+    slack_bot_token: Secret | None = setting(
+        None,
+        "Slack bot token (`xoxb-…`, scope `chat:write`); with `slack_channel`, repeats are "
+        "threaded under the first message and a resolve updates it. Preferred over the webhook.",
+        secret=True,
+    )
+    slack_channel: str = setting("", "Channel ID the bot token posts to.")
+    slack_api_url: str = setting("https://slack.com/api/", "Base URL of the Slack Web API.")
+    timeout_seconds: int = setting(10, "Timeout of one call to Slack.")
+    budget_per_hour: int = setting(
+        20, "Slack messages per rule per clock hour; the rest go into one digest after the hour."
+    )
+    retry_min_seconds: float = setting(1.0, "First backoff after a failed delivery (5xx, network).")
+    retry_max_seconds: float = setting(300.0, "Longest backoff between delivery attempts.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
@@ -155,6 +178,7 @@ class Settings:
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
+    alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
 
 
 T = TypeVar("T")
@@ -318,6 +342,13 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format", "expected json or console")
+    alerting = settings.alerting
+    if alerting.slack_bot_token is not None and not alerting.slack_channel:
+        raise ConfigError("alerting.slack_channel", "required with slack_bot_token")
+    if alerting.budget_per_hour < 0:
+        raise ConfigError("alerting.budget_per_hour", "must not be negative")
+    if not 0 < alerting.retry_min_seconds <= alerting.retry_max_seconds:
+        raise ConfigError("alerting.retry_min_seconds", "need 0 < retry_min <= retry_max")
 
 
 def _masked_url(url: str) -> str:

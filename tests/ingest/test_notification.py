@@ -23,7 +23,7 @@ def _kind(event_kind: TargetKind | None, is_index: bool) -> str:
     return "index" if is_index else event_kind.value
 
 
-def envelope(*events: dict[str, object]) -> bytes:
+def envelope(*events: object) -> bytes:
     return json.dumps({"events": list(events)}).encode()
 
 

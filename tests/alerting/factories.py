@@ -1,0 +1,70 @@
+"""Plain factories for alerting tests, and the real captures they draw values from."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.alerting.model import Alert, AlertState, Evidence, Severity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "distribution-2.8"
+
+T0 = datetime(2026, 11, 27, 4, 52, 6, tzinfo=UTC)
+
+
+def fixture_path(*parts: str) -> Path:
+    """A path inside the shared captures; fails loudly when they are not there."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        raise AssertionError(f"shared fixture missing: {path} (expected beside the repository)")
+    return path
+
+
+def notification_events() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, event) for every captured notification, in capture order."""
+    directory = fixture_path("notifications")
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))["body"]
+        for event in body["events"]:
+            out.append((path.name, event))
+    if not out:
+        raise AssertionError(f"no notifications in {directory}")
+    return out
+
+
+def subject_of(event: dict[str, Any]) -> dict[str, str]:
+    """The client-controlled values of a captured event, as an alert subject."""
+    target, request = event.get("target", {}), event.get("request", {})
+    subject = {
+        "repository": target.get("repository"),
+        "tag": target.get("tag"),
+        "user": event.get("actor", {}).get("name"),
+        "remote_addr": request.get("addr"),
+        "user_agent": request.get("useragent"),
+    }
+    return {key: str(value) for key, value in subject.items() if value}
+
+
+def make_alert(**overrides: Any) -> Alert:
+    """An alert with sensible defaults; any field can be overridden."""
+    fields: dict[str, Any] = {
+        "rule": "auth_brute_force",
+        "severity": Severity.WARNING,
+        "fingerprint": "auth_brute_force:127.0.0.1",
+        "subject": {"remote_ip": "127.0.0.1", "user": "mallory"},
+        "summary": "3 failed logins for mallory from 127.0.0.1 in 10 minutes",
+        "evidence": Evidence(
+            event_ids=("1bbb6b22-99e8-4dda-a20c-4ef7b851e06d",),
+            rows=({"user": "mallory", "user_agent": "skopeo/1.9.3"},),
+        ),
+        "first_seen_at": T0,
+        "last_seen_at": T0,
+        "count": 1,
+        "state": AlertState.FIRING,
+    }
+    fields.update(overrides)
+    return Alert(**fields)
