@@ -99,16 +99,18 @@ class TestIntake:
 
     def test_one_event_posted_five_times_at_once_is_stored_once(self, services: Services) -> None:
         """Five concurrent deliveries of one event: all answered 2xx, one row."""
-        with live_server(build_app(services, with_scheduler=False)) as url:
-            with concurrent.futures.ThreadPoolExecutor(5) as pool:
-                answers = list(
-                    pool.map(
-                        lambda _: httpx.post(
-                            f"{url}/v1/notifications", content=first_post(), headers=AUTH
-                        ),
-                        range(5),
-                    )
+        with (
+            live_server(build_app(services, with_scheduler=False)) as url,
+            concurrent.futures.ThreadPoolExecutor(5) as pool,
+        ):
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        f"{url}/v1/notifications", content=first_post(), headers=AUTH
+                    ),
+                    range(5),
                 )
+            )
         assert [200] * 5 == [a.status_code for a in answers]
         assert 1 == sum(a.json()["accepted"] for a in answers)
         assert 1 == event_count(services)
