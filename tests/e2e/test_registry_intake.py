@@ -1,0 +1,232 @@
+"""End to end with the real registry and skopeo: what the registry sent is what is stored.
+
+The registry gets two endpoints: registry-monitor, and a capture server that records every
+body it is sent. The capture is the truth the monitor's store is compared with.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from monitor.ingest.notification import parse_envelope
+from tests.conftest import PostgresDatabases
+from tests.harness import (
+    TOKEN,
+    USERS,
+    Capture,
+    MonitorProcess,
+    Registry,
+    build_images,
+    capture_server,
+    endpoint,
+    free_port,
+    oci_digest,
+    pull,
+    push,
+    registry_config,
+    running_monitor,
+    running_registry,
+    wait_until,
+)
+
+COMPARED = (
+    "event_id",
+    "action",
+    "target_kind",
+    "repository",
+    "tag",
+    "digest",
+    "media_type",
+    "size",
+    "from_repository",
+    "actor",
+    "remote_ip",
+    "user_agent",
+    "http_method",
+    "request_id",
+    "client",
+    "instance",
+    "references",
+)
+
+
+def expected_events(capture: Capture) -> dict[str, dict[str, Any]]:
+    """The registry's events, normalized, keyed by id (the registry may send one twice)."""
+    out: dict[str, dict[str, Any]] = {}
+    for body in list(capture.bodies):
+        for event in parse_envelope(body, "application/json").events:
+            data = event.to_dict()
+            out[event.event_id] = {k: data[k] for k in COMPARED}
+    return out
+
+
+def stored_events(monitor: MonitorProcess) -> list[dict[str, Any]]:
+    return [{k: e[k] for k in COMPARED} for e in monitor.all_events()]
+
+
+def assert_same(capture: Capture, monitor: MonitorProcess) -> list[dict[str, Any]]:
+    """Every event the registry sent is stored once, field for field."""
+
+    def settled() -> bool:
+        return len(expected_events(capture)) == len(monitor.all_events())
+
+    wait_until(settled, timeout=60, what="the monitor to store every event the registry sent")
+    stored = stored_events(monitor)
+    ids = Counter(e["event_id"] for e in stored)
+    assert [] == [i for i, n in ids.items() if n > 1]
+    assert expected_events(capture) == {e["event_id"]: e for e in stored}
+    return stored
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    return build_images(tmp_path / "oci", salt=tmp_path.name)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, db_url: str) -> Iterator[tuple[Registry, MonitorProcess, Capture]]:
+    with running_monitor(tmp_path, db_url) as monitor, capture_server() as capture:
+        config = registry_config(
+            tmp_path / "registry",
+            free_port(),
+            endpoints=[
+                endpoint("monitor", f"{monitor.url}/v1/notifications", token=TOKEN),
+                endpoint("capture", capture.url),
+            ],
+        )
+        with running_registry(tmp_path / "registry", config) as registry:
+            yield registry, monitor, capture
+
+
+def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
+    response = httpx.delete(
+        f"{registry.url}/v2/{repository}/manifests/{digest}", auth=("alice", USERS["alice"])
+    )
+    assert 202 == response.status_code, response.text
+
+
+class TestRealRegistry:
+    def test_pushes_pulls_index_and_delete_are_stored_as_sent(
+        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Path, tmp_path: Path
+    ) -> None:
+        """Pushes, a two-tag digest, an OCI index, pulls by tag and digest, a delete: all stored."""
+        registry, monitor, capture = stack
+        host = registry.host
+        push(layout, "hello", f"{host}/library/hello:1.0")
+        push(layout, "hello", f"{host}/library/hello:latest")
+        push(layout, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
+        push(layout, "multi", f"{host}/team/app:multi", extra=("--all",))
+        pull(f"{host}/library/hello:1.0", tmp_path / "pull-tag")
+        digest = httpx.head(
+            f"{registry.url}/v2/team/app/manifests/v1",
+            auth=("bob", USERS["bob"]),
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        ).headers["docker-content-digest"]
+        pull(f"{host}/team/app@{digest}", tmp_path / "pull-digest")
+        delete_manifest(registry, "library/hello", oci_digest(layout, "hello"))
+
+        stored = assert_same(capture, monitor)
+        kinds = Counter((e["action"], e["target_kind"]) for e in stored)
+        assert kinds[("delete", "tag")] == 2
+        assert kinds[("delete", "manifest")] == 1
+        assert any(
+            e["tag"] is None and e["digest"] == digest for e in stored if e["action"] == "pull"
+        )
+
+        tags = {(t["repository"], t["tag"]): t for t in monitor.get("/v1/tags").json()["items"]}
+        assert {
+            ("library/hello", "1.0"),
+            ("library/hello", "latest"),
+            ("team/app", "v1"),
+            ("team/app", "multi"),
+        } == set(tags)
+        assert tags[("library/hello", "1.0")]["deleted_at"] is not None
+        assert tags[("library/hello", "latest")]["deleted_at"] is not None
+        assert tags[("team/app", "multi")]["digest"] == oci_digest(layout, "multi")
+        assert tags[("team/app", "v1")]["pull_count"] >= 2  # the HEAD above and the pull by digest
+
+
+class TestFaults:
+    def test_events_sent_while_the_monitor_is_down_arrive_once(
+        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Path
+    ) -> None:
+        """Stopped while images are pushed, started again: the registry's retries deliver all."""
+        registry, monitor, capture = stack
+        push(layout, "hello", f"{registry.host}/library/hello:1.0")
+        assert_same(capture, monitor)
+        monitor.stop()
+        push(layout, "app", f"{registry.host}/team/app:v1", extra=("--format", "v2s2"))
+        push(layout, "multi", f"{registry.host}/team/app:multi", extra=("--all",))
+        wait_until(
+            lambda: len(expected_events(capture)) >= 3 + 4 + 7,
+            timeout=30,
+            what="the pushes' events",
+        )
+        monitor.start()
+        stored = assert_same(capture, monitor)
+        assert len(stored) >= 14
+
+    def test_events_sent_while_the_store_is_down_are_kept_and_stored_once(
+        self,
+        stack: tuple[Registry, MonitorProcess, Capture],
+        layout: Path,
+        db_url: str,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        """While the store cannot commit, intake answers 503; afterwards everything is stored."""
+        registry, monitor, capture = stack
+        push(layout, "hello", f"{registry.host}/library/hello:1.0")
+        assert_same(capture, monitor)
+        outage = StoreOutage(db_url, request)
+        outage.start()
+        try:
+            push(layout, "app", f"{registry.host}/team/app:v1", extra=("--format", "v2s2"))
+            wait_until(
+                lambda: (
+                    'registry_monitor_intake_requests_total{code="503"}'
+                    in monitor.get("/metrics").text
+                ),
+                timeout=30,
+                what="intake to answer 503",
+            )
+        finally:
+            outage.end()
+        assert_same(capture, monitor)
+
+
+class StoreOutage:
+    """SQLite: every insert into events fails. PostgreSQL: the server refuses connections."""
+
+    def __init__(self, db_url: str, request: pytest.FixtureRequest) -> None:
+        self.db_url = db_url
+        self.request = request
+
+    def _sqlite(self, sql: str) -> None:
+        import sqlite3
+
+        path = self.db_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path, timeout=30) as connection:
+            connection.execute(sql)
+
+    def start(self) -> None:
+        if self.db_url.startswith("sqlite"):
+            self._sqlite(
+                "CREATE TRIGGER outage BEFORE INSERT ON events "
+                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
+        else:
+            postgres: PostgresDatabases = self.request.getfixturevalue("postgres")
+            postgres.set_allow_connections(self.db_url, False)
+
+    def end(self) -> None:
+        if self.db_url.startswith("sqlite"):
+            self._sqlite("DROP TRIGGER outage")
+        else:
+            postgres: PostgresDatabases = self.request.getfixturevalue("postgres")
+            postgres.set_allow_connections(self.db_url, True)
