@@ -171,9 +171,14 @@ def _plan_repo(
     for i in deleting[: max(missing, 0)]:  # the most recently pushed candidates
         d = decisions[i]
         decisions[i] = TagDecision(
-            d.repository, d.tag, d.digest, Decision.PROTECTED, Reason.MIN_TAGS, d.policy,
+            d.repository,
+            d.tag,
+            d.digest,
+            Decision.PROTECTED,
+            Reason.MIN_TAGS,
+            d.policy,
             str(min_tags),
-        )  # fmt: skip
+        )
     tag_kept = {d.digest for d in decisions if d.decision is not Decision.DELETE}
     kept = _closure(tag_kept, manifests)
     for i, d in enumerate(decisions):

@@ -66,7 +66,13 @@ def fixture_state() -> tuple[list[TagState], list[ManifestInfo]]:
                 if (p.http_method, p.client) != (record.http_method, record.client)
             )
             tags[(repo, tag)] = TagState(
-                old.repository, old.tag, old.digest, old.first_seen_at, old.last_pushed_at,
-                old.media_type, None, (*kept, record),
-            )  # fmt: skip
+                old.repository,
+                old.tag,
+                old.digest,
+                old.first_seen_at,
+                old.last_pushed_at,
+                old.media_type,
+                None,
+                (*kept, record),
+            )
     return list(tags.values()), list(manifests.values())
