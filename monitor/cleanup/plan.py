@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.cleanup.model import TagRef
 from monitor.events import parse_timestamp
@@ -63,8 +63,9 @@ REASON_TEXT: dict[Reason, str] = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TagDecision:
+class TagDecision(NamedTuple):
+    """The decision on one tag (a NamedTuple: a million of them are made per plan)."""
+
     repository: str
     tag: str
     digest: str

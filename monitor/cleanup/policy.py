@@ -81,16 +81,19 @@ class Matcher:
     patterns: tuple[str, ...]
     _include: re.Pattern[str] | None = dataclasses.field(compare=False, repr=False)
     _exclude: re.Pattern[str] | None = dataclasses.field(compare=False, repr=False)
+    _each: tuple[tuple[str, re.Pattern[str]], ...] = dataclasses.field(compare=False, repr=False)
 
     @classmethod
     def of(cls, patterns: Iterable[str]) -> Matcher:
         pats = tuple(patterns)
         inc = [_glob_regex(p) for p in pats if not p.startswith("!")]
         exc = [_glob_regex(p[1:]) for p in pats if p.startswith("!")]
+        each = tuple((p, re.compile(_glob_regex(p) + r"\Z")) for p in pats if not p.startswith("!"))
         return cls(
             pats,
             re.compile("(?:" + "|".join(inc) + r")\Z") if inc else None,
             re.compile("(?:" + "|".join(exc) + r")\Z") if exc else None,
+            each,
         )
 
     def __call__(self, name: str) -> bool:
@@ -100,8 +103,8 @@ class Matcher:
 
     def first_include(self, name: str) -> str:
         """The first include pattern that matches `name` (for reason texts)."""
-        for pattern in self.patterns:
-            if not pattern.startswith("!") and Matcher.of([pattern])(name):
+        for pattern, regex in self._each:
+            if regex.match(name) is not None:
                 return pattern
         return ""
 
