@@ -6,6 +6,7 @@ No I/O here. Every timestamp is timezone-aware UTC.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
 from monitor.events import INDEX_MEDIA_TYPES, Client
@@ -64,6 +65,15 @@ class ManifestInfo:
     @property
     def is_index(self) -> bool:
         return self.media_type in INDEX_MEDIA_TYPES
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RepositoryState:
+    """One repository's tags and manifests, for planning one repository at a time."""
+
+    name: str
+    tags: Sequence[TagState]
+    manifests: Sequence[ManifestInfo]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)

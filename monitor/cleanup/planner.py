@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from monitor.cleanup.model import Interval, ManifestInfo, TagState
+from monitor.cleanup.model import Interval, ManifestInfo, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
 from monitor.cleanup.policy import Policy, is_attachment
 
@@ -268,7 +269,7 @@ class _Freed:
 
     def __init__(self) -> None:
         self.kept_blobs: set[str] = set()
-        self.candidates: dict[str, int] = {}
+        self.gone: list[ManifestInfo] = []
 
     def add_repository(
         self, manifests: dict[str, ManifestInfo], deleted: set[str], tagged: set[str]
@@ -286,19 +287,38 @@ class _Freed:
             info = manifests.get(digest)
             if info is not None:
                 stack.extend(info.children)
-        kept_blobs, candidates = self.kept_blobs, self.candidates
+        kept_blobs = self.kept_blobs
         for digest, info in manifests.items():
             if digest in kept:
                 kept_blobs.add(digest)
                 kept_blobs.update(b.digest for b in info.blobs)
             else:
-                candidates[digest] = info.size
-                for blob in info.blobs:
-                    candidates[blob.digest] = blob.size
+                self.gone.append(info)
 
     def total(self) -> int:
         kept = self.kept_blobs
-        return sum(size for digest, size in self.candidates.items() if digest not in kept)
+        counted: set[str] = set()
+        total = 0
+        for info in self.gone:
+            for digest, size in (
+                (info.digest, info.size),
+                *((b.digest, b.size) for b in info.blobs),
+            ):
+                if digest not in kept and digest not in counted:
+                    counted.add(digest)
+                    total += size
+        return total
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def plan(
@@ -312,43 +332,62 @@ def plan(
 ) -> Plan:
     """Decide every live tag and the digest deletions that follow; estimate bytes freed.
 
-    The cyclic garbage collector is paused while planning (and restored after): planning
-    makes no reference cycles, and with a million tags the collector's passes over the input
-    would otherwise cost about a third of the time.
+    Repositories are planned in name order. The cyclic garbage collector is paused while
+    planning (and restored after): planning makes no reference cycles, and with a million
+    tags the collector's passes over the input would otherwise cost about a third of the time.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _plan(policies, tags, manifests, coverage, now, gap_tolerance)
-    finally:
-        if was_enabled:
-            gc.enable()
+    with _gc_paused():
+        by_repo: dict[str, list[TagState]] = defaultdict(list)
+        for state in tags:
+            by_repo[state.repository].append(state)
+        by_repo_manifests: dict[str, list[ManifestInfo]] = defaultdict(list)
+        for info in manifests:
+            by_repo_manifests[info.repository].append(info)
+        names = sorted(by_repo.keys() | by_repo_manifests.keys())
+        repositories = (
+            RepositoryState(name, by_repo.pop(name, []), by_repo_manifests.pop(name, []))
+            for name in names
+        )
+        return _plan(policies, repositories, coverage, now, gap_tolerance)
+
+
+def plan_repositories(
+    policies: Sequence[Policy],
+    repositories: Iterable[RepositoryState],
+    coverage: Iterable[Interval],
+    now: datetime,
+    *,
+    gap_tolerance: timedelta = timedelta(0),
+) -> Plan:
+    """`plan` over repositories handed one at a time (a generator keeps only one in memory).
+
+    Each repository must appear once; the plan keeps their order.
+    """
+    with _gc_paused():
+        return _plan(policies, repositories, coverage, now, gap_tolerance)
 
 
 def _plan(
     policies: Sequence[Policy],
-    tags: Iterable[TagState],
-    manifests: Iterable[ManifestInfo],
+    repositories: Iterable[RepositoryState],
     coverage: Iterable[Interval],
     now: datetime,
     gap_tolerance: timedelta,
 ) -> Plan:
-    by_repo: dict[str, list[TagState]] = defaultdict(list)
-    for state in tags:
-        if state.deleted_at is None:
-            by_repo[state.repository].append(state)
-    by_repo_manifests: dict[str, dict[str, ManifestInfo]] = defaultdict(dict)
-    for info in manifests:
-        by_repo_manifests[info.repository][info.digest] = info
     since = covered_since(coverage, now, gap_tolerance=gap_tolerance)
     compiled = [_Compiled(p, now) for p in policies]
     decisions: list[TagDecision] = []
     actions: list[DigestAction] = []
     freed = _Freed()
-    for repo in sorted(by_repo.keys() | by_repo_manifests.keys()):
+    seen: set[str] = set()
+    for repository in repositories:
+        repo = repository.name
+        if repo in seen:
+            raise ValueError(f"repository {repo!r} given twice")
+        seen.add(repo)
         chosen = [p for p in compiled if p.repositories(repo)]
-        states = by_repo.get(repo, [])
-        repo_manifests = by_repo_manifests.get(repo, {})
+        states = [t for t in repository.tags if t.deleted_at is None]
+        repo_manifests = {m.digest: m for m in repository.manifests}
         d, a = _plan_repo(repo, states, chosen, repo_manifests, now, since)
         d.sort(key=_BY_TAG)
         decisions.extend(d)
