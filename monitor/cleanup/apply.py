@@ -26,6 +26,7 @@ from monitor.cleanup.plan import DigestAction, Plan
 from monitor.cleanup.registry_client import RegistryClient
 from monitor.errors import MonitorError, RegistryError
 from monitor.events import INDEX_MEDIA_TYPES
+from monitor.settings import CleanupSettings
 
 
 class Outcome(StrEnum):
@@ -95,6 +96,17 @@ class ApplyOptions:
     """Repositories worked on at once; within one repository deletions are sequential."""
     min_interval_seconds: float = 0.2
     """Least time between two DELETE requests across the run."""
+
+
+def apply_options(settings: CleanupSettings) -> ApplyOptions:
+    """ApplyOptions from the `cleanup` settings section."""
+    return ApplyOptions(
+        tag_delete=settings.tag_delete,
+        max_deletions=settings.max_deletions,
+        max_repository_share=settings.max_repository_share,
+        concurrency=settings.concurrency,
+        min_interval_seconds=settings.min_interval_seconds,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,7 +245,15 @@ class _Run:
                 self.client.delete_tag(repo, tag)
         else:
             self.throttle.wait()
-            self.client.delete_manifest(repo, digest)
+            try:
+                self.client.delete_manifest(repo, digest)
+            except RegistryError as exc:
+                # A timeout may hide a delete that happened: look before calling it failed.
+                if self.client.head_manifest(repo, digest) is not None:
+                    raise
+                detail = f"confirmed gone after: {exc.message}"
+                self.note(action, tags, Outcome.DELETED, action.reason.value, detail)
+                return
         self.note(action, tags, Outcome.DELETED, action.reason.value)
 
     def save(self, action: DigestAction, tags: list[str]) -> bool:

@@ -4,6 +4,7 @@ from monitor.cleanup.apply import ApplyOptions, Outcome, SkipReason, apply, rest
 from monitor.cleanup.model import TagRef, TagState
 from monitor.cleanup.plan import Plan
 from monitor.cleanup.planner import plan
+from monitor.errors import RegistryError
 from tests.cleanup.doubles import MemoryJournal, MemoryRegistry
 from tests.cleanup.factories import FULL_COVERAGE, NOW, days_ago, one_policy
 
@@ -138,3 +139,39 @@ class TestRestore:
         restore(registry, journal, current.plan_id, clock=clock, only={TagRef("team/app", "pr-1")})
         expected = ["main", "pr-1", "pr-2", "release"]
         assert expected == registry.tags("team/app")
+
+
+class TimingOutRegistry(MemoryRegistry):
+    """Deletes, then answers as if the request had timed out."""
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        super().delete_manifest(repository, digest)
+        raise RegistryError("DELETE timed out")
+
+
+class FailingRegistry(MemoryRegistry):
+    """Refuses every delete."""
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        raise RegistryError("DELETE answered 500")
+
+
+class TestApplyErrors:
+    def test_timeout_after_delete_is_verified(self) -> None:
+        """A delete that errs but did happen is recorded as deleted after a HEAD confirms it."""
+        registry = TimingOutRegistry()
+        registry.push("team/app", "pr-1", "a")
+        registry.push("team/app", "main", "b")
+        result = apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=FAST)
+        expected = [(("pr-1",), "confirmed gone after: DELETE timed out")]
+        assert expected == [(e.tags, e.detail) for e in result.outcomes(Outcome.DELETED)]
+
+    def test_failed_delete_is_reported(self) -> None:
+        """A delete the registry refuses is recorded as failed, and the tag stays."""
+        registry = FailingRegistry()
+        registry.push("team/app", "pr-1", "a")
+        registry.push("team/app", "main", "b")
+        result = apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=FAST)
+        expected = ([(("pr-1",), "DELETE answered 500")], ["main", "pr-1"])
+        actual = [(e.tags, e.detail) for e in result.outcomes(Outcome.FAILED)]
+        assert expected == (actual, registry.tags("team/app"))

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.cleanup.model import DeployedSet, TagRef, TagState
+from monitor.cleanup.model import DeployedSet, RepositoryState, TagRef, TagState
 from monitor.cleanup.plan import Decision, Reason
-from monitor.cleanup.planner import covered_since, plan
+from monitor.cleanup.planner import covered_since, plan, plan_repositories
 from monitor.events import Client
 from tests.cleanup.factories import (
     FULL_COVERAGE,
@@ -353,3 +353,41 @@ class TestCoveredSince:
     def test_unbroken_span(self, coverage: object, expected: object) -> None:
         """The start of the unbroken coverage that reaches now."""
         assert expected == covered_since(coverage, NOW)  # type: ignore[arg-type]
+
+
+class TestPlanRepositories:
+    def test_same_plan_as_flat_input(self) -> None:
+        """Planning repository by repository gives the plan the flat lists give."""
+        tags, manifests = fixture_state()
+        now = max(t.last_pushed_at for t in tags) + timedelta(days=1)
+        coverage = ((now - timedelta(days=9), now),)
+        policies = one_policy("  delete: [{tags: ['1.0', 'multi']}]\n")
+        names = sorted({t.repository for t in tags})
+        repositories = [
+            RepositoryState(
+                name,
+                [t for t in tags if t.repository == name],
+                [m for m in manifests if m.repository == name],
+            )
+            for name in names
+        ]
+        expected = plan(policies, tags, manifests, coverage, now)
+        assert expected == plan_repositories(policies, iter(repositories), coverage, now)
+
+    def test_repository_twice_is_refused(self) -> None:
+        """A repository handed twice is a caller error, not a silent merge."""
+        state = RepositoryState("team/app", [make_tag("x")], [])
+        with pytest.raises(ValueError, match="twice"):
+            plan_repositories(one_policy(DELETE_ALL), [state, state], FULL_COVERAGE, NOW)
+
+
+class TestGapTolerance:
+    def test_short_gaps_can_be_tolerated(self) -> None:
+        """With a tolerance, a gap shorter than it does not make the decision unknown."""
+        coverage = ((days_ago(60), days_ago(10)), (days_ago(10) + timedelta(seconds=20), NOW))
+        tags = [make_tag("x")]
+        policies = one_policy("  delete: [{not_pulled_days: 30}]\n")
+        strict = plan(policies, tags, [], coverage, NOW)
+        tolerant = plan(policies, tags, [], coverage, NOW, gap_tolerance=timedelta(seconds=30))
+        expected = (Decision.UNKNOWN, Decision.DELETE)
+        assert expected == (strict.decisions[0].decision, tolerant.decisions[0].decision)
