@@ -269,7 +269,7 @@ class _Freed:
 
     def __init__(self) -> None:
         self.kept_blobs: set[str] = set()
-        self.gone: list[ManifestInfo] = []
+        self.candidates: dict[str, int] = {}
 
     def add_repository(
         self, manifests: dict[str, ManifestInfo], deleted: set[str], tagged: set[str]
@@ -287,27 +287,22 @@ class _Freed:
             info = manifests.get(digest)
             if info is not None:
                 stack.extend(info.children)
-        kept_blobs = self.kept_blobs
+        kept_blobs, candidates = self.kept_blobs, self.candidates
         for digest, info in manifests.items():
             if digest in kept:
                 kept_blobs.add(digest)
                 kept_blobs.update(b.digest for b in info.blobs)
-            else:
-                self.gone.append(info)
+        for digest, info in manifests.items():
+            if digest not in kept:
+                if digest not in kept_blobs:
+                    candidates[digest] = info.size
+                for blob in info.blobs:
+                    if blob.digest not in kept_blobs:
+                        candidates[blob.digest] = blob.size
 
     def total(self) -> int:
         kept = self.kept_blobs
-        counted: set[str] = set()
-        total = 0
-        for info in self.gone:
-            for digest, size in (
-                (info.digest, info.size),
-                *((b.digest, b.size) for b in info.blobs),
-            ):
-                if digest not in kept and digest not in counted:
-                    counted.add(digest)
-                    total += size
-        return total
+        return sum(size for digest, size in self.candidates.items() if digest not in kept)
 
 
 @contextmanager
