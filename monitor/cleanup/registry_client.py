@@ -180,7 +180,7 @@ class HttpRegistryClient:
         attempts = self.retries + 1 if method in _IDEMPOTENT else 1
         refreshed = False
         attempt = 0
-        while True:
+        for _ in range(attempts + 1):  # the extra pass is for one token refresh
             attempt += 1
             all_headers = {"User-Agent": USER_AGENT, **(headers or {}), **self._auth_header(scope)}
             try:
@@ -210,6 +210,7 @@ class HttpRegistryClient:
                 f" {_error_code(response)}".rstrip(),
                 details={"method": method, "url": url, "status": response.status_code},
             )
+        raise RegistryError(f"{method} {url}: no answer after {attempts} attempts")
 
     # --- API ----------------------------------------------------------------------------------
 

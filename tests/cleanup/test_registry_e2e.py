@@ -12,7 +12,7 @@ import pytest
 
 from monitor.cleanup.apply import ApplyOptions, Outcome, SkipReason, apply, restore
 from monitor.cleanup.model import Blob, ManifestInfo, TagRef, TagState
-from monitor.cleanup.plan import Plan
+from monitor.cleanup.plan import Decision, Plan
 from monitor.cleanup.planner import plan
 from monitor.cleanup.registry_client import (
     Credentials,
@@ -164,8 +164,9 @@ class TestRegistryEndToEnd:
         _, client = basic_registry
         current = make_plan(client, clock())
         result = apply(current, client, MemoryJournal(), clock=clock, options=OPTIONS)
-        expected = ["main", "pr-2", "release"]
-        assert expected == sorted(client.tags(REPO))
+        kept = sorted(d.tag for d in current.decisions if d.decision is not Decision.DELETE)
+        expected = (["main", "pr-2", "release"], ["main", "pr-2", "release"])
+        assert expected == (kept, sorted(client.tags(REPO)))
         expected_deleted = {TagRef(REPO, t) for t in ("pr-1", "pr-1b", "pr-3")}
         assert expected_deleted == result.deleted_tags()
 
