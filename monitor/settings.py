@@ -130,6 +130,38 @@ class RetentionSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class CleanupSettings:
+    registry_url: str | None = setting(
+        None, "Base URL of the registry's HTTP API for cleanup, e.g. `https://registry:5000`."
+    )
+    username: str | None = setting(None, "User for the registry (basic auth or token server).")
+    password: Secret | None = setting(None, "Password for `username`.", secret=True)
+    ca_file: Path | None = setting(None, "PEM CA bundle that signed the registry's certificate.")
+    insecure_skip_tls_verify: bool = setting(
+        False, "Do not verify the registry's TLS certificate. Only for tests."
+    )
+    timeout_seconds: float = setting(
+        60.0, "Per-request timeout; 2.8 deletes walk every tag, so keep it generous."
+    )
+    policies_file: Path | None = setting(None, "YAML file with the cleanup policies.")
+    deployed_file: Path | None = setting(
+        None, "File of image references in use (`repo:tag`, `repo@digest`, one per line)."
+    )
+    tag_delete: bool = setting(
+        False, "The registry deletes single tags (distribution 3.x); otherwise by digest (2.8)."
+    )
+    max_deletions: int = setting(100, "Most tags one apply may delete; above it nothing runs.")
+    max_repository_share: float = setting(
+        0.5, "Most share (0-1) of a repository's tags one apply may delete; above it, skipped."
+    )
+    concurrency: int = setting(2, "Repositories cleaned at once.")
+    min_interval_seconds: float = setting(0.2, "Least time between two DELETE requests.")
+    coverage_gap_tolerance_seconds: float = setting(
+        60.0, "Coverage gaps up to this long still count as listening (heartbeat jitter)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingSettings:
     level: str = setting("info", "debug, info, warning or error.")
     format: str = setting("json", "json (one object per line) or console.")
@@ -176,6 +208,7 @@ class Settings:
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    cleanup: CleanupSettings = dataclasses.field(default_factory=CleanupSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
     alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
@@ -338,6 +371,23 @@ def validate(settings: Settings) -> None:
         raise ConfigError("notifications.heartbeat_seconds", "must be positive")
     if settings.retention.events_days < 1:
         raise ConfigError("retention.events_days", "must be at least 1")
+    cleanup = settings.cleanup
+    if cleanup.registry_url is not None and not cleanup.registry_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError("cleanup.registry_url", "expected an http:// or https:// URL")
+    if (cleanup.username is None) != (cleanup.password is None):
+        raise ConfigError("cleanup.username", "username and password must be set together")
+    if not 0 < cleanup.max_repository_share <= 1:
+        raise ConfigError("cleanup.max_repository_share", "must be above 0 and at most 1")
+    for key, number in (
+        ("cleanup.max_deletions", cleanup.max_deletions),
+        ("cleanup.concurrency", cleanup.concurrency),
+    ):
+        if number < 1:
+            raise ConfigError(key, "must be at least 1")
+    if cleanup.timeout_seconds <= 0:
+        raise ConfigError("cleanup.timeout_seconds", "must be positive")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
     if settings.logging.format not in {"json", "console"}:

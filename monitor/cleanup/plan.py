@@ -1,0 +1,207 @@
+"""A cleanup plan: a decision per tag, an action per digest, and how two plans differ.
+
+Plans are plain data: `to_dict`/`from_dict` give the JSON-ready form the store keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from monitor.cleanup.model import TagRef
+from monitor.events import parse_timestamp
+
+
+class Decision(StrEnum):
+    DELETE = "delete"
+    KEEP = "keep"
+    PROTECTED = "protected"
+    UNKNOWN = "unknown"  # not enough knowledge to delete: kept
+
+
+class Reason(StrEnum):
+    NO_POLICY = "no_policy"
+    ATTACHMENT = "attachment"
+    PINNED = "pinned"
+    DEPLOYED = "deployed"
+    GRACE_PERIOD = "grace_period"
+    MIN_TAGS = "min_tags"
+    SHARES_DIGEST = "shares_digest_with_kept"
+    CHILD_OF_KEPT_INDEX = "child_of_kept_index"
+    KEEP_MOST_RECENT = "keep_most_recent"
+    KEEP_PULLED_WITHIN = "keep_pulled_within"
+    KEEP_PUSHED_WITHIN = "keep_pushed_within"
+    KEEP_TAG_PATTERN = "keep_tag_pattern"
+    NO_DELETE_RULE = "no_delete_rule"
+    DELETE_RULE = "delete_rule"
+    COVERAGE_GAP = "coverage_gap"
+    FIRST_SEEN_TOO_RECENT = "first_seen_too_recent"
+    UNTAGGED = "untagged"
+
+
+REASON_TEXT: dict[Reason, str] = {
+    Reason.NO_POLICY: "no policy selects this repository",
+    Reason.ATTACHMENT: "signature/attestation tag {detail}; follows its subject",
+    Reason.PINNED: "pinned by tag pattern {detail}",
+    Reason.DEPLOYED: "listed in the deployed set ({detail})",
+    Reason.GRACE_PERIOD: "pushed within the grace period of {detail}",
+    Reason.MIN_TAGS: "keeps the repository at its minimum of {detail} tags",
+    Reason.SHARES_DIGEST: "its digest also carries a kept tag; deleting it would delete that tag",
+    Reason.CHILD_OF_KEPT_INDEX: "its manifest is a child of a kept index",
+    Reason.KEEP_MOST_RECENT: "among the {detail} most recently pushed",
+    Reason.KEEP_PULLED_WITHIN: "pulled within {detail}",
+    Reason.KEEP_PUSHED_WITHIN: "pushed within {detail}",
+    Reason.KEEP_TAG_PATTERN: "kept by tag pattern {detail}",
+    Reason.NO_DELETE_RULE: "no delete rule matches; the default is keep",
+    Reason.DELETE_RULE: "selected by delete rule {detail}",
+    Reason.COVERAGE_GAP: "unknown, kept: the monitor was not listening for all of {detail}",
+    Reason.FIRST_SEEN_TOO_RECENT: "unknown, kept: first seen less than {detail} ago",
+    Reason.UNTAGGED: "untagged manifest selected by delete rule {detail}",
+}
+
+
+class TagDecision(NamedTuple):
+    """The decision on one tag (a NamedTuple: a million of them are made per plan)."""
+
+    repository: str
+    tag: str
+    digest: str
+    decision: Decision
+    reason: Reason
+    policy: str | None = None
+    detail: str = ""
+
+    @property
+    def ref(self) -> TagRef:
+        return TagRef(self.repository, self.tag)
+
+    @property
+    def text(self) -> str:
+        return REASON_TEXT[self.reason].format(detail=self.detail)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DigestAction:
+    """Delete one manifest; `tags` are all the live tags on it (empty for untagged ones)."""
+
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    reason: Reason
+    policy: str
+    media_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    created_at: datetime
+    decisions: tuple[TagDecision, ...]
+    actions: tuple[DigestAction, ...]
+    bytes_freed: int
+
+    @property
+    def plan_id(self) -> str:
+        digest = hashlib.sha256(self.created_at.isoformat().encode())
+        for action in self.actions:
+            digest.update(f"{action.repository}@{action.digest}:{','.join(action.tags)};".encode())
+        return digest.hexdigest()[:16]
+
+    def selected(self) -> dict[TagRef, TagDecision]:
+        """Tags the plan deletes."""
+        return {d.ref: d for d in self.decisions if d.decision is Decision.DELETE}
+
+    def counts(self) -> dict[str, int]:
+        out = {d.value: 0 for d in Decision}
+        for decision in self.decisions:
+            out[decision.decision.value] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "bytes_freed": self.bytes_freed,
+            "decisions": [
+                {
+                    "repository": d.repository,
+                    "tag": d.tag,
+                    "digest": d.digest,
+                    "decision": d.decision.value,
+                    "reason": d.reason.value,
+                    "policy": d.policy,
+                    "detail": d.detail,
+                    "text": d.text,
+                }
+                for d in self.decisions
+            ],
+            "actions": [
+                {
+                    "repository": a.repository,
+                    "digest": a.digest,
+                    "tags": list(a.tags),
+                    "reason": a.reason.value,
+                    "policy": a.policy,
+                    "media_type": a.media_type,
+                }
+                for a in self.actions
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            created_at=parse_timestamp(data["created_at"]),
+            bytes_freed=int(data["bytes_freed"]),
+            decisions=tuple(
+                TagDecision(
+                    repository=d["repository"],
+                    tag=d["tag"],
+                    digest=d["digest"],
+                    decision=Decision(d["decision"]),
+                    reason=Reason(d["reason"]),
+                    policy=d.get("policy"),
+                    detail=d.get("detail", ""),
+                )
+                for d in data["decisions"]
+            ),
+            actions=tuple(
+                DigestAction(
+                    repository=a["repository"],
+                    digest=a["digest"],
+                    tags=tuple(a["tags"]),
+                    reason=Reason(a["reason"]),
+                    policy=a["policy"],
+                    media_type=a.get("media_type"),
+                )
+                for a in data["actions"]
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanDiff:
+    newly_selected: tuple[TagRef, ...]
+    no_longer_selected: tuple[TagRef, ...]
+    changed_reason: tuple[tuple[TagRef, Reason, Reason], ...]
+
+
+def diff_plans(previous: Plan | None, current: Plan) -> PlanDiff:
+    """Tags the current plan deletes that the previous did not, and the reverse.
+
+    `changed_reason` lists tags selected by both whose reason differs.
+    """
+    before = previous.selected() if previous is not None else {}
+    after = current.selected()
+    changed = tuple(
+        (ref, before[ref].reason, after[ref].reason)
+        for ref in sorted(before.keys() & after.keys())
+        if (before[ref].reason, before[ref].detail) != (after[ref].reason, after[ref].detail)
+    )
+    return PlanDiff(
+        newly_selected=tuple(sorted(after.keys() - before.keys())),
+        no_longer_selected=tuple(sorted(before.keys() - after.keys())),
+        changed_reason=changed,
+    )

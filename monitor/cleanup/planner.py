@@ -1,0 +1,391 @@
+"""The cleanup planner: policies + what the store knows + coverage + now → a Plan. Pure.
+
+Per repository, in this order: protections (attachments, pinned, deployed, grace period),
+then keep rules (any one keeps), then delete rules (all conditions of one rule must hold).
+Afterwards the floors: the minimum number of tags, any tag sharing a digest with a kept tag,
+and children of kept indexes. A tag nobody selects is kept. "Not pulled for D days" holds only
+when coverage spans the whole D days and the tag was first seen at least D days ago; when it
+cannot be known the tag is `unknown` and kept.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
+from typing import Any
+
+from monitor.cleanup.model import Interval, ManifestInfo, RepositoryState, TagState
+from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
+from monitor.cleanup.policy import Policy, is_attachment
+
+
+def covered_since(
+    coverage: Iterable[Interval], now: datetime, *, gap_tolerance: timedelta = timedelta(0)
+) -> datetime | None:
+    """The earliest time from which coverage runs without a gap up to `now`; None if `now` isn't
+    covered."""
+    spans = sorted((start, min(end, now)) for start, end in coverage if start <= now)
+    since: datetime | None = None
+    for start, end in reversed(spans):
+        if since is None:
+            if end + gap_tolerance < now:
+                return None
+            since = start
+        elif end + gap_tolerance >= since:
+            since = min(since, start)
+        else:
+            break
+    return since
+
+
+def _days(value: timedelta) -> str:
+    days = value.total_seconds() / 86400
+    if days >= 1 and days == int(days):
+        return f"{int(days)} days"
+    return f"{value.total_seconds() / 3600:g} hours"
+
+
+class _Compiled:
+    """One policy with its cut-off times computed for `now`."""
+
+    def __init__(self, policy: Policy, now: datetime) -> None:
+        protect, keep = policy.protect, policy.keep
+        self.policy = policy
+        self.name = policy.name
+        self.repositories = policy.repositories
+        self.min_tags = protect.min_tags
+        self.pinned = protect.tags if protect.tags.patterns else None
+        deployed = policy.deployed
+        self.deployed = deployed if deployed.tags or deployed.digests else None
+        self.grace_after = now - protect.grace
+        self.grace_text = _days(protect.grace)
+        self.most_recent = keep.most_recent
+        self.pushed_after = None if keep.pushed_within is None else now - keep.pushed_within
+        self.pushed_text = "" if keep.pushed_within is None else _days(keep.pushed_within)
+        self.pulled_after = None if keep.pulled_within is None else now - keep.pulled_within
+        self.pulled_text = "" if keep.pulled_within is None else _days(keep.pulled_within)
+        self.keep_tags = keep.tags
+        self.rules = tuple(
+            (
+                rule,
+                None if rule.older_than is None else now - rule.older_than,
+                None if rule.not_pulled_for is None else now - rule.not_pulled_for,
+                "" if rule.not_pulled_for is None else _days(rule.not_pulled_for),
+            )
+            for rule in policy.delete
+            if not rule.untagged
+        )
+        self.pulls = policy.pulls
+
+    def last_pull(self, state: TagState) -> datetime | None:
+        last: datetime | None = None
+        methods, ignore = self.pulls.methods, self.pulls.ignore_clients
+        for record in state.pulls:
+            if record.http_method.upper() in methods and record.client not in ignore:
+                at = record.last_pulled_at
+                if last is None or at > last:
+                    last = at
+        return last
+
+
+_UNSET: Any = object()
+_RECENCY = attrgetter("last_pushed_at", "tag")
+_BY_TAG = itemgetter(1)
+
+
+class _Repo:
+    """Everything needed to decide one repository's tags."""
+
+    def __init__(self, policies: Sequence[_Compiled], since: datetime | None) -> None:
+        self.policies = policies
+        self.since = since
+
+    def decide(self, state: TagState, rank: int) -> TagDecision:
+        tag = state.tag
+        if tag.startswith("sha256-") and is_attachment(tag):
+            return _decide(state, Decision.PROTECTED, Reason.ATTACHMENT, None, tag)
+        pushed = state.last_pushed_at
+        for p in self.policies:
+            if p.pinned is not None and p.pinned(tag):
+                pattern = p.pinned.first_include(tag)
+                return _decide(state, Decision.PROTECTED, Reason.PINNED, p.name, pattern)
+            if p.deployed is not None and state in p.deployed:
+                return _decide(state, Decision.PROTECTED, Reason.DEPLOYED, p.name, "ref")
+            if pushed > p.grace_after:
+                return _decide(state, Decision.PROTECTED, Reason.GRACE_PERIOD, p.name, p.grace_text)
+        pulls: list[Any] = [_UNSET] * len(self.policies)
+        for i, p in enumerate(self.policies):
+            if p.most_recent is not None and rank < p.most_recent:
+                detail = str(p.most_recent)
+                return _decide(state, Decision.KEEP, Reason.KEEP_MOST_RECENT, p.name, detail)
+            if p.pushed_after is not None and pushed >= p.pushed_after:
+                return _decide(
+                    state, Decision.KEEP, Reason.KEEP_PUSHED_WITHIN, p.name, p.pushed_text
+                )
+            if p.pulled_after is not None:
+                last = pulls[i] = p.last_pull(state)
+                if last is not None and last >= p.pulled_after:
+                    detail = p.pulled_text
+                    return _decide(state, Decision.KEEP, Reason.KEEP_PULLED_WITHIN, p.name, detail)
+            if p.keep_tags is not None and p.keep_tags(tag):
+                pattern = p.keep_tags.first_include(tag)
+                return _decide(state, Decision.KEEP, Reason.KEEP_TAG_PATTERN, p.name, pattern)
+        unknown: TagDecision | None = None
+        for i, p in enumerate(self.policies):
+            for rule, older_cutoff, horizon, window in p.rules:
+                if rule.tags is not None and not rule.tags(tag):
+                    continue
+                if older_cutoff is not None and pushed > older_cutoff:
+                    continue
+                if horizon is not None:
+                    last = pulls[i]
+                    if last is _UNSET:
+                        last = pulls[i] = p.last_pull(state)
+                    if last is not None and last > horizon:
+                        continue
+                    if self.since is None or self.since > horizon:
+                        reason = Reason.COVERAGE_GAP
+                    elif state.first_seen_at > horizon:
+                        reason = Reason.FIRST_SEEN_TOO_RECENT
+                    else:
+                        reason = None
+                    if reason is not None:
+                        if unknown is None:
+                            unknown = _decide(state, Decision.UNKNOWN, reason, p.name, window)
+                        continue
+                return _decide(state, Decision.DELETE, Reason.DELETE_RULE, p.name, rule.name)
+        return unknown or _decide(state, Decision.KEEP, Reason.NO_DELETE_RULE, None, "")
+
+
+def _decide(
+    state: TagState, decision: Decision, reason: Reason, policy: str | None, detail: str
+) -> TagDecision:
+    return TagDecision(state.repository, state.tag, state.digest, decision, reason, policy, detail)
+
+
+def _closure(roots: Iterable[str], manifests: dict[str, ManifestInfo]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        digest = stack.pop()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        info = manifests.get(digest)
+        if info is not None:
+            stack.extend(info.children)
+    return seen
+
+
+def _plan_repo(
+    repo: str,
+    tags: list[TagState],
+    policies: Sequence[_Compiled],
+    manifests: dict[str, ManifestInfo],
+    now: datetime,
+    since: datetime | None,
+) -> tuple[list[TagDecision], list[DigestAction]]:
+    if not policies:
+        return [_decide(t, Decision.KEEP, Reason.NO_POLICY, None, "") for t in tags], []
+    ctx = _Repo(policies, since)
+    ordered = sorted(tags, key=_RECENCY, reverse=True)
+    decisions = [ctx.decide(state, rank) for rank, state in enumerate(ordered)]
+    min_tags = max(p.min_tags for p in policies)
+    deleting = [i for i, d in enumerate(decisions) if d.decision is Decision.DELETE]
+    missing = min_tags - (len(decisions) - len(deleting))
+    for i in deleting[: max(missing, 0)]:  # the most recently pushed candidates
+        d = decisions[i]
+        decisions[i] = TagDecision(
+            d.repository,
+            d.tag,
+            d.digest,
+            Decision.PROTECTED,
+            Reason.MIN_TAGS,
+            d.policy,
+            str(min_tags),
+        )
+    tag_kept = {d.digest for d in decisions if d.decision is not Decision.DELETE}
+    kept = _closure(tag_kept, manifests)
+    for i, d in enumerate(decisions):
+        if d.decision is Decision.DELETE and d.digest in kept:
+            reason = Reason.SHARES_DIGEST if d.digest in tag_kept else Reason.CHILD_OF_KEPT_INDEX
+            decisions[i] = TagDecision(
+                d.repository, d.tag, d.digest, Decision.PROTECTED, reason, d.policy, ""
+            )
+    by_digest: dict[str, list[TagDecision]] = defaultdict(list)
+    for d in decisions:
+        if d.decision is Decision.DELETE:
+            by_digest[d.digest].append(d)
+    actions = [
+        DigestAction(
+            repo,
+            digest,
+            tuple(sorted(d.tag for d in group)),
+            Reason.DELETE_RULE,
+            group[0].policy or "",
+            manifests[digest].media_type if digest in manifests else None,
+        )
+        for digest, group in sorted(by_digest.items())
+    ]
+    actions.extend(_untagged(repo, tags, [p.policy for p in policies], manifests, now))
+    return decisions, actions
+
+
+def _untagged(
+    repo: str,
+    tags: list[TagState],
+    policies: Sequence[Policy],
+    manifests: dict[str, ManifestInfo],
+    now: datetime,
+) -> list[DigestAction]:
+    rules = [(p, r) for p in policies for r in p.delete if r.untagged]
+    if not rules:
+        return []
+    tagged = {t.digest for t in tags}
+    children = {c for m in manifests.values() for c in m.children}
+    out: list[DigestAction] = []
+    for digest, info in sorted(manifests.items()):
+        if digest in tagged or digest in children or info.pushed_at is None:
+            continue
+        if any((repo, digest) in p.deployed.digests for p in policies):
+            continue
+        if any(now - info.pushed_at < p.protect.grace for p in policies):
+            continue
+        for policy, rule in rules:
+            if rule.older_than is None or now - info.pushed_at >= rule.older_than:
+                out.append(
+                    DigestAction(repo, digest, (), Reason.UNTAGGED, policy.name, info.media_type)
+                )
+                break
+    return out
+
+
+class _Freed:
+    """Blobs referenced by kept manifests vs. by manifests that go; counted once, globally."""
+
+    def __init__(self) -> None:
+        self.kept_blobs: set[str] = set()
+        self.candidates: dict[str, int] = {}
+
+    def add_repository(
+        self, manifests: dict[str, ManifestInfo], deleted: set[str], tagged: set[str]
+    ) -> None:
+        if not manifests:
+            return
+        has_parent = {c for m in manifests.values() for c in m.children}
+        stack = [d for d in manifests if d not in deleted and (d in tagged or d not in has_parent)]
+        kept: set[str] = set()
+        while stack:
+            digest = stack.pop()
+            if digest in kept or digest in deleted:
+                continue
+            kept.add(digest)
+            info = manifests.get(digest)
+            if info is not None:
+                stack.extend(info.children)
+        kept_blobs, candidates = self.kept_blobs, self.candidates
+        for digest, info in manifests.items():
+            if digest in kept:
+                kept_blobs.add(digest)
+                kept_blobs.update(b.digest for b in info.blobs)
+        for digest, info in manifests.items():
+            if digest not in kept:
+                if digest not in kept_blobs:
+                    candidates[digest] = info.size
+                for blob in info.blobs:
+                    if blob.digest not in kept_blobs:
+                        candidates[blob.digest] = blob.size
+
+    def total(self) -> int:
+        kept = self.kept_blobs
+        return sum(size for digest, size in self.candidates.items() if digest not in kept)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def plan(
+    policies: Sequence[Policy],
+    tags: Iterable[TagState],
+    manifests: Iterable[ManifestInfo],
+    coverage: Iterable[Interval],
+    now: datetime,
+    *,
+    gap_tolerance: timedelta = timedelta(0),
+) -> Plan:
+    """Decide every live tag and the digest deletions that follow; estimate bytes freed.
+
+    Repositories are planned in name order. The cyclic garbage collector is paused while
+    planning (and restored after): planning makes no reference cycles, and with a million
+    tags the collector's passes over the input would otherwise cost about a third of the time.
+    """
+    with _gc_paused():
+        by_repo: dict[str, list[TagState]] = defaultdict(list)
+        for state in tags:
+            by_repo[state.repository].append(state)
+        by_repo_manifests: dict[str, list[ManifestInfo]] = defaultdict(list)
+        for info in manifests:
+            by_repo_manifests[info.repository].append(info)
+        names = sorted(by_repo.keys() | by_repo_manifests.keys())
+        repositories = (
+            RepositoryState(name, by_repo.pop(name, []), by_repo_manifests.pop(name, []))
+            for name in names
+        )
+        return _plan(policies, repositories, coverage, now, gap_tolerance)
+
+
+def plan_repositories(
+    policies: Sequence[Policy],
+    repositories: Iterable[RepositoryState],
+    coverage: Iterable[Interval],
+    now: datetime,
+    *,
+    gap_tolerance: timedelta = timedelta(0),
+) -> Plan:
+    """`plan` over repositories handed one at a time (a generator keeps only one in memory).
+
+    Each repository must appear once; the plan keeps their order.
+    """
+    with _gc_paused():
+        return _plan(policies, repositories, coverage, now, gap_tolerance)
+
+
+def _plan(
+    policies: Sequence[Policy],
+    repositories: Iterable[RepositoryState],
+    coverage: Iterable[Interval],
+    now: datetime,
+    gap_tolerance: timedelta,
+) -> Plan:
+    since = covered_since(coverage, now, gap_tolerance=gap_tolerance)
+    compiled = [_Compiled(p, now) for p in policies]
+    decisions: list[TagDecision] = []
+    actions: list[DigestAction] = []
+    freed = _Freed()
+    seen: set[str] = set()
+    for repository in repositories:
+        repo = repository.name
+        if repo in seen:
+            raise ValueError(f"repository {repo!r} given twice")
+        seen.add(repo)
+        chosen = [p for p in compiled if p.repositories(repo)]
+        states = [t for t in repository.tags if t.deleted_at is None]
+        repo_manifests = {m.digest: m for m in repository.manifests}
+        d, a = _plan_repo(repo, states, chosen, repo_manifests, now, since)
+        d.sort(key=_BY_TAG)
+        decisions.extend(d)
+        actions.extend(a)
+        freed.add_repository(repo_manifests, {x.digest for x in a}, {t.digest for t in states})
+    return Plan(now, tuple(decisions), tuple(actions), freed.total())
