@@ -1,22 +1,18 @@
-"""Real outside programs for end-to-end tests: the registry binary, skopeo, registry-monitor.
+"""End-to-end helpers on top of tests.registry_harness: notifying registries, skopeo pushes
+and pulls, a capture endpoint, and registry-monitor as a real process.
 
-Every process is started on 127.0.0.1 with a free port and always terminated. A missing
+Every process listens on 127.0.0.1 with a free port and is always terminated. A missing
 program is a test failure with a clear message, never a skip.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,27 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
+from tests.registry_harness import (
+    build_oci_layout,
+    free_port,
+    registry_config,
+    require_tools,
+    write_htpasswd,
+)
+
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "dave": "dave-pw-4"}
 TOKEN = "s3cret"
-
-
-def require(program: str) -> str:
-    path = shutil.which(program) or (program if Path(program).is_file() else None)
-    if path is None:
-        raise RuntimeError(
-            f"{program} is required by this test and is not installed "
-            "(apt-get install docker-registry skopeo apache2-utils)"
-        )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(
@@ -76,94 +62,35 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> N
 # --- images -----------------------------------------------------------------------------
 
 
-def _put(blobs: Path, data: bytes) -> dict[str, Any]:
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
+@dataclass(frozen=True)
+class Images:
+    """An OCI layout with `hello` (1 layer), `app` (2 layers), `multi` (amd64 + arm64 index)."""
+
+    layout: Path
+    digests: dict[str, str]
 
 
-def _layer(blobs: Path, files: dict[str, str]) -> tuple[dict[str, Any], str]:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, content in sorted(files.items()):
-            data = content.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 1700000000, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
-    packed = io.BytesIO()
-    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0) as gz:
-        gz.write(raw.getvalue())
-    descriptor = _put(blobs, packed.getvalue())
-    return {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **descriptor}, diff_id
-
-
-def _image(blobs: Path, layers: list[dict[str, str]], arch: str = "amd64") -> dict[str, Any]:
-    built = [_layer(blobs, files) for files in layers]
-    config = {
-        "architecture": arch,
-        "os": "linux",
-        "config": {"Cmd": ["/run"]},
-        "rootfs": {"type": "layers", "diff_ids": [d for _, d in built]},
-    }
-    config_desc = _put(blobs, json.dumps(config, sort_keys=True).encode())
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
-        "layers": [desc for desc, _ in built],
-    }
-    return {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **_put(blobs, json.dumps(manifest, sort_keys=True).encode()),
-        "platform": {"architecture": arch, "os": "linux"},
-    }
-
-
-def build_images(root: Path, *, salt: str = "") -> Path:
-    """An OCI layout with `hello` (1 layer), `app` (2 layers) and `multi` (amd64 + arm64 index).
-
-    `salt` changes every digest, so tests can make images no other test pushed.
-    """
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    hello = _image(blobs, [{"hello.txt": f"hello {salt}\n"}])
-    app = _image(blobs, [{"etc/app.conf": f"mode=prod {salt}\n"}, {"app/run.sh": "echo app\n"}])
-    children = [
-        _image(blobs, [{"bin/tool": f"tool {arch} {salt}\n"}], arch) for arch in ("amd64", "arm64")
-    ]
-    index = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": children,
-    }
-    multi = {
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        **_put(blobs, json.dumps(index, sort_keys=True).encode()),
-    }
-    refs = []
-    for name, desc in (("hello", hello), ("app", app), ("multi", multi)):
-        entry = {k: v for k, v in desc.items() if k != "platform"}
-        entry["annotations"] = {"org.opencontainers.image.ref.name": name}
-        refs.append(entry)
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": refs}))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return root
-
-
-def oci_digest(layout: Path, name: str) -> str:
-    index = json.loads((layout / "index.json").read_text())
-    for entry in index["manifests"]:
-        if entry["annotations"]["org.opencontainers.image.ref.name"] == name:
-            return str(entry["digest"])
-    raise KeyError(name)
+def build_images(root: Path, *, salt: str = "") -> Images:
+    """Deterministic images; `salt` changes every digest, so a test's images are its own."""
+    digests = build_oci_layout(
+        directory=root,
+        images={
+            "hello": [{"hello.txt": f"hello {salt}\n"}],
+            "app": [{"etc/app.conf": f"mode=prod {salt}\n"}, {"app/run.sh": "echo app\n"}],
+            "multi-amd64": [{"bin/tool": f"tool amd64 {salt}\n"}],
+            "multi-arm64": [{"bin/tool": f"tool arm64 {salt}\n"}],
+        },
+        indexes={"multi": [("amd64", "multi-amd64"), ("arm64", "multi-arm64")]},
+    )
+    return Images(root, digests)
 
 
 # --- skopeo ------------------------------------------------------------------------------
 
 
 def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [require("skopeo"), "--insecure-policy", *args]
+    require_tools("skopeo")
+    command = ["skopeo", "--insecure-policy", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed: {result.stderr.strip()[-800:]}")
@@ -171,7 +98,7 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def push(
-    layout: Path, image: str, dest: str, *, user: str = "alice", extra: tuple[str, ...] = ()
+    images: Images, image: str, dest: str, *, user: str = "alice", extra: tuple[str, ...] = ()
 ) -> None:
     skopeo(
         "copy",
@@ -179,7 +106,7 @@ def push(
         "--dest-tls-verify=false",
         "--dest-creds",
         f"{user}:{USERS[user]}",
-        f"oci:{layout}:{image}",
+        f"oci:{images.layout}:{image}",
         f"docker://{dest}",
     )
 
@@ -239,60 +166,11 @@ def capture_server() -> Iterator[Capture]:
         server.server_close()
 
 
-# --- the registry ------------------------------------------------------------------------
-
-
-@dataclass
-class Registry:
-    host: str
-    url: str
-    root: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-    config: Path
-
-
-def write_htpasswd(path: Path) -> Path:
-    lines = []
-    for user, password in USERS.items():
-        result = subprocess.run(
-            [require("htpasswd"), "-Bbn", user, password],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines.append(result.stdout.strip())
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def registry_config(
-    root: Path,
-    port: int,
-    *,
-    endpoints: list[dict[str, Any]],
-    formatter: str = "text",
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    root.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "formatter": formatter},
-        "storage": {
-            "filesystem": {"rootdirectory": str(root / "storage")},
-            "delete": {"enabled": True},
-        },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "e2e-secret"},
-        "auth": {
-            "htpasswd": {"realm": "e2e-realm", "path": str(write_htpasswd(root / "htpasswd"))}
-        },
-        "notifications": {"events": {"includereferences": True}, "endpoints": endpoints},
-    }
-    config.update(extra or {})
-    return config
+# --- the registry -------------------------------------------------------------------------
 
 
 def endpoint(name: str, url: str, *, token: str | None = None) -> dict[str, Any]:
+    """A notification endpoint that retries quickly (threshold 3, backoff 1 s)."""
     entry: dict[str, Any] = {
         "name": name,
         "url": url,
@@ -305,28 +183,15 @@ def endpoint(name: str, url: str, *, token: str | None = None) -> dict[str, Any]
     return entry
 
 
-@contextmanager
-def running_registry(root: Path, config: dict[str, Any]) -> Iterator[Registry]:
-    """Start the real registry binary with `config` until the block ends."""
-    binary = require(REGISTRY_BIN)
+def notifying_registry_config(root: Path, *, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """htpasswd users USERS, delete enabled, notifications (with references) to `endpoints`."""
     root.mkdir(parents=True, exist_ok=True)
-    config_path = root / "config.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    log = root / "registry.log"
-    port = int(str(config["http"]["addr"]).rsplit(":", 1)[1])
-    with log.open("ab") as out:
-        process = subprocess.Popen([binary, "serve", str(config_path)], stdout=out, stderr=out)
-    try:
-        wait_for_port(port, process=process)
-        host = f"127.0.0.1:{port}"
-        yield Registry(host, f"http://{host}", root, process, log, config_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    return registry_config(
+        root=root,
+        port=free_port(),
+        htpasswd=write_htpasswd(path=root / "htpasswd", users=USERS),
+        notifications={"events": {"includereferences": True}, "endpoints": endpoints},
+    )
 
 
 # --- registry-monitor as a real process ---------------------------------------------------

@@ -109,6 +109,7 @@ def registry_config(
     token: Mapping[str, str] | None = None,
     delete_enabled: bool = True,
     notifications_url: str | None = None,
+    notifications: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A registry config: filesystem storage under `root`, on 127.0.0.1:`port`.
 
@@ -134,6 +135,8 @@ def registry_config(
         config["notifications"] = {
             "endpoints": [{"name": "monitor", "url": notifications_url, "timeout": "1s"}]
         }
+    if notifications is not None:
+        config["notifications"] = dict(notifications)
     return config
 
 

@@ -20,20 +20,19 @@ from tests.harness import (
     TOKEN,
     USERS,
     Capture,
+    Images,
     MonitorProcess,
-    Registry,
     build_images,
     capture_server,
     endpoint,
-    free_port,
-    oci_digest,
+    notifying_registry_config,
     pull,
     push,
-    registry_config,
     running_monitor,
-    running_registry,
     wait_until,
 )
+from tests.registry_harness import RegistryHandle as Registry
+from tests.registry_harness import running_registry
 
 COMPARED = (
     "event_id",
@@ -85,22 +84,21 @@ def assert_same(capture: Capture, monitor: MonitorProcess) -> list[dict[str, Any
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> Path:
+def layout(tmp_path: Path) -> Images:
     return build_images(tmp_path / "oci", salt=tmp_path.name)
 
 
 @pytest.fixture
 def stack(tmp_path: Path, db_url: str) -> Iterator[tuple[Registry, MonitorProcess, Capture]]:
     with running_monitor(tmp_path, db_url) as monitor, capture_server() as capture:
-        config = registry_config(
+        config = notifying_registry_config(
             tmp_path / "registry",
-            free_port(),
             endpoints=[
                 endpoint("monitor", f"{monitor.url}/v1/notifications", token=TOKEN),
                 endpoint("capture", capture.url),
             ],
         )
-        with running_registry(tmp_path / "registry", config) as registry:
+        with running_registry(directory=tmp_path / "registry", config=config) as registry:
             yield registry, monitor, capture
 
 
@@ -113,7 +111,7 @@ def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
 
 class TestRealRegistry:
     def test_pushes_pulls_index_and_delete_are_stored_as_sent(
-        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Path, tmp_path: Path
+        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Images, tmp_path: Path
     ) -> None:
         """Pushes, a two-tag digest, an OCI index, pulls by tag and digest, a delete: all stored."""
         registry, monitor, capture = stack
@@ -129,7 +127,7 @@ class TestRealRegistry:
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
         ).headers["docker-content-digest"]
         pull(f"{host}/team/app@{digest}", tmp_path / "pull-digest")
-        delete_manifest(registry, "library/hello", oci_digest(layout, "hello"))
+        delete_manifest(registry, "library/hello", layout.digests["hello"])
 
         stored = assert_same(capture, monitor)
         kinds = Counter((e["action"], e["target_kind"]) for e in stored)
@@ -148,13 +146,13 @@ class TestRealRegistry:
         } == set(tags)
         assert tags[("library/hello", "1.0")]["deleted_at"] is not None
         assert tags[("library/hello", "latest")]["deleted_at"] is not None
-        assert tags[("team/app", "multi")]["digest"] == oci_digest(layout, "multi")
+        assert tags[("team/app", "multi")]["digest"] == layout.digests["multi"]
         assert tags[("team/app", "v1")]["pull_count"] >= 2  # the HEAD above and the pull by digest
 
 
 class TestFaults:
     def test_events_sent_while_the_monitor_is_down_arrive_once(
-        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Path
+        self, stack: tuple[Registry, MonitorProcess, Capture], layout: Images
     ) -> None:
         """Stopped while images are pushed, started again: the registry's retries deliver all."""
         registry, monitor, capture = stack
@@ -175,7 +173,7 @@ class TestFaults:
     def test_events_sent_while_the_store_is_down_are_kept_and_stored_once(
         self,
         stack: tuple[Registry, MonitorProcess, Capture],
-        layout: Path,
+        layout: Images,
         db_url: str,
         request: pytest.FixtureRequest,
     ) -> None:
