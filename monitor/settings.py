@@ -445,3 +445,16 @@ def reference() -> list[tuple[str, str, str, str]]:
             env = f"{ENV_PREFIX}{section_field.name.upper()}_{field.name.upper()}"
             rows.append((f"{section_field.name}.{field.name}", env, shown, field.metadata["doc"]))
     return rows
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table (the README holds this verbatim)."""
+    lines = ["| key | environment | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, env, default, doc in reference():
+        shown = f"`{default}`" if default else ""
+        lines.append(f"| `{key}` | `{env}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_table())

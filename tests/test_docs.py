@@ -1,0 +1,48 @@
+"""The README is the reference: it must match the code."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry
+
+from monitor.observability.metrics import make_metrics
+from monitor.settings import reference_table
+from tests.paths import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+class TestReadme:
+    def test_starts_with_the_two_commands(self) -> None:
+        """The first code block runs the service on SQLite and runs the whole test suite."""
+        block = README.split("```sh\n", 1)[1].split("```", 1)[0]
+        commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+        assert [
+            "REGISTRY_MONITOR_NOTIFICATIONS_TOKENS=change-me scripts/serve",
+            "scripts/test",
+        ] == commands
+        assert README.index("```sh") < README.index("\n## ")
+
+    def test_configuration_reference_is_current(self) -> None:
+        """The settings table is exactly what `python -m monitor.settings` prints."""
+        block = README.split("<!-- settings:start", 1)[1].split("-->", 1)[1]
+        block = block.split("<!-- settings:end -->", 1)[0].strip()
+        assert reference_table() == block
+
+    def test_every_command_is_documented(self) -> None:
+        """Each subcommand of the CLI has a row in the command table."""
+        from monitor.cli import _COMMANDS
+
+        for command in _COMMANDS:
+            assert f"| `{command}" in README, command
+
+    def test_metrics_catalog_lists_every_metric(self) -> None:
+        """Every metric the service exports has a row in the catalog, and no row is stale."""
+        registry = CollectorRegistry()
+        make_metrics(registry)
+        exported = {m.name for m in registry.collect()}
+        # prometheus_client strips _total from counter family names
+        documented = set(re.findall(r"^\| `(registry_monitor_[a-z_]+)`", README, re.M))
+        normalized = {name.removesuffix("_total") for name in documented}
+        assert exported == normalized
