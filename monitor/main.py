@@ -83,9 +83,10 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     return scheduler
 
 
-async def _heartbeats(services: Services) -> None:
+async def _heartbeats(services: Services, stop: asyncio.Event) -> None:
+    """Record coverage until `stop` is set; a heartbeat in progress always finishes."""
     interval = services.settings.notifications.heartbeat_seconds
-    while True:
+    while not stop.is_set():
         try:
             await asyncio.to_thread(
                 jobs.heartbeat,
@@ -97,23 +98,24 @@ async def _heartbeats(services: Services) -> None:
         except Exception as exc:
             services.metrics.store_errors.labels(operation="heartbeat").inc()
             log.warning("heartbeat failed", error=type(exc).__name__)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None = None) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
-        beat = asyncio.create_task(_heartbeats(services))
+        stop = asyncio.Event()
+        beat = asyncio.create_task(_heartbeats(services, stop))
         if scheduler is not None:
             scheduler.start()
         log.info("registry-monitor started", replica=services.replica)
         try:
             yield
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            stop.set()
+            await beat
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             services.writer.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,19 @@ def _row_values(event: Event, received_at: datetime) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, built once per dialect."""
+    table = EventRow.__table__
+    assert isinstance(table, Table)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id, sort_by_parameter_order=True)
+    )
+
+
 def insert_events(
     session: Session, events: Sequence[Event], *, received_at: datetime
 ) -> list[Event]:
@@ -59,16 +73,8 @@ def insert_events(
         unique.setdefault(event.event_id, event)
     if not unique:
         return []
-    table = EventRow.__table__
-    assert isinstance(table, Table)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(table)
-        .values([_row_values(e, received_at) for e in unique.values()])
-        .on_conflict_do_nothing(index_elements=[table.c.event_id])
-        .returning(table.c.event_id)
-    )
-    inserted = set(session.scalars(stmt))
+    stmt = _insert_statement(session.get_bind().dialect.name)
+    inserted = set(session.scalars(stmt, [_row_values(e, received_at) for e in unique.values()]))
     return [e for e in unique.values() if e.event_id in inserted]
 
 

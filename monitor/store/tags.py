@@ -8,22 +8,25 @@ Functions take a session and never commit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind
-from monitor.store.schema import TagPullRow, TagStateRow
+from monitor.store.schema import TagPullRow, TagStateRow, UTCDateTime
 
 
-def _insert(session: Session, table: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _later(column: Any, value: Any) -> ColumnElement[Any]:
@@ -35,131 +38,98 @@ def _earlier(column: Any, value: Any) -> ColumnElement[Any]:
     return case((or_(column.is_(None), column > value), value), else_=column)
 
 
-def apply_events(session: Session, events: Iterable[Event]) -> None:
-    """Fold new (never seen before) events into the tag state."""
-    for event in events:
-        if event.repository is None:
-            continue
-        if event.action is Action.PUSH and event.target_kind is TargetKind.MANIFEST and event.tag:
-            _record_push(session, event)
-        elif event.action is Action.PULL and event.target_kind is TargetKind.MANIFEST:
-            _record_pull(session, event)
-        elif event.action is Action.DELETE:
-            _record_delete(session, event)
+class _Statements:
+    """Every write statement, built once per dialect so only parameters change per event."""
 
+    def __init__(self, dialect: str) -> None:
+        state: Any = TagStateRow.__table__
+        pulls: Any = TagPullRow.__table__
+        c = state.c
+        t = bindparam("t", type_=UTCDateTime())
 
-def _record_push(session: Session, event: Event) -> None:
-    t = event.occurred_at
-    table = TagStateRow.__table__
-    stmt = _insert(session, table).values(
-        repository=event.repository,
-        tag=event.tag,
-        digest=event.digest,
-        media_type=event.media_type,
-        first_seen_at=t,
-        last_pushed_at=t,
-        last_pushed_by=event.actor,
-        pull_count=0,
-    )
-    current = table.c
-    newer = or_(current.last_pushed_at.is_(None), current.last_pushed_at <= t)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[current.repository, current.tag],
-        set_={
-            "digest": case((newer, stmt.excluded.digest), else_=current.digest),
-            "media_type": case((newer, stmt.excluded.media_type), else_=current.media_type),
-            "last_pushed_by": case(
-                (newer, stmt.excluded.last_pushed_by), else_=current.last_pushed_by
-            ),
-            "last_pushed_at": _later(current.last_pushed_at, t),
-            "first_seen_at": _earlier(current.first_seen_at, t),
-            "deleted_at": case(
-                (and_(current.deleted_at.is_not(None), current.deleted_at <= t), None),
-                else_=current.deleted_at,
-            ),
-        },
-    )
-    session.execute(stmt)
+        push = _insert(dialect, state).values(
+            repository=bindparam("p_repository"),
+            tag=bindparam("p_tag"),
+            digest=bindparam("p_digest"),
+            media_type=bindparam("p_media_type"),
+            first_seen_at=t,
+            last_pushed_at=t,
+            last_pushed_by=bindparam("p_actor"),
+            pull_count=0,
+        )
+        newer = or_(c.last_pushed_at.is_(None), c.last_pushed_at <= t)
+        self.push = push.on_conflict_do_update(
+            index_elements=[c.repository, c.tag],
+            set_={
+                "digest": case((newer, push.excluded.digest), else_=c.digest),
+                "media_type": case((newer, push.excluded.media_type), else_=c.media_type),
+                "last_pushed_by": case(
+                    (newer, push.excluded.last_pushed_by), else_=c.last_pushed_by
+                ),
+                "last_pushed_at": _later(c.last_pushed_at, t),
+                "first_seen_at": _earlier(c.first_seen_at, t),
+                "deleted_at": case(
+                    (and_(c.deleted_at.is_not(None), c.deleted_at <= t), None),
+                    else_=c.deleted_at,
+                ),
+            },
+        )
 
-
-def _credit_pull(session: Session, repository: str, tag: str, event: Event) -> None:
-    t = event.occurred_at
-    table = TagPullRow.__table__
-    stmt = _insert(session, table).values(
-        repository=repository,
-        tag=tag,
-        http_method=(event.http_method or "GET")[:8],
-        client=event.client.value,
-        last_pulled_at=t,
-        pull_count=1,
-    )
-    c = table.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.repository, c.tag, c.http_method, c.client],
-        set_={"last_pulled_at": _later(c.last_pulled_at, t), "pull_count": c.pull_count + 1},
-    )
-    session.execute(stmt)
-
-
-def _record_pull(session: Session, event: Event) -> None:
-    t = event.occurred_at
-    c = TagStateRow.__table__.c
-    tags: Sequence[str]
-    if event.tag:
-        # A pull by tag names the tag; a tag we never saw pushed is learned from it.
-        table = TagStateRow.__table__
-        stmt = _insert(session, table).values(
-            repository=event.repository,
-            tag=event.tag,
-            digest=event.digest,
-            media_type=event.media_type,
+        pull_tag = _insert(dialect, state).values(
+            repository=bindparam("p_repository"),
+            tag=bindparam("p_tag"),
+            digest=bindparam("p_digest"),
+            media_type=bindparam("p_media_type"),
             first_seen_at=t,
             last_pulled_at=t,
             pull_count=1,
         )
-        stmt = stmt.on_conflict_do_update(
+        self.pull_tag = pull_tag.on_conflict_do_update(
             index_elements=[c.repository, c.tag],
             set_={
                 "last_pulled_at": _later(c.last_pulled_at, t),
                 "pull_count": c.pull_count + 1,
                 "first_seen_at": _earlier(c.first_seen_at, t),
-                "digest": case((c.digest.is_(None), stmt.excluded.digest), else_=c.digest),
+                "digest": case((c.digest.is_(None), pull_tag.excluded.digest), else_=c.digest),
             },
         )
-        session.execute(stmt)
-        tags = [event.tag]
-    else:
-        # A pull by digest credits every tag currently on that digest.
-        live = and_(
-            c.repository == event.repository, c.digest == event.digest, c.deleted_at.is_(None)
+
+        live_on_digest = and_(
+            c.repository == bindparam("p_repository"),
+            c.digest == bindparam("p_digest"),
+            c.deleted_at.is_(None),
         )
-        tags = list(session.scalars(select(TagStateRow.tag).where(live)))
-        if not tags:
-            return
-        session.execute(
-            update(TagStateRow)
-            .where(live)
+        self.tags_on_digest = select(c.tag).where(live_on_digest)
+        self.pull_digest = (
+            update(state)
+            .where(live_on_digest)
             .values(last_pulled_at=_later(c.last_pulled_at, t), pull_count=c.pull_count + 1)
         )
-    for tag in tags:
-        _credit_pull(session, event.repository or "", tag, event)
 
+        credit = _insert(dialect, pulls).values(
+            repository=bindparam("p_repository"),
+            tag=bindparam("p_tag"),
+            http_method=bindparam("p_method"),
+            client=bindparam("p_client"),
+            last_pulled_at=t,
+            pull_count=1,
+        )
+        p = pulls.c
+        self.credit = credit.on_conflict_do_update(
+            index_elements=[p.repository, p.tag, p.http_method, p.client],
+            set_={"last_pulled_at": _later(p.last_pulled_at, t), "pull_count": p.pull_count + 1},
+        )
 
-def _record_delete(session: Session, event: Event) -> None:
-    t = event.occurred_at
-    c = TagStateRow.__table__.c
-    not_repushed = or_(c.last_pushed_at.is_(None), c.last_pushed_at <= t)
-    if event.tag:
-        table = TagStateRow.__table__
-        stmt = _insert(session, table).values(
-            repository=event.repository,
-            tag=event.tag,
-            digest=event.digest,
+        not_repushed = or_(c.last_pushed_at.is_(None), c.last_pushed_at <= t)
+        delete_tag = _insert(dialect, state).values(
+            repository=bindparam("p_repository"),
+            tag=bindparam("p_tag"),
+            digest=bindparam("p_digest"),
             first_seen_at=t,
             pull_count=0,
             deleted_at=t,
         )
-        stmt = stmt.on_conflict_do_update(
+        self.delete_tag = delete_tag.on_conflict_do_update(
             index_elements=[c.repository, c.tag],
             set_={
                 "deleted_at": case(
@@ -167,18 +137,83 @@ def _record_delete(session: Session, event: Event) -> None:
                 )
             },
         )
-        session.execute(stmt)
-    elif event.digest and event.target_kind is TargetKind.MANIFEST:
-        session.execute(
-            update(TagStateRow)
-            .where(
-                c.repository == event.repository,
-                c.digest == event.digest,
-                c.deleted_at.is_(None),
-                not_repushed,
+        self.delete_digest = update(state).where(live_on_digest, not_repushed).values(deleted_at=t)
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+def apply_events(session: Session, events: Iterable[Event]) -> None:
+    """Fold new (never seen before) events into the tag state."""
+    statements = _statements(_dialect(session))
+    for event in events:
+        if event.repository is None:
+            continue
+        if event.action is Action.PUSH and event.target_kind is TargetKind.MANIFEST and event.tag:
+            session.execute(
+                statements.push,
+                {
+                    "p_repository": event.repository,
+                    "p_tag": event.tag,
+                    "p_digest": event.digest,
+                    "p_media_type": event.media_type,
+                    "p_actor": event.actor,
+                    "t": event.occurred_at,
+                },
             )
-            .values(deleted_at=t)
-        )
+        elif event.action is Action.PULL and event.target_kind is TargetKind.MANIFEST:
+            _record_pull(session, statements, event)
+        elif event.action is Action.DELETE:
+            _record_delete(session, statements, event)
+
+
+def _record_pull(session: Session, statements: _Statements, event: Event) -> None:
+    params = {
+        "p_repository": event.repository,
+        "p_tag": event.tag,
+        "p_digest": event.digest,
+        "p_media_type": event.media_type,
+        "t": event.occurred_at,
+    }
+    tags: Sequence[str]
+    if event.tag:
+        # A pull by tag names the tag; a tag we never saw pushed is learned from it.
+        session.execute(statements.pull_tag, params)
+        tags = [event.tag]
+    else:
+        # A pull by digest credits every tag currently on that digest.
+        tags = list(session.scalars(statements.tags_on_digest, params))
+        if not tags:
+            return
+        session.execute(statements.pull_digest, params)
+    session.execute(
+        statements.credit,
+        [
+            {
+                "p_repository": event.repository,
+                "p_tag": tag,
+                "p_method": (event.http_method or "GET")[:8],
+                "p_client": event.client.value,
+                "t": event.occurred_at,
+            }
+            for tag in tags
+        ],
+    )
+
+
+def _record_delete(session: Session, statements: _Statements, event: Event) -> None:
+    params = {
+        "p_repository": event.repository,
+        "p_tag": event.tag,
+        "p_digest": event.digest,
+        "t": event.occurred_at,
+    }
+    if event.tag:
+        session.execute(statements.delete_tag, params)
+    elif event.digest and event.target_kind is TargetKind.MANIFEST:
+        session.execute(statements.delete_digest, params)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
