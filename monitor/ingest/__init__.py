@@ -1,0 +1,1 @@
+"""Turning what the registry sends and writes into events: notifications, log lines."""
