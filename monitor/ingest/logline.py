@@ -120,7 +120,7 @@ def _unescape_match(match: re.Match[str]) -> str:
     elif len(code) == 3 and code.isdigit():
         value = int(code, 8)
     else:
-        raise ValueError("unknown escape")
+        return code  # not an escape Go writes: keep the character
     if head == "x" or len(code) == 3:
         return chr(value) if value < 0x80 else "\ufffd"
     return chr(value) if value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF else "\ufffd"
