@@ -135,11 +135,17 @@ class Follower:
             self._checkpoints.save(batch.checkpoint)
 
     def close(self) -> None:
-        """Close every open file."""
+        """Close every open file; a later poll opens them again from the committed checkpoints."""
         with self._lock:
             for state in self._open.values():
                 state.file.close()
             self._open.clear()
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------------ one path
 
