@@ -24,6 +24,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -50,9 +51,8 @@ AUTH_USER_31 = "user failed to authenticate"
 
 _RESPONSE = "response completed"
 _RESPONSE_ERROR = "response completed with error"
-# A response line without any of these substrings cannot be an event (conservative check).
-_EVENT_MARKERS = ("/_catalog", "/tags/list", "/manifests/", "403")
 _USER_IN_MSG = re.compile(r'error authenticating user ("[^"\\]*(?:\\.[^"\\]*)*"|\S+)')
+_TEXT_HEAD_PLAIN = re.compile(r'time="([^"\\]*)" level=([^\s"\\]*) msg="([^"\\]*)"(?=\s|$)')
 _TEXT_HEAD = re.compile(
     r'time=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)\s+level=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)'
     r'\s+msg=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)'
@@ -169,13 +169,15 @@ class LogClassifier:
             line = line.rstrip("\r\n")
         first = line[:1]
         if first == "t":
-            head = _TEXT_HEAD.match(line) if line.startswith('time="') else None
+            head = None
+            if line.startswith('time="'):
+                head = _TEXT_HEAD_PLAIN.match(line) or _TEXT_HEAD.match(line)
             if head is not None:
                 stamp, msg = head.group(1), head.group(3)
                 stamp = stamp[1:-1] if "\\" not in stamp else unquote_go(stamp)
                 if msg[:1] == '"':
                     msg = msg[1:-1] if "\\" not in msg else unquote_go(msg)
-                if self._fast(msg, line, stamp):
+                if self._fast(msg, line, stamp, None):
                     return []
         elif first.isdigit() and not self._emits_access():
             peeked = peek_combined(line)
@@ -193,12 +195,19 @@ class LogClassifier:
                 document = None
             if type(document) is dict:
                 msg, stamp = document.get("msg"), document.get("time")
-                if type(msg) is str and type(stamp) is str and self._fast(msg, line, stamp):
+                if (
+                    type(msg) is str
+                    and type(stamp) is str
+                    and self._fast(msg, line, stamp, document)
+                ):
                     return []
         return self.consume(parse_line(line))
 
-    def _fast(self, msg: str, line: str, stamp: str) -> bool:
-        """Count an app line that completes no event without parsing its fields, if it is one."""
+    def _fast(self, msg: str, line: str, stamp: str, document: dict[str, Any] | None) -> bool:
+        """Count an app line that completes no event without parsing its fields, if it is one.
+
+        `document` is the decoded JSON object of a JSON line, None for a text line.
+        """
         anonymous = False
         if msg.startswith(("error auth", "user failed", _RESPONSE)):
             if msg.startswith(AUTH_CONTEXT_PREFIX):
@@ -206,9 +215,11 @@ class LogClassifier:
                     return False
                 anonymous = True
             elif msg in (_RESPONSE, _RESPONSE_ERROR):
-                for marker in _EVENT_MARKERS:
-                    if marker in line:
+                if document is None:
+                    if _text_response_may_matter(line):
                         return False
+                elif _json_response_may_matter(document, line):
+                    return False
             else:
                 return False
         if not is_rfc3339(stamp):
@@ -269,9 +280,8 @@ class LogClassifier:
             self._remember(request_id, fields.get("username") or None)
             return []
         if msg in (_RESPONSE, _RESPONSE_ERROR):
-            try:
-                status = int(fields.get("http.response.status", ""))
-            except ValueError:
+            status = _status(fields.get("http.response.status"))
+            if status is None:
                 return []
             uri = fields.get("http.request.uri")
             actor = fields.get("auth.user.name") or None
@@ -422,6 +432,41 @@ class LogClassifier:
                 route=route,
             )
         ]
+
+
+def _status(text: str | None) -> int | None:
+    """An HTTP status written as three digits, else None."""
+    if text is None or len(text) != 3 or not text.isdigit() or not text.isascii():
+        return None
+    return None if text[0] == "0" else int(text)
+
+
+def _text_response_may_matter(line: str) -> bool:
+    """False only when a text response line certainly completes no event (cheap checks).
+
+    Without backslashes, a value the full parse reads is written verbatim in the line.
+    """
+    if "\\" in line or "/_catalog" in line or "/tags/list" in line:
+        return True
+    if "status=403" in line or 'status="403' in line:
+        return True
+    return "/manifests/" in line and ("status=404" in line or 'status="404' in line)
+
+
+def _json_response_may_matter(document: dict[str, Any], line: str) -> bool:
+    """False only when a JSON response line certainly completes no event."""
+    if line.find("{", 1) != -1:
+        return True  # nested objects are flattened into dotted keys by the full parse
+    uri = document.get("http.request.uri")
+    status = document.get("http.response.status")
+    if status in (403, "403"):
+        return True
+    if uri is None:
+        return False
+    if type(uri) is not str:
+        return True
+    route = route_of(uri)
+    return route in ("catalog", "tags") or (route == "manifest" and status in (404, "404"))
 
 
 def _is_enumeration(route: str, status: int) -> bool:

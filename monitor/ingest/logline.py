@@ -321,6 +321,13 @@ _COMBINED = re.compile(
 )
 
 
+# The registry's own access line with nothing escaped: what `_COMBINED` reads, only faster.
+_COMBINED_PLAIN = re.compile(
+    r'\S+ \S+ - \[([^\]]+)\] "([^ "\\]+) ([^ "\\]+) ([^ "\\]+)" (\d{3}) (?:\d+|-) '
+    r'"[^"\\]*" "[^"\\]*"\Z'
+)
+
+
 def _parse_combined(line: str, match: re.Match[str]) -> ParsedLine:
     remote, user, stamp, request, status, size, referer, agent, rest = match.groups()
     when = parse_clf_time(stamp)
@@ -373,6 +380,12 @@ def peek_combined(line: str) -> tuple[LineKind, int, str | None] | None:
 
     None when `parse_line` would not give an access or proxy line for it.
     """
+    plain = _COMBINED_PLAIN.match(line)
+    if plain is not None:
+        stamp, _method, uri, _protocol, status = plain.groups()
+        if parse_clf_time(stamp) is None:
+            return None
+        return LineKind.ACCESS, int(status), uri
     match = _COMBINED.match(line)
     if match is None:
         return None
