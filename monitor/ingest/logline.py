@@ -201,7 +201,8 @@ def _flatten_into(fields: dict[str, str], key: str, value: Any) -> None:
 
 # ---------------------------------------------------------------------------- timestamps
 
-_second_cache: dict[str, datetime] = {}
+# Memo tables: every key is a valid time (an RFC 3339 second, a combined-log time).
+SECONDS_SEEN: dict[str, datetime] = {}
 _SECOND_CACHE_MAX = 4096
 
 
@@ -210,7 +211,7 @@ def parse_rfc3339(text: str) -> datetime | None:
     length = len(text)
     if length >= 20 and text[-1] in "Zz" and text[10] in "Tt " and text[4] == "-":
         head = text[:19]
-        base = _second_cache.get(head)
+        base = SECONDS_SEEN.get(head)
         if base is None:
             match = _SECONDS.fullmatch(head)
             if match is None:
@@ -220,9 +221,9 @@ def parse_rfc3339(text: str) -> datetime | None:
                 base = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
             except ValueError:
                 return None
-            if len(_second_cache) >= _SECOND_CACHE_MAX:
-                _second_cache.clear()
-            _second_cache[head] = base
+            if len(SECONDS_SEEN) >= _SECOND_CACHE_MAX:
+                SECONDS_SEEN.clear()
+            SECONDS_SEEN[head] = base
         if length == 20:
             return base
         if text[19] != "." or length == 21:
@@ -255,7 +256,7 @@ def is_rfc3339(text: str) -> bool:
         and text[-1] in "Zz"
         and text[4] == "-"
         and text[10] in "Tt "
-        and text[:19] in _second_cache
+        and text[:19] in SECONDS_SEEN
     ):
         if length == 20:
             return True
@@ -278,12 +279,12 @@ _MONTHS = {
         start=1,
     )
 }
-_clf_cache: dict[str, datetime] = {}
+CLF_TIMES_SEEN: dict[str, datetime] = {}
 
 
 def parse_clf_time(text: str) -> datetime | None:
     """A combined-log time `27/Nov/2026:04:52:05 +0000` → aware UTC datetime; None if invalid."""
-    cached = _clf_cache.get(text)
+    cached = CLF_TIMES_SEEN.get(text)
     if cached is not None:
         return cached
     match = _CLF_TIME.fullmatch(text)
@@ -301,9 +302,9 @@ def parse_clf_time(text: str) -> datetime | None:
         ).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
-    if len(_clf_cache) >= _SECOND_CACHE_MAX:
-        _clf_cache.clear()
-    _clf_cache[text] = value
+    if len(CLF_TIMES_SEEN) >= _SECOND_CACHE_MAX:
+        CLF_TIMES_SEEN.clear()
+    CLF_TIMES_SEEN[text] = value
     return value
 
 
@@ -321,10 +322,10 @@ _COMBINED = re.compile(
 )
 
 
-# The registry's own access line with nothing escaped: what `_COMBINED` reads, only faster.
-_COMBINED_PLAIN = re.compile(
-    r'\S+ \S+ - \[([^\]]+)\] "([^ "\\]+) ([^ "\\]+) ([^ "\\]+)" (\d{3}) (?:\d+|-) '
-    r'"[^"\\]*" "[^"\\]*"\Z'
+# The registry's own access line: what `_COMBINED` reads, only faster, when the line has no
+# backslash and exactly six double quotes (so no token can hold one). Groups: time, URI, status.
+COMBINED_PLAIN = re.compile(
+    r'\S+ \S+ - \[([^\]]+)\] "\S+ (\S+) \S+" (\d{3}) (?:\d+|-) "[^"]*" "[^"]*"\Z'
 )
 
 
@@ -373,30 +374,6 @@ def _combined_kind(user: str | None, agent: str | None, rest: str) -> LineKind:
     if user is None and not rest and agent is not None:
         return LineKind.ACCESS
     return LineKind.PROXY
-
-
-def peek_combined(line: str) -> tuple[LineKind, int, str | None] | None:
-    """Kind, status and URI of a valid combined-format line, without building a `ParsedLine`.
-
-    None when `parse_line` would not give an access or proxy line for it.
-    """
-    plain = _COMBINED_PLAIN.match(line)
-    if plain is not None:
-        stamp, _method, uri, _protocol, status = plain.groups()
-        if parse_clf_time(stamp) is None:
-            return None
-        return LineKind.ACCESS, int(status), uri
-    match = _COMBINED.match(line)
-    if match is None:
-        return None
-    _remote, user, stamp, request, status, _size, _referer, agent, rest = match.groups()
-    if parse_clf_time(stamp) is None or (rest and not rest[0].isspace()):
-        return None
-    return (
-        _combined_kind(None if user == "-" else user, agent, rest),
-        int(status),
-        _request_parts(request)[1],
-    )
 
 
 _CLF_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})|\\(.)", re.S)

@@ -285,11 +285,19 @@ class Follower:
         )
 
 
-def _split_lines(data: bytes) -> Iterator[str]:
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    for raw in data.split(b"\n"):
-        yield raw.rstrip(b"\r").decode("utf-8", "replace")
+def _split_lines(data: bytes) -> list[str]:
+    """The lines of `data` (its last line break optional), decoded, without `\r` at their end.
+
+    Decoding the whole chunk at once is the same as line by line: UTF-8 never uses the byte of
+    `\n` inside a multi-byte character.
+    """
+    text = data.decode("utf-8", "replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
+    return lines
 
 
 def read_lines(stream: BinaryIO, *, chunk_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[str]:

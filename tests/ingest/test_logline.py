@@ -15,7 +15,6 @@ from monitor.ingest.logline import (
     parse_clf_time,
     parse_line,
     parse_rfc3339,
-    peek_combined,
     unquote_go,
 )
 from tests.ingest.scenario import LOG_FILES, expected_log, log_lines
@@ -163,12 +162,6 @@ class TestParseLineHandWritten:
         parsed = parse_line(line)
         expected = (LineKind.ACCESS, None, None, "curl/7")
         assert expected == (parsed.kind, parsed.user, parsed.referer, parsed.user_agent)
-
-    def test_peek_agrees_with_parse(self) -> None:
-        """`peek_combined` gives the kind, status and URI that `parse_line` gives."""
-        line = '::1 - bob [27/Nov/2026:04:52:05 +0000] "GET /v2/_catalog HTTP/2.0" 200 5 "-" "x"'
-        parsed = parse_line(line)
-        assert (parsed.kind, parsed.status, parsed.uri) == peek_combined(line)
 
     @pytest.mark.parametrize(
         ("line", "kind", "reason"),
