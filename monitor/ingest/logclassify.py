@@ -19,7 +19,6 @@ reported once, from the app lines); a stream of access or proxy lines alone yiel
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -28,7 +27,9 @@ from typing import Any
 
 import orjson
 
-from monitor.events import Action, Event, Source, TargetKind, classify_client, host_of
+from monitor.events import Action, Event
+from monitor.ingest import logtriage as triage
+from monitor.ingest.logevents import access_event, app_event, line_event_id, request_event_id
 from monitor.ingest.logline import (
     CLF_TIMES_SEEN,
     COMBINED_PLAIN,
@@ -41,76 +42,12 @@ from monitor.ingest.logline import (
     parse_rfc3339,
     unquote_go,
 )
+from monitor.ingest.routes import ROUTES, is_enumeration, route_of
 
-ROUTES = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _STATUS_CLASS = {int(name[0]): name for name in STATUS_CLASSES}
 _EOL = ("\n", "\r")
-
-ANONYMOUS_REASONS = frozenset({"invalid authorization credential", "authorization token required"})
-DENIED_REASONS = frozenset({"insufficient scope"})
-AUTH_CONTEXT_PREFIX = "error authorizing context: "
-AUTH_USER_PREFIX = "error authenticating user "
-AUTH_USER_31 = "user failed to authenticate"
-
-_RESPONSE = "response completed"
-_RESPONSE_ERROR = "response completed with error"
 _USER_IN_MSG = re.compile(r'error authenticating user ("[^"\\]*(?:\\.[^"\\]*)*"|\S+)')
-# The head of a text line in the usual form (a UTC time, no escape but `\"` in msg): what
-# `_TEXT_HEAD` reads, only faster. Groups: time and msg without their quotes.
-_TEXT_HEAD_PLAIN = re.compile(
-    r'time="([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z)" '
-    r'level=[^\s"\\]* msg="([^"\\]*(?:\\"[^"\\]*)*)"(?=\s|$)'
-)
-_TEXT_HEAD = re.compile(
-    r'time=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)\s+level=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)'
-    r'\s+msg=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)'
-)
-
-
-def route_of(uri: str | None) -> str:
-    """The route kind of a request URI: base, manifest, blob, upload, tags, catalog or other."""
-    if not uri:
-        return "other"
-    query = uri.find("?")
-    path = uri if query < 0 else uri[:query]
-    if path in ("/v2/", "/v2"):
-        return "base"
-    if not path.startswith("/v2/"):
-        return "other"
-    if path == "/v2/_catalog":
-        return "catalog"
-    if path.endswith("/tags/list"):
-        return "tags"
-    if "/manifests/" in path:
-        return "manifest"
-    if "/blobs/uploads" in path:
-        return "upload"
-    if "/blobs/" in path:
-        return "blob"
-    return "other"
-
-
-def repository_of(uri: str | None) -> str | None:
-    """The repository named by a `/v2/<name>/…` URI, or None."""
-    if not uri or not uri.startswith("/v2/"):
-        return None
-    path = uri.split("?", 1)[0][4:]
-    for marker in ("/manifests/", "/blobs/", "/tags/list"):
-        index = path.find(marker)
-        if index > 0:
-            return path[:index]
-    return None
-
-
-def _reference_of(uri: str | None) -> str | None:
-    if not uri:
-        return None
-    path = uri.split("?", 1)[0]
-    index = path.find("/manifests/")
-    if index < 0:
-        return None
-    return path[index + len("/manifests/") :] or None
 
 
 @dataclasses.dataclass
@@ -169,8 +106,10 @@ class LogClassifier:
         by_status = counters.responses_by_status
         by_class = counters.responses_by_class
         by_route = counters.responses_by_route
-        text_head, access_line = _TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
-        seconds, clf_times, categories = SECONDS_SEEN, CLF_TIMES_SEEN, _MSG_CATEGORY
+        text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
+        seconds, clf_times, categories = SECONDS_SEEN, CLF_TIMES_SEEN, triage.MSG_CATEGORY
+        plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
+        categorise, may_matter = triage.categorise, triage.text_response_may_matter
         app_lines = access_lines = anonymous = 0
         try:
             for line in lines:
@@ -183,18 +122,22 @@ class LogClassifier:
                             msg = msg.replace('\\"', '"')
                         category = categories.get(msg)
                         if category is None:
-                            category = _categorise(msg)
+                            category = categorise(msg)
                         if (
-                            category == _PLAIN
-                            or (category == _RESPONSE_LINE and not _text_response_may_matter(line))
-                            or (category == _ANONYMOUS and not self._pending)
+                            category == plain_msg
+                            or (category == response and not may_matter(line))
+                            or (category == anonymous_msg and not self._pending)
                         ) and (stamp[:19] in seconds or is_rfc3339(stamp)):
                             app_lines += 1
-                            if category == _ANONYMOUS:
+                            if category == anonymous_msg:
                                 anonymous += 1
                             self._last_when = stamp
                             self._app_seen = True
                             continue
+                        found = self.consume(parse_line(line))  # what `_feed_other` would do
+                        if found:
+                            events.extend(found)
+                        continue
                 elif (
                     first.isdigit()
                     and line[-1:] not in _EOL
@@ -214,7 +157,7 @@ class LogClassifier:
                                 by_class[status_class] += 1
                             by_route[route_of(uri)] += 1
                             continue
-                found = self.feed(line)
+                found = self._feed_other(line)
                 if found:
                     events.extend(found)
         finally:
@@ -231,78 +174,52 @@ class LogClassifier:
         Lines that can neither complete an event nor change a counter beyond "one more line" are
         recognised with one regex and a time check, without building a `ParsedLine`.
         """
-        if line[-1:] in ("\n", "\r"):
-            line = line.rstrip("\r\n")
+        return self.feed_many((line,))
+
+    def _feed_other(self, line: str) -> list[Event]:
+        """`feed` for the lines `feed_many` does not recognise inline."""
+        line = line.rstrip("\r\n")
         first = line[:1]
-        if first == "t":
-            plain = _TEXT_HEAD_PLAIN.match(line)
-            if plain is not None:
-                stamp, msg = plain.groups()
-                if "\\" in msg:
-                    msg = msg.replace('\\"', '"')
-                if self._shortcut(msg, stamp, line, None, stamp[:19] in SECONDS_SEEN):
+        if first == "t" and line.startswith('time="'):
+            head = triage.TEXT_HEAD.match(line)
+            if head is not None:
+                stamp, msg = unquote_go(head.group(1)), unquote_go(head.group(3))
+                if self._shortcut(msg, stamp, line, None):
                     return []
-            elif line.startswith('time="'):
-                head = _TEXT_HEAD.match(line)
-                if head is not None:
-                    stamp, msg = unquote_go(head.group(1)), unquote_go(head.group(3))
-                    if self._shortcut(msg, stamp, line, None, False):
-                        return []
         elif first == "{":
             try:
                 document = orjson.loads(line)
             except orjson.JSONDecodeError:
                 document = None
             if type(document) is dict:
-                msg, stamp = document.get("msg"), document.get("time")
+                json_msg, json_time = document.get("msg"), document.get("time")
                 if (
-                    type(msg) is str
-                    and type(stamp) is str
-                    and self._shortcut(msg, stamp, line, document, False)
+                    type(json_msg) is str
+                    and type(json_time) is str
+                    and self._shortcut(json_msg, json_time, line, document)
                 ):
-                    return []
-        elif first.isdigit() and not self._emits_access():
-            plain = None
-            if "\\" not in line and line.count('"') == 6:
-                plain = COMBINED_PLAIN.match(line)
-            if plain is not None:
-                stamp, uri, status = plain.groups()
-                if stamp in CLF_TIMES_SEEN or parse_clf_time(stamp) is not None:
-                    counters = self.counters
-                    counters.lines_by_result["parsed"] += 1
-                    counters.lines_by_kind["access"] += 1
-                    self._count_response(int(status), route_of(uri))
-                    self.shortcuts += 1
                     return []
         return self.consume(parse_line(line))
 
-    def _shortcut(
-        self,
-        msg: str,
-        stamp: str,
-        line: str,
-        document: dict[str, Any] | None,
-        time_known: bool,
-    ) -> bool:
+    def _shortcut(self, msg: str, stamp: str, line: str, document: dict[str, Any] | None) -> bool:
         """Count an app line that completes no event without parsing its fields, if it is one.
 
-        `document` is the decoded JSON object of a JSON line, None for a text line;
-        `time_known` says that `stamp` is already known to be a valid time.
+        `document` is the decoded JSON object of a JSON line, None for a text line.
         """
-        category = _MSG_CATEGORY.get(msg)
+        category = triage.MSG_CATEGORY.get(msg)
         if category is None:
-            category = _categorise(msg)
-        if category == _FULL:
+            category = triage.categorise(msg)
+        if category == triage.FULL:
             return False
-        if category == _RESPONSE_LINE:
+        if category == triage.RESPONSE:
             if document is None:
-                if _text_response_may_matter(line):
+                if triage.text_response_may_matter(line):
                     return False
-            elif _json_response_may_matter(document, line):
+            elif triage.json_response_may_matter(document, line):
                 return False
-        elif category == _ANONYMOUS and self._pending:
+        elif category == triage.ANONYMOUS and self._pending:
             return False
-        if not time_known and not is_rfc3339(stamp):
+        if not is_rfc3339(stamp):
             return False
         self._last_when = stamp
         self._app_seen = True
@@ -310,7 +227,7 @@ class LogClassifier:
         counters = self.counters
         counters.lines_by_result["parsed"] += 1
         counters.lines_by_kind["app"] += 1
-        if category == _ANONYMOUS:
+        if category == triage.ANONYMOUS:
             counters.anonymous_challenges += 1
         return True
 
@@ -339,29 +256,29 @@ class LogClassifier:
         fields = parsed.fields
         request_id = fields.get("http.request.id")
         self._app_seen = True
-        if msg.startswith(AUTH_CONTEXT_PREFIX):
+        if msg.startswith(triage.AUTH_CONTEXT_PREFIX):
             reason = msg.rpartition(": ")[2]
             actor = self._pending.pop(request_id, None) if request_id is not None else None
-            if reason in ANONYMOUS_REASONS:
+            if reason in triage.ANONYMOUS_REASONS:
                 self.counters.anonymous_challenges += 1
                 return []
-            if reason in DENIED_REASONS:
+            if reason in triage.DENIED_REASONS:
                 self.counters.access_denied += 1
                 return self._app_event(parsed, Action.ACCESS_DENIED, 401, actor, reason)
             self.counters.auth_failures += 1
             return self._app_event(parsed, Action.AUTH_FAILURE, 401, actor, reason)
         if request_id is None:
             return []
-        if msg.startswith(AUTH_USER_PREFIX):
+        if msg.startswith(triage.AUTH_USER_PREFIX):
             match = _USER_IN_MSG.match(msg)
             if match is not None:
                 self._remember(request_id, unquote_go(match.group(1)))
             return []
-        if msg == AUTH_USER_31:
+        if msg == triage.AUTH_USER_31:
             self._remember(request_id, fields.get("username") or None)
             return []
-        if msg in (_RESPONSE, _RESPONSE_ERROR):
-            status = _status(fields.get("http.response.status"))
+        if msg in (triage.RESPONSE_MSG, triage.RESPONSE_ERROR_MSG):
+            status = triage.status_of(fields.get("http.response.status"))
             if status is None:
                 return []
             uri = fields.get("http.request.uri")
@@ -371,7 +288,7 @@ class LogClassifier:
                 return self._app_event(
                     parsed, Action.ACCESS_DENIED, status, actor, fields.get("err.code")
                 )
-            if _is_enumeration(route_of(uri), status):
+            if is_enumeration(route_of(uri), status):
                 return self._app_event(
                     parsed, Action.REQUEST, status, actor, fields.get("err.code")
                 )
@@ -393,7 +310,7 @@ class LogClassifier:
             self._same_second_stamp = when
         seen = self._same_second.get(line, 0)
         self._same_second[line] = seen + 1
-        return _event_id(f"line\x00{line}\x00{seen}")
+        return line_event_id(line, seen)
 
     def _remember(self, request_id: str, user: str | None) -> None:
         self._pending[request_id] = user
@@ -413,40 +330,19 @@ class LogClassifier:
         if when is None:
             self.counters.events_without_time += 1
             return []
-        fields = parsed.fields
-        request_id = fields.get("http.request.id")
-        uri = fields.get("http.request.uri")
-        route = route_of(uri)
-        agent = fields.get("http.request.useragent") or None
-        repository = fields.get("vars.name") or repository_of(uri)
-        reference = fields.get("vars.reference") or (
-            _reference_of(uri) if route == "manifest" else None
-        )
-        tag, digest = _split_reference(reference)
-        digest = digest or fields.get("vars.digest") or None
+        request_id = parsed.fields.get("http.request.id")
         if request_id is not None:
-            event_id = _event_id(f"req\x00{request_id}\x00{action.value}")
+            event_id = request_event_id(request_id, action)
         else:
             event_id = self._line_event_id(parsed.line, when)
         return [
-            Event(
+            app_event(
+                parsed,
                 event_id=event_id,
-                source=Source.LOG,
+                when=when,
                 action=action,
-                occurred_at=when,
-                target_kind=_target_kind(route),
-                repository=repository,
-                tag=tag,
-                digest=digest,
+                status=status,
                 actor=actor,
-                remote_ip=host_of(fields.get("http.request.remoteaddr")),
-                user_agent=agent,
-                http_method=fields.get("http.request.method") or None,
-                http_status=status,
-                request_id=request_id,
-                request_uri=uri,
-                client=classify_client(agent),
-                route=route,
                 detail=detail,
             )
         ]
@@ -479,120 +375,17 @@ class LogClassifier:
                 counters.unattributed_401 += 1
                 return []
             counters.auth_failures += 1
-            return self._access_event(parsed, Action.AUTH_FAILURE, route)
+            return self._access_event(parsed, Action.AUTH_FAILURE)
         if status == 403:
             counters.access_denied += 1
-            return self._access_event(parsed, Action.ACCESS_DENIED, route)
-        if _is_enumeration(route, status):
-            return self._access_event(parsed, Action.REQUEST, route)
+            return self._access_event(parsed, Action.ACCESS_DENIED)
+        if is_enumeration(route, status):
+            return self._access_event(parsed, Action.REQUEST)
         return []
 
-    def _access_event(self, parsed: ParsedLine, action: Action, route: str) -> list[Event]:
+    def _access_event(self, parsed: ParsedLine, action: Action) -> list[Event]:
         when = parsed.time
         if when is None:  # pragma: no cover - access lines always carry a time
             return []
         event_id = self._line_event_id(parsed.line, when)
-        tag, digest = _split_reference(_reference_of(parsed.uri) if route == "manifest" else None)
-        return [
-            Event(
-                event_id=event_id,
-                source=Source.LOG,
-                action=action,
-                occurred_at=when,
-                target_kind=_target_kind(route),
-                repository=repository_of(parsed.uri),
-                tag=tag,
-                digest=digest,
-                actor=parsed.user,
-                remote_ip=host_of(parsed.remote),
-                user_agent=parsed.user_agent,
-                http_method=parsed.method,
-                http_status=parsed.status,
-                request_uri=parsed.uri,
-                client=classify_client(parsed.user_agent),
-                route=route,
-            )
-        ]
-
-
-_PLAIN, _RESPONSE_LINE, _ANONYMOUS, _FULL = range(4)
-_MSG_CATEGORY: dict[str, int] = {}
-_MSG_CATEGORY_MAX = 4096
-
-
-def _categorise(msg: str) -> int:
-    """What the shortcut may do with an app line of this message (memoised, bounded)."""
-    if not msg.startswith(("error auth", "user failed", _RESPONSE)):
-        category = _PLAIN
-    elif msg in (_RESPONSE, _RESPONSE_ERROR):
-        category = _RESPONSE_LINE
-    elif msg.startswith(AUTH_CONTEXT_PREFIX) and msg.rpartition(": ")[2] in ANONYMOUS_REASONS:
-        category = _ANONYMOUS
-    else:
-        category = _FULL
-    if len(_MSG_CATEGORY) >= _MSG_CATEGORY_MAX:
-        _MSG_CATEGORY.clear()
-    _MSG_CATEGORY[msg] = category
-    return category
-
-
-def _status(text: str | None) -> int | None:
-    """An HTTP status written as three digits, else None."""
-    if text is None or len(text) != 3 or not text.isdigit() or not text.isascii():
-        return None
-    return None if text[0] == "0" else int(text)
-
-
-def _text_response_may_matter(line: str) -> bool:
-    """False only when a text response line certainly completes no event (cheap checks).
-
-    Without backslashes, a value the full parse reads is written verbatim in the line.
-    """
-    if "\\" in line or "/_catalog" in line or "/tags/list" in line:
-        return True
-    if "status=403" in line or 'status="403' in line:
-        return True
-    return "/manifests/" in line and ("status=404" in line or 'status="404' in line)
-
-
-def _json_response_may_matter(document: dict[str, Any], line: str) -> bool:
-    """False only when a JSON response line certainly completes no event."""
-    if line.find("{", 1) != -1:
-        return True  # nested objects are flattened into dotted keys by the full parse
-    uri = document.get("http.request.uri")
-    status = document.get("http.response.status")
-    if status in (403, "403"):
-        return True
-    if uri is None:
-        return False
-    if type(uri) is not str:
-        return True
-    route = route_of(uri)
-    return route in ("catalog", "tags") or (route == "manifest" and status in (404, "404"))
-
-
-def _is_enumeration(route: str, status: int) -> bool:
-    return route in ("catalog", "tags") or (route == "manifest" and status == 404)
-
-
-def _target_kind(route: str) -> TargetKind | None:
-    if route == "manifest":
-        return TargetKind.MANIFEST
-    if route in ("blob", "upload"):
-        return TargetKind.BLOB
-    if route == "tags":
-        return TargetKind.REPOSITORY
-    return None
-
-
-def _split_reference(reference: str | None) -> tuple[str | None, str | None]:
-    if not reference:
-        return None, None
-    if ":" in reference:
-        return None, reference
-    return reference, None
-
-
-def _event_id(key: str) -> str:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-    return "log:" + digest.hexdigest()
+        return [access_event(parsed, event_id=event_id, when=when, action=action)]

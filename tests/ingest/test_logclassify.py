@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.events import Action, Client, Event, Source, TargetKind
-from monitor.ingest.logclassify import LogClassifier, repository_of, route_of
+from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.logline import LineKind, parse_line
 from tests.ingest.scenario import LOG_FILES, expected_log, log_lines
 
@@ -143,6 +143,21 @@ class TestLogClassifierOnCaptures:
         slow_classifier = LogClassifier()
         slow = [e for line in log_lines(name) for e in slow_classifier.consume(parse_line(line))]
         assert (slow, slow_classifier.counters) == (fast, fast_classifier.counters)
+
+    @pytest.mark.parametrize("name", LOG_FILES)
+    def test_feed_one_line_at_a_time_equals_feed_many(self, name: str) -> None:
+        """Feeding lines one by one gives what feeding them all at once gives."""
+        many, many_classifier = _classify(log_lines(name))
+        one_classifier = LogClassifier()
+        one = [e for line in log_lines(name) for e in one_classifier.feed(line)]
+        assert (many, many_classifier.counters) == (one, one_classifier.counters)
+
+    @pytest.mark.parametrize("name", LOG_FILES)
+    def test_most_lines_skip_the_full_parse(self, name: str) -> None:
+        """Lines that complete no event are recognised without the full parse."""
+        _, classifier = _classify(log_lines(name))
+        expected_full = 20 if "text" in name else 45  # auth, manifests, catalog, tags, startup
+        assert expected_full >= len(log_lines(name)) - classifier.shortcuts
 
     @pytest.mark.parametrize("name", LOG_FILES)
     def test_access_log_alone_gives_the_same_requests(self, name: str) -> None:
@@ -282,29 +297,6 @@ class TestLogClassifierHandWritten:
         assert [e.event_id for e in clean] == [e.event_id for e in events]
         expected = {"parsed": 310, "ignored": 310, "malformed": 310}
         assert expected == classifier.counters.lines_by_result
-
-
-class TestRoutes:
-    @pytest.mark.parametrize(
-        ("uri", "route", "repository"),
-        [
-            ("/v2/", "base", None),
-            ("/v2", "base", None),
-            ("/v2/_catalog?n=100", "catalog", None),
-            ("/v2/a/b/tags/list", "tags", "a/b"),
-            ("/v2/a/manifests/latest", "manifest", "a"),
-            ("/v2/a/blobs/sha256:00", "blob", "a"),
-            ("/v2/a/blobs/uploads/", "upload", "a"),
-            ("/v2/a/blobs/uploads/u1?_state=x", "upload", "a"),
-            ("/", "other", None),
-            (None, "other", None),
-        ],
-    )
-    def test_route_and_repository(
-        self, uri: str | None, route: str, repository: str | None
-    ) -> None:
-        """Every URI maps to one bounded route kind and, when it names one, a repository."""
-        assert (route, repository) == (route_of(uri), repository_of(uri))
 
 
 def _real_lines() -> list[str]:
