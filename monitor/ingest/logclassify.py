@@ -148,7 +148,9 @@ class LogClassifier:
                     plain = access_line(line) if "\\" not in line and line.count('"') == 6 else None
                     if plain is not None:
                         stamp, uri, status_text = plain.groups()
-                        if stamp in clf_times or parse_clf_time(stamp) is not None:
+                        when = clf_times.get(stamp) or parse_clf_time(stamp)
+                        if when is not None:
+                            self._last_when = when
                             access_lines += 1
                             status = int(status_text)
                             by_status[status] = by_status.get(status, 0) + 1

@@ -5,7 +5,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.events import Action, Client, Event, Source, TargetKind
@@ -249,6 +249,20 @@ class TestLogClassifierHandWritten:
         expected = ["2026-11-27T04:52:06.500000+00:00"]
         assert expected == [e.occurred_at.isoformat() for e in events]
 
+    def test_line_without_time_after_a_skipped_access_line(self) -> None:
+        """The previous time comes from the access line even when it skipped the full parse."""
+        lines = [
+            _app("authorized request"),
+            '127.0.0.1 - - [27/Nov/2026:04:53:00 +0000] "GET /v2/ HTTP/1.1" 401 87 "" "curl/7"',
+            'level=warning msg="error authorizing context: invalid token" http.request.id=r2',
+        ]
+        fast, _ = _classify(lines)
+        slow_classifier = LogClassifier()
+        slow = [e for line in lines for e in slow_classifier.consume(parse_line(line))]
+        expected = ["2026-11-27T04:53:00+00:00"]
+        assert expected == [e.occurred_at.isoformat() for e in fast]
+        assert slow == fast
+
     def test_pending_users_are_bounded(self) -> None:
         """Failed-login names waiting for their last line never exceed `max_pending`."""
         lines = [
@@ -344,6 +358,7 @@ class TestLogClassifierProperties:
         assert len(lines) == sum(classifier.counters.lines_by_result.values())
         assert all(isinstance(e, Event) for e in events)
 
+    @settings(max_examples=400, deadline=None)
     @given(st.lists(st.one_of(_mutated(), st.sampled_from(_real_lines())), max_size=30))
     def test_fast_path_is_equivalent(self, lines: list[str]) -> None:
         """On any mix of real and mutated lines `feed` equals `consume(parse_line(…))`."""
