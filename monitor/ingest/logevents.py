@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from monitor.events import Action, Event, Source, classify_client, host_of
+from monitor.events import Action, Client, Event, Source, classify_client, host_of
 from monitor.ingest.logline import ParsedLine
 from monitor.ingest.routes import (
     reference_of,
@@ -14,6 +14,20 @@ from monitor.ingest.routes import (
     split_reference,
     target_kind,
 )
+
+_CLIENTS: dict[str | None, Client] = {}
+_CLIENTS_MAX = 1024
+
+
+def client_of(user_agent: str | None) -> Client:
+    """`classify_client`, memoised: a registry sees few distinct user agents."""
+    client = _CLIENTS.get(user_agent)
+    if client is None:
+        client = classify_client(user_agent)
+        if len(_CLIENTS) >= _CLIENTS_MAX:
+            _CLIENTS.clear()
+        _CLIENTS[user_agent] = client
+    return client
 
 
 def event_id(key: str) -> str:
@@ -65,7 +79,7 @@ def app_event(
         http_status=status,
         request_id=fields.get("http.request.id"),
         request_uri=uri,
-        client=classify_client(agent),
+        client=client_of(agent),
         route=route,
         detail=detail,
     )
@@ -90,6 +104,6 @@ def access_event(parsed: ParsedLine, *, event_id: str, when: datetime, action: A
         http_method=parsed.method,
         http_status=parsed.status,
         request_uri=parsed.uri,
-        client=classify_client(parsed.user_agent),
+        client=client_of(parsed.user_agent),
         route=route,
     )
