@@ -78,8 +78,9 @@ class LogClassifier:
     """Turns the lines of one stream into events; see the module docstring.
 
     `access_events`: True makes access/proxy lines produce events, False only counts them, None
-    (default) decides per stream: events from them until the first app line of a request is seen.
+    (default) decides per stream: events from them until the stream's first app line.
     `max_pending` bounds the map of requests waiting for their last app line.
+    Feed lines in stream order; `feed_many` is the fast way to feed a batch.
     """
 
     def __init__(self, *, access_events: bool | None = None, max_pending: int = 10_000) -> None:
