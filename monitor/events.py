@@ -181,4 +181,6 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$"
+)

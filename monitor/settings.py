@@ -49,7 +49,7 @@ class Secret:
 
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
     if isinstance(default, list | dict):
-        factory = lambda d=default: type(d)(d)  # noqa: E731 - a fresh copy per instance
+        factory = (lambda d=default: type(d)(d))  # noqa: E731 - a fresh copy per instance
         return dataclasses.field(default_factory=factory, metadata={"doc": doc, "secret": secret})
     return dataclasses.field(default=default, metadata={"doc": doc, "secret": secret})
 
@@ -139,7 +139,9 @@ class LoggingSettings:
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
-    notifications: NotificationsSettings = dataclasses.field(default_factory=NotificationsSettings)
+    notifications: NotificationsSettings = dataclasses.field(
+        default_factory=NotificationsSettings
+    )
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
@@ -246,7 +248,9 @@ def _build_section(
     return cls(**values)
 
 
-def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str], config_file: Path | None = None
+) -> Settings:
     """Settings from `config_file` (YAML, optional) overridden by `environ`; validated."""
     document: dict[str, Any] = {}
     if config_file is not None:
