@@ -1,0 +1,394 @@
+"""Parsed registry log lines → events and counters; pure (no I/O, no clock).
+
+Times come from the lines. One `LogClassifier` per stream (a file, or stdin): it keeps the small
+state needed to join the 2-3 app lines the registry writes for one request (by `http.request.id`)
+and to give access lines stable ids.
+
+What becomes an event:
+- `auth_failure`: a request that carried credentials and was rejected (`error authenticating user
+  "X"` in 2.8/3.0, `user failed to authenticate` with `username=` in 3.1, a bad bearer token), or a
+  401 in a proxy log whose `$remote_user` is set. An anonymous challenge (`invalid authorization
+  credential`, `authorization token required`) is only counted.
+- `access_denied`: token auth's `insufficient scope`, and 403 responses.
+- `request`: `/v2/_catalog`, tag lists and 404s on manifests, so detection can see enumeration.
+
+When a stream has registry app lines, its access lines only feed the counters (each request is then
+reported once, from the app lines); a stream of access or proxy lines alone yields the same events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from monitor.events import Action, Event
+from monitor.ingest import logtriage as triage
+from monitor.ingest.logevents import access_event, app_event, line_event_id, request_event_id
+from monitor.ingest.logline import (
+    CLF_TIMES_SEEN,
+    COMBINED_PLAIN,
+    SECONDS_SEEN,
+    LineKind,
+    ParsedLine,
+    is_rfc3339,
+    parse_clf_time,
+    parse_line,
+    parse_rfc3339,
+    unquote_go,
+)
+from monitor.ingest.routes import ROUTES, is_enumeration, route_of
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+_STATUS_CLASS = {int(name[0]): name for name in STATUS_CLASSES}
+_EOL = ("\n", "\r")
+_USER_IN_MSG = re.compile(r'error authenticating user ("[^"\\]*(?:\\.[^"\\]*)*"|\S+)')
+
+
+@dataclasses.dataclass
+class LogCounters:
+    """Plain counters for metrics; keys are bounded (results, kinds, statuses, route kinds)."""
+
+    lines_by_result: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"parsed": 0, "ignored": 0, "malformed": 0}
+    )
+    lines_by_kind: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {kind.value: 0 for kind in LineKind}
+    )
+    auth_failures: int = 0
+    anonymous_challenges: int = 0
+    access_denied: int = 0
+    unattributed_401: int = 0
+    events_without_time: int = 0
+    responses_by_status: dict[int, int] = dataclasses.field(default_factory=dict)
+    responses_by_class: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0)
+    )
+    responses_by_route: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(ROUTES, 0)
+    )
+
+
+class LogClassifier:
+    """Turns the lines of one stream into events; see the module docstring.
+
+    `access_events`: True makes access/proxy lines produce events, False only counts them, None
+    (default) decides per stream: events from them until the stream's first app line.
+    `max_pending` bounds the map of requests waiting for their last app line.
+    Feed lines in stream order; `feed_many` is the fast way to feed a batch.
+    """
+
+    def __init__(self, *, access_events: bool | None = None, max_pending: int = 10_000) -> None:
+        self.counters = LogCounters()
+        self._access_events = access_events
+        self._max_pending = max_pending
+        self._pending: OrderedDict[str, str | None] = OrderedDict()
+        self._app_seen = False
+        self._last_when: datetime | str | None = None
+        self._same_second: dict[str, int] = {}
+        self._same_second_stamp: datetime | None = None
+        # Lines recognised by `feed` without a full parse (for profiling; not a metric).
+        self.shortcuts = 0
+
+    @property
+    def pending(self) -> int:
+        """Requests whose user name is known but whose final auth line has not arrived."""
+        return len(self._pending)
+
+    def feed_many(self, lines: Iterable[str]) -> list[Event]:
+        """`feed` over many lines, with the two commonest shortcuts inlined."""
+        events: list[Event] = []
+        counters = self.counters
+        by_status = counters.responses_by_status
+        by_class = counters.responses_by_class
+        by_route = counters.responses_by_route
+        text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
+        seconds, clf_times, categories = SECONDS_SEEN, CLF_TIMES_SEEN, triage.MSG_CATEGORY
+        plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
+        categorise, may_matter = triage.categorise, triage.text_response_may_matter
+        app_lines = access_lines = anonymous = 0
+        try:
+            for line in lines:
+                first = line[:1]
+                if first == "t" and line[-1:] not in _EOL:
+                    head = text_head(line)
+                    if head is not None:
+                        stamp, msg = head.groups()
+                        if "\\" in msg:
+                            msg = msg.replace('\\"', '"')
+                        category = categories.get(msg)
+                        if category is None:
+                            category = categorise(msg)
+                        if (
+                            category == plain_msg
+                            or (category == response and not may_matter(line))
+                            or (category == anonymous_msg and not self._pending)
+                        ) and (stamp[:19] in seconds or is_rfc3339(stamp)):
+                            app_lines += 1
+                            if category == anonymous_msg:
+                                anonymous += 1
+                            self._last_when = stamp
+                            self._app_seen = True
+                            continue
+                        found = self.consume(parse_line(line))  # what `_feed_other` would do
+                        if found:
+                            events.extend(found)
+                        continue
+                elif (
+                    first.isdigit()
+                    and line[-1:] not in _EOL
+                    and (
+                        self._access_events is False or (self._app_seen and not self._access_events)
+                    )
+                ):
+                    plain = access_line(line) if "\\" not in line and line.count('"') == 6 else None
+                    if plain is not None:
+                        stamp, uri, status_text = plain.groups()
+                        when = clf_times.get(stamp) or parse_clf_time(stamp)
+                        if when is not None:
+                            self._last_when = when
+                            access_lines += 1
+                            status = int(status_text)
+                            by_status[status] = by_status.get(status, 0) + 1
+                            status_class = _STATUS_CLASS.get(status // 100)
+                            if status_class is not None:
+                                by_class[status_class] += 1
+                            by_route[route_of(uri)] += 1
+                            continue
+                found = self._feed_other(line)
+                if found:
+                    events.extend(found)
+        finally:
+            counters.lines_by_result["parsed"] += app_lines + access_lines
+            counters.lines_by_kind["app"] += app_lines
+            counters.lines_by_kind["access"] += access_lines
+            counters.anonymous_challenges += anonymous
+            self.shortcuts += app_lines + access_lines
+        return events
+
+    def feed(self, line: str) -> list[Event]:
+        """Classify one raw line; the same result as `consume(parse_line(line))`, only faster.
+
+        Lines that can neither complete an event nor change a counter beyond "one more line" are
+        recognised with one regex and a time check, without building a `ParsedLine`.
+        """
+        return self.feed_many((line,))
+
+    def _feed_other(self, line: str) -> list[Event]:
+        """`feed` for the lines `feed_many` does not recognise inline."""
+        line = line.rstrip("\r\n")
+        first = line[:1]
+        if first == "t" and line.startswith('time="'):
+            head = triage.TEXT_HEAD.match(line)
+            if head is not None:
+                stamp, msg = unquote_go(head.group(1)), unquote_go(head.group(3))
+                if self._shortcut(msg, stamp, line, None):
+                    return []
+        elif first == "{":
+            try:
+                document = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                document = None
+            if type(document) is dict:
+                json_msg, json_time = document.get("msg"), document.get("time")
+                if (
+                    type(json_msg) is str
+                    and type(json_time) is str
+                    and self._shortcut(json_msg, json_time, line, document)
+                ):
+                    return []
+        return self.consume(parse_line(line))
+
+    def _shortcut(self, msg: str, stamp: str, line: str, document: dict[str, Any] | None) -> bool:
+        """Count an app line that completes no event without parsing its fields, if it is one.
+
+        `document` is the decoded JSON object of a JSON line, None for a text line.
+        """
+        category = triage.MSG_CATEGORY.get(msg)
+        if category is None:
+            category = triage.categorise(msg)
+        if category == triage.FULL:
+            return False
+        if category == triage.RESPONSE:
+            if document is None:
+                if triage.text_response_may_matter(line):
+                    return False
+            elif triage.json_response_may_matter(document, line):
+                return False
+        elif category == triage.ANONYMOUS and self._pending:
+            return False
+        if not is_rfc3339(stamp):
+            return False
+        self._last_when = stamp
+        self._app_seen = True
+        self.shortcuts += 1
+        counters = self.counters
+        counters.lines_by_result["parsed"] += 1
+        counters.lines_by_kind["app"] += 1
+        if category == triage.ANONYMOUS:
+            counters.anonymous_challenges += 1
+        return True
+
+    def consume(self, parsed: ParsedLine) -> list[Event]:
+        """Classify one parsed line and return the events it completes (usually none)."""
+        counters = self.counters
+        kind = parsed.kind
+        counters.lines_by_kind[kind.value] += 1
+        if kind is LineKind.MALFORMED:
+            counters.lines_by_result["malformed"] += 1
+            return []
+        if kind is LineKind.IGNORED:
+            counters.lines_by_result["ignored"] += 1
+            return []
+        counters.lines_by_result["parsed"] += 1
+        if parsed.time is not None:
+            self._last_when = parsed.time
+        if kind is LineKind.APP:
+            return self._app(parsed)
+        return self._access(parsed)
+
+    # ------------------------------------------------------------------------ app lines
+
+    def _app(self, parsed: ParsedLine) -> list[Event]:
+        msg = parsed.msg or ""
+        fields = parsed.fields
+        request_id = fields.get("http.request.id")
+        self._app_seen = True
+        if msg.startswith(triage.AUTH_CONTEXT_PREFIX):
+            reason = msg.rpartition(": ")[2]
+            actor = self._pending.pop(request_id, None) if request_id is not None else None
+            if reason in triage.ANONYMOUS_REASONS:
+                self.counters.anonymous_challenges += 1
+                return []
+            if reason in triage.DENIED_REASONS:
+                self.counters.access_denied += 1
+                return self._app_event(parsed, Action.ACCESS_DENIED, 401, actor, reason)
+            self.counters.auth_failures += 1
+            return self._app_event(parsed, Action.AUTH_FAILURE, 401, actor, reason)
+        if request_id is None:
+            return []
+        if msg.startswith(triage.AUTH_USER_PREFIX):
+            match = _USER_IN_MSG.match(msg)
+            if match is not None:
+                self._remember(request_id, unquote_go(match.group(1)))
+            return []
+        if msg == triage.AUTH_USER_31:
+            self._remember(request_id, fields.get("username") or None)
+            return []
+        if msg in (triage.RESPONSE_MSG, triage.RESPONSE_ERROR_MSG):
+            status = triage.status_of(fields.get("http.response.status"))
+            if status is None:
+                return []
+            uri = fields.get("http.request.uri")
+            actor = fields.get("auth.user.name") or None
+            if status == 403:
+                self.counters.access_denied += 1
+                return self._app_event(
+                    parsed, Action.ACCESS_DENIED, status, actor, fields.get("err.code")
+                )
+            if is_enumeration(route_of(uri), status):
+                return self._app_event(
+                    parsed, Action.REQUEST, status, actor, fields.get("err.code")
+                )
+        return []
+
+    def _last_time(self) -> datetime | None:
+        last = self._last_when
+        if isinstance(last, str):
+            last = self._last_when = parse_rfc3339(last)
+        return last
+
+    def _line_event_id(self, line: str, when: datetime) -> str:
+        """A stable id for a line without a request id: its text and how often it came before.
+
+        Identical lines share their time, so the count restarts whenever the time changes.
+        """
+        if when != self._same_second_stamp:
+            self._same_second.clear()
+            self._same_second_stamp = when
+        seen = self._same_second.get(line, 0)
+        self._same_second[line] = seen + 1
+        return line_event_id(line, seen)
+
+    def _remember(self, request_id: str, user: str | None) -> None:
+        self._pending[request_id] = user
+        self._pending.move_to_end(request_id)
+        while len(self._pending) > self._max_pending:
+            self._pending.popitem(last=False)
+
+    def _app_event(
+        self,
+        parsed: ParsedLine,
+        action: Action,
+        status: int,
+        actor: str | None,
+        detail: str | None,
+    ) -> list[Event]:
+        when = parsed.time or self._last_time()
+        if when is None:
+            self.counters.events_without_time += 1
+            return []
+        request_id = parsed.fields.get("http.request.id")
+        if request_id is not None:
+            event_id = request_event_id(request_id, action)
+        else:
+            event_id = self._line_event_id(parsed.line, when)
+        return [
+            app_event(
+                parsed,
+                event_id=event_id,
+                when=when,
+                action=action,
+                status=status,
+                actor=actor,
+                detail=detail,
+            )
+        ]
+
+    # ------------------------------------------------------------------------ access lines
+
+    def _emits_access(self) -> bool:
+        if self._access_events is None:
+            return not self._app_seen
+        return self._access_events
+
+    def _count_response(self, status: int, route: str) -> None:
+        counters = self.counters
+        by_status = counters.responses_by_status
+        by_status[status] = by_status.get(status, 0) + 1
+        status_class = _STATUS_CLASS.get(status // 100)
+        if status_class is not None:
+            counters.responses_by_class[status_class] += 1
+        counters.responses_by_route[route] += 1
+
+    def _access(self, parsed: ParsedLine) -> list[Event]:
+        counters = self.counters
+        status = parsed.status or 0
+        route = route_of(parsed.uri)
+        self._count_response(status, route)
+        if not self._emits_access():
+            return []
+        if status == 401:
+            if parsed.user is None:
+                counters.unattributed_401 += 1
+                return []
+            counters.auth_failures += 1
+            return self._access_event(parsed, Action.AUTH_FAILURE)
+        if status == 403:
+            counters.access_denied += 1
+            return self._access_event(parsed, Action.ACCESS_DENIED)
+        if is_enumeration(route, status):
+            return self._access_event(parsed, Action.REQUEST)
+        return []
+
+    def _access_event(self, parsed: ParsedLine, action: Action) -> list[Event]:
+        when = parsed.time
+        if when is None:  # pragma: no cover - access lines always carry a time
+            return []
+        event_id = self._line_event_id(parsed.line, when)
+        return [access_event(parsed, event_id=event_id, when=when, action=action)]

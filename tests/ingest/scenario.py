@@ -1,0 +1,40 @@
+"""The shared real captures (`<repo root>/../shared/fixtures/distribution-2.8`), read in place."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = REPO_ROOT.parent / "shared" / "fixtures" / "distribution-2.8"
+LOG_FILES = ("registry-text.log", "registry-json.log")
+
+
+def scenario_file(name: str) -> Path:
+    """A file of the shared scenario; a missing checkout is a failure, never a skip."""
+    path = SCENARIO / name
+    if not path.is_file():
+        raise AssertionError(f"shared fixture missing: {path} (expected beside the repository)")
+    return path
+
+
+@cache
+def log_lines(name: str) -> tuple[str, ...]:
+    """The lines of one captured registry log, without line breaks."""
+    return tuple(scenario_file(name).read_text(encoding="utf-8").splitlines())
+
+
+@cache
+def expected() -> dict[str, Any]:
+    """The scenario's machine-readable facts (`expected.json`)."""
+    result: dict[str, Any] = json.loads(scenario_file("expected.json").read_text(encoding="utf-8"))
+    return result
+
+
+def expected_log(name: str) -> dict[str, Any]:
+    """The `registry_text_log` or `registry_json_log` section for a log file name."""
+    section = "registry_text_log" if "text" in name else "registry_json_log"
+    result: dict[str, Any] = expected()[section]
+    return result
