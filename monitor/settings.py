@@ -120,6 +120,13 @@ class LogsSettings:
     paths: list[str] = setting(
         [], "Registry log files (globs) that `serve` follows. Comma-separated in the environment."
     )
+    poll_seconds: float = setting(0.25, "How often followed files are checked for new lines.")
+    start_at_end: bool = setting(
+        False, "A followed file with no checkpoint is read from its end instead of its start."
+    )
+    max_body_bytes: int = setting(
+        8 * 1024 * 1024, "Largest accepted `POST /v1/logs` body (log shippers send batches)."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +372,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("database.url", "only sqlite and postgresql URLs are supported")
     if settings.database.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("database.sqlite_synchronous", "expected FULL, NORMAL or EXTRA")
+    if settings.logs.poll_seconds <= 0:
+        raise ConfigError("logs.poll_seconds", "must be positive")
+    if settings.logs.max_body_bytes < 1024:
+        raise ConfigError("logs.max_body_bytes", "must be at least 1024")
     if settings.notifications.batch_max < 1:
         raise ConfigError("notifications.batch_max", "must be at least 1")
     if settings.notifications.heartbeat_seconds <= 0:

@@ -72,6 +72,8 @@ class LogCounters:
     responses_by_route: dict[str, int] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(ROUTES, 0)
     )
+    # (status class, route kind) pairs, for the registry_responses_total metric
+    responses: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
 class LogClassifier:
@@ -107,6 +109,7 @@ class LogClassifier:
         by_status = counters.responses_by_status
         by_class = counters.responses_by_class
         by_route = counters.responses_by_route
+        pairs = counters.responses
         text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
         seconds, clf_times, categories = SECONDS_SEEN, CLF_TIMES_SEEN, triage.MSG_CATEGORY
         plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
@@ -156,9 +159,12 @@ class LogClassifier:
                             status = int(status_text)
                             by_status[status] = by_status.get(status, 0) + 1
                             status_class = _STATUS_CLASS.get(status // 100)
+                            route = route_of(uri)
                             if status_class is not None:
                                 by_class[status_class] += 1
-                            by_route[route_of(uri)] += 1
+                                key = (status_class, route)
+                                pairs[key] = pairs.get(key, 0) + 1
+                            by_route[route] += 1
                             continue
                 found = self._feed_other(line)
                 if found:
@@ -364,6 +370,8 @@ class LogClassifier:
         status_class = _STATUS_CLASS.get(status // 100)
         if status_class is not None:
             counters.responses_by_class[status_class] += 1
+            key = (status_class, route)
+            counters.responses[key] = counters.responses.get(key, 0) + 1
         counters.responses_by_route[route] += 1
 
     def _access(self, parsed: ParsedLine) -> list[Event]:

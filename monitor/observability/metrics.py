@@ -28,6 +28,11 @@ class Metrics:
     commit_seconds: Histogram
     commit_batch_events: Histogram
     build_info: Gauge
+    log_lines: Counter
+    auth_failures: Counter
+    anonymous_challenges: Counter
+    access_denied: Counter
+    registry_responses: Counter
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -88,4 +93,31 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             registry=registry,
         ),
         build_info=build_info,
+        log_lines=Counter(
+            f"{prefix}log_lines_total",
+            "Registry log lines read, by result (parsed, ignored, malformed).",
+            ["result"],
+            registry=registry,
+        ),
+        auth_failures=Counter(
+            f"{prefix}auth_failures_total",
+            "Failed logins seen in the registry's logs (credentials sent and rejected).",
+            registry=registry,
+        ),
+        anonymous_challenges=Counter(
+            f"{prefix}anonymous_challenges_total",
+            "Anonymous 401 challenges seen in the logs (the normal first request of a client).",
+            registry=registry,
+        ),
+        access_denied=Counter(
+            f"{prefix}access_denied_total",
+            "Requests denied for lack of permission (token scope, 403) seen in the logs.",
+            registry=registry,
+        ),
+        registry_responses=Counter(
+            f"{prefix}registry_responses_total",
+            "Registry responses seen in access logs, by status class and route kind.",
+            ["status_class", "route"],
+            registry=registry,
+        ),
     )

@@ -166,3 +166,17 @@ class CoverageRow(Base):
         Index("ix_intake_coverage_replica_last_seen_at", "replica", "last_seen_at"),
         Index("ix_intake_coverage_last_seen_at", "last_seen_at"),
     )
+
+
+class LogCheckpointRow(Base):
+    """Where following a log file stopped; saved in the transaction of the events it produced."""
+
+    __tablename__ = "log_checkpoints"
+
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    device: Mapped[int] = mapped_column(BigInteger)
+    inode: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    head_len: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,56 @@
+"""Log follower checkpoints in the store. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.ingest.tailer import Checkpoint
+from monitor.store.engine import SessionFactory
+from monitor.store.schema import LogCheckpointRow
+
+
+def load_checkpoint(session: Session, path: str) -> Checkpoint | None:
+    row = session.get(LogCheckpointRow, path)
+    if row is None:
+        return None
+    return Checkpoint(row.path, row.device, row.inode, row.offset, row.head_len, row.head_hash)
+
+
+def save_checkpoint(session: Session, checkpoint: Checkpoint, *, now: datetime) -> None:
+    row = session.get(LogCheckpointRow, checkpoint.path)
+    if row is None:
+        row = LogCheckpointRow(path=checkpoint.path)
+        session.add(row)
+    row.device = checkpoint.device
+    row.inode = checkpoint.inode
+    row.offset = checkpoint.offset
+    row.head_len = checkpoint.head_len
+    row.head_hash = checkpoint.head_hash
+    row.updated_at = now
+
+
+def list_checkpoints(session: Session) -> list[Checkpoint]:
+    rows = session.scalars(select(LogCheckpointRow).order_by(LogCheckpointRow.path))
+    return [Checkpoint(r.path, r.device, r.inode, r.offset, r.head_len, r.head_hash) for r in rows]
+
+
+class StoreCheckpoints:
+    """The follower's CheckpointStore: loads from the store.
+
+    Saving happens inside the writer's transaction that stores the batch's events (see
+    monitor.logs), so `save` here is only for batches that produced no events.
+    """
+
+    def __init__(self, session_factory: SessionFactory, clock: object) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+
+    def load(self, path: str) -> Checkpoint | None:
+        with self._session_factory() as session:
+            return load_checkpoint(session, path)
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Nothing to do: the writer saved it with the events (or will with the next batch)."""
