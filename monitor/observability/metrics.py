@@ -28,6 +28,9 @@ class Metrics:
     commit_seconds: Histogram
     commit_batch_events: Histogram
     build_info: Gauge
+    alerts: Counter
+    alert_deliveries: Counter
+    detect_lag: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -88,4 +91,23 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             registry=registry,
         ),
         build_info=build_info,
+        alerts=Counter(
+            f"{prefix}alerts_total",
+            "Alerts raised (a new fingerprint, or a resolved one firing again), by rule, "
+            "severity and mode (alert or shadow).",
+            ["rule", "severity", "mode"],
+            registry=registry,
+        ),
+        alert_deliveries=Counter(
+            f"{prefix}alert_deliveries_total",
+            "Slack delivery attempts by result: delivered, retried, rate_limited, failed, "
+            "suppressed (held for the hourly digest).",
+            ["result"],
+            registry=registry,
+        ),
+        detect_lag=Gauge(
+            f"{prefix}detect_lag_seconds",
+            "Age of the newest event the detection job has processed, at its last pass.",
+            registry=registry,
+        ),
     )
