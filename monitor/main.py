@@ -174,20 +174,27 @@ def deliver_once(services: Services) -> datetime | None:
     return report.not_before
 
 
-async def _detection(services: Services) -> None:
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
+
+
+async def _detection(services: Services, stop: asyncio.Event) -> None:
+    """Detection passes until `stop`; a pass in progress finishes first."""
     interval = services.settings.detect.interval_seconds
-    while True:
+    while not stop.is_set():
         try:
             await asyncio.to_thread(detect_once, services)
         except Exception as exc:
             services.metrics.store_errors.labels(operation="detect").inc()
             log.warning("detection pass failed", error=type(exc).__name__, detail=str(exc)[:300])
-        await asyncio.sleep(interval)
+        await _pause(stop, interval)
 
 
-async def _delivery(services: Services) -> None:
+async def _delivery(services: Services, stop: asyncio.Event) -> None:
+    """Delivery passes until `stop`, waiting out a Slack 429 (`not_before`)."""
     interval = services.settings.alerting.interval_seconds
-    while True:
+    while not stop.is_set():
         wait = interval
         try:
             not_before = await asyncio.to_thread(deliver_once, services)
@@ -196,32 +203,31 @@ async def _delivery(services: Services) -> None:
         except Exception as exc:
             services.metrics.store_errors.labels(operation="deliver").inc()
             log.warning("delivery pass failed", error=type(exc).__name__, detail=str(exc)[:300])
-        await asyncio.sleep(wait)
+        await _pause(stop, wait)
 
 
 def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None = None) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
-        tasks = [
-            asyncio.create_task(_heartbeats(services)),
-            asyncio.create_task(_detection(services)),
-        ]
+        beat = asyncio.create_task(_heartbeats(services))
+        stop = asyncio.Event()
+        jobs_running = [asyncio.create_task(_detection(services, stop))]
         if services.notifier is None:
             log.warning("no Slack configured: alerts are stored and counted, not sent")
         else:
-            tasks.append(asyncio.create_task(_delivery(services)))
+            jobs_running.append(asyncio.create_task(_delivery(services, stop)))
         if scheduler is not None:
             scheduler.start()
         log.info("registry-monitor started", replica=services.replica)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            stop.set()
+            await asyncio.gather(*jobs_running, return_exceptions=True)
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             services.writer.stop()
