@@ -101,4 +101,3 @@ class TestAlertsApi:
         """Without the read token: 401, as for /v1/events."""
         with TestClient(create_app(scenario)) as anonymous:
             assert 401 == anonymous.get("/v1/alerts").status_code
-

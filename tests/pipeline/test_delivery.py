@@ -73,7 +73,7 @@ class TestDelivery:
         during = posted(slack)
         clock.advance(2)
         deliver_once(bot)
-        expected = (
+        expected: tuple[object, ...] = (
             START + timedelta(seconds=5),
             [],
             [("chat.postMessage", None), ("chat.postMessage", None)],
@@ -90,7 +90,10 @@ class TestDelivery:
         first = posted(slack)
         clock.advance(10)
         deliver_once(bot)
-        expected = ([], [("chat.postMessage", None), ("chat.postMessage", None)])
+        expected: tuple[object, ...] = (
+            [],
+            [("chat.postMessage", None), ("chat.postMessage", None)],
+        )
         assert expected == (first, posted(slack))
 
     def test_repeats_thread_and_resolve_updates_the_first_message(self, bot, clock, slack):

@@ -174,9 +174,7 @@ class TestReplicas:
         url = postgres.create()
         clock = Clock()
         notifier = RecordingNotifier()
-        replicas = [
-            start_services(url, tmp_path / name, clock, notifier=notifier) for name in "ab"
-        ]
+        replicas = [start_services(url, tmp_path / name, clock, notifier=notifier) for name in "ab"]
         try:
             post_scenario(replicas[0])
             store(replicas[1], failures(6, start=START - timedelta(seconds=30)))
