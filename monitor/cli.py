@@ -64,6 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     tags.add_argument("--live", action="store_true", help="hide deleted tags")
     tags.add_argument("--json", action="store_true")
 
+    alerts = sub.add_parser("alerts", parents=[common], help="stored alerts")
+    alerts.add_argument("--rule")
+    alerts.add_argument("--state", choices=("firing", "resolved"))
+    alerts.add_argument("--limit", type=int, default=50)
+    alerts.add_argument("--json", action="store_true", help="one JSON document")
+
+    detect = sub.add_parser("detect", help="detection rules")
+    detect_sub = detect.add_subparsers(dest="detect_command", required=True, metavar="ACTION")
+    replay = detect_sub.add_parser(
+        "replay",
+        parents=[common],
+        help="run the rules over stored events from an empty state; sends nothing",
+    )
+    replay.add_argument("--since", required=True, help="RFC 3339 time")
+    replay.add_argument("--until", required=True, help="RFC 3339 time (exclusive)")
+    replay.add_argument("--json", action="store_true", help="one JSON document")
+
     quarantine = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.add_argument("--json", action="store_true")
@@ -82,7 +99,10 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         print(f"registry-monitor: invalid setting {exc.key}: {exc.reason}", file=sys.stderr)
         return 2
     configure_logging(settings.logging)
-    command = _COMMANDS[args.command if args.command != "db" else f"db {args.db_command}"]
+    name = args.command
+    if name in ("db", "detect"):
+        name = f"{name} {getattr(args, name + '_command')}"
+    command = _COMMANDS[name]
     try:
         return command(args, settings)
     except MonitorError as exc:
@@ -264,6 +284,78 @@ def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.store.alerts import AlertFilter, query_alerts
+    from monitor.store.engine import make_engine, make_session_factory
+
+    engine = make_engine(settings.database)
+    with make_session_factory(engine)() as session:
+        where = AlertFilter(rule=args.rule, state=args.state)
+        items, cursor = query_alerts(session, where=where, limit=args.limit)
+    engine.dispose()
+    if args.json:
+        doc = {"items": [a.to_dict() for a in items], "next_cursor": cursor}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    rows = [
+        (
+            a.last_seen_at.strftime("%Y-%m-%d %H:%M:%S"),
+            a.rule,
+            a.severity,
+            a.mode,
+            a.state,
+            a.count,
+            " ".join(f"{k}={v}" for k, v in a.subject.items()),
+        )
+        for a in items
+    ]
+    print(table(rows, ("last seen (UTC)", "rule", "severity", "mode", "state", "count", "subject")))
+    return 0
+
+
+def _detect_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.api.read import parse_event_filter
+    from monitor.detect.engine import replay
+    from monitor.events import Event
+    from monitor.main import build_detector
+    from monitor.store.engine import make_engine, make_session_factory
+    from monitor.store.events import query_events
+
+    where = parse_event_filter({"since": args.since, "until": args.until})
+    detector = build_detector(settings.detect)
+    engine = make_engine(settings.database)
+    events: list[Event] = []
+    with make_session_factory(engine)() as session:
+        cursor: str | None = None
+        while True:
+            page, cursor = query_events(
+                session, where=where, limit=1000, cursor=cursor, ascending=True
+            )
+            events.extend(e.event for e in page)
+            if cursor is None:
+                break
+    engine.dispose()
+    findings = replay(detector, events, now=where.until)
+    if args.json:
+        doc = {"events": len(events), "findings": [f.to_dict() for f in findings]}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    rows = [
+        (
+            f.last_seen_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f.rule,
+            f.severity.value,
+            f.mode.value,
+            f.count,
+            " ".join(f"{k}={v}" for k, v in f.subject.items()),
+        )
+        for f in findings
+    ]
+    print(table(rows, ("last seen (UTC)", "rule", "severity", "mode", "count", "subject")))
+    print(f"{len(findings)} findings over {len(events)} events; nothing was sent")
+    return 0
+
+
 _COMMANDS: dict[str, Command] = {
     "serve": _serve,
     "db upgrade": _db_upgrade,
@@ -272,4 +364,6 @@ _COMMANDS: dict[str, Command] = {
     "events": _events,
     "tags": _tags,
     "quarantine": _quarantine,
+    "alerts": _alerts,
+    "detect replay": _detect_replay,
 }

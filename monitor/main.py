@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 import uvicorn
@@ -18,10 +18,19 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from monitor import jobs
+from monitor.alerting.outbox import RetryPolicy
+from monitor.alerting.slack import BotNotifier, Notifier, WebhookNotifier
+from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
+from monitor.detect.config import load_detect_config
+from monitor.detect.engine import Detector
+from monitor.detect.roles import load_roles
+from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
+from monitor.pipeline.delivery import deliver_pass, record_delivery
+from monitor.pipeline.detection import detect_pass, record_detection
 from monitor.runtime import Clock, Services
-from monitor.settings import Settings
+from monitor.settings import AlertingSettings, DetectSettings, Settings
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
@@ -33,19 +42,48 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def build_notifier(settings: AlertingSettings) -> Notifier | None:
+    """Slack through the bot token and channel, else the webhook, else None (not sent)."""
+    if settings.slack_bot_token is not None and settings.slack_channel:
+        return BotNotifier(
+            settings.slack_bot_token.reveal(),
+            settings.slack_channel,
+            base_url=settings.slack_api_url,
+            timeout=settings.timeout_seconds,
+        )
+    if settings.slack_webhook_url is not None:
+        return WebhookNotifier(
+            settings.slack_webhook_url.reveal(), timeout=settings.timeout_seconds
+        )
+    return None
+
+
+def build_detector(settings: DetectSettings) -> Detector:
+    return Detector(load_detect_config(settings.rules_file), load_roles(settings.roles_file))
+
+
 def build_services(
     settings: Settings,
     *,
     clock: Clock = utc_now,
     registry: CollectorRegistry | None = None,
     migrate: bool | None = None,
+    notifier: Notifier | None = None,
 ) -> Services:
-    """Every shared resource, built once. The writer is created but not started."""
+    """Every shared resource, built once. The writer is created but not started.
+
+    `notifier` replaces the one the alerting settings describe (tests pass a recording one).
+    """
+    detector = build_detector(settings.detect)
     engine = make_engine(settings.database)
     if settings.database.migrate_on_start if migrate is None else migrate:
         upgrade(engine)
     session_factory = make_session_factory(engine)
-    metrics = make_metrics(registry if registry is not None else CollectorRegistry())
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = make_metrics(registry)
+    registry.register(
+        StoreCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
+    )
     writer = StoreWriter(
         session_factory,
         metrics=metrics,
@@ -61,6 +99,13 @@ def build_services(
         metrics=metrics,
         clock=clock,
         replica=replica,
+        detector=detector,
+        notifier=notifier if notifier is not None else build_notifier(settings.alerting),
+        budget=Budget(per_hour=settings.alerting.budget_per_hour),
+        retry=RetryPolicy(
+            base_seconds=settings.alerting.retry_min_seconds,
+            cap_seconds=settings.alerting.retry_max_seconds,
+        ),
     )
 
 
@@ -102,12 +147,78 @@ async def _heartbeats(services: Services, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), interval)
 
 
+def detect_once(services: Services) -> None:
+    """One detection pass, counted in the metrics."""
+    now = services.clock()
+    report = detect_pass(
+        services.session_factory,
+        services.detector,
+        now=now,
+        settle=timedelta(seconds=services.settings.detect.settle_seconds),
+    )
+    record_detection(services.metrics, report, now)
+
+
+def deliver_once(services: Services) -> datetime | None:
+    """One delivery pass; returns when Slack accepts more after a 429 (else None)."""
+    if services.notifier is None:
+        return None
+    report = deliver_pass(
+        services.session_factory,
+        services.notifier,
+        now=services.clock(),
+        budget=services.budget,
+        policy=services.retry,
+    )
+    record_delivery(services.metrics, report)
+    for error in report.errors:
+        log.warning("alert delivery failed", error=error[:300])
+    return report.not_before
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
+
+
+async def _detection(services: Services, stop: asyncio.Event) -> None:
+    """Detection passes until `stop`; a pass in progress finishes first."""
+    interval = services.settings.detect.interval_seconds
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(detect_once, services)
+        except Exception as exc:
+            services.metrics.store_errors.labels(operation="detect").inc()
+            log.warning("detection pass failed", error=type(exc).__name__, detail=str(exc)[:300])
+        await _pause(stop, interval)
+
+
+async def _delivery(services: Services, stop: asyncio.Event) -> None:
+    """Delivery passes until `stop`, waiting out a Slack 429 (`not_before`)."""
+    interval = services.settings.alerting.interval_seconds
+    while not stop.is_set():
+        wait = interval
+        try:
+            not_before = await asyncio.to_thread(deliver_once, services)
+            if not_before is not None:
+                wait = max(interval, (not_before - services.clock()).total_seconds())
+        except Exception as exc:
+            services.metrics.store_errors.labels(operation="deliver").inc()
+            log.warning("delivery pass failed", error=type(exc).__name__, detail=str(exc)[:300])
+        await _pause(stop, wait)
+
+
 def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None = None) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
         stop = asyncio.Event()
         beat = asyncio.create_task(_heartbeats(services, stop))
+        jobs_running = [asyncio.create_task(_detection(services, stop))]
+        if services.notifier is None:
+            log.warning("no Slack configured: alerts are stored and counted, not sent")
+        else:
+            jobs_running.append(asyncio.create_task(_delivery(services, stop)))
         if scheduler is not None:
             scheduler.start()
         log.info("registry-monitor started", replica=services.replica)
@@ -115,7 +226,7 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
             yield
         finally:
             stop.set()
-            await beat
+            await asyncio.gather(beat, *jobs_running, return_exceptions=True)
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             services.writer.stop()

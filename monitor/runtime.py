@@ -8,6 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from monitor.alerting.outbox import RetryPolicy
+from monitor.alerting.slack import Notifier
+from monitor.alerting.throttle import Budget
+from monitor.detect.engine import Detector
 from monitor.observability.metrics import Metrics
 from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
@@ -25,3 +29,7 @@ class Services:
     metrics: Metrics
     clock: Clock
     replica: str
+    detector: Detector
+    notifier: Notifier | None = None
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)

@@ -182,6 +182,10 @@ class DetectSettings:
     roles_file: Path | None = setting(
         None, "YAML file mapping accounts to roles (admin, developer, viewer) and repositories."
     )
+    settle_seconds: float = setting(
+        2.0, "Detection reads only events received at least this long ago (commits settle)."
+    )
+    interval_seconds: float = setting(1.0, "Seconds between detection passes in `serve`.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +209,7 @@ class AlertingSettings:
     )
     retry_min_seconds: float = setting(1.0, "First backoff after a failed delivery (5xx, network).")
     retry_max_seconds: float = setting(300.0, "Longest backoff between delivery attempts.")
+    interval_seconds: float = setting(1.0, "Seconds between delivery passes in `serve`.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,7 +408,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format", "expected json or console")
+    if settings.detect.settle_seconds < 0 or settings.detect.interval_seconds <= 0:
+        raise ConfigError("detect.interval_seconds", "need settle >= 0 and interval > 0")
     alerting = settings.alerting
+    if alerting.interval_seconds <= 0:
+        raise ConfigError("alerting.interval_seconds", "must be positive")
     if alerting.slack_bot_token is not None and not alerting.slack_channel:
         raise ConfigError("alerting.slack_channel", "required with slack_bot_token")
     if alerting.budget_per_hour < 0:

@@ -31,6 +31,16 @@ def _services(request: Request) -> Services:
     return services
 
 
+def read_services(request: Request) -> Services:
+    """The services, once the request passed the read API's token check."""
+    return _services(request)
+
+
+async def query_store(services: Services, work: Callable[[Session], T]) -> T:
+    """Run `work` in a session on a worker thread; a store failure becomes StoreUnavailable."""
+    return await _query(services, work)
+
+
 async def _query(services: Services, work: Callable[[Session], T]) -> T:
     def run() -> T:
         try:

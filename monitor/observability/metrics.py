@@ -33,6 +33,9 @@ class Metrics:
     anonymous_challenges: Counter
     access_denied: Counter
     registry_responses: Counter
+    alerts: Counter
+    alert_deliveries: Counter
+    detect_lag: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -118,6 +121,25 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}registry_responses_total",
             "Registry responses seen in access logs, by status class and route kind.",
             ["status_class", "route"],
+            registry=registry,
+        ),
+        alerts=Counter(
+            f"{prefix}alerts_total",
+            "Alerts raised (a new fingerprint, or a resolved one firing again), by rule, "
+            "severity and mode (alert or shadow).",
+            ["rule", "severity", "mode"],
+            registry=registry,
+        ),
+        alert_deliveries=Counter(
+            f"{prefix}alert_deliveries_total",
+            "Slack delivery attempts by result: delivered, retried, rate_limited, failed, "
+            "suppressed (held for the hourly digest).",
+            ["result"],
+            registry=registry,
+        ),
+        detect_lag=Gauge(
+            f"{prefix}detect_lag_seconds",
+            "Age of the newest event the detection job has processed, at its last pass.",
             registry=registry,
         ),
     )

@@ -123,6 +123,11 @@ def _event(row: EventRow) -> StoredEvent:
     )
 
 
+def stored_event(row: EventRow) -> StoredEvent:
+    """The stored event of one `events` row."""
+    return _event(row)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EventFilter:
     """What `GET /v1/events` and `registry-monitor events` filter on; None means any."""

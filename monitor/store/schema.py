@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Index,
@@ -179,4 +180,69 @@ class LogCheckpointRow(Base):
     offset: Mapped[int] = mapped_column(BigInteger)
     head_len: Mapped[int] = mapped_column(Integer)
     head_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertRow(Base):
+    """One alert per fingerprint: repeats raise `count` and `last_seen_at`."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(160), unique=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(BigInteger, default=1)
+    state: Mapped[str] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_alerts_last_seen_at_id", "last_seen_at", "id"),
+        Index("ix_alerts_rule_last_seen_at", "rule", "last_seen_at"),
+    )
+
+
+class AlertOutboxRow(Base):
+    """A message to Slack, stored before it is sent (see monitor.alerting.outbox)."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ref_channel: Mapped[str | None] = mapped_column(String(64))
+    ref_ts: Mapped[str | None] = mapped_column(String(64))
+    budgeted: Mapped[bool] = mapped_column(Boolean, default=False)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digested: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_alert_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_alert_outbox_fingerprint_id", "fingerprint", "id"),
+        Index("ix_alert_outbox_rule_done_at", "rule", "done_at"),
+    )
+
+
+class DetectorStateRow(Base):
+    """The detector's windows and incidents as JSON, and the last events.id it processed."""
+
+    __tablename__ = "detector_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str | None] = mapped_column(Text)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,55 @@
+"""`GET /v1/alerts`: stored alerts, most recently seen first, with the read token rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from monitor.alerting.model import AlertState, Severity
+from monitor.api.read import parse_limit, parse_time, query_store, read_services
+from monitor.detect.config import Mode
+from monitor.errors import InvalidQuery
+from monitor.store.alerts import AlertFilter, query_alerts
+
+_CHOICES = {
+    "state": [s.value for s in AlertState],
+    "severity": [s.value for s in Severity],
+    "mode": [m.value for m in Mode if m is not Mode.OFF],
+}
+
+
+def parse_alert_filter(params: Mapping[str, str]) -> AlertFilter:
+    """Query parameters → AlertFilter; InvalidQuery names the bad parameter."""
+    known = {"rule", "state", "severity", "mode", "since", "until", "limit", "cursor"}
+    for name in params:
+        if name not in known:
+            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
+    for name, choices in _CHOICES.items():
+        value = params.get(name)
+        if value is not None and value not in choices:
+            raise InvalidQuery(f"invalid_{name}", f"{name} must be one of {choices}")
+    since, until = parse_time(params, "since"), parse_time(params, "until")
+    if since is not None and until is not None and since > until:
+        raise InvalidQuery("invalid_range", "since is after until")
+    return AlertFilter(
+        rule=params.get("rule") or None,
+        state=params.get("state"),
+        severity=params.get("severity"),
+        mode=params.get("mode"),
+        since=since,
+        until=until,
+    )
+
+
+async def alerts(request: Request) -> Response:
+    services = read_services(request)
+    params = request.query_params
+    where = parse_alert_filter(params)
+    limit = parse_limit(params)
+    cursor = params.get("cursor") or None
+    page, next_cursor = await query_store(
+        services, lambda s: query_alerts(s, where=where, limit=limit, cursor=cursor)
+    )
+    return JSONResponse({"items": [a.to_dict() for a in page], "next_cursor": next_cursor})

@@ -1,0 +1,76 @@
+"""Gauges derived from the store, computed when Prometheus scrapes (a stateless Collector).
+
+When the store does not answer, the scrape exports none of them and counts a store error
+(operation `scrape`); the other metrics are still served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.store.engine import SessionFactory
+from monitor.store.outbox import outbox_depth
+from monitor.store.stats import live_tags, newest_events, unused_tags
+
+UNUSED_DAYS = (30, 90)
+PREFIX = "registry_monitor_"
+
+
+class StoreCollector(Collector):
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        clock: Callable[[], datetime],
+        store_errors: Counter,
+    ) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._store_errors = store_errors
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._clock()
+        try:
+            with self._session_factory() as session:
+                depth = outbox_depth(session)
+                tracked = live_tags(session)
+                unused = {days: unused_tags(session, now=now, days=days) for days in UNUSED_DAYS}
+                newest = newest_events(session)
+        except SQLAlchemyError:
+            self._store_errors.labels(operation="scrape").inc()
+            return
+        outbox = GaugeMetricFamily(
+            f"{PREFIX}alert_outbox_depth", "Alert outbox rows by state.", labels=["state"]
+        )
+        for state, count in sorted(depth.items()):
+            outbox.add_metric([state], count)
+        yield outbox
+        yield GaugeMetricFamily(
+            f"{PREFIX}tags_tracked", "Live (not deleted) tags in the tag state.", value=tracked
+        )
+        unused_family = GaugeMetricFamily(
+            f"{PREFIX}tags_unused",
+            "Live tags not pulled for more than `days` days (never pulled: since first seen).",
+            labels=["days"],
+        )
+        for days, count in unused.items():
+            unused_family.add_metric([str(days)], count)
+        yield unused_family
+        age = GaugeMetricFamily(
+            f"{PREFIX}newest_event_age_seconds",
+            "Seconds since the newest stored event occurred, by source.",
+            labels=["source"],
+        )
+        for source, at in sorted(newest.items()):
+            moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            age.add_metric([source], max((now - moment).total_seconds(), 0.0))
+        yield age

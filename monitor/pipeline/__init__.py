@@ -1,0 +1,1 @@
+"""Jobs that move stored events through detection and alerts to Slack."""

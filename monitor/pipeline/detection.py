@@ -1,0 +1,144 @@
+"""The live detection pass: stored events → detector → alerts and outbox rows, in one transaction.
+
+A pass locks the detector's row, reads the events after its cursor (only those received at
+least `settle` ago, so a lower id still committing is not skipped), runs `Detector.process`
+from the saved state, and saves the new state and cursor with the alerts and the outbox rows
+they cause. A restart therefore resumes with the same open windows. Shadow findings are stored
+but never queued for Slack. A firing alert resolves once its incident has ended and nothing
+was seen for the rule's window and cooldown (`quiet_period`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.alerting.model import AlertState
+from monitor.alerting.outbox import Kind
+from monitor.detect.config import Mode
+from monitor.detect.engine import Detector
+from monitor.detect.findings import Finding
+from monitor.detect.state import DetectorState, state_from_json, state_to_json
+from monitor.observability.metrics import Metrics
+from monitor.store.alerts import (
+    StoredAlert,
+    evidence_rows,
+    resolve_alert,
+    to_alert,
+    upsert_finding,
+)
+from monitor.store.detector_state import events_after, lock_detector, save_detector
+from monitor.store.engine import SessionFactory
+from monitor.store.outbox import enqueue
+from monitor.store.schema import AlertRow
+
+DETECTOR_NAME = "default"
+BATCH_MAX = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DetectionReport:
+    """What one pass did."""
+
+    processed: int
+    cursor: int
+    newest_occurred_at: datetime | None
+    raised: tuple[StoredAlert, ...]
+    repeated: tuple[StoredAlert, ...]
+    resolved: tuple[StoredAlert, ...]
+    queued: int
+
+
+def quiet_period(detector: Detector, rule: str) -> timedelta:
+    """How long a rule must stay silent before its alert resolves: max(window, cooldown)."""
+    config = detector.config.rules.get(rule)
+    if config is None:
+        return timedelta(0)
+    return max(config.window, config.cooldown)
+
+
+def _hits(finding: Finding, before: DetectorState) -> int:
+    """Occurrences the finding adds to its stored alert."""
+    incident = before.incidents.get(finding.fingerprint)
+    if finding.repeat and incident is not None:
+        return max(finding.count - incident.count, 0)
+    return finding.count
+
+
+def _queue(session: Session, kind: Kind, stored: StoredAlert, now: datetime) -> None:
+    rows = evidence_rows(session, stored.evidence)
+    enqueue(session, kind, to_alert(stored, rows), now=now)
+
+
+def _resolve_quiet(
+    session: Session, detector: Detector, state: DetectorState, at: datetime
+) -> list[StoredAlert]:
+    resolved: list[StoredAlert] = []
+    for fingerprint, rule, last_seen_at in session.execute(
+        select(AlertRow.fingerprint, AlertRow.rule, AlertRow.last_seen_at).where(
+            AlertRow.state == AlertState.FIRING.value
+        )
+    ):
+        if fingerprint in state.incidents or last_seen_at + quiet_period(detector, rule) > at:
+            continue
+        done = resolve_alert(session, fingerprint, at=at)
+        if done is not None:
+            resolved.append(done)
+    return resolved
+
+
+def detect_pass(
+    session_factory: SessionFactory,
+    detector: Detector,
+    *,
+    now: datetime,
+    settle: timedelta,
+    batch_max: int = BATCH_MAX,
+    name: str = DETECTOR_NAME,
+) -> DetectionReport:
+    """One detection pass at `now`, committed as one transaction."""
+    with session_factory() as session, session.begin():
+        saved = lock_detector(session, name, now=now)
+        before = state_from_json(saved.state) if saved.state else DetectorState()
+        stored = events_after(session, saved.cursor, received_before=now - settle, limit=batch_max)
+        events = [s.event for s in stored]
+        at = min(now, max(e.occurred_at for e in events)) if events else now
+        findings, after = detector.process(events, before, at)
+        raised: list[StoredAlert] = []
+        repeated: list[StoredAlert] = []
+        queued = 0
+        for finding in findings:
+            upserted = upsert_finding(session, finding, hits=_hits(finding, before))
+            fresh = upserted.created or upserted.refired
+            (raised if fresh else repeated).append(upserted.alert)
+            if finding.mode is Mode.SHADOW:
+                continue
+            _queue(session, Kind.NEW if fresh else Kind.REPEAT, upserted.alert, now)
+            queued += 1
+        resolved = _resolve_quiet(session, detector, after, at)
+        for alert in resolved:
+            if alert.mode != Mode.SHADOW.value:
+                _queue(session, Kind.RESOLVE, alert, now)
+                queued += 1
+        cursor = stored[-1].id if stored else saved.cursor
+        save_detector(session, name, state=state_to_json(after), cursor=cursor, now=now)
+    return DetectionReport(
+        processed=len(stored),
+        cursor=cursor,
+        newest_occurred_at=max((s.event.occurred_at for s in stored), default=None),
+        raised=tuple(raised),
+        repeated=tuple(repeated),
+        resolved=tuple(resolved),
+        queued=queued,
+    )
+
+
+def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -> None:
+    """Count raised alerts and set the detection lag."""
+    for alert in report.raised:
+        metrics.alerts.labels(rule=alert.rule, severity=alert.severity, mode=alert.mode).inc()
+    if report.newest_occurred_at is not None:
+        metrics.detect_lag.set(max((now - report.newest_occurred_at).total_seconds(), 0.0))

@@ -1,0 +1,67 @@
+"""The persisted detector: its state as JSON and the cursor (last `events.id` processed).
+
+`lock_detector` takes the row for the rest of the transaction (SELECT … FOR UPDATE on
+PostgreSQL; SQLite serialises writers from the first write), so one detection pass runs at a
+time across replicas. Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from monitor.store.events import StoredEvent, stored_event
+from monitor.store.schema import DetectorStateRow, EventRow
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SavedDetector:
+    state: str | None
+    cursor: int
+    updated_at: datetime
+
+
+def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
+    """The saved state of detector `name` (created empty when missing), locked until commit."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(DetectorStateRow)
+        .values(name=name, state=None, cursor=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[DetectorStateRow.name])
+    )
+    row = session.scalars(
+        select(DetectorStateRow)
+        .where(DetectorStateRow.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return SavedDetector(state=row.state, cursor=row.cursor, updated_at=row.updated_at)
+
+
+def save_detector(session: Session, name: str, *, state: str, cursor: int, now: datetime) -> None:
+    row = session.get(DetectorStateRow, name)
+    if row is None:
+        session.add(DetectorStateRow(name=name, state=state, cursor=cursor, updated_at=now))
+    else:
+        row.state, row.cursor, row.updated_at = state, cursor, now
+    session.flush()
+
+
+def events_after(
+    session: Session, cursor: int, *, received_before: datetime, limit: int
+) -> list[StoredEvent]:
+    """Events with id > `cursor`, ascending, stopping before the first one received after
+    `received_before` (a newer row may still be committing below it), at most `limit`."""
+    rows = session.scalars(
+        select(EventRow).where(EventRow.id > cursor).order_by(EventRow.id.asc()).limit(limit)
+    )
+    out: list[StoredEvent] = []
+    for row in rows:
+        if row.received_at > received_before:
+            break
+        out.append(stored_event(row))
+    return out

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.alerting.recording import RecordingNotifier
+from monitor.main import deliver_once, detect_once
+from monitor.pipeline.detection import detect_pass
+from monitor.runtime import Services
+from tests.conftest import PostgresDatabases
+from tests.pipeline.support import (
+    START,
+    Clock,
+    alert_rows,
+    failures,
+    outbox_rows,
+    post_scenario,
+    start_services,
+    stop_services,
+    store,
+)
+
+SETTLE = timedelta(seconds=2)
+
+# The findings tests/detect/test_engine.py lists for the shared capture with these roles.
+SCENARIO_ALERTS = [
+    (
+        "delete_outside_cleanup",
+        "alert",
+        "warning",
+        (("actor", "alice"), ("repository", "library/hello")),
+        3,
+    ),
+    ("off_hours_write", "shadow", "info", (("actor", "alice"),), 21),
+    (
+        "out_of_role",
+        "alert",
+        "critical",
+        (("actor", "alice"), ("repository", "library/hello"), ("action", "delete")),
+        3,
+    ),
+]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def live(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[Services]:
+    services = start_services(db_url, tmp_path, clock)
+    try:
+        yield services
+    finally:
+        stop_services(services)
+
+
+def run(services: Services, clock: Clock, *, batch_max: int = 1000) -> int:
+    """Detection passes until nothing is left; returns the events processed."""
+    total = 0
+    for _ in range(200):
+        report = detect_pass(
+            services.session_factory,
+            services.detector,
+            now=clock(),
+            settle=SETTLE,
+            batch_max=batch_max,
+        )
+        total += report.processed
+        if report.processed == 0:
+            return total
+    raise AssertionError("detection did not catch up in 200 passes")
+
+
+class TestDetectPass:
+    def test_scenario_raises_the_alerts_the_detection_tests_list(self, live, clock):
+        """The capture posted through intake plus its failed logins raises exactly the detect
+        tests' alerts; the shadow one is stored and not queued."""
+        post_scenario(live)
+        clock.advance(5)
+        assert 54 == run(live, clock)
+        actual = (alert_rows(live), outbox_rows(live))
+        expected = (
+            SCENARIO_ALERTS,
+            [("new", "out_of_role", "pending"), ("new", "delete_outside_cleanup", "pending")],
+        )
+        assert expected == actual
+
+    @pytest.mark.parametrize("batch_max", [1, 7, 20])
+    def test_small_batches_raise_the_same_alerts(self, live, clock, batch_max):
+        """Processing the scenario a few events at a time stores the same alerts and counts."""
+        post_scenario(live)
+        clock.advance(5)
+        run(live, clock, batch_max=batch_max)
+        assert SCENARIO_ALERTS == alert_rows(live)
+
+    def test_events_wait_until_they_settle(self, live, clock):
+        """Events received less than settle_seconds ago are left for a later pass."""
+        store(live, failures(5, start=START))
+        before = run(live, clock)
+        clock.advance(3)
+        after = run(live, clock)
+        assert (0, 5) == (before, after)
+
+    def test_a_repeat_counts_onto_the_alert_and_queues_a_repeat(self, live, clock):
+        """A sixth failed login inside the cooldown raises the count and queues a repeat."""
+        store(live, failures(5, start=START - timedelta(seconds=30)))
+        clock.advance(3)
+        run(live, clock)
+        store(live, failures(1, start=START - timedelta(seconds=10), actor="mallory"))
+        clock.advance(3)
+        run(live, clock)
+        rules = {row[0]: row[4] for row in alert_rows(live)}
+        kinds = [(kind, rule) for kind, rule, _ in outbox_rows(live)]
+        expected = (
+            {"brute_force_account": 2, "brute_force_address": 2},
+            [
+                ("new", "brute_force_account"),
+                ("new", "brute_force_address"),
+                ("repeat", "brute_force_account"),
+                ("repeat", "brute_force_address"),
+            ],
+        )
+        assert expected == (rules, kinds)
+
+    def test_a_quiet_alert_resolves_and_queues_a_resolve(self, live, clock):
+        """Once the rule's window and cooldown pass without a hit, the alert resolves."""
+        store(live, failures(5, start=START - timedelta(seconds=30)))
+        clock.advance(3)
+        run(live, clock)
+        clock.advance(11 * 60)
+        run(live, clock)
+        kinds = [(kind, rule) for kind, rule, _ in outbox_rows(live)]
+        expected = [
+            ("new", "brute_force_account"),
+            ("new", "brute_force_address"),
+            ("resolve", "brute_force_account"),
+            ("resolve", "brute_force_address"),
+        ]
+        assert expected == kinds
+
+
+class TestRestart:
+    def test_a_restart_inside_a_brute_force_window_still_fires(self, db_url, tmp_path, clock):
+        """Three failures, a restart from the same store, two more: the threshold of 5 fires."""
+        first = start_services(db_url, tmp_path, clock)
+        store(first, failures(3, start=START - timedelta(seconds=60)))
+        clock.advance(3)
+        run(first, clock)
+        before = alert_rows(first)
+        stop_services(first)
+        second = start_services(db_url, tmp_path, clock)
+        try:
+            store(second, failures(2, start=START - timedelta(seconds=10)))
+            clock.advance(3)
+            run(second, clock)
+            after = [row[0] for row in alert_rows(second)]
+        finally:
+            stop_services(second)
+        assert ([], ["brute_force_account", "brute_force_address"]) == (before, after)
+
+
+class TestReplicas:
+    def test_two_replicas_on_one_postgres_raise_and_deliver_each_alert_once(
+        self, postgres: PostgresDatabases, tmp_path: Path
+    ):
+        """Two services on one PostgreSQL database, running both jobs at once over the same
+        events, store each alert once and deliver each once."""
+        url = postgres.create()
+        clock = Clock()
+        notifier = RecordingNotifier()
+        replicas = [start_services(url, tmp_path / name, clock, notifier=notifier) for name in "ab"]
+        try:
+            post_scenario(replicas[0])
+            store(replicas[1], failures(6, start=START - timedelta(seconds=30)))
+            clock.advance(5)
+
+            def work(services: Services) -> None:
+                for _ in range(15):
+                    detect_once(services)
+                    deliver_once(services)
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                for future in [pool.submit(work, s) for s in replicas * 2]:
+                    future.result(timeout=120)
+            delivered = sorted((c.kind, c.payload.rule) for c in notifier.calls)
+            stored = [row[0] for row in alert_rows(replicas[0])]
+        finally:
+            for services in replicas:
+                stop_services(services)
+            postgres.drop(url)
+        expected = (
+            [
+                ("new", "brute_force_account"),
+                ("new", "brute_force_address"),
+                ("new", "delete_outside_cleanup"),
+                ("new", "out_of_role"),
+            ],
+            [
+                "brute_force_account",
+                "brute_force_address",
+                "delete_outside_cleanup",
+                "off_hours_write",
+                "out_of_role",
+            ],
+        )
+        assert expected == (delivered, stored)
