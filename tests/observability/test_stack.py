@@ -1,0 +1,214 @@
+"""The dashboards and rules against the real thing: the registry, registry-monitor (on
+PostgreSQL, as in compose.yml) and Prometheus, started natively from the repository's config
+files, through a scenario of pushes, pulls, a failed login, a quarantined body, a re-sent
+notification and a store outage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PostgresDatabases
+from tests.harness import USERS, build_images, pull, push, wait_until
+from tests.observability.stack import (
+    DISTRIBUTION_3_ONLY,
+    ConfiguredMonitor,
+    Prometheus,
+    dashboard_queries,
+    exported_names,
+    metric_names,
+    prometheus_config,
+    registry_config,
+    registry_major_version,
+    rule_expressions,
+    running_prometheus,
+)
+from tests.paths import fixtures
+from tests.registry_harness import free_port, running_registry, write_htpasswd
+
+pytestmark = [pytest.mark.registry, pytest.mark.postgres, pytest.mark.prometheus]
+
+
+@dataclass(frozen=True)
+class Live:
+    prometheus: Prometheus
+    monitor_metrics: str
+    registry_metrics: str
+    registry_major: int
+
+    def unavailable(self) -> frozenset[str]:
+        """Names the installed registry cannot export, whatever is merged."""
+        return DISTRIBUTION_3_ONLY if self.registry_major < 3 else frozenset()
+
+
+def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: str, tmp: Path,
+             postgres: PostgresDatabases, db_url: str) -> None:  # fmt: skip
+    """Pushes and pulls, a failed login, garbage, a re-sent envelope, a store outage."""
+    images = build_images(tmp / "oci", salt="observability")
+    push(images, "hello", f"{host}/library/hello:1.0")
+    push(images, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
+    push(images, "multi", f"{host}/team/app:multi", extra=("--all",))
+    pull(f"{host}/library/hello:1.0", tmp / "pull-hello")
+    pull(f"{host}/team/app:v1", tmp / "pull-app")
+    failed = httpx.get(f"{registry_url}/v2/", auth=("alice", "wrong-password"), timeout=10)
+    assert 401 == failed.status_code
+    auth = {"Authorization": f"Bearer {token}"}
+    garbage = httpx.post(
+        f"{monitor.url}/v1/notifications",
+        content=b"{not json",
+        headers={**auth, "Content-Type": "application/vnd.docker.distribution.events.v1+json"},
+        timeout=10,
+    )
+    assert 200 == garbage.status_code
+    captured = sorted((fixtures() / "notifications").iterdir())[0].read_text()
+    envelope = json.dumps(json.loads(captured)["body"]).encode()
+    answers = []
+    for _ in range(2):
+        resent = httpx.post(
+            f"{monitor.url}/v1/notifications",
+            content=envelope,
+            headers={**auth, "Content-Type": "application/vnd.docker.distribution.events.v1+json"},
+            timeout=10,
+        )
+        answers.append(resent.json())
+    assert 1 == answers[1]["duplicates"]
+    postgres.set_allow_connections(db_url, False)
+    try:
+        wait_until(
+            lambda: monitor.get("/readyz").status_code == 503,
+            timeout=30,
+            what="/readyz to report the store down",
+        )
+    finally:
+        postgres.set_allow_connections(db_url, True)
+    wait_until(lambda: monitor.get("/readyz").status_code == 200, timeout=30, what="the store back")
+    wait_until(
+        lambda: (
+            {("library/hello", "1.0"), ("team/app", "v1"), ("team/app", "multi")}
+            <= {(t["repository"], t["tag"]) for t in monitor.get("/v1/tags").json()["items"]}
+        ),
+        timeout=60,
+        what="the pushed tags to be stored",
+    )
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases) -> Iterator[Live]:
+    tmp = tmp_path_factory.mktemp("stack")
+    db_url = postgres.create()
+    port = free_port()
+    monitor_url = f"http://127.0.0.1:{port}"
+    htpasswd = write_htpasswd(path=tmp / "htpasswd", users=USERS)
+    registry = registry_config(root=tmp / "registry", htpasswd=htpasswd, monitor_url=monitor_url)
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_MONITOR_")},
+        "REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}",
+        "REGISTRY_MONITOR_DATABASE_URL": db_url,
+        "REGISTRY_MONITOR_NOTIFICATIONS_TOKENS": registry.token,
+        "REGISTRY_MONITOR_LOGS_PATHS": str(tmp / "registry" / "registry.log"),
+    }
+    monitor = ConfiguredMonitor(port=port, env=environ, log=tmp / "monitor.log")
+    monitor.start()
+    try:
+        with (
+            running_registry(directory=tmp / "registry", config=registry.config) as reg,
+            running_prometheus(
+                tmp / "prometheus",
+                prometheus_config(
+                    monitor=f"127.0.0.1:{port}", registry=f"127.0.0.1:{registry.debug_port}"
+                ),
+            ) as prometheus,
+        ):
+            wait_until(
+                lambda: len(prometheus.result("up == 1")) == 2,
+                timeout=60,
+                what="Prometheus to scrape both targets",
+            )
+            scenario(reg.host, reg.url, monitor, registry.token, tmp, postgres, db_url)
+            finished = time.time()
+            wait_until(
+                lambda: len(prometheus.result(f"timestamp(up == 1) > {finished + 3}")) == 2,
+                timeout=60,
+                what="Prometheus to scrape both targets after the scenario",
+            )
+            debug = f"http://127.0.0.1:{registry.debug_port}/metrics"
+            yield Live(
+                prometheus=prometheus,
+                monitor_metrics=monitor.get("/metrics").text,
+                registry_metrics=httpx.get(debug, timeout=10).text,
+                registry_major=registry_major_version(),
+            )
+    finally:
+        monitor.stop()
+        postgres.drop(db_url)
+
+
+class TestExpressions:
+    def test_every_dashboard_and_rule_expression_parses(self, live: Live) -> None:
+        """Prometheus accepts every panel query and every alert expression (a parse error is 400)."""
+        exprs = {q.name: q.concrete() for q in dashboard_queries()}
+        exprs |= {f"rules.yml / {alert}": expr for alert, expr in rule_expressions().items()}
+        rejected = {
+            name: response.json().get("error")
+            for name, expr in exprs.items()
+            if (response := live.prometheus.query(expr)).status_code != 200
+        }
+        assert {} == rejected
+
+
+class TestMetricNames:
+    def test_every_name_used_is_exported(self, live: Live) -> None:
+        """Every metric name in the dashboards and rules is on the live /metrics of the monitor
+        or the registry's debug listener (except those the installed registry cannot export)."""
+        used: set[str] = set()
+        for query in dashboard_queries():
+            used |= metric_names(query.expr)
+        for expr in rule_expressions().values():
+            used |= metric_names(expr)
+        exported = exported_names(live.monitor_metrics) | exported_names(live.registry_metrics)
+        exported |= {"up"}
+        missing = used - exported - live.unavailable()
+        assert set() == missing, "not exported: " + ", ".join(sorted(missing))
+
+    def test_distribution_2_lacks_only_the_notification_metrics(self, live: Live) -> None:
+        """The names excused for the installed registry are exactly the ones it lacks."""
+        exported = exported_names(live.registry_metrics)
+        assert set() == live.unavailable() & exported
+
+
+class TestPanels:
+    def test_every_panel_returns_data(self, live: Live) -> None:
+        """Each panel's query returns a non-empty result after the scenario; the assertion
+        lists the panels that returned nothing."""
+        empty = sorted(
+            query.name
+            for query in dashboard_queries()
+            if not (metric_names(query.expr) <= live.unavailable())
+            and not live.prometheus.result(query.concrete())
+        )
+        assert [] == empty, "panels without data:\n" + "\n".join(empty)
+
+
+class TestPrometheus:
+    def test_both_targets_are_up(self, live: Live) -> None:
+        """Prometheus scrapes the monitor and the registry's debug listener."""
+        up = {r["metric"]["job"]: r["value"][1] for r in live.prometheus.result("up")}
+        assert {"registry-monitor": "1", "registry": "1"} == up
+
+    def test_rules_load_and_evaluate(self, live: Live) -> None:
+        """Every alert rule of rules.yml is loaded and evaluates without error."""
+        response = httpx.get(f"{live.prometheus.url}/api/v1/rules", timeout=10)
+        rules = {
+            rule["name"]: rule["health"]
+            for group in response.json()["data"]["groups"]
+            for rule in group["rules"]
+        }
+        assert {alert: "ok" for alert in rule_expressions()} == rules
