@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import yaml
 
-from monitor import __version__
+from monitor import __version__, cli_ingest
 from monitor.errors import ConfigError, MonitorError
 from monitor.observability.logs import configure_logging
 from monitor.settings import Settings, load_settings, to_document
@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", required=True, help="RFC 3339 time")
     replay.add_argument("--until", required=True, help="RFC 3339 time (exclusive)")
     replay.add_argument("--json", action="store_true", help="one JSON document")
+
+    cli_ingest.add_parser(sub, common)
 
     quarantine = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     quarantine.add_argument("--limit", type=int, default=20)
@@ -366,4 +368,5 @@ _COMMANDS: dict[str, Command] = {
     "quarantine": _quarantine,
     "alerts": _alerts,
     "detect replay": _detect_replay,
+    "ingest-log": cli_ingest.run,
 }

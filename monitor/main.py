@@ -25,12 +25,15 @@ from monitor.api.app import Lifespan, create_app
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
+from monitor.ingest.tailer import Follower
+from monitor.log_ingest import FollowJob
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import detect_pass, record_detection
 from monitor.runtime import Clock, Services
 from monitor.settings import AlertingSettings, DetectSettings, Settings
+from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
@@ -208,6 +211,25 @@ async def _delivery(services: Services, stop: asyncio.Event) -> None:
         await _pause(stop, wait)
 
 
+def build_follow_job(services: Services, globs: list[str] | None = None) -> FollowJob | None:
+    """The follower of `logs.paths` (or `globs`), checkpointed in the store; None without paths."""
+    paths = services.settings.logs.paths if globs is None else globs
+    if not paths:
+        return None
+    follower = Follower(
+        paths,
+        StoreCheckpoints(services.session_factory),
+        start_at_end=services.settings.logs.start_at_end,
+    )
+    return FollowJob(
+        follower,
+        writer=services.writer,
+        metrics=services.metrics,
+        clock=services.clock,
+        poll_seconds=services.settings.logs.poll_seconds,
+    )
+
+
 def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None = None) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -219,6 +241,9 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
             log.warning("no Slack configured: alerts are stored and counted, not sent")
         else:
             jobs_running.append(asyncio.create_task(_delivery(services, stop)))
+        follow = build_follow_job(services)
+        if follow is not None:
+            follow.start()
         if scheduler is not None:
             scheduler.start()
         log.info("registry-monitor started", replica=services.replica)
@@ -226,6 +251,8 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
             yield
         finally:
             stop.set()
+            if follow is not None:
+                await asyncio.to_thread(follow.stop)
             await asyncio.gather(beat, *jobs_running, return_exceptions=True)
             if scheduler is not None:
                 scheduler.shutdown(wait=False)

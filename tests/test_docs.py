@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from monitor.observability.metrics import make_metrics
-from monitor.settings import reference_table
+from monitor.main import build_services
+from monitor.settings import load_settings, reference_table
 from tests.paths import REPO
 
 README = (REPO / "README.md").read_text()
@@ -37,11 +38,12 @@ class TestReadme:
         for command in _COMMANDS:
             assert f"| `{command}" in README, command
 
-    def test_metrics_catalog_lists_every_metric(self) -> None:
+    def test_metrics_catalog_lists_every_metric(self, tmp_path: Path) -> None:
         """Every metric the service exports has a row in the catalog, and no row is stale."""
-        registry = CollectorRegistry()
-        make_metrics(registry)
-        exported = {m.name for m in registry.collect()}
+        settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"})
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        exported = {m.name for m in services.metrics.registry.collect()}
+        services.engine.dispose()
         # prometheus_client strips _total from counter family names
         documented = set(re.findall(r"^\| `(registry_monitor_[a-z_]+)`", README, re.M))
         normalized = {name.removesuffix("_total") for name in documented}

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from monitor.api import alerts, health, notifications, read
+from monitor.api import alerts, health, logs, notifications, read
 from monitor.api.errors import handle_http_error, handle_monitor_error
 from monitor.errors import MonitorError
 from monitor.runtime import Services
@@ -27,6 +27,7 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
     app = Starlette(
         routes=[
             Route("/v1/notifications", notifications.receive, methods=["POST"]),
+            Route("/v1/logs", logs.receive, methods=["POST"]),
             Route("/v1/events", read.events, methods=["GET"]),
             Route("/v1/tags", read.tags, methods=["GET"]),
             Route("/v1/quarantine", read.quarantine, methods=["GET"]),

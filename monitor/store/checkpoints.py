@@ -44,9 +44,8 @@ class StoreCheckpoints:
     monitor.logs), so `save` here is only for batches that produced no events.
     """
 
-    def __init__(self, session_factory: SessionFactory, clock: object) -> None:
+    def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
-        self._clock = clock
 
     def load(self, path: str) -> Checkpoint | None:
         with self._session_factory() as session:

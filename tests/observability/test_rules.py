@@ -13,7 +13,7 @@ from tests.observability.stack import PROMTOOL_BINARY, RULE_TESTS, RULES
 from tests.paths import REPO
 from tests.registry_harness import require_tools
 
-RUNBOOK = "https://github.com/registry-monitor/registry-monitor/blob/main/docs/observability.md#"
+RUNBOOK = "https://github.com/registry-monitor/registry-monitor/blob/main/README.md#"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +34,7 @@ def alerts() -> list[dict[str, Any]]:
 
 
 def anchors() -> set[str]:
-    text = (REPO / "docs" / "observability.md").read_text(encoding="utf-8")
+    text = (REPO / "README.md").read_text(encoding="utf-8")
     return {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
         for line in text.splitlines()
@@ -72,7 +72,7 @@ class TestConventions:
         assert expected == shapes
 
     def test_runbook_urls_point_at_their_section(self) -> None:
-        """Each runbook_url is docs/observability.md with the alert's own, existing anchor."""
+        """Each runbook_url is README.md with the alert's own, existing anchor."""
         urls = {rule["alert"]: rule["annotations"]["runbook_url"] for rule in alerts()}
         expected = {name: RUNBOOK + name.lower() for name in urls}
         assert expected == urls

@@ -1,0 +1,61 @@
+"""`POST /v1/logs`: registry log lines from a log shipper (NDJSON, a JSON array, or text).
+
+Same token rules as notifications. Events are committed before the answer; a record that
+holds no log line is quarantined and the rest of the batch is still accepted.
+"""
+
+from __future__ import annotations
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from monitor.api.auth import require_token
+from monitor.api.body import read_limited
+from monitor.api.errors import error_response
+from monitor.errors import MonitorError
+from monitor.ingest.shipped import parse_shipped
+from monitor.log_ingest import LogStream
+from monitor.runtime import Services
+from monitor.store.quarantine import Quarantined
+
+log = structlog.get_logger("monitor.api.logs")
+
+
+async def receive(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    remote = request.client.host if request.client else None
+    try:
+        require_token(request, settings.notifications.tokens, what="logs")
+        body = await read_limited(request, settings.logs.max_body_bytes)
+    except MonitorError as exc:
+        log.warning("log batch refused", code=exc.code, remote_ip=remote)
+        return error_response(exc)
+    content_type = request.headers.get("content-type")
+    batch = parse_shipped(body, content_type)
+    events = await run_in_threadpool(LogStream(services.metrics).feed, list(batch.lines))
+    quarantined = [
+        Quarantined(
+            source="log",
+            reason=reason,
+            message="the record holds no log line" if reason == "no_log_line" else "not JSON",
+            body=raw,
+            content_type=content_type,
+            remote_ip=remote,
+        )
+        for reason, raw in batch.rejected
+    ]
+    try:
+        result = await services.writer.write(events, quarantined)
+    except MonitorError as exc:
+        return error_response(exc)
+    return JSONResponse(
+        {
+            "lines": len(batch.lines),
+            "accepted": len(result.inserted),
+            "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+        }
+    )

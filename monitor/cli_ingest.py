@@ -1,0 +1,115 @@
+"""`registry-monitor ingest-log`: backfill registry logs from files or stdin, or follow files."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from monitor.errors import ConfigError
+from monitor.ingest.tailer import read_lines
+from monitor.log_ingest import IngestTotals, backfill
+from monitor.settings import Settings
+
+
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    parser = sub.add_parser(
+        "ingest-log",
+        parents=[common],
+        help="read registry logs: files, - for stdin, or --follow GLOB…",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="log files, or - for stdin")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="treat PATHs as globs and follow them across rotation until interrupted",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+class Progress:
+    """A progress line on stderr: lines, lines/s, events; redrawn at most every 0.5 s."""
+
+    def __init__(self, out: TextIO, *, enabled: bool) -> None:
+        self._out = out
+        self._enabled = enabled
+        self._started = time.monotonic()
+        self._last = 0.0
+
+    def line(self, totals: IngestTotals) -> str:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return (
+            f"{totals.lines:,} lines  {totals.lines / elapsed:,.0f} lines/s  "
+            f"{totals.events:,} events ({totals.stored:,} new, "
+            f"{totals.duplicates:,} already stored)"
+        )
+
+    def __call__(self, totals: IngestTotals) -> None:
+        now = time.monotonic()
+        if self._enabled and now - self._last >= 0.5:
+            self._last = now
+            self._out.write("\r" + self.line(totals))
+            self._out.flush()
+
+    def done(self, totals: IngestTotals) -> None:
+        if self._enabled:
+            self._out.write("\r")
+        self._out.write(self.line(totals) + "\n")
+
+
+def _lines(paths: list[str]) -> Iterator[str]:
+    for path in paths:
+        if path == "-":
+            yield from read_lines(sys.stdin.buffer)
+            continue
+        if not Path(path).is_file():
+            raise ConfigError(path, "no such file")
+        with Path(path).open("rb") as stream:
+            yield from read_lines(stream)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.main import build_follow_job, build_services
+
+    services = build_services(settings)
+    services.writer.start()
+    progress = Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        if not args.follow:
+            totals = backfill(
+                _lines(list(args.paths)),
+                writer=services.writer,
+                metrics=services.metrics,
+                progress=progress,
+            )
+            progress.done(totals)
+            return 0
+        job = build_follow_job(services, list(args.paths))
+        assert job is not None
+        stopped = threading.Event()
+
+        def interrupt(_signum: int, _frame: FrameType | None) -> None:
+            stopped.set()
+
+        with ExitStack() as stack:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.signal(signum, interrupt)
+                stack.callback(signal.signal, signum, previous)
+            job.start()
+            while not stopped.wait(0.5):
+                progress(job.totals)
+            job.stop()
+        progress.done(job.totals)
+        return 0
+    finally:
+        services.writer.stop()
+        services.engine.dispose()

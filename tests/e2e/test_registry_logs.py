@@ -1,0 +1,60 @@
+"""End to end: registry-monitor follows the real registry's log file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.harness import (
+    TOKEN,
+    endpoint,
+    notifying_registry_config,
+    running_monitor,
+    skopeo,
+    wait_until,
+)
+from tests.registry_harness import running_registry
+
+
+class TestFollowingTheRegistryLog:
+    def test_a_wrong_password_is_an_auth_failure_within_two_seconds(
+        self, tmp_path: Path, db_url: str
+    ) -> None:
+        """`skopeo login` with a wrong password shows up in /v1/events with the user name."""
+        registry_dir = tmp_path / "registry"
+        log = registry_dir / "registry.log"
+        registry_dir.mkdir()
+        log.touch()
+        with running_monitor(tmp_path, db_url, REGISTRY_MONITOR_LOGS_PATHS=str(log)) as monitor:
+            config = notifying_registry_config(
+                registry_dir,
+                endpoints=[endpoint("monitor", f"{monitor.url}/v1/notifications", token=TOKEN)],
+            )
+            with running_registry(directory=registry_dir, config=config) as registry:
+                failed = skopeo(
+                    "login",
+                    "--tls-verify=false",
+                    "-u",
+                    "mallory",
+                    "-p",
+                    "guess-123",
+                    registry.host,
+                    check=False,
+                )
+                assert 0 != failed.returncode
+                done = time.monotonic()
+
+                def seen() -> bool:
+                    items = monitor.get("/v1/events", action="auth_failure").json()["items"]
+                    return [("mallory", "127.0.0.1")] == [
+                        (e["actor"], e["remote_ip"]) for e in items
+                    ]
+
+                wait_until(seen, timeout=2.0, what="the failed login in /v1/events")
+                assert time.monotonic() - done < 2.0
+                skopeo(
+                    "login", "--tls-verify=false", "-u", "alice", "-p", "alice-pw-1", registry.host
+                )
+                time.sleep(1.0)
+                items = monitor.get("/v1/events", action="auth_failure").json()["items"]
+                assert ["mallory"] == [e["actor"] for e in items]

@@ -1,0 +1,193 @@
+"""Registry logs into the store: backfill, following with checkpoints, shipped batches."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from monitor.ingest.tailer import Follower
+from monitor.log_ingest import FollowJob, backfill
+from monitor.main import build_app
+from monitor.runtime import Services
+from monitor.store.checkpoints import StoreCheckpoints
+from monitor.store.events import EventFilter, query_events
+from tests.paths import fixtures
+
+LOGS = ("registry-text.log", "registry-json.log")
+
+
+def fixture_lines(name: str) -> list[str]:
+    return (fixtures() / name).read_text().splitlines()
+
+
+def failures(services: Services) -> Counter[str | None]:
+    with services.session_factory() as session:
+        page, _ = query_events(session, where=EventFilter(action="auth_failure"), limit=1000)
+    return Counter(e.event.actor for e in page)
+
+
+def sample(services: Services, name: str) -> float | None:
+    value = services.metrics.registry.get_sample_value(name)
+    return value
+
+
+def follow_job(services: Services, path: Path) -> FollowJob:
+    return FollowJob(
+        Follower([str(path)], StoreCheckpoints(services.session_factory)),
+        writer=services.writer,
+        metrics=services.metrics,
+        clock=services.clock,
+        poll_seconds=0.05,
+    )
+
+
+class TestBackfill:
+    @pytest.mark.parametrize("name", LOGS)
+    def test_failed_logins_from_the_captured_log(self, services: Services, name: str) -> None:
+        """3 failed logins by mallory and 1 by bob; 20 anonymous challenges only counted."""
+        backfill(fixture_lines(name), writer=services.writer, metrics=services.metrics)
+        assert Counter({"mallory": 3, "bob": 1}) == failures(services)
+        assert 20 == sample(services, "registry_monitor_anonymous_challenges_total")
+        assert 4 == sample(services, "registry_monitor_auth_failures_total")
+        assert 310 == sum(
+            services.metrics.registry.get_sample_value(
+                "registry_monitor_log_lines_total", {"result": r}
+            )
+            or 0
+            for r in ("parsed", "ignored", "malformed")
+        )
+
+    def test_ingesting_a_file_twice_adds_nothing(self, services: Services) -> None:
+        """The second run finds every event already stored."""
+        first = backfill(
+            fixture_lines("registry-text.log"), writer=services.writer, metrics=services.metrics
+        )
+        second = backfill(
+            fixture_lines("registry-text.log"), writer=services.writer, metrics=services.metrics
+        )
+        assert (11, 0) == (first.stored, first.duplicates)
+        assert (0, 11) == (second.stored, second.duplicates)
+
+    def test_registry_responses_by_status_class_and_route(self, services: Services) -> None:
+        """Access lines are counted by status class and route kind."""
+        backfill(
+            fixture_lines("registry-text.log"), writer=services.writer, metrics=services.metrics
+        )
+        get = services.metrics.registry.get_sample_value
+        routes = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")
+
+        def total(status_class: str) -> float:
+            labels = [{"status_class": status_class, "route": r} for r in routes]
+            return sum(get("registry_monitor_registry_responses_total", x) or 0 for x in labels)
+
+        assert (65, 43) == (total("2xx"), total("4xx"))
+        # 24 401s: 23 on GET /v2/ and one anonymous manifest GET (step 21)
+        assert 23 == get(
+            "registry_monitor_registry_responses_total", {"status_class": "4xx", "route": "base"}
+        )
+
+
+class TestFollow:
+    def test_a_restart_mid_file_neither_loses_nor_repeats(
+        self, services: Services, tmp_path: Path
+    ) -> None:
+        """The checkpoint is committed with the events: a new follower resumes after it."""
+        lines = fixture_lines("registry-text.log")
+        log = tmp_path / "registry.log"
+        log.write_text("\n".join(lines[:100]) + "\n")
+        first = follow_job(services, log)
+        assert first.poll_once()
+        first.stop()
+        with log.open("a") as out:
+            out.write("\n".join(lines[100:]) + "\n")
+        second = follow_job(services, log)
+        while second.poll_once():
+            pass
+        second.stop()
+        assert (100, 210) == (first.totals.lines, second.totals.lines)
+        assert 0 == first.totals.duplicates + second.totals.duplicates
+        assert Counter({"mallory": 3, "bob": 1}) == failures(services)
+
+    def test_a_partial_last_line_waits_for_its_newline(
+        self, services: Services, tmp_path: Path
+    ) -> None:
+        """Half a line is not read until the rest of it is written."""
+        lines = fixture_lines("registry-text.log")
+        log = tmp_path / "registry.log"
+        log.write_text("\n".join(lines[:10]) + "\n" + lines[10][:20])
+        job = follow_job(services, log)
+        job.poll_once()
+        assert 10 == job.totals.lines
+        with log.open("a") as out:
+            out.write(lines[10][20:] + "\n")
+        job.poll_once()
+        job.stop()
+        assert 11 == job.totals.lines
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+        yield test_client
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+class TestShippedLogs:
+    @pytest.mark.parametrize(
+        ("shape", "content_type"),
+        [
+            ("fluent-bit", "application/x-ndjson"),
+            ("vector", "application/x-ndjson"),
+            ("array", "application/json"),
+            ("text", "text/plain"),
+        ],
+    )
+    def test_shipper_formats(
+        self, client: TestClient, services: Services, shape: str, content_type: str
+    ) -> None:
+        """Fluent Bit's `log`, Vector's `message`, a JSON array and plain text give the same events."""
+        lines = fixture_lines("registry-text.log")
+        if shape == "fluent-bit":
+            body = "\n".join(json.dumps({"date": 1.0, "log": line + "\n"}) for line in lines)
+        elif shape == "vector":
+            body = "\n".join(json.dumps({"message": line, "host": "vm"}) for line in lines)
+        elif shape == "array":
+            body = json.dumps([{"log": line} for line in lines])
+        else:
+            body = "\n".join(lines)
+        response = client.post(
+            "/v1/logs", content=body, headers={**AUTH, "Content-Type": content_type}
+        )
+        assert {"lines": 310, "accepted": 11, "duplicates": 0, "quarantined": 0} == response.json()
+        assert Counter({"mallory": 3, "bob": 1}) == failures(services)
+
+    def test_parsed_logrus_records(self, client: TestClient, services: Services) -> None:
+        """A shipper that parsed the registry's JSON lines sends the objects; they are read back."""
+        body = "\n".join(fixture_lines("registry-json.log"))
+        assert (
+            11
+            == client.post(
+                "/v1/logs", content=body, headers={**AUTH, "Content-Type": "application/x-ndjson"}
+            ).json()["accepted"]
+        )
+
+    def test_token_and_quarantine(self, client: TestClient) -> None:
+        """No token is 401; a record without a log line is quarantined, the rest accepted."""
+        assert 401 == client.post("/v1/logs", content=b"{}").status_code
+        body = (
+            json.dumps({"log": fixture_lines("registry-text.log")[7]})
+            + "\n"
+            + json.dumps({"other": 1})
+            + "\nnot json"
+        )
+        answer = client.post("/v1/logs", content=body, headers=AUTH).json()
+        assert (1, 2) == (answer["lines"], answer["quarantined"])
+        reasons = sorted(q["reason"] for q in client.get("/v1/quarantine").json()["items"])
+        assert ["invalid_json", "no_log_line"] == reasons
