@@ -234,8 +234,9 @@ class TestCleanupThroughTheCli:
         wait_until(pulled, timeout=60, what="the pull of pr-3 to be stored")
         code, out = stack.cli(capsys, "cleanup", "plan", "--json")
         diff = json.loads(out)["diff"]
-        expected = (first["id"], [], [f"{REPO}:pr-3"])
-        assert expected == (diff["previous_id"], diff["newly_selected"], diff["no_longer_selected"])
+        expected: tuple[object, ...] = (0, first["id"], [], [f"{REPO}:pr-3"])
+        actual = (code, diff["previous_id"], diff["newly_selected"], diff["no_longer_selected"])
+        assert expected == actual
         listed = stack.monitor.get("/v1/cleanup/plans").json()["items"]
         assert 2 == len(listed)
 
@@ -243,10 +244,10 @@ class TestCleanupThroughTheCli:
         self, stack: Stack, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A tag pushed to another digest between plan and apply is skipped with tag_moved."""
-        code, out = stack.cli(capsys, "cleanup", "plan", "--json")
+        _, out = stack.cli(capsys, "cleanup", "plan", "--json")
         plan = json.loads(out)
         push(stack.images, "app", f"{stack.registry.host}/{REPO}:pr-1")
-        code, out = stack.cli(capsys, "cleanup", "apply", plan["id"], "--json")
+        _, out = stack.cli(capsys, "cleanup", "apply", plan["id"], "--json")
         skipped = [
             (e["tags"], e["reason"])
             for e in json.loads(out)["entries"]

@@ -46,7 +46,7 @@ class TestMigrations:
             after_down = set(inspect(engine).get_table_names()) & CLEANUP_TABLES
             upgrade(engine)
             after_up = set(inspect(engine).get_table_names()) & CLEANUP_TABLES
-            expected = (set(), CLEANUP_TABLES, head_revision())
+            expected: tuple[object, ...] = (set(), CLEANUP_TABLES, head_revision())
             assert expected == (after_down, after_up, current_revision(engine))
         finally:
             engine.dispose()
