@@ -1,7 +1,7 @@
 """Job leases that work on SQLite and PostgreSQL: the replica holding one runs the job.
 
-A lease is a row (name, holder, expires_at). `acquire` takes it when there is none, when it
-has lapsed, or when the caller already holds it; the insert-or-update is one statement
+A lease is a row (name, holder, expires_at). `acquire` takes it when there is none or when it
+has lapsed (a holder extends it with `renew`, not `acquire`); the insert-or-update is one statement
 (`INSERT … ON CONFLICT DO UPDATE … WHERE`), so two replicas racing for it cannot both win.
 Functions take a session and never commit; commit right after `acquire` so others see it.
 """
@@ -21,7 +21,7 @@ from monitor.store.schema import JobLockRow
 def acquire_lock(
     session: Session, *, name: str, holder: str, now: datetime, ttl: timedelta
 ) -> bool:
-    """Take or extend the lease `name` for `holder` until `now + ttl`; False if another holds it."""
+    """Take the lease `name` for `holder` until `now + ttl`; False while anyone holds it."""
     table: Any = JobLockRow.__table__
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -30,11 +30,13 @@ def acquire_lock(
     stmt = stmt.on_conflict_do_update(
         index_elements=[c.name],
         set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
-        where=(c.expires_at <= now) | (c.holder == holder),
+        where=c.expires_at <= now,
     )
     session.execute(stmt)
-    current = session.scalars(select(JobLockRow.holder).where(JobLockRow.name == name)).first()
-    return current == holder
+    current = session.execute(
+        select(JobLockRow.holder, JobLockRow.expires_at).where(JobLockRow.name == name)
+    ).first()
+    return current is not None and tuple(current) == (holder, now + ttl)
 
 
 def renew_lock(session: Session, *, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
