@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import yaml
 
-from monitor import __version__, cli_ingest
+from monitor import __version__, cli_cleanup, cli_ingest
 from monitor.errors import ConfigError, MonitorError
 from monitor.observability.logs import configure_logging
 from monitor.settings import Settings, load_settings, to_document
@@ -86,6 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     quarantine = sub.add_parser("quarantine", parents=[common], help="quarantined inputs")
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.add_argument("--json", action="store_true")
+
+    cleanup = sub.add_parser("cleanup", help="plan, apply and restore tag cleanup")
+    cleanup_sub = cleanup.add_subparsers(dest="cleanup_command", required=True, metavar="ACTION")
+    plan = cleanup_sub.add_parser("plan", parents=[common], help="plan now, store and show it")
+    plan.add_argument("--json", action="store_true")
+    apply = cleanup_sub.add_parser("apply", parents=[common], help="apply a stored plan")
+    apply.add_argument("plan_id")
+    apply.add_argument("--json", action="store_true")
+    restore = cleanup_sub.add_parser("restore", parents=[common], help="undo a plan's deletes")
+    restore.add_argument("plan_id")
+    restore.add_argument("--tag", action="append", metavar="REPO:TAG", help="only these tags")
+    restore.add_argument("--json", action="store_true")
+    plans = cleanup_sub.add_parser("plans", parents=[common], help="list stored plans")
+    plans.add_argument("--limit", type=int, default=20)
+    plans.add_argument("--json", action="store_true")
+    cleanup_sub.add_parser("reconcile", parents=[common], help="sync with the registry's tags")
     return parser
 
 
@@ -102,7 +118,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         return 2
     configure_logging(settings.logging)
     name = args.command
-    if name in ("db", "detect"):
+    if name in ("db", "detect", "cleanup"):
         name = f"{name} {getattr(args, name + '_command')}"
     command = _COMMANDS[name]
     try:
@@ -369,4 +385,9 @@ _COMMANDS: dict[str, Command] = {
     "alerts": _alerts,
     "detect replay": _detect_replay,
     "ingest-log": cli_ingest.run,
+    "cleanup plan": cli_cleanup.plan,
+    "cleanup apply": cli_cleanup.apply,
+    "cleanup restore": cli_cleanup.restore,
+    "cleanup plans": cli_cleanup.plans,
+    "cleanup reconcile": cli_cleanup.reconcile,
 }

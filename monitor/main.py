@@ -10,10 +10,12 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
@@ -22,6 +24,7 @@ from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.slack import BotNotifier, Notifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
+from monitor.cleanup.scheduled import JOB_IDS, run_scheduled
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
@@ -115,7 +118,7 @@ def build_services(
 def build_scheduler(services: Services) -> BackgroundScheduler:
     """Every scheduled job, in one table, with stable ids."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+    defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
     scheduler.add_job(
         lambda: jobs.expire(
             services.session_factory,
@@ -128,7 +131,48 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         minute=17,
         **defaults,
     )
+    _add_cleanup_jobs(scheduler, services, defaults)
     return scheduler
+
+
+def _add_cleanup_jobs(
+    scheduler: BackgroundScheduler, services: Services, defaults: dict[str, Any]
+) -> None:
+    """Reconcile, plan and (with apply_on_schedule) apply, each once across replicas.
+
+    Slack summaries of scheduled applies are not wired yet: `send_summary` is None.
+    """
+    cleanup = services.settings.cleanup
+    wanted = {
+        "reconcile": cleanup.registry_url is not None,
+        "plan": cleanup.policies_file is not None,
+        "apply": cleanup.apply_on_schedule
+        and cleanup.registry_url is not None
+        and cleanup.policies_file is not None,
+    }
+    crons = {
+        "reconcile": cleanup.reconcile_schedule,
+        "plan": cleanup.plan_schedule,
+        "apply": cleanup.apply_schedule,
+    }
+    for kind, enabled in wanted.items():
+        if not enabled or not crons[kind].strip():
+            continue
+        trigger = CronTrigger.from_crontab(crons[kind], timezone="UTC")
+
+        def run(kind: str = kind, trigger: CronTrigger = trigger) -> None:
+            run_scheduled(
+                kind,
+                session_factory=services.session_factory,
+                settings=cleanup,
+                holder=services.replica,
+                clock=services.clock,
+                metrics=services.metrics,
+                send_summary=None,
+                next_fire=lambda now: trigger.get_next_fire_time(None, now),
+            )
+
+        scheduler.add_job(run, trigger, id=JOB_IDS[kind], **defaults)
 
 
 async def _heartbeats(services: Services, stop: asyncio.Event) -> None:

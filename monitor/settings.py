@@ -166,6 +166,25 @@ class CleanupSettings:
     coverage_gap_tolerance_seconds: float = setting(
         60.0, "Coverage gaps up to this long still count as listening (heartbeat jitter)."
     )
+    plan_schedule: str = setting(
+        "0 4 * * *", "Cron (UTC, 5 fields) of the scheduled plan; empty: never."
+    )
+    apply_schedule: str = setting(
+        "30 4 * * *",
+        "Cron (UTC) of the scheduled apply of the newest plan; runs only with apply_on_schedule.",
+    )
+    reconcile_schedule: str = setting(
+        "0 */6 * * *", "Cron (UTC) of reconciliation with the registry's catalog; empty: never."
+    )
+    apply_on_schedule: bool = setting(
+        False, "Let the schedule apply plans. Off: plans are only stored and shown (dry run)."
+    )
+    plan_max_age_hours: float = setting(
+        24.0, "A scheduled apply only applies a plan at most this old."
+    )
+    lock_seconds: float = setting(
+        3600.0, "Lease on a scheduled job across replicas; renewed while the job runs."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,6 +423,15 @@ def validate(settings: Settings) -> None:
             raise ConfigError(key, "must be at least 1")
     if cleanup.timeout_seconds <= 0:
         raise ConfigError("cleanup.timeout_seconds", "must be positive")
+    for key, cron in (
+        ("cleanup.plan_schedule", cleanup.plan_schedule),
+        ("cleanup.apply_schedule", cleanup.apply_schedule),
+        ("cleanup.reconcile_schedule", cleanup.reconcile_schedule),
+    ):
+        if cron.strip() and len(cron.split()) != 5:
+            raise ConfigError(key, f"expected a 5-field cron expression, got {cron!r}")
+    if cleanup.lock_seconds < 10:
+        raise ConfigError("cleanup.lock_seconds", "must be at least 10")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
     if settings.logging.format not in {"json", "console"}:

@@ -36,6 +36,12 @@ class Metrics:
     alerts: Counter
     alert_deliveries: Counter
     detect_lag: Gauge
+    cleanup_runs: Counter
+    cleanup_deletions: Counter
+    cleanup_bytes_freed: Counter
+    cleanup_breaker_trips: Counter
+    cleanup_last_success: Gauge
+    cleanup_plan_tags: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -140,6 +146,40 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         detect_lag=Gauge(
             f"{prefix}detect_lag_seconds",
             "Age of the newest event the detection job has processed, at its last pass.",
+            registry=registry,
+        ),
+        cleanup_runs=Counter(
+            f"{prefix}cleanup_runs_total",
+            "Cleanup job runs, by kind (plan, apply, reconcile, restore) and result (ok, error).",
+            ["kind", "result"],
+            registry=registry,
+        ),
+        cleanup_deletions=Counter(
+            f"{prefix}cleanup_deletions_total",
+            "Tags cleanup acted on, by result (deleted, skipped, failed).",
+            ["result"],
+            registry=registry,
+        ),
+        cleanup_bytes_freed=Counter(
+            f"{prefix}cleanup_bytes_freed_total",
+            "Estimated bytes freed (after garbage collection) by applied plans.",
+            registry=registry,
+        ),
+        cleanup_breaker_trips=Counter(
+            f"{prefix}cleanup_breaker_trips_total",
+            "Applies stopped or narrowed by a circuit breaker (run limit, repository share).",
+            registry=registry,
+        ),
+        cleanup_last_success=Gauge(
+            f"{prefix}cleanup_last_success_timestamp_seconds",
+            "Unix time of the last successful cleanup run, by kind.",
+            ["kind"],
+            registry=registry,
+        ),
+        cleanup_plan_tags=Gauge(
+            f"{prefix}cleanup_plan_tags",
+            "Tags per decision (delete, keep, protected, unknown) in the newest stored plan.",
+            ["decision"],
             registry=registry,
         ),
     )

@@ -26,6 +26,7 @@ from monitor.events import Event
 from monitor.observability.metrics import Metrics
 from monitor.store.engine import SessionFactory
 from monitor.store.events import insert_events
+from monitor.store.inventory import learn_manifests
 from monitor.store.quarantine import Quarantined, add_quarantined
 from monitor.store.tags import apply_events
 
@@ -165,6 +166,7 @@ class StoreWriter:
             for submission in batch:
                 inserted = insert_events(session, submission.events, received_at=now)
                 apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
+                learn_manifests(session, inserted, now=now)
                 add_quarantined(session, list(submission.quarantined), received_at=now)
                 if submission.also is not None:
                     submission.also(session)

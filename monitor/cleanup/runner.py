@@ -1,0 +1,335 @@
+"""Cleanup runs against the store: plan and store, apply a stored plan, restore one, and the
+lease-holding wrapper the scheduler calls so each job runs once across replicas.
+
+Each function takes its resources (session factory, registry client, clock, metrics) as
+arguments; `monitor.main` and `monitor.cli` build them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable, Collection, Iterator
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import structlog
+
+from monitor.alerting.render import escape_mrkdwn
+from monitor.cleanup.apply import (
+    ApplyOptions,
+    ApplyResult,
+    JournalEntry,
+    Outcome,
+    SavedManifest,
+    SkipReason,
+    apply,
+    restore,
+)
+from monitor.cleanup.model import TagRef
+from monitor.cleanup.plan import Decision, Plan, PlanDiff, diff_plans
+from monitor.cleanup.planner import plan_repositories
+from monitor.cleanup.policy import Policy, load_policies, parse_image_references
+from monitor.cleanup.registry_client import (
+    Credentials,
+    HttpRegistryClient,
+    RegistryClient,
+    make_http_client,
+)
+from monitor.errors import ConfigError
+from monitor.observability.metrics import Metrics
+from monitor.settings import CleanupSettings
+from monitor.store.cleanup_plans import (
+    PlanState,
+    PlanSummary,
+    latest_plan,
+    load_plan,
+    save_plan,
+    set_plan_state,
+)
+from monitor.store.engine import SessionFactory
+from monitor.store.inventory import planner_input
+from monitor.store.journal import deleted_digests, record_entry, save_manifest, saved_manifests
+from monitor.store.locks import acquire_lock, release_lock, renew_lock
+
+log = structlog.get_logger("monitor.cleanup")
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+SummarySender = Callable[[str], None]
+BREAKER_REASONS = frozenset({SkipReason.RUN_LIMIT_REACHED, SkipReason.REPOSITORY_SHARE_EXCEEDED})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PolicySet:
+    policies: tuple[Policy, ...]
+    digest: str
+
+
+def load_policy_set(settings: CleanupSettings) -> PolicySet:
+    """The policies (and deployed set) named by the settings, with a digest of both texts."""
+    if settings.policies_file is None:
+        raise ConfigError("cleanup.policies_file", "cleanup needs a policies file")
+    try:
+        text = settings.policies_file.read_text(encoding="utf-8")
+        deployed_text = (
+            settings.deployed_file.read_text(encoding="utf-8") if settings.deployed_file else ""
+        )
+    except OSError as exc:
+        raise ConfigError("cleanup.policies_file", f"cannot read: {exc.strerror}") from exc
+    deployed = parse_image_references(deployed_text)
+    digest = hashlib.sha256(f"{text}\0{deployed_text}".encode()).hexdigest()
+    return PolicySet(load_policies(text, deployed=deployed), digest)
+
+
+@contextlib.contextmanager
+def open_registry(settings: CleanupSettings) -> Iterator[HttpRegistryClient]:
+    """A registry client for `cleanup.registry_url`; closed when the block ends."""
+    if settings.registry_url is None:
+        raise ConfigError("cleanup.registry_url", "cleanup needs the registry's URL")
+    credentials = None
+    if settings.username is not None and settings.password is not None:
+        credentials = Credentials(settings.username, settings.password.reveal())
+    with make_http_client(
+        ca_file=settings.ca_file,
+        insecure=settings.insecure_skip_tls_verify,
+        timeout_seconds=settings.timeout_seconds,
+    ) as http:
+        yield HttpRegistryClient(settings.registry_url, http=http, credentials=credentials)
+
+
+class SqlJournal:
+    """ApplyJournal on the store; every call commits on its own, so a crashed run can resume."""
+
+    def __init__(self, session_factory: SessionFactory, *, clock: Clock) -> None:
+        self.session_factory = session_factory
+        self.clock = clock
+
+    def done(self, plan_id: str) -> set[tuple[str, str]]:
+        with self.session_factory() as session:
+            return deleted_digests(session, plan_id)
+
+    def save_manifest(self, saved: SavedManifest) -> None:
+        with self.session_factory() as session, session.begin():
+            save_manifest(session, saved, at=self.clock())
+
+    def saved(self, plan_id: str) -> list[SavedManifest]:
+        with self.session_factory() as session:
+            return saved_manifests(session, plan_id)
+
+    def record(self, entry: JournalEntry) -> None:
+        with self.session_factory() as session, session.begin():
+            record_entry(session, entry)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    summary: PlanSummary
+    plan: Plan
+    previous_id: str | None
+    diff: PlanDiff
+
+
+def make_plan(
+    session_factory: SessionFactory,
+    *,
+    policies: PolicySet,
+    now: datetime,
+    gap_tolerance: timedelta = timedelta(0),
+    metrics: Metrics | None = None,
+) -> PlanOutcome:
+    """Plan from what the store knows at `now`, store the plan, diff it with the previous one."""
+    with session_factory() as session, session.begin():
+        repositories, coverage = planner_input(session, now=now)
+        current = plan_repositories(
+            policies.policies, repositories, coverage, now, gap_tolerance=gap_tolerance
+        )
+        previous = latest_plan(session)
+        summary = save_plan(session, current, policy_digest=policies.digest)
+    if metrics is not None:
+        for decision, count in current.counts().items():
+            metrics.cleanup_plan_tags.labels(decision=decision).set(count)
+    previous_plan = previous[1] if previous and previous[0].id != summary.id else None
+    return PlanOutcome(
+        summary,
+        current,
+        previous[0].id if previous_plan is not None and previous else None,
+        diff_plans(previous_plan, current),
+    )
+
+
+def apply_plan(
+    session_factory: SessionFactory,
+    client: RegistryClient,
+    plan_id: str,
+    *,
+    clock: Clock,
+    options: ApplyOptions,
+    metrics: Metrics | None = None,
+    send_summary: SummarySender | None = None,
+) -> ApplyResult:
+    """Apply the stored plan `plan_id`; actions already journalled as done are skipped."""
+    with session_factory() as session, session.begin():
+        _, current = load_plan(session, plan_id)
+        set_plan_state(session, plan_id, PlanState.APPLYING)
+    try:
+        result = apply(
+            current, client, SqlJournal(session_factory, clock=clock), clock=clock, options=options
+        )
+    except Exception:
+        with session_factory() as session, session.begin():
+            set_plan_state(session, plan_id, PlanState.FAILED)
+        raise
+    failed = bool(result.outcomes(Outcome.FAILED))
+    if result.aborted is not None:
+        state = PlanState.PLANNED
+    else:
+        state = PlanState.FAILED if failed else PlanState.APPLIED
+    with session_factory() as session, session.begin():
+        set_plan_state(session, plan_id, state, at=clock())
+    if metrics is not None:
+        for entry in result.entries:
+            if entry.outcome is not Outcome.RESTORED:
+                metrics.cleanup_deletions.labels(result=entry.outcome.value).inc(
+                    max(len(entry.tags), 1)
+                )
+        tripped = result.aborted is not None or any(
+            e.reason in BREAKER_REASONS for e in result.outcomes(Outcome.SKIPPED)
+        )
+        if tripped:
+            metrics.cleanup_breaker_trips.inc()
+        if state is PlanState.APPLIED:
+            metrics.cleanup_bytes_freed.inc(current.bytes_freed)
+    log.info(
+        "cleanup applied",
+        plan_id=plan_id,
+        state=state.value,
+        deleted=len(result.outcomes(Outcome.DELETED)),
+        skipped=len(result.outcomes(Outcome.SKIPPED)),
+        failed=len(result.outcomes(Outcome.FAILED)),
+        aborted=result.aborted,
+    )
+    if send_summary is not None:
+        send_summary(apply_summary(current, result))
+    return result
+
+
+def restore_plan(
+    session_factory: SessionFactory,
+    client: RegistryClient,
+    plan_id: str,
+    *,
+    clock: Clock,
+    only: Collection[TagRef] | None = None,
+) -> list[JournalEntry]:
+    """PUT back what `plan_id` deleted (or only the tags in `only`); audited in the journal."""
+    with session_factory() as session:
+        load_plan(session, plan_id)
+    return restore(
+        client, SqlJournal(session_factory, clock=clock), plan_id, clock=clock, only=only
+    )
+
+
+def apply_summary(plan: Plan, result: ApplyResult, *, limit: int = 20) -> str:
+    """Slack mrkdwn text summarising an apply; every repository and tag is escaped."""
+    deleted = sorted(result.deleted_tags())
+    skipped = result.outcomes(Outcome.SKIPPED)
+    failed = result.outcomes(Outcome.FAILED)
+    lines = [
+        f"*Cleanup plan {escape_mrkdwn(result.plan_id)}*: {len(deleted)} tags deleted, "
+        f"{sum(max(len(e.tags), 1) for e in skipped)} skipped, "
+        f"{sum(max(len(e.tags), 1) for e in failed)} failed; "
+        f"about {plan.bytes_freed} bytes reclaimable by garbage collection."
+    ]
+    if result.aborted:
+        lines.append(f"Stopped by a circuit breaker: {escape_mrkdwn(result.aborted)}")
+    for ref in deleted[:limit]:
+        lines.append(f"• deleted `{escape_mrkdwn(str(ref))}`")
+    if len(deleted) > limit:
+        lines.append(f"• … and {len(deleted) - limit} more")
+    for entry in (skipped + failed)[:limit]:
+        tags = ",".join(entry.tags) or entry.digest[:19]
+        lines.append(
+            f"• {entry.outcome.value} `{escape_mrkdwn(entry.repository)}:{escape_mrkdwn(tags)}`"
+            f" ({escape_mrkdwn(str(entry.reason))})"
+        )
+    return "\n".join(lines)
+
+
+def decision_counts(plan: Plan) -> dict[Decision, int]:
+    return {Decision(k): v for k, v in plan.counts().items()}
+
+
+class _Renewer:
+    """Renews a lease every `ttl / 3` until stopped."""
+
+    def __init__(
+        self, session_factory: SessionFactory, name: str, holder: str, ttl: timedelta, clock: Clock
+    ) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, args=(session_factory, name, holder, ttl, clock), daemon=True
+        )
+
+    def _run(
+        self, session_factory: SessionFactory, name: str, holder: str, ttl: timedelta, clock: Clock
+    ) -> None:
+        while not self.stop.wait(ttl.total_seconds() / 3):
+            try:
+                with session_factory() as session, session.begin():
+                    if not renew_lock(session, name=name, holder=holder, now=clock(), ttl=ttl):
+                        return
+            except Exception as exc:
+                log.warning("lease renewal failed", job=name, error=type(exc).__name__)
+
+
+def run_locked(
+    session_factory: SessionFactory,
+    *,
+    name: str,
+    holder: str,
+    clock: Clock,
+    ttl: timedelta,
+    work: Callable[[], T],
+    metrics: Metrics | None = None,
+    kind: str | None = None,
+    hold_until: datetime | None = None,
+) -> tuple[bool, T | None]:
+    """Run `work` if this replica gets the lease `name`: (ran, result).
+
+    The lease is renewed while `work` runs; afterwards it lapses at `hold_until` (e.g. just
+    before the job's next fire time, so a replica whose clock fires late does not run the same
+    slot again) or at once. With `kind`, cleanup_runs_total and the last-success gauge follow.
+    """
+    with session_factory() as session, session.begin():
+        got = acquire_lock(session, name=name, holder=holder, now=clock(), ttl=ttl)
+    if not got:
+        log.info("job skipped: another replica holds it", job=name)
+        return False, None
+    renewer = _Renewer(session_factory, name, holder, ttl, clock)
+    renewer.thread.start()
+    try:
+        result = work()
+    except Exception:
+        if metrics is not None and kind is not None:
+            metrics.cleanup_runs.labels(kind=kind, result="error").inc()
+        raise
+    finally:
+        renewer.stop.set()
+        renewer.thread.join(timeout=10)
+        now = clock()
+        with session_factory() as session, session.begin():
+            until = hold_until if hold_until is not None and hold_until > now else now
+            release_lock(session, name=name, holder=holder, until=until)
+    if metrics is not None and kind is not None:
+        metrics.cleanup_runs.labels(kind=kind, result="ok").inc()
+        metrics.cleanup_last_success.labels(kind=kind).set(clock().timestamp())
+    return True, result
+
+
+def record_run(metrics: Metrics, kind: str, *, ok: bool, now: datetime) -> None:
+    """Count one cleanup run (for runs outside `run_locked`, e.g. the CLI)."""
+    metrics.cleanup_runs.labels(kind=kind, result="ok" if ok else "error").inc()
+    if ok:
+        metrics.cleanup_last_success.labels(kind=kind).set(now.timestamp())

@@ -1,0 +1,147 @@
+"""Stored cleanup plans: save, load, list (newest first) and move through their states.
+
+A plan is `planned` when stored, `applying` while an apply runs, then `applied` or `failed`.
+Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from monitor.cleanup.plan import Plan
+from monitor.errors import NotFound
+from monitor.store.schema import CleanupPlanRow
+
+
+class PlanState(StrEnum):
+    PLANNED = "planned"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """A stored plan without its decisions."""
+
+    id: str
+    created_at: datetime
+    policy_digest: str
+    counts: dict[str, int]
+    actions: int
+    bytes_freed: int
+    state: PlanState
+    applied_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created_at": _iso(self.created_at),
+            "policy_digest": self.policy_digest,
+            "counts": dict(self.counts),
+            "actions": self.actions,
+            "bytes_freed": self.bytes_freed,
+            "state": self.state.value,
+            "applied_at": _iso(self.applied_at) if self.applied_at else None,
+        }
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _summary(row: CleanupPlanRow) -> PlanSummary:
+    return PlanSummary(
+        id=row.id,
+        created_at=row.created_at,
+        policy_digest=row.policy_digest,
+        counts={
+            "delete": row.delete_count,
+            "keep": row.keep_count,
+            "protected": row.protected_count,
+            "unknown": row.unknown_count,
+        },
+        actions=row.action_count,
+        bytes_freed=row.bytes_freed,
+        state=PlanState(row.state),
+        applied_at=row.applied_at,
+    )
+
+
+def save_plan(session: Session, plan: Plan, *, policy_digest: str) -> PlanSummary:
+    """Store `plan` as `planned`; storing the same plan id again leaves the first one."""
+    existing = session.get(CleanupPlanRow, plan.plan_id)
+    if existing is not None:
+        return _summary(existing)
+    counts = plan.counts()
+    row = CleanupPlanRow(
+        id=plan.plan_id,
+        created_at=plan.created_at,
+        policy_digest=policy_digest,
+        body=orjson.dumps(plan.to_dict()).decode(),
+        delete_count=counts["delete"],
+        keep_count=counts["keep"],
+        protected_count=counts["protected"],
+        unknown_count=counts["unknown"],
+        action_count=len(plan.actions),
+        bytes_freed=plan.bytes_freed,
+        state=PlanState.PLANNED.value,
+        applied_at=None,
+    )
+    session.add(row)
+    session.flush()
+    return _summary(row)
+
+
+def load_plan(session: Session, plan_id: str) -> tuple[PlanSummary, Plan]:
+    """The stored plan `plan_id`; NotFound when there is none."""
+    row = session.get(CleanupPlanRow, plan_id)
+    if row is None:
+        raise NotFound(f"no cleanup plan {plan_id!r}")
+    return _summary(row), Plan.from_dict(orjson.loads(row.body))
+
+
+def list_plans(
+    session: Session, *, limit: int = 50, before: tuple[datetime, str] | None = None
+) -> list[PlanSummary]:
+    """Plans newest first; `before` = (created_at, id) of the last plan of the previous page."""
+    query = select(CleanupPlanRow).order_by(
+        CleanupPlanRow.created_at.desc(), CleanupPlanRow.id.desc()
+    )
+    if before is not None:
+        at, plan_id = before
+        query = query.where(
+            (CleanupPlanRow.created_at < at)
+            | ((CleanupPlanRow.created_at == at) & (CleanupPlanRow.id < plan_id))
+        )
+    return [_summary(row) for row in session.scalars(query.limit(limit))]
+
+
+def latest_plan(session: Session, *, before: str | None = None) -> tuple[PlanSummary, Plan] | None:
+    """The newest stored plan (older than plan `before`, when given)."""
+    cursor: tuple[datetime, str] | None = None
+    if before is not None:
+        row = session.get(CleanupPlanRow, before)
+        if row is None:
+            raise NotFound(f"no cleanup plan {before!r}")
+        cursor = (row.created_at, row.id)
+    found = list_plans(session, limit=1, before=cursor)
+    if not found:
+        return None
+    return load_plan(session, found[0].id)
+
+
+def set_plan_state(
+    session: Session, plan_id: str, state: PlanState, *, at: datetime | None = None
+) -> None:
+    values: dict[str, Any] = {"state": state.value}
+    if state is PlanState.APPLIED:
+        values["applied_at"] = at
+    session.execute(update(CleanupPlanRow).where(CleanupPlanRow.id == plan_id).values(**values))

@@ -1,0 +1,299 @@
+"""What cleanup knows about the registry's content: tags seen by reconciliation, manifest
+details (media type, size, children, blobs with sizes), and the planner's input built from
+tag state, pulls, manifests and intake coverage. Functions take a session and never commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from monitor.cleanup.model import (
+    Blob,
+    Interval,
+    ManifestInfo,
+    PullRecord,
+    RepositoryState,
+    TagState,
+)
+from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
+from monitor.store.coverage import covered_intervals
+from monitor.store.schema import (
+    EventRow,
+    ManifestInfoRow,
+    RegistryTagRow,
+    TagPullRow,
+    TagStateRow,
+)
+
+PLANNING_HORIZON = timedelta(days=3660)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --- tags in the registry -----------------------------------------------------------------
+
+
+def replace_registry_tags(
+    session: Session,
+    *,
+    repository: str,
+    tags: Mapping[str, tuple[str, str | None]],
+    now: datetime,
+) -> None:
+    """Record that `repository` holds exactly `tags` (tag → (digest, media type)) at `now`."""
+    session.execute(delete(RegistryTagRow).where(RegistryTagRow.repository == repository))
+    for tag, (digest, media_type) in sorted(tags.items()):
+        session.add(
+            RegistryTagRow(
+                repository=repository, tag=tag, digest=digest, media_type=media_type, seen_at=now
+            )
+        )
+
+
+def forget_registry_repositories(session: Session, *, keep: Iterable[str]) -> None:
+    """Drop reconciliation rows of repositories that are no longer in the catalog."""
+    session.execute(delete(RegistryTagRow).where(RegistryTagRow.repository.not_in(list(keep))))
+
+
+def registry_tags(session: Session, *, repository: str | None = None) -> dict[str, dict[str, str]]:
+    """repository → tag → digest, as the last reconciliation saw them."""
+    query = select(RegistryTagRow.repository, RegistryTagRow.tag, RegistryTagRow.digest)
+    if repository is not None:
+        query = query.where(RegistryTagRow.repository == repository)
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for repo, tag, digest in session.execute(query):
+        out[repo][tag] = digest
+    return dict(out)
+
+
+def record_tag_seen(
+    session: Session,
+    *,
+    repository: str,
+    tag: str,
+    digest: str,
+    media_type: str | None,
+    seen_at: datetime,
+) -> None:
+    """A tag seen in the registry at `seen_at` points at `digest`.
+
+    A tag we never heard of starts its history at `seen_at` (no pulls known). A tag that was
+    marked deleted or that points elsewhere now was pushed behind our back: it counts as pushed
+    at `seen_at`. `first_seen_at` only ever moves earlier.
+    """
+    table = TagStateRow.__table__
+    c = table.c
+    stmt = _insert(session, table).values(
+        repository=repository,
+        tag=tag,
+        digest=digest,
+        media_type=media_type,
+        first_seen_at=seen_at,
+        last_pushed_at=None,
+        pull_count=0,
+    )
+    changed = or_(c.deleted_at.is_not(None), c.digest.is_(None), c.digest != digest)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[c.repository, c.tag],
+        set_={
+            "first_seen_at": case((c.first_seen_at > seen_at, seen_at), else_=c.first_seen_at),
+            "last_pushed_at": case((changed, seen_at), else_=c.last_pushed_at),
+            "media_type": case((changed, stmt.excluded.media_type), else_=c.media_type),
+            "digest": stmt.excluded.digest,
+            "deleted_at": None,
+        },
+    )
+    session.execute(stmt)
+
+
+def mark_missing_deleted(
+    session: Session, *, repository: str, present: Iterable[str], now: datetime
+) -> int:
+    """Mark the live tags of `repository` that are not in `present` as deleted at `now`."""
+    c = TagStateRow
+    result = session.execute(
+        update(TagStateRow)
+        .where(
+            c.repository == repository,
+            c.deleted_at.is_(None),
+            c.tag.not_in(list(present)),
+        )
+        .values(deleted_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def live_repositories(session: Session) -> set[str]:
+    rows = session.scalars(
+        select(TagStateRow.repository).where(TagStateRow.deleted_at.is_(None)).distinct()
+    )
+    return set(rows)
+
+
+# --- manifests ----------------------------------------------------------------------------
+
+
+def save_manifest_info(session: Session, info: ManifestInfo, *, now: datetime) -> None:
+    """Insert or replace what is known about one manifest."""
+    row = session.get(ManifestInfoRow, (info.repository, info.digest))
+    children = orjson.dumps(list(info.children)).decode()
+    blobs = orjson.dumps([[b.digest, b.size] for b in info.blobs]).decode()
+    if row is None:
+        session.add(
+            ManifestInfoRow(
+                repository=info.repository,
+                digest=info.digest,
+                media_type=info.media_type,
+                size=info.size,
+                children=children,
+                blobs=blobs,
+                pushed_at=info.pushed_at,
+                learned_at=now,
+            )
+        )
+        return
+    row.media_type, row.size, row.children, row.blobs = info.media_type, info.size, children, blobs
+    if info.pushed_at is not None and (row.pushed_at is None or info.pushed_at > row.pushed_at):
+        row.pushed_at = info.pushed_at
+    row.learned_at = now
+
+
+def _info(row: ManifestInfoRow) -> ManifestInfo:
+    return ManifestInfo(
+        repository=row.repository,
+        digest=row.digest,
+        media_type=row.media_type,
+        size=row.size,
+        blobs=tuple(Blob(d, int(s)) for d, s in orjson.loads(row.blobs)),
+        children=tuple(orjson.loads(row.children)),
+        pushed_at=row.pushed_at,
+    )
+
+
+def list_manifests(session: Session, *, repository: str | None = None) -> list[ManifestInfo]:
+    query = select(ManifestInfoRow).order_by(ManifestInfoRow.repository, ManifestInfoRow.digest)
+    if repository is not None:
+        query = query.where(ManifestInfoRow.repository == repository)
+    return [_info(row) for row in session.scalars(query)]
+
+
+def complete_manifests(session: Session, *, repository: str) -> set[str]:
+    """Digests in `repository` whose blobs all have a known size (nothing left to learn)."""
+    out: set[str] = set()
+    for info in list_manifests(session, repository=repository):
+        if all(b.size > 0 for b in info.blobs):
+            out.add(info.digest)
+    return out
+
+
+def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime) -> None:
+    """Manifest details from push events' `target.references` (sizes from blob events)."""
+    pushes = [
+        e
+        for e in events
+        if e.action is Action.PUSH
+        and e.target_kind is TargetKind.MANIFEST
+        and e.repository
+        and e.digest
+        and e.media_type
+    ]
+    for event in pushes:
+        repository, digest, media_type = (
+            event.repository or "",
+            event.digest or "",
+            event.media_type,
+        )
+        assert media_type is not None
+        if media_type in INDEX_MEDIA_TYPES:
+            info = ManifestInfo(
+                repository, digest, media_type, event.size or 0,
+                children=event.references, pushed_at=event.occurred_at,
+            )  # fmt: skip
+        else:
+            sizes = _blob_sizes(session, repository, event.references)
+            blobs = tuple(Blob(d, sizes.get(d, 0)) for d in event.references)
+            info = ManifestInfo(
+                repository, digest, media_type, event.size or 0,
+                blobs=blobs, pushed_at=event.occurred_at,
+            )  # fmt: skip
+        save_manifest_info(session, info, now=now)
+
+
+def _blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dict[str, int]:
+    wanted = list(digests)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(EventRow.digest, func.max(EventRow.size))
+        .where(
+            and_(
+                EventRow.repository == repository,
+                EventRow.target_kind == TargetKind.BLOB.value,
+                EventRow.digest.in_(wanted),
+            )
+        )
+        .group_by(EventRow.digest)
+    ).all()
+    return {d: int(s) for d, s in rows if d is not None and s is not None}
+
+
+# --- the planner's input ------------------------------------------------------------------
+
+
+def _client(value: str) -> Client:
+    try:
+        return Client(value)
+    except ValueError:
+        return Client.OTHER
+
+
+def planner_input(
+    session: Session, *, now: datetime
+) -> tuple[list[RepositoryState], list[Interval]]:
+    """Every repository's live tags (with their pulls) and manifests, and intake coverage."""
+    pulls: dict[tuple[str, str], list[PullRecord]] = defaultdict(list)
+    for p in session.scalars(select(TagPullRow)):
+        pulls[(p.repository, p.tag)].append(
+            PullRecord(p.http_method, _client(p.client), p.last_pulled_at)
+        )
+    tags: dict[str, list[TagState]] = defaultdict(list)
+    rows = session.scalars(
+        select(TagStateRow)
+        .where(TagStateRow.deleted_at.is_(None), TagStateRow.digest.is_not(None))
+        .order_by(TagStateRow.repository, TagStateRow.tag)
+    )
+    for row in rows:
+        tags[row.repository].append(
+            TagState(
+                repository=row.repository,
+                tag=row.tag,
+                digest=row.digest or "",
+                first_seen_at=row.first_seen_at,
+                last_pushed_at=row.last_pushed_at or row.first_seen_at,
+                media_type=row.media_type,
+                pulls=tuple(pulls.get((row.repository, row.tag), ())),
+            )
+        )
+    manifests: dict[str, list[ManifestInfo]] = defaultdict(list)
+    for info in list_manifests(session):
+        manifests[info.repository].append(info)
+    repositories = [
+        RepositoryState(name, tags.get(name, []), manifests.get(name, []))
+        for name in sorted(tags.keys() | manifests.keys())
+    ]
+    coverage = covered_intervals(
+        session, source="notification", since=now - PLANNING_HORIZON, until=now
+    )
+    return repositories, coverage

@@ -1,0 +1,82 @@
+"""Registry inventory and planner input, from the real captured notifications."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.cleanup.model import Blob
+from monitor.runtime import Services
+from monitor.store.inventory import (
+    list_manifests,
+    mark_missing_deleted,
+    planner_input,
+    record_tag_seen,
+)
+from monitor.store.tags import list_tags
+from tests.fixture_events import scenario_events
+
+HELLO = "sha256:62fe1501080ca69f6d148785d0cbf8f360beacebbdf35f38400cee06ce1858f0"
+APP_V1 = "sha256:f792ae1af37059a839aab474d3d19bd5593bf014f430613653b77e0692ac4ab5"
+MULTI = "sha256:d11c01857587d6bd4e0625744027637fb5b85e04c0a8e53c7f12e51d7d459f8d"
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def ingest(services: Services) -> None:
+    services.writer.submit(scenario_events()).result(timeout=30)
+
+
+class TestLearnedManifests:
+    def test_push_events_give_children_and_blob_sizes(self, services: Services) -> None:
+        """The captured pushes teach the index's children and app:v1's three blobs with sizes."""
+        ingest(services)
+        with services.session_factory() as session:
+            infos = {(m.repository, m.digest): m for m in list_manifests(session)}
+        multi, app = infos[("team/app", MULTI)], infos[("team/app", APP_V1)]
+        assert 2 == len(multi.children)
+        assert [128, 137, 462] == sorted(b.size for b in app.blobs)
+        assert (645, 583) == (multi.size, app.size)
+
+
+class TestTagsSeen:
+    def test_first_seen_moves_earlier_only(self, services: Services) -> None:
+        """A tag seen earlier than its first push starts earlier; a later sighting changes nothing."""
+        ingest(services)
+        with services.session_factory() as session, session.begin():
+            for at in (T0 - timedelta(days=40), T0 + timedelta(days=400)):
+                record_tag_seen(
+                    session, repository="team/app", tag="v1", digest=APP_V1,
+                    media_type=None, seen_at=at,
+                )  # fmt: skip
+        with services.session_factory() as session:
+            state = {t.tag: t for t in list_tags(session, repository="team/app")}["v1"]
+        assert T0 - timedelta(days=40) == state.first_seen_at
+
+    def test_unknown_tag_is_learned_and_missing_tag_marked_deleted(
+        self, services: Services
+    ) -> None:
+        """A tag only the registry knows is added; a tag the registry lost is marked deleted."""
+        ingest(services)
+        with services.session_factory() as session, session.begin():
+            record_tag_seen(
+                session, repository="team/app", tag="ghost", digest=HELLO,
+                media_type=None, seen_at=T0,
+            )  # fmt: skip
+            gone = mark_missing_deleted(session, repository="team/app", present=["ghost"], now=T0)
+        with services.session_factory() as session:
+            live = sorted(t.tag for t in list_tags(session, include_deleted=False) if
+                          t.repository == "team/app")  # fmt: skip
+        assert (["ghost"], True) == (live, gone >= 1)
+
+
+class TestPlannerInput:
+    def test_tags_pulls_and_manifests_per_repository(self, services: Services) -> None:
+        """Each repository comes with its live tags, their pulls and its manifests."""
+        ingest(services)
+        with services.session_factory() as session:
+            repositories, _ = planner_input(session, now=T0 + timedelta(days=30))
+        by_name = {r.name: r for r in repositories}
+        app = {t.tag: t for t in by_name["team/app"].tags}
+        blobs = {m.digest: m.blobs for m in by_name["team/app"].manifests}
+        expected = (APP_V1, MULTI, 3)
+        assert expected == (app["v1"].digest, app["multi"].digest, len(blobs[APP_V1]))
+        assert all(isinstance(b, Blob) for b in blobs[APP_V1])
