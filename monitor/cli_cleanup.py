@@ -66,18 +66,26 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.cleanup.report import entries_table, entry_to_dict
     from monitor.cleanup.runner import apply_plan, open_registry
     from monitor.observability.metrics import make_metrics
+    from monitor.pipeline.cleanup_summary import outbox_sender
     from monitor.store.engine import make_engine, make_session_factory
 
     engine = make_engine(settings.database)
+    session_factory = make_session_factory(engine)
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
     try:
         with open_registry(settings.cleanup) as client:
             result = apply_plan(
-                make_session_factory(engine),
+                session_factory,
                 client,
                 args.plan_id,
-                clock=lambda: datetime.now(UTC),
+                clock=clock,
                 options=apply_options(settings.cleanup),
                 metrics=make_metrics(CollectorRegistry()),
+                # queued in the store; `serve` delivers it to Slack
+                send_summary=outbox_sender(session_factory, clock),
             )
     finally:
         engine.dispose()

@@ -32,6 +32,7 @@ from monitor.ingest.tailer import Follower
 from monitor.log_ingest import FollowJob
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
+from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import detect_pass, record_detection
 from monitor.runtime import Clock, Services
@@ -140,7 +141,7 @@ def _add_cleanup_jobs(
 ) -> None:
     """Reconcile, plan and (with apply_on_schedule) apply, each once across replicas.
 
-    Slack summaries of scheduled applies are not wired yet: `send_summary` is None.
+    A scheduled apply's summary is queued in the alert outbox for Slack.
     """
     cleanup = services.settings.cleanup
     wanted = {
@@ -168,7 +169,7 @@ def _add_cleanup_jobs(
                 holder=services.replica,
                 clock=services.clock,
                 metrics=services.metrics,
-                send_summary=None,
+                send_summary=outbox_sender(services.session_factory, services.clock),
                 next_fire=lambda now: trigger.get_next_fire_time(None, now),
             )
 

@@ -211,7 +211,7 @@ def apply_plan(
         aborted=result.aborted,
     )
     if send_summary is not None:
-        send_summary(apply_summary(current, result))
+        send_summary(apply_summary(current, result, escape=str))
     return result
 
 
@@ -231,28 +231,37 @@ def restore_plan(
     )
 
 
-def apply_summary(plan: Plan, result: ApplyResult, *, limit: int = 20) -> str:
-    """Slack mrkdwn text summarising an apply; every repository and tag is escaped."""
+def apply_summary(
+    plan: Plan,
+    result: ApplyResult,
+    *,
+    limit: int = 20,
+    escape: Callable[[str], str] = escape_mrkdwn,
+) -> str:
+    """Slack mrkdwn text summarising an apply; every repository and tag goes through `escape`.
+
+    Pass `escape=str` when the text is rendered by monitor.alerting.render, which escapes it.
+    """
     deleted = sorted(result.deleted_tags())
     skipped = result.outcomes(Outcome.SKIPPED)
     failed = result.outcomes(Outcome.FAILED)
     lines = [
-        f"*Cleanup plan {escape_mrkdwn(result.plan_id)}*: {len(deleted)} tags deleted, "
+        f"*Cleanup plan {escape(result.plan_id)}*: {len(deleted)} tags deleted, "
         f"{sum(max(len(e.tags), 1) for e in skipped)} skipped, "
         f"{sum(max(len(e.tags), 1) for e in failed)} failed; "
         f"about {plan.bytes_freed} bytes reclaimable by garbage collection."
     ]
     if result.aborted:
-        lines.append(f"Stopped by a circuit breaker: {escape_mrkdwn(result.aborted)}")
+        lines.append(f"Stopped by a circuit breaker: {escape(result.aborted)}")
     for ref in deleted[:limit]:
-        lines.append(f"• deleted `{escape_mrkdwn(str(ref))}`")
+        lines.append(f"• deleted `{escape(str(ref))}`")
     if len(deleted) > limit:
         lines.append(f"• … and {len(deleted) - limit} more")
     for entry in (skipped + failed)[:limit]:
         tags = ",".join(entry.tags) or entry.digest[:19]
         lines.append(
-            f"• {entry.outcome.value} `{escape_mrkdwn(entry.repository)}:{escape_mrkdwn(tags)}`"
-            f" ({escape_mrkdwn(str(entry.reason))})"
+            f"• {entry.outcome.value} `{escape(entry.repository)}:{escape(tags)}`"
+            f" ({escape(str(entry.reason))})"
         )
     return "\n".join(lines)
 

@@ -1,0 +1,41 @@
+"""A cleanup apply's summary goes to Slack through the alert outbox, so it is never lost."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from monitor.alerting.model import Alert, Evidence, Severity
+from monitor.alerting.outbox import Kind
+from monitor.store.engine import SessionFactory
+from monitor.store.outbox import enqueue
+
+RULE = "cleanup_applied"
+
+
+def summary_alert(text: str, *, now: datetime) -> Alert:
+    """An informational message carrying the apply summary; its own fingerprint each time."""
+    return Alert(
+        rule=RULE,
+        severity=Severity.INFO,
+        fingerprint=f"{RULE}:{uuid.uuid4().hex}",
+        subject={},
+        summary=text,
+        evidence=Evidence(),
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+
+
+def outbox_sender(
+    session_factory: SessionFactory, clock: Callable[[], datetime]
+) -> Callable[[str], None]:
+    """A `send_summary` for cleanup.runner: queues the text for the delivery job."""
+
+    def send(text: str) -> None:
+        now = clock()
+        with session_factory() as session, session.begin():
+            enqueue(session, Kind.NEW, summary_alert(text, now=now), now=now)
+
+    return send
