@@ -62,7 +62,8 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from monitor.cleanup.apply import Outcome, apply_options
+    from monitor.cleanup.apply import apply_options
+    from monitor.cleanup.journal import Outcome
     from monitor.cleanup.report import entries_table, entry_to_dict
     from monitor.cleanup.runner import apply_plan, open_registry
     from monitor.observability.metrics import make_metrics
@@ -109,7 +110,7 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
 def restore(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
-    from monitor.cleanup.apply import Outcome
+    from monitor.cleanup.journal import Outcome
     from monitor.cleanup.model import TagRef
     from monitor.cleanup.report import entries_table, entry_to_dict
     from monitor.cleanup.runner import open_registry, restore_plan

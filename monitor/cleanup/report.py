@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from monitor.cleanup.apply import JournalEntry
+from monitor.cleanup.journal import JournalEntry
 from monitor.cleanup.plan import Plan, PlanDiff
 
 

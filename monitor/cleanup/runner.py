@@ -18,16 +18,8 @@ from typing import TypeVar
 import structlog
 
 from monitor.alerting.render import escape_mrkdwn
-from monitor.cleanup.apply import (
-    ApplyOptions,
-    ApplyResult,
-    JournalEntry,
-    Outcome,
-    SavedManifest,
-    SkipReason,
-    apply,
-    restore,
-)
+from monitor.cleanup.apply import ApplyOptions, ApplyResult, apply, restore
+from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest, SkipReason
 from monitor.cleanup.model import TagRef
 from monitor.cleanup.plan import Decision, Plan, PlanDiff, diff_plans
 from monitor.cleanup.planner import plan_repositories

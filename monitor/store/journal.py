@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.cleanup.apply import JournalEntry, Outcome, SavedManifest
+from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.store.schema import CleanupJournalRow, SavedManifestRow
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from monitor.cleanup.apply import JournalEntry, Outcome, SavedManifest
+from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.cleanup.registry_client import Manifest, ManifestHead
 from monitor.errors import RegistryError
 

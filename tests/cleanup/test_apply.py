@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from monitor.cleanup.apply import ApplyOptions, Outcome, SkipReason, apply, restore
+from monitor.cleanup.apply import ApplyOptions, apply, restore
+from monitor.cleanup.journal import Outcome, SkipReason
 from monitor.cleanup.model import TagRef, TagState
 from monitor.cleanup.plan import Plan
 from monitor.cleanup.planner import plan

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cleanup.apply import ApplyOptions, Outcome, SkipReason, apply, restore
+from monitor.cleanup.apply import ApplyOptions, apply, restore
+from monitor.cleanup.journal import Outcome, SkipReason
 from monitor.cleanup.model import Blob, ManifestInfo, TagRef, TagState
 from monitor.cleanup.plan import Decision, Plan
 from monitor.cleanup.planner import plan

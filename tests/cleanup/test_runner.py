@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.cleanup.apply import ApplyOptions, ApplyResult, JournalEntry, Outcome
+from monitor.cleanup.apply import ApplyOptions, ApplyResult
+from monitor.cleanup.journal import JournalEntry, Outcome
 from monitor.cleanup.plan import Plan
 from monitor.cleanup.runner import PolicySet, apply_plan, apply_summary, load_policy_set, make_plan
 from monitor.cleanup.scheduled import run_scheduled
