@@ -257,3 +257,21 @@ class TestStoreOutage:
                 finally:
                     postgres.set_allow_connections(db_url, True)
             assert 200 == client.get("/readyz").status_code
+
+
+class TestLogs:
+    def test_tokens_never_reach_the_log(self, client: TestClient) -> None:
+        """Refused and accepted requests log what happened, never the token sent or configured."""
+        from structlog.testing import capture_logs
+
+        with capture_logs() as logs:
+            client.post(
+                "/v1/notifications",
+                content=first_post(),
+                headers={"Authorization": "Bearer guessed-token-123", "Content-Type": V1},
+            )
+            client.post("/v1/notifications", content=b"junk", headers=AUTH)
+        text = repr(logs)
+        assert ["notification refused", "notification quarantined"] == [e["event"] for e in logs]
+        assert "guessed-token-123" not in text
+        assert "s3cret" not in text
