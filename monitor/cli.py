@@ -16,6 +16,7 @@ from monitor import __version__, cli_cleanup, cli_ingest
 from monitor.errors import ConfigError, MonitorError
 from monitor.observability.logs import configure_logging
 from monitor.settings import Settings, load_settings, to_document
+from monitor.tables import table
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -173,19 +174,6 @@ def _db_current(_args: argparse.Namespace, settings: Settings) -> int:
 def _check_config(_args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.write(yaml.safe_dump(to_document(settings), sort_keys=False))
     return 0
-
-
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain text table; None prints as '-'."""
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join(lines)
 
 
 def _short(digest: str | None) -> str | None:

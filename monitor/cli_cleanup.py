@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from monitor.cleanup.report import table
 from monitor.settings import Settings
+from monitor.tables import table
 
 
 def _json(doc: Any) -> None:

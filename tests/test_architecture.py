@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.paths import REPO
 
-LEAVES = ("monitor", "monitor.errors", "monitor.events", "monitor.settings")
+LEAVES = ("monitor", "monitor.errors", "monitor.events", "monitor.settings", "monitor.tables")
 PURE = (
     "monitor.ingest.notification",
     "monitor.ingest.logline",
