@@ -232,6 +232,22 @@ class AlertingSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegistrySettings:
+    debug_url: str | None = setting(
+        None,
+        "Base URL of the registry's debug listener (`http.debug.addr`), e.g. "
+        "`http://registry:5001`. Its `/debug/vars` notification counters are exported as "
+        "`registry_monitor_registry_notifications_*` (distribution 2.8 has no Prometheus ones).",
+    )
+    debug_timeout_seconds: float = setting(
+        2.0, "Timeout of one `/debug/vars` request, made while Prometheus scrapes."
+    )
+    debug_max_endpoints: int = setting(
+        16, "Most notification endpoints exported from `/debug/vars` (labels stay bounded)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
@@ -243,6 +259,7 @@ class Settings:
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
     alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
+    registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
 
 
 T = TypeVar("T")
@@ -447,6 +464,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError("alerting.budget_per_hour", "must not be negative")
     if not 0 < alerting.retry_min_seconds <= alerting.retry_max_seconds:
         raise ConfigError("alerting.retry_min_seconds", "need 0 < retry_min <= retry_max")
+    registry = settings.registry
+    if registry.debug_url is not None and not registry.debug_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError("registry.debug_url", "expected an http:// or https:// URL")
+    if registry.debug_timeout_seconds <= 0:
+        raise ConfigError("registry.debug_timeout_seconds", "must be positive")
+    if registry.debug_max_endpoints < 1:
+        raise ConfigError("registry.debug_max_endpoints", "must be at least 1")
 
 
 def _masked_url(url: str) -> str:
