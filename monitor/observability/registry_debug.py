@@ -95,7 +95,8 @@ def parse_debug_vars(body: bytes, *, max_endpoints: int = 16) -> tuple[EndpointQ
             raise ParseError("invalid_debug_vars", "an endpoint has no Metrics object")
         name = str(endpoint.get("name") or "")[:MAX_NAME_LENGTH]
         metrics = endpoint["Metrics"]
-        raw_statuses = metrics.get("Statuses") or {}
+        raw_statuses = metrics.get("Statuses")
+        raw_statuses = {} if raw_statuses is None else raw_statuses
         if not isinstance(raw_statuses, dict):
             raise ParseError("invalid_debug_vars", "Metrics.Statuses is not an object")
         statuses: dict[str, int] = {}
