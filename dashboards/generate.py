@@ -74,6 +74,11 @@ def quantile(q: float, metric: str, by: str = "") -> str:
     )
 
 
+def either(native: str, bridged: str) -> str:
+    """The registry's own series (distribution 3.x), else the bridged ones (2.8)."""
+    return f"{native} or {bridged}"
+
+
 T = Target
 
 OVERVIEW = Dashboard(
@@ -103,15 +108,15 @@ OVERVIEW = Dashboard(
                     ),
                 ),
                 ts(
-                    "Pulls by target kind",
-                    "Pull events per second by target kind. Pulls by client class need a "
-                    "`client` label on registry_monitor_events_total, which is not exported; "
-                    "GET /v1/events groups them by client.",
+                    "Pulls by client class",
+                    "Manifest pulls stored per second, by client class (from the user agent) "
+                    "and method: HEAD is how containerd and kubelet check for updates.",
                     "ops",
                     T(
-                        rate("registry_monitor_events_total", "target_kind", 'action="pull"'),
-                        "{{target_kind}}",
+                        rate("registry_monitor_pulls_total", "client, http_method"),
+                        "{{client}} {{http_method}}",
                     ),
+                    stack=True,
                 ),
                 ts(
                     "Duplicate notifications",
@@ -420,33 +425,52 @@ REGISTRY = Dashboard(
             ),
         ),
         Row(
-            "Notifications (distribution 3.x)",
+            "Notifications",
             (
                 ts(
                     "Notification events by type",
-                    "Events queued for each endpoint (exported by distribution 3.x).",
+                    "Events queued, delivered (successes), answered non-2xx (failures) and "
+                    "not answered (errors) per endpoint: the registry's own metrics on "
+                    "distribution 3.x, else registry-monitor's bridge of /debug/vars (2.8).",
                     "ops",
                     T(
-                        rate("registry_notifications_events_total", "type, endpoint"),
+                        either(
+                            rate("registry_notifications_events_total", "type, endpoint"),
+                            rate(
+                                "registry_monitor_registry_notifications_events_total",
+                                "type, endpoint",
+                            ),
+                        ),
                         "{{endpoint}} {{type}}",
                     ),
                 ),
                 ts(
                     "Notifications pending",
-                    "Events in the registry's in-memory queue per endpoint (distribution "
-                    "3.x); lost if the registry restarts.",
+                    "Events in the registry's in-memory queue per endpoint; lost if the "
+                    "registry restarts (3.x metric, else the /debug/vars bridge).",
                     "short",
                     T(
-                        f"sum by (endpoint) (registry_notifications_pending_total{{{M}}})",
+                        either(
+                            f"sum by (endpoint) (registry_notifications_pending_total{{{M}}})",
+                            "sum by (endpoint) "
+                            f"(registry_monitor_registry_notifications_pending{{{M}}})",
+                        ),
                         "{{endpoint}}",
                     ),
                 ),
                 ts(
                     "Notification delivery status",
-                    "Answers of each endpoint by HTTP status (distribution 3.x).",
+                    "Answers of each endpoint by HTTP status (3.x metric, else the "
+                    "/debug/vars bridge).",
                     "ops",
                     T(
-                        rate("registry_notifications_status_total", "code, endpoint"),
+                        either(
+                            rate("registry_notifications_status_total", "code, endpoint"),
+                            rate(
+                                "registry_monitor_registry_notifications_status_total",
+                                "code, endpoint",
+                            ),
+                        ),
                         "{{endpoint}} {{code}}",
                     ),
                 ),
