@@ -118,14 +118,13 @@ def parse_debug_vars(body: bytes, *, max_endpoints: int = 16) -> tuple[EndpointQ
 
 
 def families(endpoints: tuple[EndpointQueue, ...] | None) -> list[Metric]:
-    """The exported families; `None` means the registry did not answer usably."""
+    """The exported families; `None` means the registry did not answer usably (then the queue
+    families carry no sample, so their names still show on /metrics)."""
     up = GaugeMetricFamily(
         f"{PREFIX}debug_up",
         "1 when the registry's /debug/vars answered at the last scrape, else 0.",
         value=0 if endpoints is None else 1,
     )
-    if endpoints is None:
-        return [up]
     pending = GaugeMetricFamily(
         f"{PREFIX}notifications_pending",
         "Events in the registry's in-memory notification queue, by endpoint (/debug/vars).",
@@ -142,7 +141,7 @@ def families(endpoints: tuple[EndpointQueue, ...] | None) -> list[Metric]:
         "Answers of each notification endpoint by HTTP status code (/debug/vars).",
         labels=["endpoint", "code"],
     )
-    for endpoint in endpoints:
+    for endpoint in endpoints or ():
         pending.add_metric([endpoint.name], endpoint.pending)
         for kind, value in endpoint.counts().items():
             events.add_metric([endpoint.name, kind], value)
