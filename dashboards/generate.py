@@ -293,7 +293,8 @@ CLEANUP = Dashboard(
             (
                 ts(
                     "Cleanup runs by kind and result",
-                    "Plan, apply, reconcile and restore runs, ok or error.",
+                    "Plan, apply, reconcile and restore runs of this process's scheduled jobs, "
+                    "ok or error (runs of the CLI show in the two store-derived panels).",
                     "short",
                     T(
                         f"sum by (kind, result) (increase(registry_monitor_cleanup_runs_total"
@@ -303,7 +304,7 @@ CLEANUP = Dashboard(
                 ),
                 ts(
                     "Tags per decision in the newest plan",
-                    "How the newest plan decided about each tag.",
+                    "How the newest stored plan decided about each tag, whoever made it.",
                     "short",
                     T(
                         f"sum by (decision) (registry_monitor_cleanup_plan_tags{{{M}}})",
@@ -313,7 +314,8 @@ CLEANUP = Dashboard(
                 ),
                 ts(
                     "Time since the last successful run",
-                    "Seconds since each kind of cleanup run last succeeded.",
+                    "Seconds since each kind of cleanup run last succeeded, as the store "
+                    "records it (scheduled, CLI or another replica).",
                     "s",
                     T(
                         "time() - max by (kind) "
@@ -328,7 +330,8 @@ CLEANUP = Dashboard(
             (
                 ts(
                     "Deletions by result",
-                    "Tag deletions attempted by applied plans: deleted, skipped, failed.",
+                    "Tag deletions attempted by this process's applies: deleted, skipped, "
+                    "failed (the journal, `GET /v1/cleanup/plans/{id}`, has every apply's).",
                     "short",
                     T(
                         f"sum by (result) (increase(registry_monitor_cleanup_deletions_total"

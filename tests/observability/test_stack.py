@@ -276,3 +276,32 @@ class TestPrometheus:
             for rule in group["rules"]
         }
         assert {alert: "ok" for alert in rule_expressions()} == rules
+
+
+class TestScenarioSignals:
+    def test_bridge_cleanup_and_slack_reach_prometheus(self, live: Live) -> None:
+        """Prometheus holds the bridged registry queue under job `registry` (debug listener
+        read, deliveries to the monitor succeeded), the cleanup gauges the CLI's runs left in
+        the store, pulls by skopeo, and at least one alert delivered to Slack."""
+
+        def value(expr: str) -> float:
+            result = live.prometheus.result(expr)
+            return float(result[0]["value"][1]) if result else -1.0
+
+        actual = (
+            value('max(registry_monitor_registry_debug_up{job="registry"})'),
+            value(
+                "sum(registry_monitor_registry_notifications_events_total"
+                '{job="registry", type="successes"}) > 0'
+            )
+            > 0,
+            sorted(
+                r["metric"]["kind"]
+                for r in live.prometheus.result(
+                    "registry_monitor_cleanup_last_success_timestamp_seconds"
+                )
+            ),
+            value('sum(registry_monitor_pulls_total{client="skopeo", http_method="GET"})') >= 2,
+            value('sum(registry_monitor_alert_deliveries_total{result="delivered"})') >= 1,
+        )
+        assert (1.0, True, ["apply", "plan", "reconcile"], True, True) == actual
