@@ -74,6 +74,11 @@ def quantile(q: float, metric: str, by: str = "") -> str:
     )
 
 
+def either(native: str, bridged: str) -> str:
+    """The registry's own series (distribution 3.x), else the bridged ones (2.8)."""
+    return f"{native} or {bridged}"
+
+
 T = Target
 
 OVERVIEW = Dashboard(
@@ -103,15 +108,15 @@ OVERVIEW = Dashboard(
                     ),
                 ),
                 ts(
-                    "Pulls by target kind",
-                    "Pull events per second by target kind. Pulls by client class need a "
-                    "`client` label on registry_monitor_events_total, which is not exported; "
-                    "GET /v1/events groups them by client.",
+                    "Pulls by client class",
+                    "Manifest pulls stored per second, by client class (from the user agent) "
+                    "and method: HEAD is how containerd and kubelet check for updates.",
                     "ops",
                     T(
-                        rate("registry_monitor_events_total", "target_kind", 'action="pull"'),
-                        "{{target_kind}}",
+                        rate("registry_monitor_pulls_total", "client, http_method"),
+                        "{{client}} {{http_method}}",
                     ),
+                    stack=True,
                 ),
                 ts(
                     "Duplicate notifications",
@@ -288,7 +293,8 @@ CLEANUP = Dashboard(
             (
                 ts(
                     "Cleanup runs by kind and result",
-                    "Plan, apply, reconcile and restore runs, ok or error.",
+                    "Plan, apply, reconcile and restore runs of this process's scheduled jobs, "
+                    "ok or error (runs of the CLI show in the two store-derived panels).",
                     "short",
                     T(
                         f"sum by (kind, result) (increase(registry_monitor_cleanup_runs_total"
@@ -298,7 +304,7 @@ CLEANUP = Dashboard(
                 ),
                 ts(
                     "Tags per decision in the newest plan",
-                    "How the newest plan decided about each tag.",
+                    "How the newest stored plan decided about each tag, whoever made it.",
                     "short",
                     T(
                         f"sum by (decision) (registry_monitor_cleanup_plan_tags{{{M}}})",
@@ -308,7 +314,8 @@ CLEANUP = Dashboard(
                 ),
                 ts(
                     "Time since the last successful run",
-                    "Seconds since each kind of cleanup run last succeeded.",
+                    "Seconds since each kind of cleanup run last succeeded, as the store "
+                    "records it (scheduled, CLI or another replica).",
                     "s",
                     T(
                         "time() - max by (kind) "
@@ -323,7 +330,8 @@ CLEANUP = Dashboard(
             (
                 ts(
                     "Deletions by result",
-                    "Tag deletions attempted by applied plans: deleted, skipped, failed.",
+                    "Tag deletions attempted by this process's applies: deleted, skipped, "
+                    "failed (the journal, `GET /v1/cleanup/plans/{id}`, has every apply's).",
                     "short",
                     T(
                         f"sum by (result) (increase(registry_monitor_cleanup_deletions_total"
@@ -420,33 +428,52 @@ REGISTRY = Dashboard(
             ),
         ),
         Row(
-            "Notifications (distribution 3.x)",
+            "Notifications",
             (
                 ts(
                     "Notification events by type",
-                    "Events queued for each endpoint (exported by distribution 3.x).",
+                    "Events queued, delivered (successes), answered non-2xx (failures) and "
+                    "not answered (errors) per endpoint: the registry's own metrics on "
+                    "distribution 3.x, else registry-monitor's bridge of /debug/vars (2.8).",
                     "ops",
                     T(
-                        rate("registry_notifications_events_total", "type, endpoint"),
+                        either(
+                            rate("registry_notifications_events_total", "type, endpoint"),
+                            rate(
+                                "registry_monitor_registry_notifications_events_total",
+                                "type, endpoint",
+                            ),
+                        ),
                         "{{endpoint}} {{type}}",
                     ),
                 ),
                 ts(
                     "Notifications pending",
-                    "Events in the registry's in-memory queue per endpoint (distribution "
-                    "3.x); lost if the registry restarts.",
+                    "Events in the registry's in-memory queue per endpoint; lost if the "
+                    "registry restarts (3.x metric, else the /debug/vars bridge).",
                     "short",
                     T(
-                        f"sum by (endpoint) (registry_notifications_pending_total{{{M}}})",
+                        either(
+                            f"sum by (endpoint) (registry_notifications_pending_total{{{M}}})",
+                            "sum by (endpoint) "
+                            f"(registry_monitor_registry_notifications_pending{{{M}}})",
+                        ),
                         "{{endpoint}}",
                     ),
                 ),
                 ts(
                     "Notification delivery status",
-                    "Answers of each endpoint by HTTP status (distribution 3.x).",
+                    "Answers of each endpoint by HTTP status (3.x metric, else the "
+                    "/debug/vars bridge).",
                     "ops",
                     T(
-                        rate("registry_notifications_status_total", "code, endpoint"),
+                        either(
+                            rate("registry_notifications_status_total", "code, endpoint"),
+                            rate(
+                                "registry_monitor_registry_notifications_status_total",
+                                "code, endpoint",
+                            ),
+                        ),
                         "{{endpoint}} {{code}}",
                     ),
                 ),

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import structlog
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,11 +33,12 @@ from monitor.ingest.tailer import Follower
 from monitor.log_ingest import FollowJob
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
+from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import detect_pass, record_detection
 from monitor.runtime import Clock, Services
-from monitor.settings import AlertingSettings, DetectSettings, Settings
+from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.migrate import upgrade
@@ -69,6 +71,21 @@ def build_detector(settings: DetectSettings) -> Detector:
     return Detector(load_detect_config(settings.rules_file), load_roles(settings.roles_file))
 
 
+def build_registry_debug(
+    settings: RegistrySettings, registry: CollectorRegistry
+) -> httpx.Client | None:
+    """The HTTP client of the /debug/vars bridge, its collector registered; None when unset."""
+    if settings.debug_url is None:
+        return None
+    client = httpx.Client(timeout=settings.debug_timeout_seconds, follow_redirects=False)
+    registry.register(
+        RegistryDebugCollector(
+            client, settings.debug_url, max_endpoints=settings.debug_max_endpoints
+        )
+    )
+    return client
+
+
 def build_services(
     settings: Settings,
     *,
@@ -91,6 +108,7 @@ def build_services(
     registry.register(
         StoreCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
     )
+    registry_debug = build_registry_debug(settings.registry, registry)
     writer = StoreWriter(
         session_factory,
         metrics=metrics,
@@ -113,6 +131,7 @@ def build_services(
             base_seconds=settings.alerting.retry_min_seconds,
             cap_seconds=settings.alerting.retry_max_seconds,
         ),
+        registry_debug=registry_debug,
     )
 
 
@@ -302,6 +321,8 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             services.writer.stop()
+            if services.registry_debug is not None:
+                services.registry_debug.close()
             services.engine.dispose()
             log.info("registry-monitor stopped", replica=services.replica)
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
 from sqlalchemy import Engine
 
 from monitor.alerting.outbox import RetryPolicy
@@ -33,3 +34,4 @@ class Services:
     notifier: Notifier | None = None
     budget: Budget = dataclasses.field(default_factory=Budget)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    registry_debug: httpx.Client | None = None

@@ -47,7 +47,7 @@ def layer(module: str) -> int:
     for rank, prefixes in ((1, PURE), (2, ADAPTERS), (3, ORCHESTRATION)):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return rank
-    if module in LEAVES:
+    if any(module == p or module.startswith(p + ".") for p in LEAVES[1:]) or module == "monitor":
         return 0
     return 4
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from monitor.main import build_services
 from monitor.settings import load_settings, reference_table
 from tests.paths import REPO
+from tests.registry_harness import free_port
 
 README = (REPO / "README.md").read_text()
 
@@ -40,10 +41,17 @@ class TestReadme:
 
     def test_metrics_catalog_lists_every_metric(self, tmp_path: Path) -> None:
         """Every metric the service exports has a row in the catalog, and no row is stale."""
-        settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"})
+        settings = load_settings(
+            {
+                "REGISTRY_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path}/m.db",
+                "REGISTRY_MONITOR_REGISTRY_DEBUG_URL": f"http://127.0.0.1:{free_port()}",
+            }
+        )
         services = build_services(settings, registry=CollectorRegistry(), migrate=True)
         exported = {m.name for m in services.metrics.registry.collect()}
         services.engine.dispose()
+        assert services.registry_debug is not None
+        services.registry_debug.close()
         # prometheus_client strips _total from counter family names
         documented = set(re.findall(r"^\| `(registry_monitor_[a-z_]+)`", README, re.M))
         normalized = {name.removesuffix("_total") for name in documented}

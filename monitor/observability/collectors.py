@@ -1,5 +1,9 @@
 """Gauges derived from the store, computed when Prometheus scrapes (a stateless Collector).
 
+The cleanup gauges come from the store rather than from the process that ran the job, so every
+replica exports the same values whether the run was scheduled here, on another replica, or
+made with the CLI.
+
 When the store does not answer, the scrape exports none of them and counts a store error
 (operation `scrape`); the other metrics are still served.
 """
@@ -16,7 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import outbox_depth
-from monitor.store.stats import live_tags, newest_events, unused_tags
+from monitor.store.stats import (
+    cleanup_successes,
+    live_tags,
+    newest_events,
+    newest_plan_counts,
+    unused_tags,
+)
 
 UNUSED_DAYS = (30, 90)
 PREFIX = "registry_monitor_"
@@ -45,6 +55,8 @@ class StoreCollector(Collector):
                 tracked = live_tags(session)
                 unused = {days: unused_tags(session, now=now, days=days) for days in UNUSED_DAYS}
                 newest = newest_events(session)
+                plan_counts = newest_plan_counts(session)
+                successes = cleanup_successes(session)
         except SQLAlchemyError:
             self._store_errors.labels(operation="scrape").inc()
             return
@@ -74,3 +86,19 @@ class StoreCollector(Collector):
             moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
             age.add_metric([source], max((now - moment).total_seconds(), 0.0))
         yield age
+        plan = GaugeMetricFamily(
+            f"{PREFIX}cleanup_plan_tags",
+            "Tags per decision (delete, keep, protected, unknown) in the newest stored plan.",
+            labels=["decision"],
+        )
+        for decision, count in plan_counts.items():
+            plan.add_metric([decision], count)
+        yield plan
+        success = GaugeMetricFamily(
+            f"{PREFIX}cleanup_last_success_timestamp_seconds",
+            "Unix time of the last successful cleanup run, by kind, as recorded in the store.",
+            labels=["kind"],
+        )
+        for kind, at in sorted(successes.items()):
+            success.add_metric([kind], at.timestamp())
+        yield success

@@ -1,6 +1,11 @@
 """Every metric registry-monitor exports, built on an injected registry.
 
-Labels are bounded: never a user, address, repository or tag.
+Labels are bounded: never a user, address, repository or tag. Counters whose label values are a
+known set start with every child at 0, so `rate()` has a series before the first event.
+
+Two cleanup gauges are derived from the store at scrape time (`StoreCollector`), because a
+cleanup run may happen in another process (the CLI, another replica): `cleanup_last_success`
+and `cleanup_plan_tags` here are kept for the callers that set them but are not exported.
 """
 
 from __future__ import annotations
@@ -10,16 +15,29 @@ import dataclasses
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor import __version__
+from monitor.events import Client
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
+
+PULL_METHODS = ("GET", "HEAD")
+INTAKE_CODES = ("200", "401", "413", "503")
+STORE_OPERATIONS = ("commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver")
+LOG_LINE_RESULTS = ("parsed", "ignored", "malformed")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+ROUTES = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")
+DELIVERY_RESULTS = ("delivered", "retried", "rate_limited", "failed", "suppressed")
+CLEANUP_KINDS = ("plan", "apply", "reconcile", "restore")
+RUN_RESULTS = ("ok", "error")
+DELETION_RESULTS = ("deleted", "skipped", "failed")
 
 
 @dataclasses.dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
     events: Counter
+    pulls: Counter
     duplicates: Counter
     quarantined: Counter
     intake_requests: Counter
@@ -51,12 +69,19 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         registry=registry,
     )  # fmt: skip
     build_info.labels(version=__version__).set(1)
-    return Metrics(
+    metrics = Metrics(
         registry=registry,
         events=Counter(
             f"{prefix}events_total",
             "Events stored, by source, action and target kind (duplicates not counted).",
             ["source", "action", "target_kind"],
+            registry=registry,
+        ),
+        pulls=Counter(
+            f"{prefix}pulls_total",
+            "Manifest pull events stored (duplicates not counted), by client class and HTTP "
+            "method (GET, HEAD).",
+            ["client", "http_method"],
             registry=registry,
         ),
         duplicates=Counter(
@@ -174,12 +199,37 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}cleanup_last_success_timestamp_seconds",
             "Unix time of the last successful cleanup run, by kind.",
             ["kind"],
-            registry=registry,
+            registry=None,
         ),
         cleanup_plan_tags=Gauge(
             f"{prefix}cleanup_plan_tags",
             "Tags per decision (delete, keep, protected, unknown) in the newest stored plan.",
             ["decision"],
-            registry=registry,
+            registry=None,
         ),
     )
+    preinitialise(metrics)
+    return metrics
+
+
+def preinitialise(metrics: Metrics) -> None:
+    """Create every child of the counters whose label values are a known, bounded set."""
+    for client in Client:
+        for method in PULL_METHODS:
+            metrics.pulls.labels(client=client.value, http_method=method)
+    for code in INTAKE_CODES:
+        metrics.intake_requests.labels(code=code)
+    for operation in STORE_OPERATIONS:
+        metrics.store_errors.labels(operation=operation)
+    for result in LOG_LINE_RESULTS:
+        metrics.log_lines.labels(result=result)
+    for status_class in STATUS_CLASSES:
+        for route in ROUTES:
+            metrics.registry_responses.labels(status_class=status_class, route=route)
+    for result in DELIVERY_RESULTS:
+        metrics.alert_deliveries.labels(result=result)
+    for kind in CLEANUP_KINDS:
+        for result in RUN_RESULTS:
+            metrics.cleanup_runs.labels(kind=kind, result=result)
+    for result in DELETION_RESULTS:
+        metrics.cleanup_deletions.labels(result=result)

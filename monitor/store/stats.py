@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from monitor.store.schema import EventRow, TagStateRow
+from monitor.store.schema import (
+    CleanupJournalRow,
+    CleanupPlanRow,
+    EventRow,
+    RegistryTagRow,
+    TagStateRow,
+)
 
 
 def live_tags(session: Session) -> int:
@@ -38,3 +45,45 @@ def newest_events(session: Session) -> dict[str, datetime]:
             newest = datetime.fromisoformat(newest)
         out[str(source)] = newest
     return out
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def newest_plan_counts(session: Session) -> dict[str, int]:
+    """Tags per decision in the newest stored cleanup plan; empty without a plan."""
+    row = session.execute(
+        select(
+            CleanupPlanRow.delete_count,
+            CleanupPlanRow.keep_count,
+            CleanupPlanRow.protected_count,
+            CleanupPlanRow.unknown_count,
+        )
+        .order_by(CleanupPlanRow.created_at.desc(), CleanupPlanRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return {}
+    return dict(zip(("delete", "keep", "protected", "unknown"), map(int, row), strict=True))
+
+
+def cleanup_successes(session: Session) -> dict[str, datetime]:
+    """When each kind of cleanup run last succeeded, as the store records it: the newest plan
+    (`plan`), the newest applied plan (`apply`), the last catalog reconciliation
+    (`reconcile`), the newest restored manifest (`restore`). Kinds never run are left out."""
+    found = {
+        "plan": session.scalar(select(func.max(CleanupPlanRow.created_at))),
+        "apply": session.scalar(
+            select(func.max(CleanupPlanRow.applied_at)).where(CleanupPlanRow.state == "applied")
+        ),
+        "reconcile": session.scalar(select(func.max(RegistryTagRow.seen_at))),
+        "restore": session.scalar(
+            select(func.max(CleanupJournalRow.at)).where(CleanupJournalRow.outcome == "restored")
+        ),
+    }
+    return {kind: at for kind, value in found.items() if (at := _aware(value)) is not None}

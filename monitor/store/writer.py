@@ -22,8 +22,8 @@ import structlog
 from sqlalchemy.orm import Session
 
 from monitor.errors import StoreUnavailable
-from monitor.events import Event
-from monitor.observability.metrics import Metrics
+from monitor.events import Action, Event, TargetKind
+from monitor.observability.metrics import PULL_METHODS, Metrics
 from monitor.store.engine import SessionFactory
 from monitor.store.events import insert_events
 from monitor.store.inventory import learn_manifests
@@ -188,6 +188,13 @@ class StoreWriter:
                 action=event.action.value,
                 target_kind=event.target_kind.value if event.target_kind else "none",
             ).inc()
+            method = (event.http_method or "").upper()
+            if (
+                event.action is Action.PULL
+                and event.target_kind is TargetKind.MANIFEST
+                and method in PULL_METHODS
+            ):
+                self._metrics.pulls.labels(client=event.client.value, http_method=method).inc()
         if result.duplicates:
             self._metrics.duplicates.labels(source=submission.events[0].source.value).inc(
                 result.duplicates

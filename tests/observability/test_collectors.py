@@ -1,14 +1,19 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
+from monitor.cleanup.journal import JournalEntry, Outcome
+from monitor.cleanup.plan import Decision, Plan, Reason, TagDecision
 from monitor.main import deliver_once, detect_once
 from monitor.observability.collectors import StoreCollector
+from monitor.store.cleanup_plans import PlanState, save_plan, set_plan_state
+from monitor.store.inventory import replace_registry_tags
+from monitor.store.journal import record_entry
 from tests.pipeline.support import START, Clock, post_scenario, start_services, stop_services
 
 
@@ -58,3 +63,65 @@ class TestStoreCollector:
         )
         engine.dispose()
         assert (None, 1.0) == actual
+
+
+def _plan(created_at: datetime, decisions: list[Decision]) -> Plan:
+    return Plan(
+        created_at=created_at,
+        decisions=tuple(
+            TagDecision("team/app", f"t{i}", f"sha256:{i:064x}", decision, Reason.PINNED)
+            for i, decision in enumerate(decisions)
+        ),
+        actions=(),
+        bytes_freed=0,
+    )
+
+
+class TestCleanupGauges:
+    def test_derived_from_the_store_whoever_ran_cleanup(self, db_url: str, tmp_path: Path):
+        """Plan counts come from the newest stored plan and each kind's last success from the
+        store (newest plan, newest applied plan, last reconciliation, newest restore), so a
+        run made by another process shows on this one's scrape."""
+        clock = Clock()
+        services = start_services(db_url, tmp_path, clock)
+        value = services.metrics.registry.get_sample_value
+        before = value("registry_monitor_cleanup_plan_tags", {"decision": "delete"})
+        at = {kind: START - timedelta(hours=h) for kind, h in (("plan", 1), ("apply", 2))}
+        at |= {"reconcile": START - timedelta(hours=3), "restore": START - timedelta(hours=4)}
+        old = _plan(START - timedelta(days=1), [Decision.DELETE] * 5)
+        new = _plan(at["plan"], [Decision.DELETE, Decision.DELETE, Decision.KEEP])
+        with services.session_factory() as session, session.begin():
+            replace_registry_tags(
+                session, repository="team/app", tags={"v1": ("sha256:" + "a" * 64, None)},
+                now=at["reconcile"],
+            )  # fmt: skip
+            save_plan(session, old, policy_digest="p")
+            set_plan_state(session, old.plan_id, PlanState.APPLIED, at=at["apply"])
+            save_plan(session, new, policy_digest="p")
+            record_entry(
+                session,
+                JournalEntry(
+                    plan_id=old.plan_id, repository="team/app", digest="sha256:" + "b" * 64,
+                    tags=("t0",), outcome=Outcome.RESTORED, reason="restore", at=at["restore"],
+                ),
+            )  # fmt: skip
+        actual = (
+            before,
+            {
+                d: value("registry_monitor_cleanup_plan_tags", {"decision": d})
+                for d in ("delete", "keep", "protected", "unknown")
+            },
+            {
+                kind: value(
+                    "registry_monitor_cleanup_last_success_timestamp_seconds", {"kind": kind}
+                )
+                for kind in at
+            },
+        )
+        stop_services(services)
+        expected = (
+            None,
+            {"delete": 2.0, "keep": 1.0, "protected": 0.0, "unknown": 0.0},
+            {kind: moment.timestamp() for kind, moment in at.items()},
+        )
+        assert expected == actual

@@ -89,6 +89,37 @@ class TestCompose:
         }
         assert expected == targets
 
+    def test_monitor_reads_the_unpublished_debug_listener(self) -> None:
+        """The monitor's REGISTRY_MONITOR_REGISTRY_DEBUG_URL is the registry's debug port, which
+        compose does not publish (it also serves pprof and expvar)."""
+        services = compose_config()["services"]
+        registry = yaml.safe_load((REPO / "deploy/registry/config.yml").read_text(encoding="utf-8"))
+        debug_port = registry["http"]["debug"]["addr"].rsplit(":", 1)[1]
+        published = {
+            str(port["target"]) if isinstance(port, dict) else str(port).rsplit(":", 1)[1]
+            for port in services["registry"].get("ports", [])
+        }
+        environment = services["registry-monitor"]["environment"]
+        expected = (f"http://registry:{debug_port}", False)
+        actual = (environment["REGISTRY_MONITOR_REGISTRY_DEBUG_URL"], debug_port in published)
+        assert expected == actual
+
+    def test_bridged_series_carry_the_registry_job(self) -> None:
+        """prometheus.yml relabels the bridged registry_monitor_registry_* series to the
+        job `registry`, which the registry dashboard and the backlog rule select on."""
+        config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+        jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+        relabel = jobs["registry-monitor"]["metric_relabel_configs"]
+        expected = [
+            {
+                "source_labels": ["__name__"],
+                "regex": "registry_monitor_registry_(notifications_.+|debug_up)",
+                "target_label": "job",
+                "replacement": "registry",
+            }
+        ]
+        assert expected == relabel
+
 
 class TestDockerfile:
     def test_non_root_healthcheck_and_locked_install(self) -> None:

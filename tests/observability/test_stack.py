@@ -1,11 +1,15 @@
 """The dashboards and rules against the real thing: the registry, registry-monitor (on
-PostgreSQL, as in compose.yml) and Prometheus, started natively from the repository's config
-files, through a scenario of pushes, pulls, a failed login, a quarantined body, a re-sent
-notification and a store outage.
+PostgreSQL, as in compose.yml, reading the registry's /debug/vars) and Prometheus, started
+natively from the repository's config files, through a scenario of pushes, pulls, a burst of
+failed logins delivered as an alert to a local Slack, a quarantined body, a re-sent
+notification, a store outage, and cleanup reconcile, plan and apply through the CLI on the
+same store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -16,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from monitor import cli
 from tests.conftest import PostgresDatabases
 from tests.harness import USERS, build_images, pull, push, wait_until
 from tests.observability.stack import (
@@ -33,6 +38,19 @@ from tests.observability.stack import (
 )
 from tests.paths import fixtures
 from tests.registry_harness import free_port, running_registry, write_htpasswd
+from tests.slack_server import WEBHOOK_PATH, SlackServer, running
+
+FAILED_LOGINS = 6
+"""Above the default brute_force_account threshold (5 in 10 minutes)."""
+
+POLICIES = """
+- name: stack
+  repositories: ["**"]
+  delete:
+    - name: unused
+      tags: ["*"]
+      not_pulled_days: 30
+"""
 
 pytestmark = [pytest.mark.registry, pytest.mark.postgres, pytest.mark.prometheus]
 
@@ -49,17 +67,38 @@ class Live:
         return DISTRIBUTION_3_ONLY if self.registry_major < 3 else frozenset()
 
 
+def run_cli(environ: dict[str, str], *argv: str) -> str:
+    """`registry-monitor ARGV` in this process; its standard output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(argv), environ)
+    assert 0 == code, f"registry-monitor {' '.join(argv)} exited {code}: {out.getvalue()}"
+    return out.getvalue()
+
+
+def cleanup(environ: dict[str, str]) -> None:
+    """`cleanup reconcile`, `cleanup plan` and `cleanup apply` of that plan, in this process,
+    on the monitor's store."""
+    run_cli(environ, "cleanup", "reconcile")
+    plan = json.loads(run_cli(environ, "cleanup", "plan", "--json"))
+    run_cli(environ, "cleanup", "apply", plan["id"], "--json")
+
+
 def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: str, tmp: Path,
-             postgres: PostgresDatabases, db_url: str) -> None:  # fmt: skip
-    """Pushes and pulls, a failed login, garbage, a re-sent envelope, a store outage."""
+             postgres: PostgresDatabases, db_url: str, slack: SlackServer) -> None:  # fmt: skip
+    """Pushes and pulls, a burst of failed logins, garbage, a re-sent envelope, a store
+    outage; the alert delivered to Slack."""
     images = build_images(tmp / "oci", salt="observability")
     push(images, "hello", f"{host}/library/hello:1.0")
     push(images, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
     push(images, "multi", f"{host}/team/app:multi", extra=("--all",))
     pull(f"{host}/library/hello:1.0", tmp / "pull-hello")
     pull(f"{host}/team/app:v1", tmp / "pull-app")
-    failed = httpx.get(f"{registry_url}/v2/", auth=("alice", "wrong-password"), timeout=10)
-    assert 401 == failed.status_code
+    failed = [
+        httpx.get(f"{registry_url}/v2/", auth=("alice", "wrong-password"), timeout=10).status_code
+        for _ in range(FAILED_LOGINS)
+    ]
+    assert [401] * FAILED_LOGINS == failed
     auth = {"Authorization": f"Bearer {token}"}
     garbage = httpx.post(
         f"{monitor.url}/v1/notifications",
@@ -98,22 +137,46 @@ def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: st
         timeout=60,
         what="the pushed tags to be stored",
     )
+    wait_until(
+        lambda: any(r.path.endswith(WEBHOOK_PATH) for r in slack.requests),
+        timeout=60,
+        what="the brute-force alert to reach Slack",
+    )
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases) -> Iterator[Live]:
+def slack() -> Iterator[SlackServer]:
+    yield from running()
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresDatabases,
+    slack: SlackServer,
+) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("stack")
     db_url = postgres.create()
     port = free_port()
     monitor_url = f"http://127.0.0.1:{port}"
     htpasswd = write_htpasswd(path=tmp / "htpasswd", users=USERS)
     registry = registry_config(root=tmp / "registry", htpasswd=htpasswd, monitor_url=monitor_url)
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    policies = tmp / "policies.yml"
+    policies.write_text(POLICIES, encoding="utf-8")
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_MONITOR_")},
         "REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}",
         "REGISTRY_MONITOR_DATABASE_URL": db_url,
         "REGISTRY_MONITOR_NOTIFICATIONS_TOKENS": registry.token,
         "REGISTRY_MONITOR_LOGS_PATHS": str(tmp / "registry" / "registry.log"),
+        "REGISTRY_MONITOR_REGISTRY_DEBUG_URL": f"http://127.0.0.1:{registry.debug_port}",
+        "REGISTRY_MONITOR_ALERTING_SLACK_WEBHOOK_URL": slack.webhook_url,
+        "REGISTRY_MONITOR_CLEANUP_REGISTRY_URL": registry_url,
+        "REGISTRY_MONITOR_CLEANUP_USERNAME": "alice",
+        "REGISTRY_MONITOR_CLEANUP_PASSWORD": USERS["alice"],
+        "REGISTRY_MONITOR_CLEANUP_POLICIES_FILE": str(policies),
+        "REGISTRY_MONITOR_CLEANUP_MIN_INTERVAL_SECONDS": "0.05",
     }
     monitor = ConfiguredMonitor(port=port, env=environ, log=tmp / "monitor.log")
     monitor.start()
@@ -132,7 +195,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresDatabases) 
                 timeout=60,
                 what="Prometheus to scrape both targets",
             )
-            scenario(reg.host, reg.url, monitor, registry.token, tmp, postgres, db_url)
+            scenario(reg.host, reg.url, monitor, registry.token, tmp, postgres, db_url, slack)
+            cleanup(environ)
             finished = time.time()
             wait_until(
                 lambda: len(prometheus.result(f"timestamp(up == 1) > {finished + 3}")) == 2,
@@ -212,3 +276,32 @@ class TestPrometheus:
             for rule in group["rules"]
         }
         assert {alert: "ok" for alert in rule_expressions()} == rules
+
+
+class TestScenarioSignals:
+    def test_bridge_cleanup_and_slack_reach_prometheus(self, live: Live) -> None:
+        """Prometheus holds the bridged registry queue under job `registry` (debug listener
+        read, deliveries to the monitor succeeded), the cleanup gauges the CLI's runs left in
+        the store, pulls by skopeo, and at least one alert delivered to Slack."""
+
+        def value(expr: str) -> float:
+            result = live.prometheus.result(expr)
+            return float(result[0]["value"][1]) if result else -1.0
+
+        actual = (
+            value('max(registry_monitor_registry_debug_up{job="registry"})'),
+            value(
+                "sum(registry_monitor_registry_notifications_events_total"
+                '{job="registry", type="successes"}) > 0'
+            )
+            > 0,
+            sorted(
+                r["metric"]["kind"]
+                for r in live.prometheus.result(
+                    "registry_monitor_cleanup_last_success_timestamp_seconds"
+                )
+            ),
+            value('sum(registry_monitor_pulls_total{client="skopeo", http_method="GET"})') >= 2,
+            value('sum(registry_monitor_alert_deliveries_total{result="delivered"})') >= 1,
+        )
+        assert (1.0, True, ["apply", "plan", "reconcile"], True, True) == actual

@@ -1,4 +1,4 @@
-"""One Settings object, loaded once from a YAML file and the environment, passed explicitly.
+"""Loading, validating and printing Settings.
 
 Precedence, lowest first: defaults, the YAML file (`--config`), then environment variables
 `REGISTRY_MONITOR_<SECTION>_<KEY>` (the registry's own `REGISTRY_…` convention). A secret key
@@ -20,230 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from monitor.errors import ConfigError
-
-ENV_PREFIX = "REGISTRY_MONITOR_"
-
-
-class Secret:
-    """A string that never shows itself in `repr`, `str` or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
-    if isinstance(default, list | dict):
-        factory = lambda d=default: type(d)(d)  # noqa: E731 - a fresh copy per instance
-        return dataclasses.field(default_factory=factory, metadata={"doc": doc, "secret": secret})
-    return dataclasses.field(default=default, metadata={"doc": doc, "secret": secret})
-
-
-@dataclasses.dataclass(frozen=True)
-class DatabaseSettings:
-    url: Secret | None = setting(
-        None,
-        "SQLAlchemy URL of the store. Default: SQLite in `data_dir`. PostgreSQL: "
-        "`postgresql+psycopg://user:password@host/db`.",
-        secret=True,
-    )
-    data_dir: Path = setting(Path("./data"), "Directory for the embedded SQLite store.")
-    migrate_on_start: bool = setting(True, "`serve` upgrades the schema before it listens.")
-    pool_size: int = setting(5, "Connections kept open to PostgreSQL.")
-    sqlite_synchronous: str = setting(
-        "FULL", "SQLite `synchronous` pragma: FULL (every commit survives power loss) or NORMAL."
-    )
-
-    def effective_url(self) -> str:
-        if self.url is not None:
-            return self.url.reveal()
-        return f"sqlite:///{self.data_dir / 'registry-monitor.db'}"
-
-
-@dataclasses.dataclass(frozen=True)
-class HttpSettings:
-    addr: str = setting("127.0.0.1:5080", "Listen address `host:port`.")
-    tls_cert: Path | None = setting(None, "PEM certificate file; with `tls_key`, serve HTTPS.")
-    tls_key: Path | None = setting(None, "PEM private key file for `tls_cert`.")
-    max_body_bytes: int = setting(1024 * 1024, "Largest accepted request body; above it, 413.")
-
-    @property
-    def host(self) -> str:
-        return self.addr.rsplit(":", 1)[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.addr.rsplit(":", 1)[1])
-
-
-@dataclasses.dataclass(frozen=True)
-class NotificationsSettings:
-    tokens: list[Secret] = setting(
-        [],
-        "Bearer tokens the registry sends (`Authorization: Bearer <token>`). Several are "
-        "accepted at once, for rotation. Comma-separated in the environment.",
-        secret=True,
-    )
-    insecure_no_token: bool = setting(
-        False, "Accept notifications without any token. Only for trusted networks."
-    )
-    batch_max: int = setting(512, "Most events committed in one store transaction (group commit).")
-    heartbeat_seconds: float = setting(
-        15.0, "How often intake coverage is recorded; a silence of twice this is a gap."
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class ApiSettings:
-    token: Secret | None = setting(
-        None, "Bearer token required by the read API (`/v1/events`, …). Unset: open.", secret=True
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class LogsSettings:
-    paths: list[str] = setting(
-        [], "Registry log files (globs) that `serve` follows. Comma-separated in the environment."
-    )
-    poll_seconds: float = setting(0.25, "How often followed files are checked for new lines.")
-    start_at_end: bool = setting(
-        False, "A followed file with no checkpoint is read from its end instead of its start."
-    )
-    max_body_bytes: int = setting(
-        8 * 1024 * 1024, "Largest accepted `POST /v1/logs` body (log shippers send batches)."
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class RetentionSettings:
-    events_days: int = setting(
-        180, "Raw events older than this many days are deleted; per-tag state is kept."
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class CleanupSettings:
-    registry_url: str | None = setting(
-        None, "Base URL of the registry's HTTP API for cleanup, e.g. `https://registry:5000`."
-    )
-    username: str | None = setting(None, "User for the registry (basic auth or token server).")
-    password: Secret | None = setting(None, "Password for `username`.", secret=True)
-    ca_file: Path | None = setting(None, "PEM CA bundle that signed the registry's certificate.")
-    insecure_skip_tls_verify: bool = setting(
-        False, "Do not verify the registry's TLS certificate. Only for tests."
-    )
-    timeout_seconds: float = setting(
-        60.0, "Per-request timeout; 2.8 deletes walk every tag, so keep it generous."
-    )
-    policies_file: Path | None = setting(None, "YAML file with the cleanup policies.")
-    deployed_file: Path | None = setting(
-        None, "File of image references in use (`repo:tag`, `repo@digest`, one per line)."
-    )
-    tag_delete: bool = setting(
-        False, "The registry deletes single tags (distribution 3.x); otherwise by digest (2.8)."
-    )
-    max_deletions: int = setting(100, "Most tags one apply may delete; above it nothing runs.")
-    max_repository_share: float = setting(
-        0.5, "Most share (0-1) of a repository's tags one apply may delete; above it, skipped."
-    )
-    concurrency: int = setting(2, "Repositories cleaned at once.")
-    min_interval_seconds: float = setting(0.2, "Least time between two DELETE requests.")
-    coverage_gap_tolerance_seconds: float = setting(
-        60.0, "Coverage gaps up to this long still count as listening (heartbeat jitter)."
-    )
-    plan_schedule: str = setting(
-        "0 4 * * *", "Cron (UTC, 5 fields) of the scheduled plan; empty: never."
-    )
-    apply_schedule: str = setting(
-        "30 4 * * *",
-        "Cron (UTC) of the scheduled apply of the newest plan; runs only with apply_on_schedule.",
-    )
-    reconcile_schedule: str = setting(
-        "0 */6 * * *", "Cron (UTC) of reconciliation with the registry's catalog; empty: never."
-    )
-    apply_on_schedule: bool = setting(
-        False, "Let the schedule apply plans. Off: plans are only stored and shown (dry run)."
-    )
-    plan_max_age_hours: float = setting(
-        24.0, "A scheduled apply only applies a plan at most this old."
-    )
-    lock_seconds: float = setting(
-        3600.0, "Lease on a scheduled job across replicas; renewed while the job runs."
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class LoggingSettings:
-    level: str = setting("info", "debug, info, warning or error.")
-    format: str = setting("json", "json (one object per line) or console.")
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectSettings:
-    rules_file: Path | None = setting(
-        None, "YAML file with detection rule thresholds, windows, allow-lists and modes."
-    )
-    roles_file: Path | None = setting(
-        None, "YAML file mapping accounts to roles (admin, developer, viewer) and repositories."
-    )
-    settle_seconds: float = setting(
-        2.0, "Detection reads only events received at least this long ago (commits settle)."
-    )
-    interval_seconds: float = setting(1.0, "Seconds between detection passes in `serve`.")
-
-
-@dataclasses.dataclass(frozen=True)
-class AlertingSettings:
-    slack_webhook_url: Secret | None = setting(
-        None,
-        "Slack incoming-webhook URL. Alerts go out as plain messages (no threads, no updates).",
-        secret=True,
-    )
-    slack_bot_token: Secret | None = setting(
-        None,
-        "Slack bot token (`xoxb-…`, scope `chat:write`); with `slack_channel`, repeats are "
-        "threaded under the first message and a resolve updates it. Preferred over the webhook.",
-        secret=True,
-    )
-    slack_channel: str = setting("", "Channel ID the bot token posts to.")
-    slack_api_url: str = setting("https://slack.com/api/", "Base URL of the Slack Web API.")
-    timeout_seconds: int = setting(10, "Timeout of one call to Slack.")
-    budget_per_hour: int = setting(
-        20, "Slack messages per rule per clock hour; the rest go into one digest after the hour."
-    )
-    retry_min_seconds: float = setting(1.0, "First backoff after a failed delivery (5xx, network).")
-    retry_max_seconds: float = setting(300.0, "Longest backoff between delivery attempts.")
-    interval_seconds: float = setting(1.0, "Seconds between delivery passes in `serve`.")
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
-    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
-    notifications: NotificationsSettings = dataclasses.field(default_factory=NotificationsSettings)
-    api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
-    logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
-    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
-    cleanup: CleanupSettings = dataclasses.field(default_factory=CleanupSettings)
-    logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
-    detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
-    alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
-
+from monitor.settings.sections import ENV_PREFIX, Secret, Settings
 
 T = TypeVar("T")
 
@@ -447,6 +224,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError("alerting.budget_per_hour", "must not be negative")
     if not 0 < alerting.retry_min_seconds <= alerting.retry_max_seconds:
         raise ConfigError("alerting.retry_min_seconds", "need 0 < retry_min <= retry_max")
+    registry = settings.registry
+    if registry.debug_url is not None and not registry.debug_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError("registry.debug_url", "expected an http:// or https:// URL")
+    if registry.debug_timeout_seconds <= 0:
+        raise ConfigError("registry.debug_timeout_seconds", "must be positive")
+    if registry.debug_max_endpoints < 1:
+        raise ConfigError("registry.debug_max_endpoints", "must be at least 1")
 
 
 def _masked_url(url: str) -> str:
@@ -502,7 +288,3 @@ def reference_table() -> str:
         shown = f"`{default}`" if default else ""
         lines.append(f"| `{key}` | `{env}` | {shown} | {doc} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(reference_table())

@@ -1,0 +1,47 @@
+"""One Settings object, loaded once from a YAML file and the environment, passed explicitly.
+
+`sections` declares every key (type, default, documentation); `loader` reads a YAML file and
+the environment into them, validates, and prints the effective settings and the reference.
+"""
+
+from monitor.settings.loader import load_settings, reference, reference_table, to_document, validate
+from monitor.settings.sections import (
+    ENV_PREFIX,
+    AlertingSettings,
+    ApiSettings,
+    CleanupSettings,
+    DatabaseSettings,
+    DetectSettings,
+    HttpSettings,
+    LoggingSettings,
+    LogsSettings,
+    NotificationsSettings,
+    RegistrySettings,
+    RetentionSettings,
+    Secret,
+    Settings,
+    setting,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "AlertingSettings",
+    "ApiSettings",
+    "CleanupSettings",
+    "DatabaseSettings",
+    "DetectSettings",
+    "HttpSettings",
+    "LoggingSettings",
+    "LogsSettings",
+    "NotificationsSettings",
+    "RegistrySettings",
+    "RetentionSettings",
+    "Secret",
+    "Settings",
+    "load_settings",
+    "reference",
+    "reference_table",
+    "setting",
+    "to_document",
+    "validate",
+]
