@@ -155,7 +155,18 @@ class TestShippedLogs:
         """Fluent Bit's `log`, Vector's `message`, a JSON array and plain text give the same events."""
         lines = fixture_lines("registry-text.log")
         if shape == "fluent-bit":
-            body = "\n".join(json.dumps({"date": 1.0, "log": line + "\n"}) for line in lines)
+            body = "\n".join(
+                json.dumps(
+                    {
+                        "date": 1795756326.5,
+                        "container_id": "4f1c0a",
+                        "container_name": "/registry",
+                        "source": "stdout" if line[:1].isdigit() else "stderr",
+                        "log": line,
+                    }
+                )
+                for line in lines
+            )
         elif shape == "vector":
             body = "\n".join(json.dumps({"message": line, "host": "vm"}) for line in lines)
         elif shape == "array":

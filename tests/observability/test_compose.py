@@ -39,10 +39,11 @@ def compose_config() -> dict[str, Any]:
 
 class TestCompose:
     def test_validates_with_the_services_of_the_stack(self) -> None:
-        """docker-compose accepts compose.yml, which holds the six services."""
+        """docker-compose accepts compose.yml, which holds the seven services."""
         services = sorted(compose_config()["services"])
         expected = [
             "alertmanager",
+            "fluent-bit",
             "grafana",
             "postgres",
             "prometheus",
@@ -143,4 +144,32 @@ class TestAlertmanager:
             slack["api_url_file"],
             slack.get("api_url"),
             slack["send_resolved"],
+        )
+
+
+class TestLogShipping:
+    def test_registry_logs_reach_the_monitor_through_fluent_bit(self) -> None:
+        """The registry logs to fluent-bit, whose http output posts json_lines to /v1/logs."""
+        services = compose_config()["services"]
+        logging = services["registry"]["logging"]
+        conf = (REPO / "deploy" / "fluent-bit" / "fluent-bit.conf").read_text()
+        output = conf.split("[OUTPUT]", 1)[1]
+        lines = [line.strip() for line in output.splitlines()]
+        settings = dict(line.split(None, 1) for line in lines if line and not line.startswith("#"))
+        assert ("fluentd", "registry") == (logging["driver"], logging["options"]["tag"])
+        assert logging["options"]["fluentd-address"].endswith(":24224")
+        assert {
+            "Name": "http",
+            "Match": "registry",
+            "Host": "registry-monitor",
+            "Port": "5080",
+            "URI": "/v1/logs",
+            "Format": "json_lines",
+            "Header": "Authorization Bearer ${REGISTRY_MONITOR_NOTIFICATION_TOKEN}",
+            "Retry_Limit": "False",
+        } == settings
+        token = services["fluent-bit"]["environment"]["REGISTRY_MONITOR_NOTIFICATION_TOKEN"]
+        assert (
+            token
+            == services["registry-monitor"]["environment"]["REGISTRY_MONITOR_NOTIFICATIONS_TOKENS"]
         )
