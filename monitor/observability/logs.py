@@ -44,6 +44,6 @@ def configure_logging(settings: LoggingSettings) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # reconfigurable (tests capture logs after a CLI run)
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s")
