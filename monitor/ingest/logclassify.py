@@ -106,17 +106,15 @@ class LogClassifier:
         """`feed` over many lines, with the two commonest shortcuts inlined."""
         events: list[Event] = []
         counters = self.counters
-        by_status = counters.responses_by_status
-        by_class = counters.responses_by_class
-        by_route = counters.responses_by_route
-        pairs = counters.responses
+        # (status as written, route kind) → access lines counted inline, added up at the end
+        responses: dict[tuple[str, str], int] = {}
         text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
         seconds, minutes, clf_times = SECONDS_SEEN, MINUTES_SEEN, CLF_TIMES_SEEN
         categories, routes = triage.MSG_CATEGORY, ROUTES_SEEN
         plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
         categorise, may_matter = triage.categorise, triage.text_response_may_matter
         pending, other, consume = self._pending, self._feed_other, self.consume
-        app_lines = access_lines = anonymous = 0
+        app_lines = anonymous = 0
         app_seen = self._app_seen
         counts_only = self._counts_only()
         last_when: datetime | str | None = self._last_when
@@ -163,16 +161,8 @@ class LogClassifier:
                         when = clf_times.get(stamp) or parse_clf_time(stamp)
                         if when is not None:
                             last_when = when
-                            access_lines += 1
-                            status = int(status_text)
-                            by_status[status] = by_status.get(status, 0) + 1
-                            status_class = _STATUS_CLASS.get(status // 100)
-                            route = routes.get(uri) or route_of(uri)
-                            if status_class is not None:
-                                by_class[status_class] += 1
-                                key = (status_class, route)
-                                pairs[key] = pairs.get(key, 0) + 1
-                            by_route[route] += 1
+                            key = (status_text, routes.get(uri) or route_of(uri))
+                            responses[key] = responses.get(key, 0) + 1
                             continue
                 self._last_when = last_when
                 found = other(line)
@@ -182,6 +172,9 @@ class LogClassifier:
                     events.extend(found)
         finally:
             self._last_when = last_when
+            access_lines = sum(responses.values())
+            for (status_text, route), count in responses.items():
+                self._count_response(int(status_text), route, count)
             counters.lines_by_result["parsed"] += app_lines + access_lines
             counters.lines_by_kind["app"] += app_lines
             counters.lines_by_kind["access"] += access_lines
@@ -379,16 +372,16 @@ class LogClassifier:
             return not self._app_seen
         return self._access_events
 
-    def _count_response(self, status: int, route: str) -> None:
+    def _count_response(self, status: int, route: str, count: int = 1) -> None:
         counters = self.counters
         by_status = counters.responses_by_status
-        by_status[status] = by_status.get(status, 0) + 1
+        by_status[status] = by_status.get(status, 0) + count
         status_class = _STATUS_CLASS.get(status // 100)
         if status_class is not None:
-            counters.responses_by_class[status_class] += 1
+            counters.responses_by_class[status_class] += count
             key = (status_class, route)
-            counters.responses[key] = counters.responses.get(key, 0) + 1
-        counters.responses_by_route[route] += 1
+            counters.responses[key] = counters.responses.get(key, 0) + count
+        counters.responses_by_route[route] += count
 
     def _access(self, parsed: ParsedLine) -> list[Event]:
         counters = self.counters
