@@ -34,7 +34,6 @@ from monitor.ingest.logline import (
     CLF_TIMES_SEEN,
     COMBINED_PLAIN,
     MINUTES_SEEN,
-    SECONDS_SEEN,
     LineKind,
     ParsedLine,
     is_rfc3339,
@@ -109,7 +108,7 @@ class LogClassifier:
         # (status as written, route kind) → access lines counted inline, added up at the end
         responses: dict[tuple[str, str], int] = {}
         text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
-        seconds, minutes, clf_times = SECONDS_SEEN, MINUTES_SEEN, CLF_TIMES_SEEN
+        minutes, clf_times = MINUTES_SEEN, CLF_TIMES_SEEN
         categories, routes = triage.MSG_CATEGORY, ROUTES_SEEN
         plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
         categorise, may_matter = triage.categorise, triage.text_response_may_matter
@@ -135,9 +134,7 @@ class LogClassifier:
                             or (category == response and not may_matter(line))
                             or (category == anonymous_msg and not pending)
                         ) and (
-                            stamp[:19] in seconds
-                            or (stamp[:16] in minutes and stamp[17:19] < "60")
-                            or is_rfc3339(stamp)
+                            (stamp[:16] in minutes and stamp[17:19] < "60") or is_rfc3339(stamp)
                         ):
                             app_lines += 1
                             if category == anonymous_msg:
@@ -154,7 +151,7 @@ class LogClassifier:
                         if found:
                             events.extend(found)
                         continue
-                elif counts_only and first.isdigit():
+                elif counts_only and "0" <= first <= "9":
                     plain = access_line(line) if "\\" not in line and line.count('"') == 6 else None
                     if plain is not None:
                         stamp, uri, status_text = plain.groups()
