@@ -94,6 +94,8 @@ def _parse(line: str) -> ParsedLine:
 # ---------------------------------------------------------------------------- logrus text
 
 _TEXT_FIELD = re.compile(r'([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)')
+# `_TEXT_FIELD` for a line without backslashes (where no quoted value can hold an escape).
+_TEXT_FIELD_PLAIN = re.compile(r'([^\s="]+)=("[^"]*"|[^\s"]*)(?!\S)')
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
 _SIMPLE_ESCAPES = {
     "a": "\a",
@@ -138,7 +140,8 @@ def unquote_go(value: str) -> str:
 
 def _parse_text(line: str) -> ParsedLine:
     fields: dict[str, str] = {}
-    for key, value in _TEXT_FIELD.findall(line):
+    tokens = _TEXT_FIELD.findall(line) if "\\" in line else _TEXT_FIELD_PLAIN.findall(line)
+    for key, value in tokens:
         if key not in fields:
             if value[:1] == '"':
                 value = value[1:-1] if "\\" not in value else unquote_go(value)
