@@ -33,7 +33,7 @@ from monitor.ingest.logevents import access_event, app_event, line_event_id, req
 from monitor.ingest.logline import (
     CLF_TIMES_SEEN,
     COMBINED_PLAIN,
-    SECONDS_SEEN,
+    MINUTES_SEEN,
     LineKind,
     ParsedLine,
     is_rfc3339,
@@ -42,11 +42,10 @@ from monitor.ingest.logline import (
     parse_rfc3339,
     unquote_go,
 )
-from monitor.ingest.routes import ROUTES, is_enumeration, route_of
+from monitor.ingest.routes import ROUTES, ROUTES_SEEN, is_enumeration, route_of
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _STATUS_CLASS = {int(name[0]): name for name in STATUS_CLASSES}
-_EOL = ("\n", "\r")
 _USER_IN_MSG = re.compile(r'error authenticating user ("[^"\\]*(?:\\.[^"\\]*)*"|\S+)')
 
 
@@ -106,21 +105,24 @@ class LogClassifier:
         """`feed` over many lines, with the two commonest shortcuts inlined."""
         events: list[Event] = []
         counters = self.counters
-        by_status = counters.responses_by_status
-        by_class = counters.responses_by_class
-        by_route = counters.responses_by_route
-        pairs = counters.responses
+        # (status as written, route kind) → access lines counted inline, added up at the end
+        responses: dict[tuple[str, str], int] = {}
         text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
-        seconds, clf_times, categories = SECONDS_SEEN, CLF_TIMES_SEEN, triage.MSG_CATEGORY
+        minutes, clf_times = MINUTES_SEEN, CLF_TIMES_SEEN
+        categories, routes = triage.MSG_CATEGORY, ROUTES_SEEN
         plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
         categorise, may_matter = triage.categorise, triage.text_response_may_matter
-        app_lines = access_lines = anonymous = 0
+        pending, other, consume = self._pending, self._feed_other, self.consume
+        app_lines = anonymous = 0
+        app_seen = self._app_seen
+        counts_only = self._counts_only()
+        last_when: datetime | str | None = self._last_when
         try:
             for line in lines:
                 first = line[:1]
-                if first == "t" and line[-1:] not in _EOL:
+                if first == "t":
                     head = text_head(line)
-                    if head is not None:
+                    if head is not None and line[-1] not in "\r\n":
                         stamp, msg = head.groups()
                         if "\\" in msg:
                             msg = msg.replace('\\"', '"')
@@ -130,52 +132,56 @@ class LogClassifier:
                         if (
                             category == plain_msg
                             or (category == response and not may_matter(line))
-                            or (category == anonymous_msg and not self._pending)
-                        ) and (stamp[:19] in seconds or is_rfc3339(stamp)):
+                            or (category == anonymous_msg and not pending)
+                        ) and (
+                            (stamp[:16] in minutes and stamp[17:19] < "60") or is_rfc3339(stamp)
+                        ):
                             app_lines += 1
                             if category == anonymous_msg:
                                 anonymous += 1
-                            self._last_when = stamp
-                            self._app_seen = True
+                            last_when = stamp
+                            if not app_seen:
+                                self._app_seen = app_seen = True
+                                counts_only = self._counts_only()
                             continue
-                        found = self.consume(parse_line(line))  # what `_feed_other` would do
+                        self._last_when = last_when
+                        found = consume(parse_line(line))  # what `_feed_other` would do
+                        last_when, app_seen = self._last_when, self._app_seen
+                        counts_only = self._counts_only()
                         if found:
                             events.extend(found)
                         continue
-                elif (
-                    first.isdigit()
-                    and line[-1:] not in _EOL
-                    and (
-                        self._access_events is False or (self._app_seen and not self._access_events)
-                    )
-                ):
+                elif counts_only and "0" <= first <= "9":
                     plain = access_line(line) if "\\" not in line and line.count('"') == 6 else None
                     if plain is not None:
                         stamp, uri, status_text = plain.groups()
                         when = clf_times.get(stamp) or parse_clf_time(stamp)
                         if when is not None:
-                            self._last_when = when
-                            access_lines += 1
-                            status = int(status_text)
-                            by_status[status] = by_status.get(status, 0) + 1
-                            status_class = _STATUS_CLASS.get(status // 100)
-                            route = route_of(uri)
-                            if status_class is not None:
-                                by_class[status_class] += 1
-                                key = (status_class, route)
-                                pairs[key] = pairs.get(key, 0) + 1
-                            by_route[route] += 1
+                            last_when = when
+                            key = (status_text, routes.get(uri) or route_of(uri))
+                            responses[key] = responses.get(key, 0) + 1
                             continue
-                found = self._feed_other(line)
+                self._last_when = last_when
+                found = other(line)
+                last_when, app_seen = self._last_when, self._app_seen
+                counts_only = self._counts_only()
                 if found:
                     events.extend(found)
         finally:
+            self._last_when = last_when
+            access_lines = sum(responses.values())
+            for (status_text, route), count in responses.items():
+                self._count_response(int(status_text), route, count)
             counters.lines_by_result["parsed"] += app_lines + access_lines
             counters.lines_by_kind["app"] += app_lines
             counters.lines_by_kind["access"] += access_lines
             counters.anonymous_challenges += anonymous
             self.shortcuts += app_lines + access_lines
         return events
+
+    def _counts_only(self) -> bool:
+        """Whether access lines now only feed the counters."""
+        return self._access_events is False or (self._app_seen and not self._access_events)
 
     def feed(self, line: str) -> list[Event]:
         """Classify one raw line; the same result as `consume(parse_line(line))`, only faster.
@@ -363,16 +369,16 @@ class LogClassifier:
             return not self._app_seen
         return self._access_events
 
-    def _count_response(self, status: int, route: str) -> None:
+    def _count_response(self, status: int, route: str, count: int = 1) -> None:
         counters = self.counters
         by_status = counters.responses_by_status
-        by_status[status] = by_status.get(status, 0) + 1
+        by_status[status] = by_status.get(status, 0) + count
         status_class = _STATUS_CLASS.get(status // 100)
         if status_class is not None:
-            counters.responses_by_class[status_class] += 1
+            counters.responses_by_class[status_class] += count
             key = (status_class, route)
-            counters.responses[key] = counters.responses.get(key, 0) + 1
-        counters.responses_by_route[route] += 1
+            counters.responses[key] = counters.responses.get(key, 0) + count
+        counters.responses_by_route[route] += count
 
     def _access(self, parsed: ParsedLine) -> list[Event]:
         counters = self.counters

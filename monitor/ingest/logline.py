@@ -94,6 +94,8 @@ def _parse(line: str) -> ParsedLine:
 # ---------------------------------------------------------------------------- logrus text
 
 _TEXT_FIELD = re.compile(r'([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)')
+# `_TEXT_FIELD` for a line without backslashes (where no quoted value can hold an escape).
+_TEXT_FIELD_PLAIN = re.compile(r'([^\s="]+)=("[^"]*"|[^\s"]*)(?!\S)')
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
 _SIMPLE_ESCAPES = {
     "a": "\a",
@@ -138,7 +140,8 @@ def unquote_go(value: str) -> str:
 
 def _parse_text(line: str) -> ParsedLine:
     fields: dict[str, str] = {}
-    for key, value in _TEXT_FIELD.findall(line):
+    tokens = _TEXT_FIELD.findall(line) if "\\" in line else _TEXT_FIELD_PLAIN.findall(line)
+    for key, value in tokens:
         if key not in fields:
             if value[:1] == '"':
                 value = value[1:-1] if "\\" not in value else unquote_go(value)
@@ -203,6 +206,7 @@ def _flatten_into(fields: dict[str, str], key: str, value: Any) -> None:
 
 # Memo tables: every key is a valid time (an RFC 3339 second, a combined-log time).
 SECONDS_SEEN: dict[str, datetime] = {}
+MINUTES_SEEN: dict[str, datetime] = {}  # `YYYY-MM-DDTHH:MM` → that minute, second 0
 _SECOND_CACHE_MAX = 4096
 
 
@@ -213,17 +217,9 @@ def parse_rfc3339(text: str) -> datetime | None:
         head = text[:19]
         base = SECONDS_SEEN.get(head)
         if base is None:
-            match = _SECONDS.fullmatch(head)
-            if match is None:
+            base = _new_second(head)
+            if base is None:
                 return None
-            try:
-                year, month, day, hour, minute, second = map(int, match.groups())
-                base = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-            except ValueError:
-                return None
-            if len(SECONDS_SEEN) >= _SECOND_CACHE_MAX:
-                SECONDS_SEEN.clear()
-            SECONDS_SEEN[head] = base
         if length == 20:
             return base
         if text[19] != "." or length == 21:
@@ -246,6 +242,36 @@ def parse_rfc3339(text: str) -> datetime | None:
         return base.replace(tzinfo=timezone(offset)).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
+
+
+def _new_second(head: str) -> datetime | None:
+    """The time of `YYYY-MM-DDTHH:MM:SS` (memoised), from its minute when that was seen before."""
+    minute_base = MINUTES_SEEN.get(head[:16])
+    seconds = head[17:]
+    if (
+        minute_base is not None
+        and head[16] == ":"
+        and seconds.isascii()
+        and seconds.isdigit()
+        and seconds < "60"
+    ):
+        base = minute_base.replace(second=int(seconds))
+    else:
+        match = _SECONDS.fullmatch(head)
+        if match is None:
+            return None
+        try:
+            year, month, day, hour, minute, second = map(int, match.groups())
+            base = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        except ValueError:
+            return None
+        if len(MINUTES_SEEN) >= _SECOND_CACHE_MAX:
+            MINUTES_SEEN.clear()
+        MINUTES_SEEN[head[:16]] = base.replace(second=0)
+    if len(SECONDS_SEEN) >= _SECOND_CACHE_MAX:
+        SECONDS_SEEN.clear()
+    SECONDS_SEEN[head] = base
+    return base
 
 
 def is_rfc3339(text: str) -> bool:
@@ -280,6 +306,8 @@ _MONTHS = {
     )
 }
 CLF_TIMES_SEEN: dict[str, datetime] = {}
+# `DD/Mon/YYYY:HH:MM` + ` ±hhmm` → that minute in UTC, for a new second of a known minute.
+CLF_MINUTES_SEEN: dict[str, datetime] = {}
 
 
 def parse_clf_time(text: str) -> datetime | None:
@@ -287,6 +315,12 @@ def parse_clf_time(text: str) -> datetime | None:
     cached = CLF_TIMES_SEEN.get(text)
     if cached is not None:
         return cached
+    if len(text) == 26 and text[17] == ":":
+        minute_base = CLF_MINUTES_SEEN.get(text[:17] + text[20:])
+        seconds = text[18:20]
+        if minute_base is not None and seconds.isascii() and seconds.isdigit() and seconds < "60":
+            value = minute_base + timedelta(seconds=int(seconds))
+            return _remember_clf(text, value)
     match = _CLF_TIME.fullmatch(text)
     if match is None:
         return None
@@ -302,6 +336,13 @@ def parse_clf_time(text: str) -> datetime | None:
         ).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
+    if len(CLF_MINUTES_SEEN) >= _SECOND_CACHE_MAX:
+        CLF_MINUTES_SEEN.clear()
+    CLF_MINUTES_SEEN[text[:17] + text[20:]] = value - timedelta(seconds=int(second))
+    return _remember_clf(text, value)
+
+
+def _remember_clf(text: str, value: datetime) -> datetime:
     if len(CLF_TIMES_SEEN) >= _SECOND_CACHE_MAX:
         CLF_TIMES_SEEN.clear()
     CLF_TIMES_SEEN[text] = value

@@ -6,11 +6,25 @@ from monitor.events import TargetKind
 
 ROUTES = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")
 
+# Memo of `route_of` by URI (bounded; every value is the route of its key).
+ROUTES_SEEN: dict[str, str] = {}
+_ROUTES_SEEN_MAX = 4096
+
 
 def route_of(uri: str | None) -> str:
     """The route kind of a request URI: base, manifest, blob, upload, tags, catalog or other."""
     if not uri:
         return "other"
+    route = ROUTES_SEEN.get(uri)
+    if route is None:
+        route = _route_of(uri)
+        if len(ROUTES_SEEN) >= _ROUTES_SEEN_MAX:
+            ROUTES_SEEN.clear()
+        ROUTES_SEEN[uri] = route
+    return route
+
+
+def _route_of(uri: str) -> str:
     query = uri.find("?")
     path = uri if query < 0 else uri[:query]
     if path in ("/v2/", "/v2"):

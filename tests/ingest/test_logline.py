@@ -240,6 +240,46 @@ class TestTimes:
         )
 
 
+_SECOND_TIMES = st.datetimes(
+    min_value=datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None),
+    max_value=datetime(9998, 12, 31, tzinfo=UTC).replace(tzinfo=None),
+)
+
+
+class TestTimesOfKnownMinutes:
+    @given(_SECOND_TIMES, st.integers(min_value=0, max_value=59))
+    def test_rfc3339_new_second_of_known_minute(self, when: datetime, second: int) -> None:
+        """A second first seen after another second of its minute parses like any other."""
+        parse_rfc3339(f"{when:%Y-%m-%dT%H:%M:%S}Z")
+        later = when.replace(second=second, microsecond=0, tzinfo=UTC)
+        assert later == parse_rfc3339(f"{later:%Y-%m-%dT%H:%M:%S}.000Z")
+
+    @given(_SECOND_TIMES)
+    def test_rfc3339_second_60_of_known_minute(self, when: datetime) -> None:
+        """Second 60 is refused even when its minute was seen."""
+        parse_rfc3339(f"{when:%Y-%m-%dT%H:%M:%S}Z")
+        assert None is parse_rfc3339(f"{when:%Y-%m-%dT%H:%M}:60Z")
+
+    @given(
+        _SECOND_TIMES,
+        st.integers(min_value=0, max_value=59),
+        st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    )
+    def test_clf_new_second_of_known_minute(self, when: datetime, second: int, offset: int) -> None:
+        """A combined-log second first seen after another of its minute and offset is exact."""
+        zone = f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+        parse_clf_time(f"{when:%d/%b/%Y:%H:%M:%S} {zone}")
+        later = when.replace(second=second, microsecond=0)
+        expected = later.replace(tzinfo=timezone(timedelta(minutes=offset))).astimezone(UTC)
+        assert expected == parse_clf_time(f"{later:%d/%b/%Y:%H:%M:%S} {zone}")
+
+    @given(_SECOND_TIMES)
+    def test_clf_second_60_of_known_minute(self, when: datetime) -> None:
+        """Second 60 in a combined-log time is refused even when its minute was seen."""
+        parse_clf_time(f"{when:%d/%b/%Y:%H:%M:%S} +0000")
+        assert None is parse_clf_time(f"{when:%d/%b/%Y:%H:%M}:60 +0000")
+
+
 class TestUnquoteGo:
     @pytest.mark.parametrize(
         ("quoted", "expected"),
