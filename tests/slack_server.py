@@ -225,7 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _webhook(self, headers: dict[str, str], payload: dict[str, Any]) -> None:
         if self.path != WEBHOOK_PATH:
             status, body = 404, "no_service"
-        elif "_unparsed" in payload or not (payload.get("text") or payload.get("blocks")):
+        elif "_unparsed" in payload or not (
+            payload.get("text") or payload.get("blocks") or payload.get("attachments")
+        ):
             status, body = 400, "invalid_payload"
         else:
             status, body = 200, "ok"
