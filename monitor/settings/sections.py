@@ -121,7 +121,9 @@ class LogsSettings:
 @dataclasses.dataclass(frozen=True)
 class RetentionSettings:
     events_days: int = setting(
-        180, "Raw events older than this many days are deleted; per-tag state is kept."
+        180,
+        "Raw events older than this many days are deleted; per-tag state and daily roll-ups "
+        "(`GET /v1/stats/daily`) are kept.",
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from monitor.errors import InvalidQuery
 from monitor.events import Action, Client, Event, Source, TargetKind
+from monitor.store.rollups import roll_up
 from monitor.store.schema import EventRow
 
 
@@ -204,6 +205,8 @@ def query_events(
 
 
 def expire_events(session: Session, *, older_than: datetime) -> int:
-    """Delete raw events that occurred before `older_than`; tag state is kept. Returns the count."""
+    """Delete raw events that occurred before `older_than`, after adding them to the daily
+    roll-ups; tag state is kept. Returns the number of events deleted."""
+    roll_up(session, before=older_than)
     result = session.execute(delete(EventRow).where(EventRow.occurred_at < older_than))
     return int(getattr(result, "rowcount", 0) or 0)

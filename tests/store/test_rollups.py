@@ -1,0 +1,76 @@
+"""Daily roll-ups: expiry keeps counts per day, and the API answers across the cut."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+from starlette.testclient import TestClient
+
+from monitor.main import build_app
+from monitor.runtime import Services
+from monitor.store.events import expire_events
+from monitor.store.rollups import daily_counts
+from tests.fixture_events import scenario_events
+
+DAY = date(2026, 11, 27)
+CUT = datetime(2026, 11, 27, 4, 52, 20, tzinfo=UTC)
+
+
+def counts(services: Services) -> Counter[tuple[str, str, str]]:
+    with services.session_factory() as session:
+        rows = daily_counts(session, since=DAY, until=date(2026, 11, 28))
+    assert {DAY} == {r.day for r in rows}
+    return Counter({(r.repository, r.action, r.client): r.count for r in rows})
+
+
+def expected() -> Counter[tuple[str, str, str]]:
+    return Counter((e.repository or "", e.action.value, e.client.value) for e in scenario_events())
+
+
+class TestRollups:
+    def test_counts_survive_expiry(self, services: Services) -> None:
+        """Before and after expiring part of the day, the day's counts are the same."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        assert expected() == counts(services)
+        with services.session_factory() as session, session.begin():
+            removed = expire_events(session, older_than=CUT)
+        assert 0 < removed < 43
+        assert expected() == counts(services)
+
+    def test_expiring_twice_counts_once(self, services: Services) -> None:
+        """A second expiry with nothing left to expire adds nothing."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        for _ in range(2):
+            with services.session_factory() as session, session.begin():
+                expire_events(session, older_than=datetime(2026, 11, 28, tzinfo=UTC))
+        assert expected() == counts(services)
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+        yield test_client
+
+
+class TestDailyApi:
+    def test_daily_counts_by_repository(self, client: TestClient, services: Services) -> None:
+        """GET /v1/stats/daily filters by repository and reports per action and client."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        answer = client.get(
+            "/v1/stats/daily",
+            params={"since": "2026-11-27", "until": "2026-11-28", "repository": "mirror/hello"},
+        )
+        assert {("mount", "skopeo", 1), ("push", "skopeo", 2)} == {
+            (i["action"], i["client"], i["count"]) for i in answer.json()["items"]
+        }
+
+    @pytest.mark.parametrize(
+        "params",
+        [{"since": "yesterday"}, {"since": "2026-11-28", "until": "2026-11-27"}],
+    )
+    def test_bad_days_are_400(self, client: TestClient, params: dict[str, str]) -> None:
+        """Days are ISO dates and since comes before until."""
+        assert 400 == client.get("/v1/stats/daily", params=params).status_code
