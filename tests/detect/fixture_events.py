@@ -1,156 +1,38 @@
 """Events from the real distribution-2.8 capture, for the detection tests.
 
-A small local reader of the notification files and of the few registry log lines detection
-needs (failed logins, catalog and tag listings, manifest 404s). It stands in for the real
-parsers and can be swapped for them later.
+The notification files through the real notification parser, and the registry log through
+the real log classifier (failed logins, catalog and tag listings, manifest 404s).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from monitor.events import (
-    MANIFEST_MEDIA_TYPES,
     Action,
     Client,
     Event,
     Source,
     TargetKind,
     classify_client,
-    host_of,
-    parse_timestamp,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "distribution-2.8"
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"shared fixture missing: {path} (expected beside the repository)")
-    return path
-
-
-def _kind(action: str, target: dict[str, Any]) -> TargetKind:
-    if action == "delete":
-        return (
-            TargetKind.TAG
-            if target.get("tag") and not target.get("digest")
-            else TargetKind.MANIFEST
-        )
-    url = str(target.get("url", ""))
-    if "/manifests/" in url or target.get("mediaType") in MANIFEST_MEDIA_TYPES:
-        return TargetKind.MANIFEST
-    return TargetKind.BLOB
-
-
-def notification_event(raw: dict[str, Any]) -> Event:
-    target = raw.get("target") or {}
-    request = raw.get("request") or {}
-    agent = request.get("useragent") or None
-    return Event(
-        event_id=raw["id"],
-        source=Source.NOTIFICATION,
-        action=Action(raw["action"]),
-        occurred_at=parse_timestamp(raw["timestamp"]),
-        target_kind=_kind(raw["action"], target),
-        repository=target.get("repository"),
-        tag=target.get("tag"),
-        digest=target.get("digest"),
-        media_type=target.get("mediaType"),
-        size=target.get("size"),
-        from_repository=target.get("fromRepository"),
-        actor=(raw.get("actor") or {}).get("name"),
-        remote_ip=host_of(request.get("addr")),
-        user_agent=agent,
-        http_method=request.get("method"),
-        request_id=request.get("id"),
-        client=classify_client(agent),
-    )
+from monitor.ingest.logclassify import LogClassifier
+from tests.fixture_events import scenario_events as notification_scenario
+from tests.paths import fixtures
 
 
 def notification_events(run: str = "notifications") -> list[Event]:
-    """Every event of the capture's notification POSTs, in arrival order."""
-    directory = _require(FIXTURES / run)
-    events: list[Event] = []
-    for path in sorted(directory.glob("*.json")):
-        body = json.loads(path.read_text(encoding="utf-8"))["body"]
-        events.extend(notification_event(raw) for raw in body["events"])
-    return events
-
-
-_FIELD = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S*)')
-_FAILED_LOGIN = re.compile(r'^error authenticating user "(.*)": authentication failure$')
-_MANIFEST = re.compile(r"^/v2/(.+)/manifests/([^/?]+)$")
-_TAGS = re.compile(r"^/v2/(.+)/tags/list")
-
-
-def _fields(line: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in _FIELD.findall(line):
-        out[key] = json.loads(value) if value.startswith('"') else value
-    return out
-
-
-def _log_event(fields: dict[str, str], **values: Any) -> Event:
-    agent = fields.get("http.request.useragent")
-    return Event(
-        event_id=f"log:{fields['http.request.id']}:{values['action']}",
-        source=Source.LOG,
-        occurred_at=parse_timestamp(fields["time"]),
-        remote_ip=host_of(fields.get("http.request.remoteaddr")),
-        user_agent=agent,
-        http_method=fields.get("http.request.method"),
-        request_id=fields.get("http.request.id"),
-        request_uri=fields.get("http.request.uri"),
-        client=classify_client(agent),
-        **values,
-    )
+    """Every event of the capture's notification POSTs, in arrival order (the real parser)."""
+    return notification_scenario(run)
 
 
 def log_events() -> list[Event]:
-    """Failed logins and enumeration-relevant requests from the text-run registry log."""
-    events: list[Event] = []
-    lines = _require(FIXTURES / "registry-text.log").read_text(encoding="utf-8").splitlines()
-    for line in lines:
-        if not line.startswith("time="):
-            continue
-        fields = _fields(line)
-        message = fields.get("msg", "")
-        failed = _FAILED_LOGIN.match(message)
-        if failed:
-            events.append(_log_event(fields, action=Action.AUTH_FAILURE, actor=failed.group(1)))
-            continue
-        if not message.startswith("response completed"):
-            continue
-        uri = fields.get("http.request.uri", "")
-        status = int(fields["http.response.status"])
-        route, repository, tag = None, None, None
-        if uri.startswith("/v2/_catalog"):
-            route = "catalog"
-        elif match := _TAGS.match(uri):
-            route, repository = "tags", match.group(1)
-        elif (match := _MANIFEST.match(uri)) and status == 404:
-            route, repository, tag = "manifest", match.group(1), match.group(2)
-        if route is None:
-            continue
-        events.append(
-            _log_event(
-                fields,
-                action=Action.REQUEST,
-                route=route,
-                repository=repository,
-                tag=tag,
-                http_status=status,
-                actor=fields.get("auth.user.name"),
-            )
-        )
-    return events
+    """Failed logins and enumeration-relevant requests from the text-run registry log, as the
+    real log classifier reads them."""
+    lines = (fixtures() / "registry-text.log").read_text(encoding="utf-8").splitlines()
+    return LogClassifier().feed_many(lines)
 
 
 def scenario_events() -> list[Event]:
