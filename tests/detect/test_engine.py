@@ -107,29 +107,34 @@ NORMAL_ROLES = parse_roles(
 )
 
 
+# What the shared capture raises with the default rules and SCENARIO_ROLES:
+# (rule, mode, severity, subject, count).
+SCENARIO_ALERTS = [
+    (
+        "delete_outside_cleanup",
+        "alert",
+        "warning",
+        (("actor", "alice"), ("repository", "library/hello")),
+        3,
+    ),
+    ("off_hours_write", "shadow", "info", (("actor", "alice"),), 21),
+    (
+        "out_of_role",
+        "alert",
+        "critical",
+        (("actor", "alice"), ("repository", "library/hello"), ("action", "delete")),
+        3,
+    ),
+]
+
+
 class TestDetector:
     def test_scenario_with_default_rules(self):
         """The shared capture with default rules raises alice's delete (outside cleanup and
         outside her developer role) and a shadow off-hours note; mallory's 3 and bob's 1 failed
         logins, bob's 6 listings and 404s stay below their thresholds."""
         detector = Detector(default_detect_config(), SCENARIO_ROLES)
-        expected = [
-            (
-                "delete_outside_cleanup",
-                "alert",
-                "warning",
-                (("actor", "alice"), ("repository", "library/hello")),
-                3,
-            ),
-            ("off_hours_write", "shadow", "info", (("actor", "alice"),), 21),
-            (
-                "out_of_role",
-                "alert",
-                "critical",
-                (("actor", "alice"), ("repository", "library/hello"), ("action", "delete")),
-                3,
-            ),
-        ]
+        expected = SCENARIO_ALERTS
         assert expected == summary(replay(detector, scenario_events()))
 
     def test_scenario_without_roles(self):

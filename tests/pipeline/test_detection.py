@@ -12,6 +12,7 @@ from monitor.main import deliver_once, detect_once
 from monitor.pipeline.detection import detect_pass
 from monitor.runtime import Services
 from tests.conftest import PostgresDatabases
+from tests.detect.test_engine import SCENARIO_ALERTS
 from tests.pipeline.support import (
     START,
     Clock,
@@ -27,23 +28,6 @@ from tests.pipeline.support import (
 SETTLE = timedelta(seconds=2)
 
 # The findings tests/detect/test_engine.py lists for the shared capture with these roles.
-SCENARIO_ALERTS = [
-    (
-        "delete_outside_cleanup",
-        "alert",
-        "warning",
-        (("actor", "alice"), ("repository", "library/hello")),
-        3,
-    ),
-    ("off_hours_write", "shadow", "info", (("actor", "alice"),), 21),
-    (
-        "out_of_role",
-        "alert",
-        "critical",
-        (("actor", "alice"), ("repository", "library/hello"), ("action", "delete")),
-        3,
-    ),
-]
 
 
 @pytest.fixture
