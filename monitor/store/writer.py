@@ -63,13 +63,11 @@ class StoreWriter:
         metrics: Metrics,
         clock: Clock,
         batch_max: int = 512,
-        on_commit: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._metrics = metrics
         self._clock = clock
         self._batch_max = batch_max
-        self._on_commit = on_commit
         self._queue: queue.Queue[_Submission | object] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -201,11 +199,6 @@ class StoreWriter:
             )
         for item in submission.quarantined:
             self._metrics.quarantined.labels(source=item.source, reason=item.reason).inc()
-        if self._on_commit is not None and result.inserted:
-            try:
-                self._on_commit(result.inserted)
-            except Exception:
-                log.exception("on_commit hook failed")
         submission.future.set_result(result)
 
     def _fail(self, submission: _Submission, exc: Exception) -> None:
