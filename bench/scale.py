@@ -1,0 +1,59 @@
+"""Benchmark at scale: a store of N events (default 10M over 90 days, 1,000 repositories,
+100k tags) on SQLite and PostgreSQL, and what intake, reads and jobs do on it.
+
+    python -m bench.scale build [--events N] [--db sqlite|postgresql|both] [--force]
+    python -m bench.scale info [--events N]
+
+`build` generates the history (bench/scalegen.py) and bulk-loads it through the store's schema
+(bench/scalestore.py) into REGISTRY_MONITOR_BENCH_DATA (default /work/bench-data); a store that
+exists is kept and only migrated forward, unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.scalegen import Spec
+from bench.scalestore import Store, build, exists, migrate_forward
+
+DEFAULT_EVENTS = 10_000_000
+
+
+def kinds(value: str) -> list[str]:
+    return ["sqlite", "postgresql"] if value == "both" else [value]
+
+
+def ensure(store: Store, *, force: bool = False) -> dict[str, object]:
+    """The metadata of the pristine store, building it first when missing (or forced)."""
+    if force or not exists(store):
+        print(f"building {store.name} ...", flush=True)
+        meta = build(store, Spec(events=store.events))
+        print(json.dumps(meta, indent=2), flush=True)
+        return meta
+    migrate_forward(store)
+    return store.meta()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("build", "info"):
+        command = sub.add_parser(name)
+        command.add_argument("--events", type=int, default=DEFAULT_EVENTS)
+        command.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+        if name == "build":
+            command.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    for kind in kinds(args.db):
+        store = Store(kind, args.events)
+        if args.command == "build":
+            ensure(store, force=args.force)
+        elif exists(store):
+            print(json.dumps({"store": store.name, "url": store.url(), **store.meta()}, indent=2))
+        else:
+            print(f"{store.name}: not built")
+
+
+if __name__ == "__main__":
+    main()
