@@ -25,6 +25,16 @@ PURE = (
     "monitor.cleanup.plan",
     "monitor.cleanup.planner",
     "monitor.cleanup.journal",
+    "monitor.audit.model",
+    "monitor.audit.registry_config",
+    "monitor.audit.htpasswd",
+    "monitor.audit.x509",
+    "monitor.audit.facts",
+    "monitor.audit.observations",
+    "monitor.audit.checks",
+    "monitor.audit.checks_tls",
+    "monitor.audit.checks_access",
+    "monitor.audit.checks_exposure",
 )
 ADAPTERS = (
     "monitor.store",
@@ -32,6 +42,7 @@ ADAPTERS = (
     "monitor.ingest.tailer",
     "monitor.alerting",
     "monitor.cleanup.registry_client",
+    "monitor.audit.probe",
 )
 ORCHESTRATION = (
     "monitor.pipeline",
@@ -39,6 +50,7 @@ ORCHESTRATION = (
     "monitor.log_ingest",
     "monitor.jobs",
     "monitor.runtime",
+    "monitor.audit",
 )
 
 

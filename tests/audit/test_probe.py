@@ -1,0 +1,87 @@
+"""The live probe against the real registry binaries, with TLS from openssl certificates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.audit.probe import LiveProbe
+from monitor.audit.x509 import read_certificate
+from tests.audit.support import make_certificate
+from tests.registry_harness import free_port, registry_config, running_registry
+
+REGISTRY3 = "/work/shared/bin/distribution-registry-3.1.1"
+BINARIES = pytest.mark.parametrize("binary", ["/usr/bin/docker-registry", REGISTRY3])
+
+pytestmark = pytest.mark.registry
+
+
+@BINARIES
+def test_tls_handshake_reads_the_served_certificate(tmp_path: Path, binary: str) -> None:
+    """The probe reads the certificate the registry serves and the version it negotiated;
+    both registries refuse TLS 1.0 and 1.1 by default."""
+    tls = make_certificate(tmp_path / "tls", days=5)
+    port = free_port()
+    config = registry_config(root=tmp_path, port=port, tls=tls)
+    with running_registry(directory=tmp_path / "r", config=config, binary=binary):
+        seen = LiveProbe(timeout=5).tls("127.0.0.1", port)
+
+    assert "" == seen.error
+    assert seen.certificate is not None
+    assert "127.0.0.1" == read_certificate(seen.certificate).common_name
+    assert seen.version in ("TLSv1.2", "TLSv1.3")
+    assert seen.legacy_tested
+    assert "" == seen.legacy_accepted
+
+
+def lowered_tls_config(tmp_path: Path, port: int) -> dict[str, Any]:
+    tls = make_certificate(tmp_path / "tls", days=30)
+    config = registry_config(root=tmp_path, port=port, tls=tls)
+    config["http"]["tls"]["minimumtls"] = "tls1.0"
+    config["http"]["tls"]["ciphersuites"] = [
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ]
+    return config
+
+
+def test_tls_minimum_lowered_is_seen(tmp_path: Path) -> None:
+    """2.8 configured with `minimumtls: tls1.0` and a CBC suite (its default suites are
+    TLS 1.2-only) accepts a TLS 1.0 handshake."""
+    port = free_port()
+    config = lowered_tls_config(tmp_path, port)
+    with running_registry(directory=tmp_path / "r", config=config):
+        seen = LiveProbe(timeout=5).tls("127.0.0.1", port)
+
+    assert "TLSv1" == seen.legacy_accepted
+
+
+def test_registry3_refuses_tls_below_1_2(tmp_path: Path) -> None:
+    """3.1 does not start with `minimumtls: tls1.0`: only the 2.8 line can accept it."""
+    config = lowered_tls_config(tmp_path, free_port())
+    with (
+        pytest.raises(RuntimeError, match=r"unknown minimum TLS level 'tls1\.0'"),
+        running_registry(directory=tmp_path / "r", config=config, binary=REGISTRY3),
+    ):
+        pass
+
+
+@BINARIES
+def test_anonymous_requests_and_reachability(tmp_path: Path, binary: str) -> None:
+    """Without auth the registry answers anonymous /v2/ and the catalog with 200; a closed
+    port is unreachable and a TLS handshake with plain HTTP fails with a reason."""
+    port = free_port()
+    config = registry_config(root=tmp_path, port=port)
+    probe = LiveProbe(timeout=5)
+    with running_registry(directory=tmp_path / "r", config=config, binary=binary):
+        v2 = probe.get(f"http://127.0.0.1:{port}/v2/")
+        catalog = probe.get(f"http://127.0.0.1:{port}/v2/_catalog")
+        reachable = probe.reachable("127.0.0.1", port)
+        handshake = probe.tls("127.0.0.1", port)
+
+    assert (200, 200, True) == (v2.status, catalog.status, reachable)
+    assert handshake.certificate is None and "TLS handshake" in handshake.error
+    assert not probe.reachable("127.0.0.1", free_port())
+    assert probe.get(f"http://127.0.0.1:{free_port()}/v2/").error.startswith("GET ")
