@@ -30,10 +30,9 @@ from pathlib import Path
 
 import httpx
 
-FIXTURE = (
-    Path(__file__).resolve().parent.parent.parent
-    / "shared/fixtures/distribution-2.8/notifications/022-pull-manifest-library_hello-1.0.json"
-)
+from tests.paths import FIXTURES
+
+FIXTURE = FIXTURES / "notifications" / "022-pull-manifest-library_hello-1.0.json"
 HEADERS = {
     "Authorization": "Bearer bench",
     "Content-Type": "application/vnd.docker.distribution.events.v1+json",

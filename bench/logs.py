@@ -1,6 +1,6 @@
 """Registry log ingest throughput: `python -m bench.logs [--lines N] [--formatter text|json]`.
 
-Builds N realistic lines by replaying the shared capture (new request ids, client addresses and
+Builds N realistic lines by replaying the real 2.8 capture (new request ids, client addresses and
 ports, times moving forward), writes them to a temporary file, and measures on that file:
 
 - `feed`: `LogClassifier.feed` on every line (the ingest path), lines already in memory;
@@ -32,8 +32,7 @@ from pathlib import Path
 from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.logline import parse_line
 from monitor.ingest.tailer import read_lines
-
-SCENARIO = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "distribution-2.8"
+from tests.paths import FIXTURES
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ADDR = re.compile(r'(remoteaddr"?[=:]"?)127\.0\.0\.1:\d+|^127\.0\.0\.1(?= )')
@@ -49,9 +48,9 @@ _BARE_JSON = re.compile(r'"msg":"((?:[^"\\]|\\.)*)"')
 
 
 def _templates(formatter: str) -> list[str]:
-    path = SCENARIO / f"registry-{formatter}.log"
+    path = FIXTURES / f"registry-{formatter}.log"
     if not path.is_file():
-        raise SystemExit(f"shared fixture missing: {path}")
+        raise SystemExit(f"capture missing: {path}")
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line for line in lines if "instance.id" not in line]  # startup lines happen once
 

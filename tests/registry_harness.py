@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -165,6 +166,15 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float)
     return False
 
 
+def registry_environment() -> dict[str, str]:
+    """This process's environment for a registry: without `REGISTRY_*` variables (every
+    registry reads them as configuration overrides, and 3.x warns about unknown ones), with
+    3.x's OpenTelemetry trace export off as the official image has it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env["OTEL_TRACES_EXPORTER"] = "none"
+    return env
+
+
 @contextmanager
 def running_registry(
     *,
@@ -173,7 +183,9 @@ def running_registry(
     binary: str = REGISTRY_BINARY,
     startup_timeout: float = 15.0,
 ) -> Iterator[RegistryHandle]:
-    """Start the registry with `config` (written to `directory`); yield a handle; stop it."""
+    """Start the registry with `config` (written to `directory`); yield a handle; stop it.
+
+    `binary` is Debian's 2.8 by default; pass `tests.paths.registry3_binary()` for 3.x."""
     require_tools(binary)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yml"
@@ -184,7 +196,10 @@ def running_registry(
     scheme = "https" if "tls" in config["http"] else "http"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [binary, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
+            [binary, "serve", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=registry_environment(),
         )
         try:
             if not _wait_listening(port, process, startup_timeout):

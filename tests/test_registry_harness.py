@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.paths import REGISTRY3_ENV, registry3_binary
 from tests.registry_harness import (
     ToolMissing,
     build_oci_layout,
@@ -37,6 +39,54 @@ class TestRunningRegistry:
             handles.append(registry)
             raise RuntimeError("boom")
         assert handles[0].process.poll() is not None
+
+
+class TestRegistry3:
+    @pytest.mark.registry
+    def test_the_binary_is_distribution_v3_1_1(self) -> None:
+        """REGISTRY_MONITOR_TEST_REGISTRY3 names the upstream v3.1.1 registry."""
+        out = subprocess.run(
+            [registry3_binary(), "--version"], capture_output=True, text=True, timeout=30
+        )
+        assert (0, "github.com/distribution/distribution/v3 v3.1.1") == (
+            out.returncode,
+            out.stdout.split(" ", 1)[1].strip(),
+        )
+
+    @pytest.mark.registry
+    def test_serves_through_the_harness(self, tmp_path: Path) -> None:
+        """The 3.x binary runs under `running_registry` with the same config as 2.8."""
+        config = registry_config(root=tmp_path, port=free_port())
+        with running_registry(
+            directory=tmp_path / "r", config=config, binary=registry3_binary()
+        ) as registry:
+            response = httpx.get(f"{registry.url}/v2/", timeout=5)
+        assert (200, "registry/2.0") == (
+            response.status_code,
+            response.headers["docker-distribution-api-version"],
+        )
+
+    def test_unset_variable_fails_saying_how_to_build_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without the variable the helper fails (never skips) and says how to get the binary."""
+        monkeypatch.delenv(REGISTRY3_ENV, raising=False)
+        with pytest.raises(AssertionError) as failure:
+            registry3_binary()
+        message = str(failure.value)
+        assert [True, True, True] == [
+            f"{REGISTRY3_ENV} is not set" in message,
+            "v3.1.1" in message,
+            "CGO_ENABLED=0 go build" in message,
+        ]
+
+    def test_a_missing_file_fails_naming_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A variable naming no executable fails with the path it was given."""
+        monkeypatch.setenv(REGISTRY3_ENV, str(tmp_path / "nothing"))
+        with pytest.raises(AssertionError, match=f"{REGISTRY3_ENV}={tmp_path}/nothing is not an"):
+            registry3_binary()
 
 
 class TestRequireTools:

@@ -8,19 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerting.model import Alert, AlertState, Evidence, Severity
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "distribution-2.8"
+from tests.paths import fixture_file
 
 T0 = datetime(2026, 11, 27, 4, 52, 6, tzinfo=UTC)
 
 
 def fixture_path(*parts: str) -> Path:
-    """A path inside the shared captures; fails loudly when they are not there."""
-    path = FIXTURES.joinpath(*parts)
-    if not path.exists():
-        raise AssertionError(f"shared fixture missing: {path} (expected beside the repository)")
-    return path
+    """A path inside the 2.8 capture; fails loudly when it is not there."""
+    return fixture_file(*parts)
 
 
 def notification_events() -> list[tuple[str, dict[str, Any]]]:

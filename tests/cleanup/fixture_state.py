@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, TagState
 from monitor.events import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, classify_client, parse_timestamp
-
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "distribution-2.8"
+from tests.paths import fixture_file
 
 
 def _events() -> list[dict[str, object]]:
-    directory = FIXTURES / "notifications"
-    if not directory.is_dir():
-        raise RuntimeError(f"shared fixtures missing: {directory}")
+    directory = fixture_file("notifications")
     out: list[dict[str, object]] = []
     for path in sorted(directory.glob("*.json")):
         out.extend(json.loads(path.read_text())["body"]["events"])

@@ -1,4 +1,4 @@
-"""The shared real captures (`<repo root>/../shared/fixtures/distribution-2.8`), read in place."""
+"""The real distribution 2.8 capture (`tests/fixtures/distribution-2.8`), read in place."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = REPO_ROOT.parent / "shared" / "fixtures" / "distribution-2.8"
+from tests.paths import fixture_file
+
 LOG_FILES = ("registry-text.log", "registry-json.log")
 
 
 def scenario_file(name: str) -> Path:
-    """A file of the shared scenario; a missing checkout is a failure, never a skip."""
-    path = SCENARIO / name
-    if not path.is_file():
-        raise AssertionError(f"shared fixture missing: {path} (expected beside the repository)")
-    return path
+    """A file of the 2.8 capture; a missing file is a failure, never a skip."""
+    return fixture_file(name)
 
 
 @cache
