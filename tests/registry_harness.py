@@ -24,9 +24,25 @@ from typing import Any
 
 import yaml
 
+from tests.paths import registry3_binary
+
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+REGISTRY_VERSIONS = ("2.8", "3.1")
+
+
+def registry_binary(version: str) -> str:
+    """The registry binary of one line: Debian's 2.8, or the 3.1 binary named by
+    REGISTRY_MONITOR_TEST_REGISTRY3 (`tests.paths.registry3_binary`, which fails when unset).
+    Parametrize tests over `REGISTRY_VERSIONS` and resolve the binary inside the test."""
+    if version == "2.8":
+        return REGISTRY_BINARY
+    if version == "3.1":
+        return registry3_binary()
+    raise ValueError(f"unknown registry version {version!r}; known: {REGISTRY_VERSIONS}")
 
 
 class ToolMissing(RuntimeError):

@@ -10,22 +10,28 @@ import pytest
 from monitor.audit.probe import LiveProbe
 from monitor.audit.x509 import read_certificate
 from tests.audit.support import make_certificate
-from tests.registry_harness import free_port, registry_config, running_registry
+from tests.paths import registry3_binary
+from tests.registry_harness import (
+    REGISTRY_VERSIONS,
+    free_port,
+    registry_binary,
+    registry_config,
+    running_registry,
+)
 
-REGISTRY3 = "/work/shared/bin/distribution-registry-3.1.1"
-BINARIES = pytest.mark.parametrize("binary", ["/usr/bin/docker-registry", REGISTRY3])
+BINARIES = pytest.mark.parametrize("version", REGISTRY_VERSIONS)
 
 pytestmark = pytest.mark.registry
 
 
 @BINARIES
-def test_tls_handshake_reads_the_served_certificate(tmp_path: Path, binary: str) -> None:
+def test_tls_handshake_reads_the_served_certificate(tmp_path: Path, version: str) -> None:
     """The probe reads the certificate the registry serves and the version it negotiated;
     both registries refuse TLS 1.0 and 1.1 by default."""
     tls = make_certificate(tmp_path / "tls", days=5)
     port = free_port()
     config = registry_config(root=tmp_path, port=port, tls=tls)
-    with running_registry(directory=tmp_path / "r", config=config, binary=binary):
+    with running_registry(directory=tmp_path / "r", config=config, binary=registry_binary(version)):
         seen = LiveProbe(timeout=5).tls("127.0.0.1", port)
 
     assert "" == seen.error
@@ -63,19 +69,19 @@ def test_registry3_refuses_tls_below_1_2(tmp_path: Path) -> None:
     config = lowered_tls_config(tmp_path, free_port())
     with (
         pytest.raises(RuntimeError, match=r"unknown minimum TLS level 'tls1\.0'"),
-        running_registry(directory=tmp_path / "r", config=config, binary=REGISTRY3),
+        running_registry(directory=tmp_path / "r", config=config, binary=registry3_binary()),
     ):
         pass
 
 
 @BINARIES
-def test_anonymous_requests_and_reachability(tmp_path: Path, binary: str) -> None:
+def test_anonymous_requests_and_reachability(tmp_path: Path, version: str) -> None:
     """Without auth the registry answers anonymous /v2/ and the catalog with 200; a closed
     port is unreachable and a TLS handshake with plain HTTP fails with a reason."""
     port = free_port()
     config = registry_config(root=tmp_path, port=port)
     probe = LiveProbe(timeout=5)
-    with running_registry(directory=tmp_path / "r", config=config, binary=binary):
+    with running_registry(directory=tmp_path / "r", config=config, binary=registry_binary(version)):
         v2 = probe.get(f"http://127.0.0.1:{port}/v2/")
         catalog = probe.get(f"http://127.0.0.1:{port}/v2/_catalog")
         reachable = probe.reachable("127.0.0.1", port)
