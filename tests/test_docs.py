@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.main import build_services
 from monitor.settings import load_settings, reference_table
+from monitor.settings.loader import secret_keys
 from tests.paths import REPO
 from tests.registry_harness import free_port
 
@@ -31,6 +32,11 @@ class TestReadme:
         block = README.split("<!-- settings:start", 1)[1].split("-->", 1)[1]
         block = block.split("<!-- settings:end -->", 1)[0].strip()
         assert reference_table() == block
+
+    def test_secrets_are_listed_once_and_completely(self) -> None:
+        """The `Secrets:` line under the settings table names exactly the declared secrets."""
+        (line,) = re.findall(r"^Secrets: (.*?)\.\n\n", README, re.M | re.S)
+        assert secret_keys() == re.findall(r"`([a-z_.]+)`", line)
 
     def test_every_command_is_documented(self) -> None:
         """Each subcommand of the CLI has a row in the command table."""

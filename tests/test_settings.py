@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.errors import ConfigError
 from monitor.settings import Secret, load_settings, to_document
+from tests.console import run_console
 
 
 def write(path: Path, text: str) -> Path:
@@ -84,7 +86,7 @@ class TestLoadSettings:
                 "database.migrate_on_start",
             ),
             ({"REGISTRY_MONITOR_LOGGING_LEVEL": "loud"}, "logging.level"),
-            ({"REGISTRY_MONITOR_API_TOKEN_FILE": "/nonexistent"}, "api.token"),
+            ({"REGISTRY_MONITOR_API_TOKEN_FILE": "/nonexistent"}, "api.token_file"),
             ({"REGISTRY_MONITOR_RETENTION_EVENTS_DAYS": "0"}, "retention.events_days"),
         ],
     )
@@ -109,3 +111,114 @@ class TestLoadSettings:
         with pytest.raises(ConfigError) as caught:
             load_settings({}, write(tmp_path / "c.yml", text))
         assert key == caught.value.key
+
+
+class TestFileSettings:
+    """Settings whose own name ends in `_file` are settings; only secrets have a `_file` form."""
+
+    @pytest.mark.parametrize(
+        ("section", "key"),
+        [
+            ("detect", "rules_file"),
+            ("detect", "roles_file"),
+            ("cleanup", "policies_file"),
+            ("cleanup", "deployed_file"),
+            ("cleanup", "ca_file"),
+        ],
+    )
+    def test_a_file_setting_is_read_from_yaml(self, tmp_path: Path, section: str, key: str) -> None:
+        """`detect: {rules_file: …}` and the like are kept as the path they name."""
+        target = write(tmp_path / "target", "{}\n")
+        config = write(tmp_path / "c.yml", f"{section}:\n  {key}: {target}\n")
+        settings = load_settings({}, config)
+        assert target == getattr(getattr(settings, section), key)
+
+    def test_a_setting_that_is_not_secret_has_no_file_form(self, tmp_path: Path) -> None:
+        """`cleanup.username_file` is refused (username is not a secret), never ignored."""
+        config = write(tmp_path / "c.yml", "cleanup:\n  username_file: /nonexistent\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings({}, config)
+        assert (
+            "cleanup.username_file",
+            "unknown setting: cleanup.username is not a secret, so it has no _file form",
+        ) == (caught.value.key, caught.value.reason)
+
+    def test_a_missing_secret_file_names_the_setting_and_path(self, tmp_path: Path) -> None:
+        """`password_file` naming no file is an error, never an unset password."""
+        missing = tmp_path / "nope"
+        config = write(tmp_path / "c.yml", f"cleanup:\n  username: u\n  password_file: {missing}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings({}, config)
+        assert (
+            "cleanup.password_file",
+            f"cannot read secret file {missing}: No such file or directory",
+        ) == (caught.value.key, caught.value.reason)
+
+    def test_an_empty_secret_file_is_refused(self, tmp_path: Path) -> None:
+        """An empty secret file would silently unset the secret; it is an error instead."""
+        empty = write(tmp_path / "empty", "\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings({"REGISTRY_MONITOR_NOTIFICATIONS_TOKENS_FILE": str(empty)})
+        assert ("notifications.tokens_file", f"secret file {empty} is empty") == (
+            caught.value.key,
+            caught.value.reason,
+        )
+
+    def test_a_secret_and_its_file_together_are_refused(self, tmp_path: Path) -> None:
+        """Two sources for one secret in the same file is ambiguous."""
+        token = write(tmp_path / "token", "t\n")
+        config = write(tmp_path / "c.yml", f"api:\n  token: x\n  token_file: {token}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings({}, config)
+        assert ("api.token_file", "set api.token or api.token_file, not both") == (
+            caught.value.key,
+            caught.value.reason,
+        )
+
+
+class TestFileSettingsFromTheCommandLine:
+    def test_check_config_accepts_every_file_setting(self, tmp_path: Path) -> None:
+        """The README's `*_file` settings in one YAML file: check-config prints them, exit 0."""
+        files = {name: write(tmp_path / name, "{}\n") for name in ("rules", "roles", "p", "d")}
+        ca = write(tmp_path / "ca.pem", "")
+        config = write(
+            tmp_path / "c.yml",
+            f"detect:\n  rules_file: {files['rules']}\n  roles_file: {files['roles']}\n"
+            f"cleanup:\n  policies_file: {files['p']}\n  deployed_file: {files['d']}\n"
+            f"  ca_file: {ca}\n",
+        )
+        done = run_console("check-config", "--config", str(config), cwd=tmp_path)
+        printed = yaml.safe_load(done.stdout)
+        assert (0, "") == (done.returncode, done.stderr)
+        assert [str(files["rules"]), str(files["roles"])] == [
+            printed["detect"]["rules_file"],
+            printed["detect"]["roles_file"],
+        ]
+        assert [str(files["p"]), str(files["d"]), str(ca)] == [
+            printed["cleanup"]["policies_file"],
+            printed["cleanup"]["deployed_file"],
+            printed["cleanup"]["ca_file"],
+        ]
+
+    def test_a_missing_secret_file_stops_the_program(self, tmp_path: Path) -> None:
+        """One line naming the setting and the path, exit status 2."""
+        config = write(
+            tmp_path / "c.yml", "cleanup:\n  username: u\n  password_file: /nonexistent\n"
+        )
+        done = run_console("check-config", "--config", str(config), cwd=tmp_path)
+        assert (
+            2,
+            "",
+            "registry-monitor: invalid setting cleanup.password_file: cannot read secret file "
+            "/nonexistent: No such file or directory\n",
+        ) == (done.returncode, done.stdout, done.stderr)
+
+    def test_a_file_form_of_a_plain_setting_stops_the_program(self, tmp_path: Path) -> None:
+        """`username_file` is refused with why, exit status 2."""
+        config = write(tmp_path / "c.yml", "cleanup:\n  username_file: /nonexistent\n")
+        done = run_console("check-config", "--config", str(config), cwd=tmp_path)
+        assert (
+            2,
+            "registry-monitor: invalid setting cleanup.username_file: unknown setting: "
+            "cleanup.username is not a secret, so it has no _file form\n",
+        ) == (done.returncode, done.stderr)

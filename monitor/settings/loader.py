@@ -88,21 +88,62 @@ def _convert(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
 
 
 def _read_secret_file(key: str, path: str) -> str:
+    """The secret in the file at `path`, without surrounding whitespace; `key` is the
+    `…_file` setting that named it (YAML key, or its `…_FILE` variable), for the error."""
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        text = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(key, f"cannot read secret file {path}: {exc.strerror}") from exc
+    if not text:
+        raise ConfigError(key, f"secret file {path} is empty")
+    return text
+
+
+def secret_names(cls: type[Any]) -> set[str]:
+    """The fields of a section declared secret: only these have a `<key>_file` form."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")}
+
+
+def secret_keys() -> list[str]:
+    """Every secret as `section.key`, in reference order (the README lists them)."""
+    hints = typing.get_type_hints(Settings)
+    return [
+        f"{section.name}.{name}"
+        for section in dataclasses.fields(Settings)
+        for name in sorted(
+            secret_names(hints[section.name]),
+            key=[f.name for f in dataclasses.fields(hints[section.name])].index,
+        )
+    ]
+
+
+def _check_keys(cls: type[Any], name: str, from_file: Mapping[str, Any]) -> None:
+    """Refuse keys the section does not have. A key is a setting by its own name (even one
+    ending in `_file`, like `detect.rules_file`); `<secret>_file` is the file form of a secret."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    secrets = secret_names(cls)
+    for raw_key in from_file:
+        key = str(raw_key)
+        if key in known:
+            continue
+        bare = key.removesuffix("_file")
+        if bare != key and bare in secrets:
+            if bare in from_file:
+                raise ConfigError(f"{name}.{key}", f"set {name}.{bare} or {name}.{key}, not both")
+            continue
+        if bare != key and bare in known:
+            raise ConfigError(
+                f"{name}.{key}",
+                f"unknown setting: {name}.{bare} is not a secret, so it has no _file form",
+            )
+        raise ConfigError(f"{name}.{key}", "unknown setting")
 
 
 def _build_section(
     cls: type[T], name: str, from_file: Mapping[str, Any], environ: Mapping[str, str]
 ) -> T:
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for raw_key in from_file:
-        bare = raw_key[: -len("_file")] if raw_key.endswith("_file") else raw_key
-        if bare not in known:
-            raise ConfigError(f"{name}.{raw_key}", "unknown setting")
+    _check_keys(cls, name, from_file)
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = f"{name}.{field.name}"
@@ -112,12 +153,15 @@ def _build_section(
         if env_name in environ:
             values[field.name] = _convert(key, hint, environ[env_name], from_env=True)
         elif secret and f"{env_name}_FILE" in environ:
-            text = _read_secret_file(key, environ[f"{env_name}_FILE"])
+            text = _read_secret_file(f"{key}_file", environ[f"{env_name}_FILE"])
             values[field.name] = _convert(key, hint, text, from_env=True)
         elif field.name in from_file:
             values[field.name] = _convert(key, hint, from_file[field.name], from_env=False)
         elif secret and f"{field.name}_file" in from_file:
-            text = _read_secret_file(key, str(from_file[f"{field.name}_file"]))
+            path = from_file[f"{field.name}_file"]
+            if not isinstance(path, str) or not path:
+                raise ConfigError(f"{key}_file", "expected the path of a file")
+            text = _read_secret_file(f"{key}_file", path)
             values[field.name] = _convert(key, hint, text, from_env=True)
     return cls(**values)
 
