@@ -25,15 +25,18 @@ from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.slack import BotNotifier, Notifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
+from monitor.audit.probe import LiveProbe
 from monitor.cleanup.scheduled import JOB_IDS, run_scheduled
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
 from monitor.ingest.tailer import Follower
 from monitor.log_ingest import FollowJob
+from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
+from monitor.pipeline.audit import scheduled_audit, sources_from
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import detect_pass, record_detection
@@ -108,6 +111,9 @@ def build_services(
     registry.register(
         StoreCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
     )
+    registry.register(
+        AuditCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
+    )
     registry_debug = build_registry_debug(settings.registry, registry)
     writer = StoreWriter(
         session_factory,
@@ -152,7 +158,44 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         **defaults,
     )
     _add_cleanup_jobs(scheduler, services, defaults)
+    _add_audit_job(scheduler, services, defaults)
     return scheduler
+
+
+def _add_audit_job(
+    scheduler: BackgroundScheduler, services: Services, defaults: dict[str, Any]
+) -> None:
+    """The registry audit every `audit.interval_seconds`, once across replicas; first run at
+    start. Only with `audit.registry_config` or `audit.url`."""
+    settings = services.settings
+    audit = settings.audit
+    if audit.registry_config is None and audit.url is None:
+        return
+    sources = sources_from(audit, settings.logs, settings.cleanup)
+    probe = LiveProbe(timeout=audit.timeout_seconds)
+
+    def run() -> None:
+        try:
+            scheduled_audit(
+                services.session_factory,
+                sources=sources,
+                probe=probe,
+                now=services.clock(),
+                holder=services.replica,
+                interval_seconds=audit.interval_seconds,
+            )
+        except Exception as exc:
+            services.metrics.store_errors.labels(operation="audit").inc()
+            log.warning("audit failed", error=type(exc).__name__, detail=str(exc)[:300])
+
+    scheduler.add_job(
+        run,
+        "interval",
+        id="registry-audit",
+        seconds=audit.interval_seconds,
+        next_run_time=services.clock(),
+        **defaults,
+    )
 
 
 def _add_cleanup_jobs(

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from monitor.api import alerts, cleanup, health, logs, notifications, read, stats
+from monitor.api import alerts, audit, cleanup, health, logs, notifications, read, stats
 from monitor.api.errors import handle_http_error, handle_monitor_error
 from monitor.errors import MonitorError
 from monitor.runtime import Services
@@ -33,6 +33,7 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
             Route("/v1/quarantine", read.quarantine, methods=["GET"]),
             Route("/v1/stats/daily", stats.daily, methods=["GET"]),
             Route("/v1/alerts", alerts.alerts, methods=["GET"]),
+            Route("/v1/audit", audit.audit, methods=["GET"]),
             Route("/v1/cleanup/plans", cleanup.plans, methods=["GET"]),
             Route("/v1/cleanup/plans/{plan_id}", cleanup.plan, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),

@@ -59,6 +59,12 @@ def _certificate(facts: Facts) -> tuple[CertificateInfo | None, str, str]:
     return None, "", "no TLS: no https --url and no http.tls.certificate in the registry config"
 
 
+def certificate_expiry(facts: Facts) -> datetime | None:
+    """When the judged certificate (served, else configured) expires; None without one."""
+    cert, _where, _problem = _certificate(facts)
+    return cert.not_after if cert is not None else None
+
+
 def tls_cert_expiry(facts: Facts, now: datetime) -> CheckResult:
     """Days left on the certificate: warn under 30, fail under 7 or expired."""
     check = "tls_cert_expiry"

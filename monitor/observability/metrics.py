@@ -23,7 +23,9 @@ LATENCY_BUCKETS = (
 
 PULL_METHODS = ("GET", "HEAD")
 INTAKE_CODES = ("200", "401", "413", "503")
-STORE_OPERATIONS = ("commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver")
+STORE_OPERATIONS = (
+    "commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver", "audit",
+)  # fmt: skip
 LOG_LINE_RESULTS = ("parsed", "ignored", "malformed")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 ROUTES = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")

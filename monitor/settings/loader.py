@@ -259,6 +259,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logging.format", "expected json or console")
     if settings.detect.settle_seconds < 0 or settings.detect.interval_seconds <= 0:
         raise ConfigError("detect.interval_seconds", "need settle >= 0 and interval > 0")
+    audit = settings.audit
+    if audit.url is not None and not audit.url.startswith(("http://", "https://")):
+        raise ConfigError("audit.url", "expected an http:// or https:// URL")
+    if audit.interval_seconds < 60:
+        raise ConfigError("audit.interval_seconds", "must be at least 60")
+    if audit.stale_days < 1:
+        raise ConfigError("audit.stale_days", "must be at least 1")
+    if audit.timeout_seconds <= 0:
+        raise ConfigError("audit.timeout_seconds", "must be positive")
     alerting = settings.alerting
     if alerting.interval_seconds <= 0:
         raise ConfigError("alerting.interval_seconds", "must be positive")

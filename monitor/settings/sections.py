@@ -239,6 +239,26 @@ class RegistrySettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditSettings:
+    registry_config: Path | None = setting(
+        None, "The registry's `config.yml`, read by `audit` and the scheduled audit."
+    )
+    htpasswd: Path | None = setting(
+        None, "The registry's htpasswd file. Default: `auth.htpasswd.path` of the registry config."
+    )
+    url: str | None = setting(
+        None, "The registry's URL as clients use it, probed anonymously (TLS, `/v2/`, catalog)."
+    )
+    interval_seconds: float = setting(
+        3600.0, "Seconds between scheduled audits (with `registry_config` or `url` set)."
+    )
+    stale_days: int = setting(
+        90, "An htpasswd account with no successful request in this many days is stale."
+    )
+    timeout_seconds: float = setting(5.0, "Timeout of one live probe.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
@@ -251,3 +271,4 @@ class Settings:
     detect: DetectSettings = dataclasses.field(default_factory=DetectSettings)
     alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
     registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
+    audit: AuditSettings = dataclasses.field(default_factory=AuditSettings)

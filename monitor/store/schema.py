@@ -360,3 +360,15 @@ class EventRollupRow(Base):
     action: Mapped[str] = mapped_column(String(16), primary_key=True)
     client: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditRunRow(Base):
+    """One audit of the registry's security posture: every check's row as JSON."""
+
+    __tablename__ = "audit_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    failed: Mapped[int] = mapped_column(Integer)
+    results: Mapped[str] = mapped_column(Text)
+    cert_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
