@@ -71,7 +71,8 @@ def build_notifier(settings: AlertingSettings) -> Notifier | None:
 
 
 def build_detector(settings: DetectSettings) -> Detector:
-    return Detector(load_detect_config(settings.rules_file), load_roles(settings.roles_file))
+    config = load_detect_config(settings.rules_file, allow_cidrs=settings.allow_cidrs)
+    return Detector(config, load_roles(settings.roles_file))
 
 
 def build_registry_debug(

@@ -1,7 +1,9 @@
-"""Rules over reads: enumeration, mass pull, a new source address for an account."""
+"""Rules over reads: enumeration, mass pull, a new source address for an account, access from
+outside the declared networks."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 
 from monitor.detect.config import Severity
@@ -168,6 +170,37 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
             summary=(
                 f"{event.actor} made a {event.action.value} from {event.remote_ip}, "
                 "an address not seen for this account before"
+            ),
+            evidence=(event.event_id,),
+            first_seen_at=at,
+            last_seen_at=at,
+        )
+    ]
+
+
+def source_not_allowed(
+    event: Event, state: DetectorState, at: datetime, ctx: RuleContext
+) -> list[Hit]:
+    """Any request from an address outside the declared `networks` (the `detect.allow_cidrs`
+    setting, or the rule's own option): the registry is reached from where it should not be.
+    Silent when no network is declared."""
+    networks = ctx.config.option("networks")
+    if not networks or not event.remote_ip:
+        return []
+    try:
+        address = ipaddress.ip_address(event.remote_ip)
+    except ValueError:
+        return []
+    if any(address in network for network in networks):
+        return []
+    group = group_of(event, ctx.config.group_by, required=False) or ()
+    who = f" by {event.actor}" if event.actor else ""
+    return [
+        Hit(
+            group=group,
+            summary=(
+                f"{event.action.value}{who} from {event.remote_ip}, outside the allowed "
+                f"networks ({', '.join(str(n) for n in networks)})"
             ),
             evidence=(event.event_id,),
             first_seen_at=at,

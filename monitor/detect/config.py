@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -170,6 +170,7 @@ DEFAULTS: dict[str, _Default] = {
     "delete_outside_cleanup": _Default(
         1, "10m", "10m", _W, _A, ("actor", "repository"), options={"cleanup_accounts": []}
     ),
+    "source_not_allowed": _Default(1, "1h", "1h", _C, _A, ("remote_ip",), options={"networks": []}),
 }
 
 _COMMON_KEYS = frozenset(
@@ -247,6 +248,16 @@ def _allow(key: str, value: Any) -> AllowList:
             ) from None
     users = frozenset(_strings(f"{key}.users", document.get("users")))
     return AllowList(cidrs=tuple(cidrs), users=users, clients=frozenset(clients))
+
+
+def _networks(key: str, texts: list[str]) -> tuple[IpNetwork, ...]:
+    networks: list[IpNetwork] = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(key, f"not a CIDR: {text!r}") from None
+    return tuple(networks)
 
 
 def _clock(key: str, value: Any) -> time:
@@ -330,6 +341,8 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
         key: _option(f"{prefix}.{key}", default, document.get(key, default))
         for key, default in base.options.items()
     }
+    if "networks" in options:
+        options["networks"] = _networks(f"{prefix}.networks", options["networks"])
     return RuleConfig(
         name=name,
         threshold=threshold,
@@ -343,8 +356,12 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
     )
 
 
-def parse_detect_config(document: Any) -> DetectConfig:
-    """A validated DetectConfig from a parsed YAML document (None means all defaults)."""
+def parse_detect_config(document: Any, *, allow_cidrs: Sequence[str] = ()) -> DetectConfig:
+    """A validated DetectConfig from a parsed YAML document (None means all defaults).
+
+    `allow_cidrs` (the `detect.allow_cidrs` setting) are added to the networks of
+    `source_not_allowed`: with any, access from outside them fires it.
+    """
     root = _mapping("detect", document)
     for key in root:
         if key not in {"business_hours", "allow", "rules"}:
@@ -358,6 +375,13 @@ def parse_detect_config(document: Any) -> DetectConfig:
         name: _rule(name, _mapping(f"rules.{name}", rules_doc.get(name)), allow)
         for name in DEFAULTS
     }
+    if allow_cidrs:
+        source = rules["source_not_allowed"]
+        extra = _networks("detect.allow_cidrs", list(allow_cidrs))
+        networks = source.option("networks") + extra
+        rules["source_not_allowed"] = dataclasses.replace(
+            source, options={**source.options, "networks": networks}
+        )
     return DetectConfig(
         rules=rules, business_hours=_business_hours(root.get("business_hours")), allow=allow
     )
@@ -377,8 +401,7 @@ def read_yaml(path: Path, key: str) -> Any:
         raise ConfigError(key, f"{path} is not valid YAML: {exc}") from exc
 
 
-def load_detect_config(path: Path | None) -> DetectConfig:
+def load_detect_config(path: Path | None, *, allow_cidrs: Sequence[str] = ()) -> DetectConfig:
     """Rules from the YAML file at `path`, or the defaults when `path` is None."""
-    if path is None:
-        return default_detect_config()
-    return parse_detect_config(read_yaml(path, "detect.rules_file"))
+    document = None if path is None else read_yaml(path, "detect.rules_file")
+    return parse_detect_config(document, allow_cidrs=allow_cidrs)

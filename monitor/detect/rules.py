@@ -6,7 +6,7 @@ The rules themselves live by subject: `auth_rules` (failed logins), `access_rule
 
 from __future__ import annotations
 
-from monitor.detect.access_rules import enumeration, mass_pull, new_source
+from monitor.detect.access_rules import enumeration, mass_pull, new_source, source_not_allowed
 from monitor.detect.auth_rules import brute_force, password_spray, success_after_failures
 from monitor.detect.change_rules import (
     delete_outside_cleanup,
@@ -28,4 +28,5 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec("off_hours_write", off_hours_write),
     RuleSpec("tag_moved", tag_moved, sees_allowed=True),
     RuleSpec("delete_outside_cleanup", delete_outside_cleanup),
+    RuleSpec("source_not_allowed", source_not_allowed),
 )

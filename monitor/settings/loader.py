@@ -10,6 +10,7 @@ Nothing here runs at import time; `load_settings` takes the environment as a map
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import types
 import typing
@@ -259,6 +260,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logging.format", "expected json or console")
     if settings.detect.settle_seconds < 0 or settings.detect.interval_seconds <= 0:
         raise ConfigError("detect.interval_seconds", "need settle >= 0 and interval > 0")
+    for cidr in settings.detect.allow_cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError("detect.allow_cidrs", f"not a CIDR: {cidr!r}") from None
     audit = settings.audit
     if audit.url is not None and not audit.url.startswith(("http://", "https://")):
         raise ConfigError("audit.url", "expected an http:// or https:// URL")

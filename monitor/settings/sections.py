@@ -196,6 +196,11 @@ class DetectSettings:
         2.0, "Detection reads only events received at least this long ago (commits settle)."
     )
     interval_seconds: float = setting(1.0, "Seconds between detection passes in `serve`.")
+    allow_cidrs: list[str] = setting(
+        [],
+        "The networks the registry may be reached from (CIDRs). When set, a request from "
+        "outside them raises `source_not_allowed` (critical). Comma-separated in the environment.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -187,3 +187,49 @@ class TestNewSource:
         subject = (("actor", "alice"), ("remote_ip", "127.0.0.2"))
         expected = [("info", subject, 1), ("info", subject, 1)]
         assert expected == run_rule("new_source", events, {"mode": "alert"})
+
+
+class TestSourceNotAllowed:
+    @pytest.mark.parametrize(
+        ("networks", "expected"),
+        [
+            ([], []),
+            (["127.0.0.0/8"], []),
+            (["10.0.0.0/8", "127.0.0.1/32"], []),
+            (["10.0.0.0/8"], [("critical", LOOPBACK, 54)]),
+            (["::1/128"], [("critical", LOOPBACK, 54)]),
+        ],
+        ids=["undeclared", "inside", "inside-one-of-two", "outside", "outside-ipv6-only"],
+    )
+    def test_capture(self, networks, expected):
+        """Every event of the capture comes from 127.0.0.1: it fires only when 127.0.0.1 is
+        outside the declared networks, as one critical alert per address counting all 54."""
+        events = notification_events() + log_events()
+
+        assert expected == run_rule("source_not_allowed", events, {"networks": networks})
+
+    def test_failed_logins_count(self):
+        """A failed login from outside is access too, with or without a user."""
+        failure = make_event(
+            source=Source.LOG, action=Action.AUTH_FAILURE, target_kind=None, remote_ip="203.0.113.9"
+        )
+
+        assert [("critical", (("remote_ip", "203.0.113.9"),), 1)] == run_rule(
+            "source_not_allowed", [failure], {"networks": ["10.0.0.0/8"]}
+        )
+
+    def test_setting_adds_networks_and_bad_cidr_is_refused(self):
+        """`detect.allow_cidrs` declares the networks; a bad CIDR names the setting."""
+        from monitor.detect.config import parse_detect_config
+        from monitor.errors import ConfigError
+
+        config = parse_detect_config(None, allow_cidrs=["10.0.0.0/8"])
+        assert ("10.0.0.0/8",) == tuple(
+            str(n) for n in config.rules["source_not_allowed"].option("networks")
+        )
+        with pytest.raises(ConfigError) as bad:
+            parse_detect_config(None, allow_cidrs=["10.0.0.300/8"])
+        assert "detect.allow_cidrs" == bad.value.key
+        with pytest.raises(ConfigError) as bad_rule:
+            parse_detect_config({"rules": {"source_not_allowed": {"networks": ["nope"]}}})
+        assert "rules.source_not_allowed.networks" == bad_rule.value.key

@@ -194,3 +194,22 @@ class TestReplicas:
             ],
         )
         assert expected == (delivered, stored)
+
+
+def test_access_from_outside_allow_cidrs_is_critical(db_url, tmp_path, clock):
+    """With `detect.allow_cidrs` declared, the capture (all from 127.0.0.1) raises one critical
+    source_not_allowed alert, queued for Slack; without it, none (the test above)."""
+    services = start_services(
+        db_url, tmp_path, clock, REGISTRY_MONITOR_DETECT_ALLOW_CIDRS="10.0.0.0/8,192.168.0.0/16"
+    )
+    try:
+        post_scenario(services)
+        clock.advance(5)
+        run(services, clock)
+        rows = [row for row in alert_rows(services) if row[0] == "source_not_allowed"]
+        queued = [row for row in outbox_rows(services) if row[1] == "source_not_allowed"]
+    finally:
+        stop_services(services)
+
+    assert [("source_not_allowed", "alert", "critical", (("remote_ip", "127.0.0.1"),), 54)] == rows
+    assert [("new", "source_not_allowed", "pending")] == queued[:1]
