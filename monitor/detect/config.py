@@ -3,7 +3,7 @@
     business_hours: {timezone: Europe/Berlin, weekdays: [mon, tue, wed, thu, fri],
                      start: "09:00", end: "18:00"}
     allow: {cidrs: [10.0.0.0/8], users: [ci-bot], clients: [monitor]}   # every rule
-    rules:
+    rules:   # a rule's own `allow` replaces its default one (clients: [monitor, scanner])
       brute_force_account: {threshold: 5, window: 10m, cooldown: 10m, severity: warning,
                             mode: alert, group_by: [actor], allow: {...}}
       mass_pull: {threshold: 10, critical_threshold: 25, max_bytes: 10737418240}
@@ -125,13 +125,14 @@ class _Default:
     severity: Severity
     mode: Mode
     group_by: tuple[str, ...]
-    clients: frozenset[Client] = frozenset()
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _W, _C, _I = Severity.WARNING, Severity.CRITICAL, Severity.INFO
 _A, _S = Mode.ALERT, Mode.SHADOW
-_QUIET_CLIENTS = frozenset({Client.MONITOR, Client.SCANNER})
+# Every rule ignores these clients unless its own `allow` says otherwise: the monitor's own
+# requests (cleanup, restore, reconciliation) and vulnerability scanners are not suspicious.
+QUIET_CLIENTS = frozenset({Client.MONITOR, Client.SCANNER})
 
 # Anchors: fail2ban maxretry 5 / findtime 10m / bantime 10m; CrowdSec http-probing
 # (10 distinct, blackhole 5m) and ssh-bf_user-enum (5 distinct users); Elastic GitHub clone
@@ -142,7 +143,7 @@ DEFAULTS: dict[str, _Default] = {
     "brute_force_address": _Default(5, "10m", "10m", _W, _A, ("remote_ip",)),
     "password_spray": _Default(5, "10m", "10m", _W, _A, ("remote_ip",)),
     "success_after_failures": _Default(5, "10m", "1h", _C, _A, ("actor", "remote_ip")),
-    "enumeration": _Default(10, "5m", "5m", _W, _A, ("remote_ip",), _QUIET_CLIENTS),
+    "enumeration": _Default(10, "5m", "5m", _W, _A, ("remote_ip",)),
     "mass_pull": _Default(
         10,
         "6m",
@@ -150,7 +151,6 @@ DEFAULTS: dict[str, _Default] = {
         _W,
         _A,
         ("actor",),
-        _QUIET_CLIENTS,
         {"critical_threshold": 25, "max_bytes": 10 * 1024**3, "count_manifest_heads": False},
     ),
     "new_source": _Default(
@@ -163,7 +163,7 @@ DEFAULTS: dict[str, _Default] = {
         options={"learning_period": "7d", "forget_after": "28d", "max_addresses": 256},
     ),
     "out_of_role": _Default(1, "1h", "1h", _C, _A, ("actor", "repository", "action")),
-    "off_hours_write": _Default(1, "1h", "1h", _I, _S, ("actor",), frozenset({Client.MONITOR})),
+    "off_hours_write": _Default(1, "1h", "1h", _I, _S, ("actor",)),
     "tag_moved": _Default(
         1, "1h", "0s", _C, _A, ("repository", "tag"), options={"patterns": ["v*", "[0-9]*"]}
     ),
@@ -334,7 +334,7 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
     if not group_by or any(field not in allowed for field in group_by):
         choices = ", ".join(sorted(allowed))
         raise ConfigError(f"{prefix}.group_by", f"expected a non-empty list from {choices}")
-    rule_allow = AllowList(clients=base.clients)
+    rule_allow = AllowList(clients=QUIET_CLIENTS)
     if "allow" in document:
         rule_allow = _allow(f"{prefix}.allow", document["allow"])
     options = {
