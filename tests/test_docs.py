@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from monitor.cli.parser import commands
 from monitor.main import build_services
 from monitor.settings import load_settings, reference_table
 from monitor.settings.loader import secret_keys
@@ -40,9 +41,7 @@ class TestReadme:
 
     def test_every_command_is_documented(self) -> None:
         """Each subcommand of the CLI has a row in the command table."""
-        from monitor.cli import _COMMANDS
-
-        for command in _COMMANDS:
+        for command in commands():
             assert f"| `{command}" in README, command
 
     def test_metrics_catalog_lists_every_metric(self, tmp_path: Path) -> None:

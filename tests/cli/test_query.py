@@ -102,9 +102,13 @@ class TestCommands:
     def test_bad_filters_are_errors_not_crashes(
         self, capsys: pytest.CaptureFixture[str], environ: dict[str, str], stored: Services
     ) -> None:
-        """An invalid --since is a one-line error and exit 1."""
+        """An invalid --since is a one-line error and exit 2."""
         code, _, err = run(capsys, environ, "events", "--since", "yesterday")
-        assert (1, True) == (code, "since must be an RFC 3339 time" in err)
+        expected = (
+            "registry-monitor events: argument --since: must be an RFC 3339 time such as "
+            "2026-11-27T04:52:00Z, got 'yesterday' (see `registry-monitor events --help`)\n"
+        )
+        assert (2, expected) == (code, err)
 
     def test_a_config_file_from_the_environment(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path, db_url: str

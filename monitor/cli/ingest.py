@@ -13,27 +13,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from monitor.errors import ConfigError
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.cli.errors import CommandError
+from monitor.cli.session import prepare_directory, problem
 from monitor.ingest.tailer import read_lines
 from monitor.log_ingest import IngestTotals, backfill
+from monitor.main import build_follow_job, build_services
 from monitor.settings import Settings
-
-
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    parser = sub.add_parser(
-        "ingest-log",
-        parents=[common],
-        help="read registry logs: files, - for stdin, or --follow GLOB…",
-    )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="log files, or - for stdin")
-    parser.add_argument(
-        "--follow",
-        action="store_true",
-        help="treat PATHs as globs and follow them across rotation until interrupted",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 class Progress:
@@ -72,15 +59,17 @@ def _lines(paths: list[str]) -> Iterator[str]:
             yield from read_lines(sys.stdin.buffer)
             continue
         if not Path(path).is_file():
-            raise ConfigError(path, "no such file")
+            raise CommandError(f"no such file: {path}")
         with Path(path).open("rb") as stream:
             yield from read_lines(stream)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.main import build_follow_job, build_services
-
-    services = build_services(settings)
+    prepare_directory(settings.database)
+    try:
+        services = build_services(settings)
+    except SQLAlchemyError as exc:
+        raise problem(exc, settings.database) from exc
     services.writer.start()
     progress = Progress(sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
     try:

@@ -1,0 +1,156 @@
+"""`registry-monitor cleanup plan | apply | restore | plans | reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+
+from monitor.cleanup.apply import apply_options
+from monitor.cleanup.journal import Outcome
+from monitor.cleanup.model import TagRef
+from monitor.cleanup.reconcile import reconcile as reconcile_tags
+from monitor.cleanup.report import (
+    decisions_table,
+    diff_lines,
+    diff_to_dict,
+    entries_table,
+    entry_to_dict,
+)
+from monitor.cleanup.runner import (
+    apply_plan,
+    load_policy_set,
+    make_plan,
+    open_registry,
+    restore_plan,
+)
+from monitor.cli.errors import CommandError
+from monitor.cli.output import print_json, show, when
+from monitor.cli.session import store_engine, store_session
+from monitor.observability.metrics import make_metrics
+from monitor.pipeline.cleanup_summary import outbox_sender
+from monitor.settings import Settings
+from monitor.store.cleanup_plans import list_plans
+from monitor.store.engine import make_session_factory
+
+
+def clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def plan(args: argparse.Namespace, settings: Settings) -> int:
+    policies = load_policy_set(settings.cleanup)
+    with store_engine(settings.database) as engine:
+        outcome = make_plan(
+            make_session_factory(engine),
+            policies=policies,
+            now=clock(),
+            gap_tolerance=timedelta(seconds=settings.cleanup.coverage_gap_tolerance_seconds),
+            metrics=make_metrics(CollectorRegistry()),
+        )
+    if args.json:
+        document = outcome.summary.to_dict()
+        document["decisions"] = outcome.plan.to_dict()["decisions"]
+        document["actions"] = outcome.plan.to_dict()["actions"]
+        document["diff"] = diff_to_dict(outcome.diff, outcome.previous_id)
+        print_json(document)
+        return 0
+    print(decisions_table(outcome.plan))
+    print()
+    print("\n".join(diff_lines(outcome.diff, outcome.previous_id)))
+    counts = ", ".join(f"{n} {k}" for k, n in outcome.plan.counts().items())
+    print(
+        f"plan {outcome.summary.id} stored ({counts}; {len(outcome.plan.actions)} manifest "
+        f"deletes; about {outcome.plan.bytes_freed} bytes after garbage collection)"
+    )
+    print(f"apply with: registry-monitor cleanup apply {outcome.summary.id}")
+    return 0
+
+
+def apply(args: argparse.Namespace, settings: Settings) -> int:
+    with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
+        session_factory = make_session_factory(engine)
+        result = apply_plan(
+            session_factory,
+            client,
+            args.plan_id,
+            clock=clock,
+            options=apply_options(settings.cleanup),
+            metrics=make_metrics(CollectorRegistry()),
+            # queued in the store; `serve` delivers it to Slack
+            send_summary=outbox_sender(session_factory, clock),
+        )
+    failed = bool(result.outcomes(Outcome.FAILED)) or result.aborted is not None
+    if args.json:
+        entries = [entry_to_dict(e) for e in result.entries]
+        print_json({"plan_id": result.plan_id, "aborted": result.aborted, "entries": entries})
+        return 1 if failed else 0
+    if result.aborted:
+        raise CommandError(f"nothing applied: {result.aborted}", status=1)
+    print(entries_table(result.entries))
+    print(
+        f"plan {result.plan_id}: {len(result.deleted_tags())} tags deleted, "
+        f"{len(result.outcomes(Outcome.SKIPPED))} skipped, "
+        f"{len(result.outcomes(Outcome.FAILED))} failed"
+    )
+    return 1 if failed else 0
+
+
+def _tag_refs(texts: list[str] | None) -> set[TagRef] | None:
+    if not texts:
+        return None
+    refs = set()
+    for text in texts:
+        repository, sep, tag = text.rpartition(":")
+        if not sep or not repository or not tag or "/" in tag:
+            raise CommandError(f"--tag expects REPO:TAG, got {text!r}")
+        refs.add(TagRef(repository, tag))
+    return refs
+
+
+def restore(args: argparse.Namespace, settings: Settings) -> int:
+    only = _tag_refs(args.tag)
+    with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
+        entries = restore_plan(
+            make_session_factory(engine), client, args.plan_id, clock=clock, only=only
+        )
+    failed = any(e.outcome is Outcome.FAILED for e in entries)
+    document = {"plan_id": args.plan_id, "entries": [entry_to_dict(e) for e in entries]}
+    if args.json:
+        print_json(document)
+    else:
+        print(entries_table(entries))
+    return 1 if failed else 0
+
+
+def plans(args: argparse.Namespace, settings: Settings) -> int:
+    with store_session(settings.database) as session:
+        items = list_plans(session, limit=args.limit)
+    rows = [
+        (
+            p.id,
+            when(p.created_at),
+            p.state.value,
+            p.counts["delete"],
+            p.counts["keep"],
+            p.counts["protected"],
+            p.counts["unknown"],
+            p.bytes_freed,
+        )
+        for p in items
+    ]
+    headers = ("id", "created (UTC)", "state", "delete", "keep", "protected", "unknown", "bytes")
+    show(args.json, {"items": [p.to_dict() for p in items]}, rows, headers)
+    return 0
+
+
+def reconcile(_args: argparse.Namespace, settings: Settings) -> int:
+    with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
+        result = reconcile_tags(make_session_factory(engine), client, clock=clock)
+    print(
+        f"{result.repositories} repositories, {result.tags} tags; learned {len(result.learned)}, "
+        f"moved {len(result.moved)}, gone {result.vanished}; "
+        f"{result.manifests_fetched} manifests fetched"
+    )
+    return 0
