@@ -219,6 +219,24 @@ OVERVIEW = Dashboard(
                     "s",
                     T(f"max(registry_monitor_detect_lag_seconds{{{M}}})", "lag"),
                 ),
+                ts(
+                    "Registry audit: failing checks",
+                    "Security checks of the registry's configuration that fail in the newest "
+                    "audit (1 while failing), by check id; GET /v1/audit has the detail and "
+                    "the line to change.",
+                    "short",
+                    T(
+                        f'max by (id) (registry_monitor_audit_check{{{M}, status="fail"}}) == 1',
+                        "{{id}}",
+                    ),
+                ),
+                stat(
+                    "Registry TLS certificate expires in",
+                    "Time left on the registry's certificate (served, else configured) as of "
+                    "the newest audit; negative once expired.",
+                    "s",
+                    T(f"min(registry_monitor_tls_cert_expiry_seconds{{{M}}})", "expires in"),
+                ),
             ),
         ),
         Row(

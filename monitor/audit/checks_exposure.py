@@ -10,10 +10,10 @@ from monitor.audit.facts import Facts
 from monitor.audit.model import CheckResult, Status
 from monitor.audit.registry_config import is_loopback, listens_everywhere, split_addr, url_host
 
-KNOWN_SECRETS = frozenset(
-    {"asecretforlocaldevelopment", "secret", "changeme", "change-me", "registry", "password"}
-)
+KNOWN_SECRETS = frozenset({"asecretforlocaldevelopment", "secret", "registry", "password"})
 """Secrets copied from the distribution's sample configs and tutorials."""
+PLACEHOLDERS = ("changeme", "change-me", "change_me")
+"""A secret containing one of these is a sample value nobody replaced."""
 MIN_SECRET_LENGTH = 16
 
 
@@ -83,7 +83,8 @@ def http_secret_missing(facts: Facts, now: datetime) -> CheckResult:
             "its own, so load-balanced replicas break uploads"
         )
         return CheckResult(check, Status.FAIL, detail, remedy)
-    if secret.strip().lower() in KNOWN_SECRETS:
+    lowered = secret.strip().lower()
+    if lowered in KNOWN_SECRETS or any(p in lowered for p in PLACEHOLDERS):
         return CheckResult(
             check,
             Status.FAIL,

@@ -338,10 +338,17 @@ class TestExposure:
 
     @pytest.mark.parametrize(
         ("secret", "expected"),
-        [(None, Status.FAIL), ("asecretforlocaldevelopment", Status.FAIL), ("short", Status.WARN)],
+        [
+            (None, Status.FAIL),
+            ("asecretforlocaldevelopment", Status.FAIL),
+            ("change-me-registry-http-secret", Status.FAIL),
+            ("short", Status.WARN),
+            ("fixture-shared-http-secret", Status.PASS),
+        ],
     )
     def test_http_secret(self, secret: str | None, expected: Status) -> None:
-        """Unset or a sample value fails; a short one warns."""
+        """Unset or a sample value (deploy/registry/config.yml's placeholder too) fails; a
+        short one warns."""
         facts = facts_for("distribution-2.8", {"http.secret": secret})
 
         assert expected == run("http_secret_missing", facts).status
