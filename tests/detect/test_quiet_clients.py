@@ -71,7 +71,10 @@ TRIGGERS: dict[str, Callable[[], list[Event]]] = {
     "off_hours_write": lambda: [push(0, occurred_at=NIGHT)],
     "tag_moved": lambda: [push(0, tag="v1", digest=D1), push(1, tag="v1", digest=D2)],
     "delete_outside_cleanup": lambda: [delete(0)],
+    "source_not_allowed": lambda: [make_event()],  # 127.0.0.1, outside NETWORKS
 }
+# the declared networks source_not_allowed needs to fire at all
+NETWORKS = {"rules": {"source_not_allowed": {"networks": ["10.0.0.0/8"]}}}
 
 
 def as_client(events: list[Event], user_agent: str) -> list[Event]:
@@ -82,7 +85,7 @@ def as_client(events: list[Event], user_agent: str) -> list[Event]:
 
 
 def fired(rule: str, events: list[Event]) -> list[str]:
-    detector = Detector(default_detect_config(), ROLES)
+    detector = Detector(parse_detect_config(NETWORKS), ROLES)
     return [f.rule for f in replay(detector, events) if f.rule == rule]
 
 
