@@ -21,8 +21,9 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from monitor import jobs
+from monitor.alerting.notifier import Notifier
 from monitor.alerting.outbox import RetryPolicy
-from monitor.alerting.slack import BotNotifier, Notifier, WebhookNotifier
+from monitor.alerting.slack import BotNotifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
 from monitor.audit.probe import LiveProbe

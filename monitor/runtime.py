@@ -9,8 +9,8 @@ from datetime import datetime
 import httpx
 from sqlalchemy import Engine
 
+from monitor.alerting.notifier import Notifier
 from monitor.alerting.outbox import RetryPolicy
-from monitor.alerting.slack import Notifier
 from monitor.alerting.throttle import Budget
 from monitor.detect.engine import Detector
 from monitor.observability.metrics import Metrics

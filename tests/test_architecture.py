@@ -7,7 +7,14 @@ from pathlib import Path
 
 from tests.paths import REPO
 
-LEAVES = ("monitor", "monitor.errors", "monitor.events", "monitor.settings", "monitor.tables")
+LEAVES = (
+    "monitor",
+    "monitor.errors",
+    "monitor.events",
+    "monitor.alerts",
+    "monitor.settings",
+    "monitor.tables",
+)
 PURE = (
     "monitor.ingest.notification",
     "monitor.ingest.logline",
@@ -17,7 +24,8 @@ PURE = (
     "monitor.ingest.routes",
     "monitor.ingest.shipped",
     "monitor.detect",
-    "monitor.alerting.model",
+    "monitor.alerting.notifier",
+    "monitor.alerting.outbox",
     "monitor.alerting.render",
     "monitor.alerting.throttle",
     "monitor.cleanup.model",
@@ -105,6 +113,24 @@ class TestLayers:
             and src not in entry
         ]
         assert [] == bad
+
+    def test_the_store_and_detection_never_reach_slack(self) -> None:
+        """Only delivery imports the Slack client: the store keeps alerts and outbox rows with
+        the alert model alone, and detection produces that model."""
+        graph: dict[str, set[str]] = {}
+        for src, dst in imports():
+            graph.setdefault(src, set()).add(dst)
+        reached: dict[str, set[str]] = {}
+        for start in [m for m in graph if m.startswith(("monitor.store", "monitor.detect"))]:
+            seen, todo = set(), [start]
+            while todo:
+                for dst in graph.get(todo.pop(), ()):
+                    if dst not in seen:
+                        seen.add(dst)
+                        todo.append(dst)
+            if "monitor.alerting.slack" in seen:
+                reached[start] = seen
+        assert [] == sorted(reached)
 
     def test_modules_stay_small(self) -> None:
         """Modules are split before they grow past ~500 lines."""

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from monitor.alerting.model import Alert, Digest
-from monitor.alerting.slack import Delivery, DeliveryRef, Notifier, Outcome
+from monitor.alerting.notifier import Delivery, DeliveryRef, Notifier, Outcome
 from monitor.alerting.throttle import Budget, Suppressed, decide, plan_digests
+from monitor.alerts import Alert, Digest
 
 
 class Kind(StrEnum):

@@ -10,8 +10,8 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterable
 
-from monitor.alerting.model import Alert, Digest
-from monitor.alerting.slack import Delivery, DeliveryRef, Outcome
+from monitor.alerting.notifier import Delivery, DeliveryRef, Outcome
+from monitor.alerts import Alert, Digest
 
 RECORDING_CHANNEL = "C0RECORDING"
 

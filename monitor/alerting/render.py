@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.alerting.model import Alert, AlertState, Digest, Severity
+from monitor.alerts import Alert, AlertState, Digest, Severity
 from monitor.events import utc
 
 HEADER_LIMIT = 150

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from monitor.alerting.model import Alert, Digest
+from monitor.alerts import Alert, Digest
 from monitor.events import utc
 
 HOUR = timedelta(hours=1)

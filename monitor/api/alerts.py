@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from monitor.alerting.model import AlertState, Severity
+from monitor.alerts import LISTED_FIELDS, AlertState, Mode, Severity
 from monitor.api.read import parse_limit, parse_time, query_store, read_services
-from monitor.detect.config import Mode
 from monitor.errors import InvalidQuery
 from monitor.store.alerts import AlertFilter, query_alerts
 
@@ -52,4 +51,6 @@ async def alerts(request: Request) -> Response:
     page, next_cursor = await query_store(
         services, lambda s: query_alerts(s, where=where, limit=limit, cursor=cursor)
     )
-    return JSONResponse({"items": [a.to_dict() for a in page], "next_cursor": next_cursor})
+    return JSONResponse(
+        {"items": [a.to_dict(LISTED_FIELDS) for a in page], "next_cursor": next_cursor}
+    )

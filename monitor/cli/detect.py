@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from monitor.alerts import FOUND_FIELDS
 from monitor.cli.errors import CommandError
 from monitor.cli.output import show, when
 from monitor.cli.session import store_session
@@ -45,7 +46,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     ]
     show(
         args.json,
-        {"events": len(events), "findings": [f.to_dict() for f in findings]},
+        {"events": len(events), "findings": [f.to_dict(FOUND_FIELDS) for f in findings]},
         rows,
         ("last seen (UTC)", "rule", "severity", "mode", "count", "subject"),
         [f"{len(findings)} findings over {len(events)} events; nothing was sent"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from monitor.alerts import LISTED_FIELDS
 from monitor.cli.errors import CommandError
 from monitor.cli.output import short, show, when
 from monitor.cli.session import store_session
@@ -84,16 +85,16 @@ def alerts(args: argparse.Namespace, settings: Settings) -> int:
         (
             when(a.last_seen_at),
             a.rule,
-            a.severity,
-            a.mode,
-            a.state,
+            a.severity.value,
+            a.mode.value,
+            a.state.value,
             a.count,
             " ".join(f"{k}={v}" for k, v in a.subject.items()),
         )
         for a in items
     ]
     headers = ("last seen (UTC)", "rule", "severity", "mode", "state", "count", "subject")
-    document = {"items": [a.to_dict() for a in items], "next_cursor": cursor}
+    document = {"items": [a.to_dict(LISTED_FIELDS) for a in items], "next_cursor": cursor}
     show(args.json, document, rows, headers)
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 
-from monitor.detect.config import Severity
+from monitor.alerts import Severity
 from monitor.detect.findings import Hit
 from monitor.detect.rulebase import (
     RuleContext,

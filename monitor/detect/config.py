@@ -18,36 +18,17 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from monitor.alerts import Mode, Severity
 from monitor.errors import ConfigError
 from monitor.events import Client, Event
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-
-_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
-
-
-class Mode(StrEnum):
-    ALERT = "alert"
-    SHADOW = "shadow"
-    OFF = "off"
 
 
 GROUP_FIELDS = ("actor", "remote_ip", "repository", "tag", "action", "client")

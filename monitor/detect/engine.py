@@ -3,7 +3,7 @@
 `Detector.process` is pure: it takes the state, returns a new one and leaves the given one
 untouched. Events are handled in time order; a rule sees an event at its `occurred_at`,
 never later than `now` (a clock running ahead cannot poison the windows). `mode: off` rules
-do not run; `mode: shadow` findings are returned with `mode` shadow (to store, not to send).
+do not run; `mode: shadow` alerts are returned with `mode` shadow (to store, not to send).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import copy
 from collections.abc import Iterable
 from datetime import datetime
 
-from monitor.detect.config import DetectConfig, Mode
-from monitor.detect.findings import Finding, coalesce, record_hit
+from monitor.alerts import Alert, Mode
+from monitor.detect.config import DetectConfig
+from monitor.detect.findings import coalesce, record_hit
 from monitor.detect.roles import Roles
 from monitor.detect.rulebase import RuleContext, RuleSpec
 from monitor.detect.rules import RULES
@@ -41,11 +42,11 @@ class Detector:
 
     def process(
         self, events: Iterable[Event], state: DetectorState, now: datetime
-    ) -> tuple[list[Finding], DetectorState]:
-        """Findings for `events` (one per incident touched) and the state after them."""
+    ) -> tuple[list[Alert], DetectorState]:
+        """Alerts for `events` (one per incident touched) and the state after them."""
         current = copy.deepcopy(state)
         now = utc(now)
-        findings: list[Finding] = []
+        alerts: list[Alert] = []
         for event in sorted(events, key=lambda e: e.occurred_at):
             at = min(utc(event.occurred_at), now)
             for spec, ctx in self._rules:
@@ -55,14 +56,14 @@ class Detector:
                 hits = spec.evaluate(event, current, at, ctx)
                 if allowed:
                     continue
-                findings.extend(record_hit(current, ctx.config, hit) for hit in hits)
+                alerts.extend(record_hit(current, ctx.config, hit) for hit in hits)
         sweep(current, to_us(now), self._windows, self._cooldowns, self._forget_after)
-        return coalesce(findings), current
+        return coalesce(alerts), current
 
 
 def replay(
     detector: Detector, events: Iterable[Event], *, now: datetime | None = None
-) -> list[Finding]:
+) -> list[Alert]:
     """What the detector would have found over stored `events`, from an empty state.
 
     Events are taken in time order; `now` defaults to the last event's time. Nothing is sent.
@@ -71,5 +72,5 @@ def replay(
     if not ordered:
         return []
     end = now if now is not None else ordered[-1].occurred_at
-    findings, _ = detector.process(ordered, DetectorState(), end)
-    return findings
+    alerts, _ = detector.process(ordered, DetectorState(), end)
+    return alerts

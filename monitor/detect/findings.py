@@ -1,9 +1,9 @@
-"""What rules report (`Hit`), what the detector returns (`Finding`), and the cooldown between.
+"""What rules report (`Hit`), the `Alert` the detector returns for it, and the cooldown between.
 
 A hit names its group (the values of the rule's group-by fields); rule + group give the
 fingerprint. The first hit of a fingerprint opens an incident and fires; later hits inside
-the rule's cooldown are counted onto that incident and come back as `repeat` findings with
-the same fingerprint and `first_seen_at`, so the alert layer can thread them.
+the rule's cooldown are counted onto that incident and come back as `repeat` alerts with
+the same fingerprint and `first_seen_at`, so delivery can thread them.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from monitor.detect.config import Mode, RuleConfig, Severity
+from monitor.alerts import Alert, Evidence, Severity
+from monitor.detect.config import RuleConfig
 from monitor.detect.state import DetectorState, Incident, from_us, span_us, to_us
 
 EVIDENCE_LIMIT = 10
-"""Most event ids kept as evidence on one finding."""
+"""Most event ids kept as evidence on one alert."""
 
 Group = tuple[tuple[str, str], ...]
 
@@ -34,41 +33,6 @@ class Hit:
     severity: Severity | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: Severity
-    mode: Mode
-    fingerprint: str
-    subject: Mapping[str, str]
-    summary: str
-    evidence: tuple[str, ...]
-    first_seen_at: datetime
-    last_seen_at: datetime
-    count: int
-    repeat: bool = False
-
-    @property
-    def shadow(self) -> bool:
-        """Stored but not sent."""
-        return self.mode is Mode.SHADOW
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "severity": self.severity.value,
-            "mode": self.mode.value,
-            "fingerprint": self.fingerprint,
-            "subject": dict(self.subject),
-            "summary": self.summary,
-            "evidence": list(self.evidence),
-            "first_seen_at": self.first_seen_at.isoformat().replace("+00:00", "Z"),
-            "last_seen_at": self.last_seen_at.isoformat().replace("+00:00", "Z"),
-            "count": self.count,
-            "repeat": self.repeat,
-        }
-
-
 def fingerprint(rule: str, group: Group) -> str:
     """`<rule>:<hash of the group>`: stable across restarts, bounded, free of client text."""
     canonical = json.dumps([rule, [list(pair) for pair in group]], ensure_ascii=False)
@@ -80,8 +44,8 @@ def _bounded(ids: list[str]) -> list[str]:
     return unique[-EVIDENCE_LIMIT:]
 
 
-def record_hit(state: DetectorState, config: RuleConfig, hit: Hit) -> Finding:
-    """The finding for `hit`: a new incident, or a repeat counted onto one inside the cooldown."""
+def record_hit(state: DetectorState, config: RuleConfig, hit: Hit) -> Alert:
+    """The alert for `hit`: a new incident, or a repeat counted onto one inside the cooldown."""
     key = fingerprint(config.name, hit.group)
     severity = hit.severity or config.severity
     last = to_us(hit.last_seen_at)
@@ -104,14 +68,14 @@ def record_hit(state: DetectorState, config: RuleConfig, hit: Hit) -> Finding:
             evidence=_bounded(list(hit.evidence)),
         )
         state.incidents[key] = incident
-    return Finding(
+    return Alert(
         rule=config.name,
         severity=Severity(incident.severity),
         mode=config.mode,
         fingerprint=key,
         subject=dict(hit.group),
         summary=hit.summary,
-        evidence=tuple(incident.evidence),
+        evidence=Evidence(event_ids=tuple(incident.evidence)),
         first_seen_at=from_us(incident.first_seen),
         last_seen_at=from_us(incident.last_seen),
         count=incident.count,
@@ -119,18 +83,18 @@ def record_hit(state: DetectorState, config: RuleConfig, hit: Hit) -> Finding:
     )
 
 
-def coalesce(findings: list[Finding]) -> list[Finding]:
-    """One finding per incident (fingerprint + first seen): the latest state of each, in order.
+def coalesce(alerts: list[Alert]) -> list[Alert]:
+    """One alert per incident (fingerprint + first seen): the latest state of each, in order.
 
-    The earliest finding of an incident decides `repeat`; the severity is the highest seen.
+    The earliest alert of an incident decides `repeat`; the severity is the highest seen.
     """
-    merged: dict[tuple[str, datetime], Finding] = {}
-    for finding in findings:
-        key = (finding.fingerprint, finding.first_seen_at)
+    merged: dict[tuple[str, datetime], Alert] = {}
+    for alert in alerts:
+        key = (alert.fingerprint, alert.first_seen_at)
         earlier = merged.get(key)
         if earlier is None:
-            merged[key] = finding
+            merged[key] = alert
             continue
-        severity = max(earlier.severity, finding.severity, key=lambda s: s.rank)
-        merged[key] = dataclasses.replace(finding, repeat=earlier.repeat, severity=severity)
+        severity = max(earlier.severity, alert.severity, key=lambda s: s.rank)
+        merged[key] = dataclasses.replace(alert, repeat=earlier.repeat, severity=severity)
     return list(merged.values())

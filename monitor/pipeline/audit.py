@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.alerting.model import Alert, Evidence, Severity
 from monitor.alerting.outbox import Kind
+from monitor.alerts import Alert, Evidence, Severity
 from monitor.audit.checks import evaluate
 from monitor.audit.checks_tls import certificate_expiry
 from monitor.audit.facts import Activity

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from monitor.alerting.model import Alert, Evidence, Severity
 from monitor.alerting.outbox import Kind
+from monitor.alerts import Alert, Evidence, Severity
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue
 

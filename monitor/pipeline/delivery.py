@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from monitor.alerting.notifier import Notifier
 from monitor.alerting.outbox import DeliveryReport, RetryPolicy, deliver_due
-from monitor.alerting.slack import Notifier
 from monitor.alerting.throttle import Budget
 from monitor.observability.metrics import Metrics
 from monitor.store.engine import SessionFactory

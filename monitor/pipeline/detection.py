@@ -3,7 +3,7 @@
 A pass locks the detector's row, reads the events after its cursor (only those received at
 least `settle` ago, so a lower id still committing is not skipped), runs `Detector.process`
 from the saved state, and saves the new state and cursor with the alerts and the outbox rows
-they cause. A restart therefore resumes with the same open windows. Shadow findings are stored
+they cause. A restart therefore resumes with the same open windows. Shadow alerts are stored
 but never queued for Slack. A firing alert resolves once its incident has ended and nothing
 was seen for the rule's window and cooldown (`quiet_period`).
 """
@@ -16,20 +16,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.alerting.model import AlertState
 from monitor.alerting.outbox import Kind
-from monitor.detect.config import Mode
+from monitor.alerts import Alert, AlertState, Mode
 from monitor.detect.engine import Detector
-from monitor.detect.findings import Finding
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
-from monitor.store.alerts import (
-    StoredAlert,
-    evidence_rows,
-    resolve_alert,
-    to_alert,
-    upsert_finding,
-)
+from monitor.store.alerts import evidence_rows, resolve_alert, upsert_alert
 from monitor.store.detector_state import events_after, lock_detector, save_detector
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue
@@ -46,9 +38,9 @@ class DetectionReport:
     processed: int
     cursor: int
     newest_occurred_at: datetime | None
-    raised: tuple[StoredAlert, ...]
-    repeated: tuple[StoredAlert, ...]
-    resolved: tuple[StoredAlert, ...]
+    raised: tuple[Alert, ...]
+    repeated: tuple[Alert, ...]
+    resolved: tuple[Alert, ...]
     queued: int
 
 
@@ -60,23 +52,23 @@ def quiet_period(detector: Detector, rule: str) -> timedelta:
     return max(config.window, config.cooldown)
 
 
-def _hits(finding: Finding, before: DetectorState) -> int:
-    """Occurrences the finding adds to its stored alert."""
-    incident = before.incidents.get(finding.fingerprint)
-    if finding.repeat and incident is not None:
-        return max(finding.count - incident.count, 0)
-    return finding.count
+def _hits(found: Alert, before: DetectorState) -> int:
+    """Occurrences detection's alert adds to its stored alert."""
+    incident = before.incidents.get(found.fingerprint)
+    if found.repeat and incident is not None:
+        return max(found.count - incident.count, 0)
+    return found.count
 
 
-def _queue(session: Session, kind: Kind, stored: StoredAlert, now: datetime) -> None:
-    rows = evidence_rows(session, stored.evidence)
-    enqueue(session, kind, to_alert(stored, rows), now=now)
+def _queue(session: Session, kind: Kind, stored: Alert, now: datetime) -> None:
+    rows = evidence_rows(session, stored.evidence.event_ids)
+    enqueue(session, kind, stored.with_rows(rows), now=now)
 
 
 def _resolve_quiet(
     session: Session, detector: Detector, state: DetectorState, at: datetime
-) -> list[StoredAlert]:
-    resolved: list[StoredAlert] = []
+) -> list[Alert]:
+    resolved: list[Alert] = []
     for fingerprint, rule, last_seen_at in session.execute(
         select(AlertRow.fingerprint, AlertRow.rule, AlertRow.last_seen_at).where(
             AlertRow.state == AlertState.FIRING.value
@@ -106,21 +98,21 @@ def detect_pass(
         stored = events_after(session, saved.cursor, received_before=now - settle, limit=batch_max)
         events = [s.event for s in stored]
         at = min(now, max(e.occurred_at for e in events)) if events else now
-        findings, after = detector.process(events, before, at)
-        raised: list[StoredAlert] = []
-        repeated: list[StoredAlert] = []
+        found_alerts, after = detector.process(events, before, at)
+        raised: list[Alert] = []
+        repeated: list[Alert] = []
         queued = 0
-        for finding in findings:
-            upserted = upsert_finding(session, finding, hits=_hits(finding, before))
+        for found in found_alerts:
+            upserted = upsert_alert(session, found, hits=_hits(found, before))
             fresh = upserted.created or upserted.refired
             (raised if fresh else repeated).append(upserted.alert)
-            if finding.mode is Mode.SHADOW:
+            if found.mode is Mode.SHADOW:
                 continue
             _queue(session, Kind.NEW if fresh else Kind.REPEAT, upserted.alert, now)
             queued += 1
         resolved = _resolve_quiet(session, detector, after, at)
         for alert in resolved:
-            if alert.mode != Mode.SHADOW.value:
+            if alert.mode is not Mode.SHADOW:
                 _queue(session, Kind.RESOLVE, alert, now)
                 queued += 1
         cursor = stored[-1].id if stored else saved.cursor
@@ -139,6 +131,8 @@ def detect_pass(
 def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -> None:
     """Count raised alerts and set the detection lag."""
     for alert in report.raised:
-        metrics.alerts.labels(rule=alert.rule, severity=alert.severity, mode=alert.mode).inc()
+        metrics.alerts.labels(
+            rule=alert.rule, severity=alert.severity.value, mode=alert.mode.value
+        ).inc()
     if report.newest_occurred_at is not None:
         metrics.detect_lag.set(max((now - report.newest_occurred_at).total_seconds(), 0.0))

@@ -1,4 +1,4 @@
-"""Alert rows: one per fingerprint, upserted from findings, queried with keyset pagination.
+"""Alert rows: one per fingerprint, upserted from detection, queried with keyset pagination.
 
 Functions take a session and never commit.
 """
@@ -8,14 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.alerting.model import Alert, AlertState, Evidence, Severity
-from monitor.detect.findings import Finding
+from monitor.alerts import Alert, AlertState, Evidence, Mode, Severity
 from monitor.store.events import decode_cursor, encode_cursor
 from monitor.store.schema import AlertRow, EventRow
 
@@ -26,92 +24,56 @@ _ROW_FIELDS = ("action", "repository", "tag", "actor", "remote_ip", "user_agent"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StoredAlert:
-    id: int
-    fingerprint: str
-    rule: str
-    severity: str
-    mode: str
-    subject: dict[str, str]
-    summary: str
-    evidence: tuple[str, ...]
-    first_seen_at: datetime
-    last_seen_at: datetime
-    count: int
-    state: str
-    resolved_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        def stamp(value: datetime | None) -> str | None:
-            return value.isoformat().replace("+00:00", "Z") if value else None
-
-        return {
-            "id": self.id,
-            "fingerprint": self.fingerprint,
-            "rule": self.rule,
-            "severity": self.severity,
-            "mode": self.mode,
-            "subject": dict(self.subject),
-            "summary": self.summary,
-            "evidence": list(self.evidence),
-            "first_seen_at": stamp(self.first_seen_at),
-            "last_seen_at": stamp(self.last_seen_at),
-            "count": self.count,
-            "state": self.state,
-            "resolved_at": stamp(self.resolved_at),
-        }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Upserted:
-    """What `upsert_finding` did: `created` for a fingerprint never stored, `refired` for one
-    that was resolved and fires again."""
+    """What `upsert_alert` did: `created` for a fingerprint never stored, `refired` for one
+    that was resolved and fires again. `alert` is the row as stored."""
 
-    alert: StoredAlert
+    alert: Alert
     created: bool
     refired: bool
 
 
-def _stored(row: AlertRow) -> StoredAlert:
-    return StoredAlert(
+def _stored(row: AlertRow) -> Alert:
+    return Alert(
         id=row.id,
         fingerprint=row.fingerprint,
         rule=row.rule,
-        severity=row.severity,
-        mode=row.mode,
+        severity=Severity(row.severity),
+        mode=Mode(row.mode),
         subject={str(k): str(v) for k, v in orjson.loads(row.subject).items()},
         summary=row.summary,
-        evidence=tuple(str(e) for e in orjson.loads(row.evidence)),
+        evidence=Evidence(event_ids=tuple(str(e) for e in orjson.loads(row.evidence))),
         first_seen_at=row.first_seen_at,
         last_seen_at=row.last_seen_at,
         count=row.count,
-        state=row.state,
+        state=AlertState(row.state),
         resolved_at=row.resolved_at,
     )
 
 
-def upsert_finding(session: Session, finding: Finding, *, hits: int) -> Upserted:
-    """Store `finding` under its fingerprint; a stored one gains `hits` and a later last seen.
+def upsert_alert(session: Session, found: Alert, *, hits: int) -> Upserted:
+    """Store detection's alert under its fingerprint; a stored one gains `hits` and a later
+    last seen.
 
-    `hits` is how many occurrences the finding adds (the incident's count grew by that much).
+    `hits` is how many occurrences the alert adds (the incident's count grew by that much).
     A resolved alert that fires again becomes firing; its first seen stays.
     """
-    subject = orjson.dumps(dict(finding.subject)).decode()
-    evidence = orjson.dumps(list(finding.evidence)).decode()
+    subject = orjson.dumps(dict(found.subject)).decode()
+    evidence = orjson.dumps(list(found.evidence.event_ids)).decode()
     row = session.scalars(
-        select(AlertRow).where(AlertRow.fingerprint == finding.fingerprint).with_for_update()
+        select(AlertRow).where(AlertRow.fingerprint == found.fingerprint).with_for_update()
     ).one_or_none()
     if row is None:
         row = AlertRow(
-            fingerprint=finding.fingerprint,
-            rule=finding.rule,
-            severity=finding.severity.value,
-            mode=finding.mode.value,
+            fingerprint=found.fingerprint,
+            rule=found.rule,
+            severity=found.severity.value,
+            mode=found.mode.value,
             subject=subject,
-            summary=finding.summary,
+            summary=found.summary,
             evidence=evidence,
-            first_seen_at=finding.first_seen_at,
-            last_seen_at=finding.last_seen_at,
+            first_seen_at=found.first_seen_at,
+            last_seen_at=found.last_seen_at,
             count=max(hits, 1),
             state=AlertState.FIRING.value,
             resolved_at=None,
@@ -120,12 +82,12 @@ def upsert_finding(session: Session, finding: Finding, *, hits: int) -> Upserted
         session.flush()
         return Upserted(_stored(row), created=True, refired=False)
     refired = row.state == AlertState.RESOLVED.value
-    row.severity = finding.severity.value
-    row.mode = finding.mode.value
+    row.severity = found.severity.value
+    row.mode = found.mode.value
     row.subject = subject
-    row.summary = finding.summary
+    row.summary = found.summary
     row.evidence = evidence
-    row.last_seen_at = max(row.last_seen_at, finding.last_seen_at)
+    row.last_seen_at = max(row.last_seen_at, found.last_seen_at)
     row.count = row.count + max(hits, 0)
     row.state = AlertState.FIRING.value
     row.resolved_at = None
@@ -133,7 +95,7 @@ def upsert_finding(session: Session, finding: Finding, *, hits: int) -> Upserted
     return Upserted(_stored(row), created=False, refired=refired)
 
 
-def resolve_alert(session: Session, fingerprint: str, *, at: datetime) -> StoredAlert | None:
+def resolve_alert(session: Session, fingerprint: str, *, at: datetime) -> Alert | None:
     """Mark a firing alert resolved at `at`; None when it is not firing (or unknown)."""
     row = session.scalars(
         select(AlertRow).where(AlertRow.fingerprint == fingerprint).with_for_update()
@@ -167,22 +129,6 @@ def evidence_rows(session: Session, event_ids: Sequence[str]) -> list[dict[str, 
     return out
 
 
-def to_alert(stored: StoredAlert, rows: Sequence[dict[str, str]] = ()) -> Alert:
-    """The delivery model of a stored alert."""
-    return Alert(
-        rule=stored.rule,
-        severity=Severity(stored.severity),
-        fingerprint=stored.fingerprint,
-        subject=stored.subject,
-        summary=stored.summary,
-        evidence=Evidence(event_ids=stored.evidence, rows=tuple(rows)),
-        first_seen_at=stored.first_seen_at,
-        last_seen_at=stored.last_seen_at,
-        count=stored.count,
-        state=AlertState(stored.state),
-    )
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class AlertFilter:
     """What `GET /v1/alerts` and `registry-monitor alerts` filter on; None means any.
@@ -200,7 +146,7 @@ class AlertFilter:
 
 def query_alerts(
     session: Session, *, where: AlertFilter, limit: int, cursor: str | None = None
-) -> tuple[list[StoredAlert], str | None]:
+) -> tuple[list[Alert], str | None]:
     """A page of alerts, most recently seen first, and the cursor of the next page."""
     row = AlertRow
     query = select(row)
@@ -222,11 +168,11 @@ def query_alerts(
     page = [_stored(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
-        last = page[-1]
+        last = rows[limit - 1]
         next_cursor = encode_cursor(last.last_seen_at, last.id)
     return page, next_cursor
 
 
-def get_alert(session: Session, fingerprint: str) -> StoredAlert | None:
+def get_alert(session: Session, fingerprint: str) -> Alert | None:
     row = session.scalars(select(AlertRow).where(AlertRow.fingerprint == fingerprint)).first()
     return _stored(row) if row is not None else None

@@ -15,10 +15,10 @@ import orjson
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from monitor.alerting.model import Alert, Digest
+from monitor.alerting.notifier import DeliveryRef
 from monitor.alerting.outbox import Kind, OutboxRow
-from monitor.alerting.slack import DeliveryRef
 from monitor.alerting.throttle import Suppressed
+from monitor.alerts import Alert, Digest
 from monitor.store.schema import AlertOutboxRow
 
 PENDING, DONE, FAILED, SUPPRESSED = "pending", "done", "failed", "suppressed"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.alerting.model import Alert, AlertState, Evidence, Severity
+from monitor.alerts import Alert, AlertState, Evidence, Severity
 from tests.paths import fixture_file
 
 T0 = datetime(2026, 11, 27, 4, 52, 6, tzinfo=UTC)

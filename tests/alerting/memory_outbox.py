@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from monitor.alerting.model import Alert, Digest
+from monitor.alerting.notifier import DeliveryRef
 from monitor.alerting.outbox import Kind, OutboxRow
-from monitor.alerting.slack import DeliveryRef
 from monitor.alerting.throttle import Suppressed
+from monitor.alerts import Alert, Digest
 
 
 @dataclasses.dataclass

@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.alerting.model import Alert, AlertState, Digest
+from monitor.alerting.notifier import Delivery, Notifier
 from monitor.alerting.outbox import DeliveryReport, Kind, RetryPolicy, deliver_due
 from monitor.alerting.recording import RecordingNotifier
-from monitor.alerting.slack import BotNotifier, Delivery, Notifier, WebhookNotifier
+from monitor.alerting.slack import BotNotifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
+from monitor.alerts import Alert, AlertState, Digest
 from tests.alerting.factories import T0, make_alert
 from tests.alerting.memory_outbox import MemoryOutbox
 from tests.slack_server import CHANNEL, TOKEN, SlackServer

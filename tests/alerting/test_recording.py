@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from monitor.alerting.model import Digest
+from monitor.alerting.notifier import Delivery, DeliveryRef
 from monitor.alerting.recording import RECORDING_CHANNEL, RecordingNotifier
-from monitor.alerting.slack import Delivery, DeliveryRef
+from monitor.alerts import Digest
 from tests.alerting.factories import T0, make_alert
 
 

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.alerting.model import AlertState, Digest, Evidence, Severity
 from monitor.alerting.render import (
     ELLIPSIS,
     FIELD_LIMIT,
@@ -22,6 +21,7 @@ from monitor.alerting.render import (
     slack_text,
     truncate,
 )
+from monitor.alerts import AlertState, Digest, Evidence, Severity
 from tests.alerting.factories import T0, make_alert, notification_events, subject_of
 
 HOSTILE = [

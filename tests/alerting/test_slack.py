@@ -5,17 +5,15 @@ import json
 import pytest
 from slack_sdk import WebClient
 
-from monitor.alerting.model import Digest
+from monitor.alerting.notifier import Delivery, DeliveryRef, Outcome
 from monitor.alerting.render import render_alert, render_resolved
 from monitor.alerting.slack import (
     BotNotifier,
-    Delivery,
-    DeliveryRef,
-    Outcome,
     WebhookNotifier,
     classify_http,
     parse_retry_after,
 )
+from monitor.alerts import Digest
 from tests.alerting.factories import T0, make_alert
 from tests.slack_server import CHANNEL, TOKEN, Fault, SlackServer
 

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.alerting.model import Digest
 from monitor.alerting.throttle import (
     Budget,
     Decision,
@@ -13,6 +12,7 @@ from monitor.alerting.throttle import (
     hour_window,
     plan_digests,
 )
+from monitor.alerts import Digest
 from tests.alerting.factories import make_alert
 
 H = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerts import Mode, Severity
 from monitor.detect.config import (
     DEFAULTS,
     BusinessHours,
-    Mode,
-    Severity,
     default_detect_config,
     load_detect_config,
     parse_detect_config,

@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitor.detect.config import Mode, default_detect_config, parse_detect_config
+from monitor.alerts import Alert, Mode
+from monitor.detect.config import default_detect_config, parse_detect_config
 from monitor.detect.engine import Detector, replay
-from monitor.detect.findings import Finding
 from monitor.detect.roles import Roles, parse_roles
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.events import Action, Event, Source, TargetKind
@@ -29,7 +29,7 @@ SCENARIO_ROLES = parse_roles(
 )
 
 
-def summary(findings: list[Finding]) -> list[tuple[object, ...]]:
+def summary(findings: list[Alert]) -> list[tuple[object, ...]]:
     return sorted(
         (f.rule, f.mode.value, f.severity.value, tuple(f.subject.items()), f.count)
         for f in findings

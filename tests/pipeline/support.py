@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from monitor.alerting.notifier import Notifier
 from monitor.alerting.recording import RecordingNotifier
-from monitor.alerting.slack import Notifier
 from monitor.api.app import create_app
 from monitor.events import Action, Event, Source
 from monitor.main import build_services

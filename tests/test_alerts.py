@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.alerting.model import Alert, AlertState, Digest, Evidence, Severity
+from monitor.alerts import (
+    FOUND_FIELDS,
+    LISTED_FIELDS,
+    Alert,
+    AlertState,
+    Digest,
+    Evidence,
+    Mode,
+    Severity,
+)
 from monitor.errors import ParseError
 from tests.alerting.factories import T0, make_alert
 
@@ -32,6 +41,10 @@ def alerts(draw: st.DrawFn) -> Alert:
         last_seen_at=first + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(9))),
         count=draw(st.integers(min_value=1, max_value=10**6)),
         state=draw(st.sampled_from(AlertState)),
+        mode=draw(st.sampled_from([Mode.ALERT, Mode.SHADOW])),
+        repeat=draw(st.booleans()),
+        id=draw(st.none() | st.integers(min_value=1, max_value=2**62)),
+        resolved_at=draw(st.none() | aware),
     )
 
 
@@ -54,6 +67,46 @@ class TestAlert:
         """A stored alert that cannot be read raises ParseError, nothing else."""
         with pytest.raises(ParseError):
             Alert.from_dict(data)
+
+    def test_the_outbox_form_before_one_model_is_read(self) -> None:
+        """An outbox row written before the model was shared (evidence as `{event_ids, rows}`,
+        no mode, repeat, id or resolved_at) reads as the same alert."""
+        alert = make_alert()
+        data = {
+            "rule": alert.rule,
+            "severity": "warning",
+            "fingerprint": alert.fingerprint,
+            "subject": dict(alert.subject),
+            "summary": alert.summary,
+            "evidence": {
+                "event_ids": list(alert.evidence.event_ids),
+                "rows": [dict(row) for row in alert.evidence.rows],
+            },
+            "first_seen_at": "2026-11-27T04:52:06Z",
+            "last_seen_at": "2026-11-27T04:52:06Z",
+            "count": 1,
+            "state": "firing",
+        }
+        assert alert == Alert.from_dict(data)
+
+    def test_listed_and_found_views(self) -> None:
+        """The API/`alerts` view shows the stored row (evidence as event ids); the replay view
+        shows what detection found, with `repeat`."""
+        alert = make_alert(id=7, mode=Mode.SHADOW, repeat=True)
+        listed, found = alert.to_dict(LISTED_FIELDS), alert.to_dict(FOUND_FIELDS)
+        expected = (
+            list(LISTED_FIELDS),
+            (7, "shadow", ["1bbb6b22-99e8-4dda-a20c-4ef7b851e06d"], None),
+            list(FOUND_FIELDS),
+            (True, "2026-11-27T04:52:06Z"),
+        )
+        actual = (
+            list(listed),
+            (listed["id"], listed["mode"], listed["evidence"], listed["resolved_at"]),
+            list(found),
+            (found["repeat"], found["first_seen_at"]),
+        )
+        assert expected == actual
 
     def test_count_below_one_is_rejected(self) -> None:
         """An alert always stands for at least one occurrence."""

@@ -1,13 +1,20 @@
-"""The alert as detection produces it and delivery consumes it; no I/O.
+"""The alert model: what detection produces, the store keeps and delivery renders; no I/O.
 
-An `Alert` is identified by its `fingerprint` (rule + group key). Every timestamp is aware UTC.
+An `Alert` is identified by its `fingerprint` (rule + group key). Detection fills the incident
+fields (`repeat` says the occurrence was counted onto an incident that already fired inside
+the cooldown); the store adds its row `id`, the `state` and `resolved_at`; the outbox attaches
+a few sample event rows to the `evidence` before delivery. Every timestamp is aware UTC.
 `Digest` gathers the alerts of one rule that the hourly budget kept out of Slack.
+
+`to_dict` gives every field as JSON (times in RFC 3339); `from_dict` is its inverse. The
+public answers pick their fields from it: `LISTED_FIELDS` (`GET /v1/alerts`, `alerts --json`)
+and `FOUND_FIELDS` (`detect replay --json`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -22,10 +29,58 @@ class Severity(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class Mode(StrEnum):
+    """How a rule's alerts are handled: sent, stored only (shadow), or the rule does not run."""
+
+    ALERT = "alert"
+    SHADOW = "shadow"
+    OFF = "off"
+
 
 class AlertState(StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
+
+
+LISTED_FIELDS = (
+    "id",
+    "fingerprint",
+    "rule",
+    "severity",
+    "mode",
+    "subject",
+    "summary",
+    "evidence",
+    "first_seen_at",
+    "last_seen_at",
+    "count",
+    "state",
+    "resolved_at",
+)
+"""The fields of a stored alert in `GET /v1/alerts` and `registry-monitor alerts --json`."""
+
+FOUND_FIELDS = (
+    "rule",
+    "severity",
+    "mode",
+    "fingerprint",
+    "subject",
+    "summary",
+    "evidence",
+    "first_seen_at",
+    "last_seen_at",
+    "count",
+    "repeat",
+)
+"""The fields of an alert found by `registry-monitor detect replay --json`."""
 
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -46,7 +101,7 @@ class Evidence:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Alert:
-    """One finding of a detection rule, grouped by `fingerprint`, as it stands at `last_seen_at`."""
+    """One incident of a rule, grouped by `fingerprint`, as it stands at `last_seen_at`."""
 
     rule: str
     severity: Severity
@@ -58,39 +113,70 @@ class Alert:
     last_seen_at: datetime
     count: int = 1
     state: AlertState = AlertState.FIRING
+    mode: Mode = Mode.ALERT
+    repeat: bool = False
+    id: int | None = None
+    resolved_at: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subject", _frozen(self.subject))
         object.__setattr__(self, "first_seen_at", utc(self.first_seen_at))
         object.__setattr__(self, "last_seen_at", utc(self.last_seen_at))
+        if self.resolved_at is not None:
+            object.__setattr__(self, "resolved_at", utc(self.resolved_at))
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
         if self.last_seen_at < self.first_seen_at:
             raise ValueError("last_seen_at is before first_seen_at")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (enums as values, times as RFC 3339), for storage."""
-        return {
+    @property
+    def shadow(self) -> bool:
+        """Stored but not sent."""
+        return self.mode is Mode.SHADOW
+
+    def with_rows(self, rows: Sequence[Mapping[str, str]]) -> Alert:
+        """This alert with `rows` as the sample rows of its evidence."""
+        evidence = Evidence(event_ids=self.evidence.event_ids, rows=tuple(rows))
+        return dataclasses.replace(self, evidence=evidence)
+
+    def to_dict(self, fields: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready fields (enums as values, times as RFC 3339): all, or `fields` in order."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
             "rule": self.rule,
             "severity": self.severity.value,
-            "fingerprint": self.fingerprint,
+            "mode": self.mode.value,
             "subject": dict(self.subject),
             "summary": self.summary,
-            "evidence": {
-                "event_ids": list(self.evidence.event_ids),
-                "rows": [dict(row) for row in self.evidence.rows],
-            },
+            "evidence": list(self.evidence.event_ids),
+            "evidence_rows": [dict(row) for row in self.evidence.rows],
             "first_seen_at": _rfc3339(self.first_seen_at),
             "last_seen_at": _rfc3339(self.last_seen_at),
             "count": self.count,
             "state": self.state.value,
+            "resolved_at": _rfc3339(self.resolved_at) if self.resolved_at is not None else None,
+            "repeat": self.repeat,
         }
+        if fields is None:
+            return data
+        return {name: data[name] for name in fields}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Alert:
-        """The inverse of `to_dict`; raises ParseError on anything malformed."""
+        """The inverse of `to_dict()`; raises ParseError on anything malformed.
+
+        Also reads the older outbox form, where `evidence` was `{"event_ids", "rows"}` and
+        `mode`, `repeat`, `id` and `resolved_at` were absent.
+        """
         try:
-            evidence = data.get("evidence") or {}
+            evidence = data.get("evidence") or ()
+            if isinstance(evidence, Mapping):
+                event_ids, rows = evidence.get("event_ids", ()), evidence.get("rows", ())
+            else:
+                event_ids, rows = evidence, data.get("evidence_rows") or ()
+            resolved_at = data.get("resolved_at")
+            row_id = data.get("id")
             return cls(
                 rule=_text(data["rule"]),
                 severity=Severity(data["severity"]),
@@ -98,16 +184,17 @@ class Alert:
                 subject={_text(k): _text(v) for k, v in dict(data.get("subject") or {}).items()},
                 summary=_text(data.get("summary", "")),
                 evidence=Evidence(
-                    event_ids=tuple(_text(i) for i in evidence.get("event_ids", ())),
-                    rows=tuple(
-                        {_text(k): _text(v) for k, v in dict(row).items()}
-                        for row in evidence.get("rows", ())
-                    ),
+                    event_ids=tuple(_text(i) for i in event_ids),
+                    rows=tuple({_text(k): _text(v) for k, v in dict(row).items()} for row in rows),
                 ),
                 first_seen_at=parse_timestamp(_text(data["first_seen_at"])),
                 last_seen_at=parse_timestamp(_text(data["last_seen_at"])),
                 count=int(data.get("count", 1)),
                 state=AlertState(data.get("state", AlertState.FIRING.value)),
+                mode=Mode(data.get("mode", Mode.ALERT.value)),
+                repeat=_flag(data.get("repeat", False)),
+                id=None if row_id is None else _integer(row_id),
+                resolved_at=None if resolved_at is None else parse_timestamp(_text(resolved_at)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError("invalid_alert", f"not a stored alert: {exc}") from exc
@@ -150,10 +237,23 @@ class Digest:
 
 
 def _rfc3339(value: datetime) -> str:
+    """`value` in UTC as RFC 3339 with a `Z`."""
     return utc(value).isoformat().replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
     return value
