@@ -198,16 +198,19 @@ def running_registry(
     config: Mapping[str, Any],
     binary: str = REGISTRY_BINARY,
     startup_timeout: float = 15.0,
+    overrides: Mapping[str, str] | None = None,
 ) -> Iterator[RegistryHandle]:
     """Start the registry with `config` (written to `directory`); yield a handle; stop it.
 
-    `binary` is Debian's 2.8 by default; pass `tests.paths.registry3_binary()` for 3.x."""
+    `binary` is Debian's 2.8 by default; pass `tests.paths.registry3_binary()` for 3.x.
+    `overrides` are `REGISTRY_<SECTION>_<KEY>` variables the registry reads over the file
+    (`REGISTRY_HTTP_ADDR` decides where it listens and what the handle's URL is)."""
     require_tools(binary)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yml"
     config_path.write_text(yaml.safe_dump(dict(config)))
     log_path = directory / "registry.log"
-    addr = config["http"]["addr"]
+    addr = (overrides or {}).get("REGISTRY_HTTP_ADDR", config["http"]["addr"])
     port = int(addr.rsplit(":", 1)[1])
     scheme = "https" if "tls" in config["http"] else "http"
     with log_path.open("wb") as log:
@@ -215,7 +218,7 @@ def running_registry(
             [binary, "serve", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=registry_environment(),
+            env={**registry_environment(), **(overrides or {})},
         )
         try:
             if not _wait_listening(port, process, startup_timeout):

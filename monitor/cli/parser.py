@@ -202,6 +202,37 @@ def _cleanup(sub: argparse._SubParsersAction[Parser]) -> None:
     )
 
 
+def _audit(sub: argparse._SubParsersAction[Parser]) -> None:
+    audit = _command(
+        sub,
+        "audit",
+        "audit:run",
+        "check the registry's security posture: config, htpasswd, TLS and anonymous access",
+    )
+    audit.add_argument(
+        "--registry-config",
+        type=Path,
+        metavar="FILE",
+        help="the registry's config.yml (default: audit.registry_config)",
+    )
+    audit.add_argument(
+        "--htpasswd",
+        type=Path,
+        metavar="FILE",
+        help="the registry's htpasswd (default: audit.htpasswd, else auth.htpasswd.path)",
+    )
+    audit.add_argument(
+        "--url", metavar="URL", help="the registry's URL, probed anonymously (default: audit.url)"
+    )
+    audit.add_argument(
+        "--registry-log",
+        action="append",
+        metavar="GLOB",
+        help="a registry log file (glob); repeat for more (default: logs.paths)",
+    )
+    _json(audit)
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="registry-monitor",
@@ -215,6 +246,7 @@ def build_parser() -> Parser:
     _detect(sub)
     _ingest(sub)
     _cleanup(sub)
+    _audit(sub)
     return parser
 
 
