@@ -31,8 +31,10 @@ from monitor.cli.session import store_engine, store_session
 from monitor.observability.metrics import make_metrics
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.settings import Settings
-from monitor.store.cleanup_plans import list_plans
+from monitor.store.cleanup_plans import PlanState, PlanSummary, list_plans, load_plan
 from monitor.store.engine import make_session_factory
+from monitor.store.journal import list_journal
+from monitor.tables import table
 
 
 def clock() -> datetime:
@@ -69,18 +71,23 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def apply(args: argparse.Namespace, settings: Settings) -> int:
-    with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
+    with store_engine(settings.database) as engine:
         session_factory = make_session_factory(engine)
-        result = apply_plan(
-            session_factory,
-            client,
-            args.plan_id,
-            clock=clock,
-            options=apply_options(settings.cleanup),
-            metrics=make_metrics(CollectorRegistry()),
-            # queued in the store; `serve` delivers it to Slack
-            send_summary=outbox_sender(session_factory, clock),
-        )
+        with session_factory() as session:
+            summary, _ = load_plan(session, args.plan_id)
+        if summary.state is PlanState.APPLIED:
+            return _applied_before(args, summary)
+        with open_registry(settings.cleanup) as client:
+            result = apply_plan(
+                session_factory,
+                client,
+                args.plan_id,
+                clock=clock,
+                options=apply_options(settings.cleanup),
+                metrics=make_metrics(CollectorRegistry()),
+                # queued in the store; `serve` delivers it to Slack
+                send_summary=outbox_sender(session_factory, clock),
+            )
     failed = bool(result.outcomes(Outcome.FAILED)) or result.aborted is not None
     if args.json:
         entries = [entry_to_dict(e) for e in result.entries]
@@ -95,6 +102,27 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(result.outcomes(Outcome.FAILED))} failed"
     )
     return 1 if failed else 0
+
+
+def _applied_before(args: argparse.Namespace, summary: PlanSummary) -> int:
+    """Applying an applied plan again does nothing; say so, and when it was applied."""
+    if args.json:
+        stored = summary.to_dict()
+        print_json(
+            {
+                "plan_id": summary.id,
+                "state": stored["state"],
+                "applied_at": stored["applied_at"],
+                "aborted": None,
+                "entries": [],
+            }
+        )
+        return 0
+    print(
+        f"plan {summary.id} was applied at {when(summary.applied_at)} UTC; nothing to do "
+        f"(its journal: registry-monitor cleanup plans show {summary.id})"
+    )
+    return 0
 
 
 def _tag_refs(texts: list[str] | None) -> set[TagRef] | None:
@@ -142,6 +170,62 @@ def plans(args: argparse.Namespace, settings: Settings) -> int:
     ]
     headers = ("id", "created (UTC)", "state", "delete", "keep", "protected", "unknown", "bytes")
     show(args.json, {"items": [p.to_dict() for p in items]}, rows, headers)
+    return 0
+
+
+def show_plan(args: argparse.Namespace, settings: Settings) -> int:
+    with store_session(settings.database) as session:
+        summary, stored = load_plan(session, args.plan_id)
+        journal = list_journal(session, plan_id=args.plan_id)
+    if args.json:
+        data = stored.to_dict()
+        document = summary.to_dict()
+        document["decisions"] = data["decisions"]
+        document["actions"] = data["actions"]
+        document["journal"] = [row.to_dict() for row in journal]
+        print_json(document)
+        return 0
+    applied = f" at {when(summary.applied_at)}" if summary.applied_at else ""
+    counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
+    print(
+        f"plan {summary.id}, created {when(summary.created_at)} UTC: {summary.state.value}{applied}"
+    )
+    print(
+        f"{counts}; {summary.actions} manifest deletes; about {summary.bytes_freed} bytes "
+        f"after garbage collection; policies {summary.policy_digest}"
+    )
+    print()
+    print(decisions_table(stored))
+    if journal:
+        rows = [
+            (
+                when(r.at),
+                r.repository,
+                r.tag,
+                r.digest[:19],
+                r.action,
+                r.outcome,
+                r.reason,
+                r.detail or None,
+            )
+            for r in journal
+        ]
+        print()
+        print(
+            table(
+                rows,
+                (
+                    "at (UTC)",
+                    "repository",
+                    "tag",
+                    "digest",
+                    "action",
+                    "outcome",
+                    "reason",
+                    "detail",
+                ),
+            )
+        )
     return 0
 
 

@@ -197,6 +197,12 @@ def _cleanup(sub: argparse._SubParsersAction[Parser]) -> None:
     plans = _command(cleanup, "plans", "cleanup:plans", "list stored plans, newest first")
     _limit(plans, 20, "plans")
     _json(plans)
+    one = plans.add_subparsers(dest="plans_action", required=False, metavar="[show PLAN]")
+    show = _command(
+        one, "show", "cleanup:show_plan", "one stored plan: its decisions and its journal"
+    )
+    show.add_argument("plan_id", metavar="PLAN", help="the plan's id, as `cleanup plans` lists")
+    _json(show)
     _command(
         cleanup, "reconcile", "cleanup:reconcile", "sync tag state with the registry's own tags"
     )

@@ -21,6 +21,7 @@ from monitor import cli
 from monitor.cleanup.registry_client import Credentials, HttpRegistryClient, make_http_client
 from monitor.store.coverage import record_heartbeat
 from monitor.store.inventory import record_tag_seen
+from tests.cli.console import run as run_console
 from tests.harness import (
     TOKEN,
     USERS,
@@ -269,6 +270,44 @@ class TestCleanupThroughTheCli:
             journal,
             len(detail["decisions"]),
         )
+
+    def test_apply_twice_and_show_the_plan(self, stack: Stack, tmp_path: Path) -> None:
+        """Through the console script: apply prints its table and no log lines; applying again
+        says when the plan was applied and does nothing; `plans show` prints the plan and its
+        journal."""
+        # logging left at its defaults: a command logs warnings only
+        env = {k: v for k, v in stack.environ.items() if k != "REGISTRY_MONITOR_LOGGING_LEVEL"}
+        done = run_console("cleanup", "plan", "--json", cwd=tmp_path, env=env)
+        plan_id = json.loads(done.stdout)["id"]
+        first = run_console("cleanup", "apply", plan_id, cwd=tmp_path, env=env)
+        again = run_console("cleanup", "apply", plan_id, cwd=tmp_path, env=env)
+        shown = run_console("cleanup", "plans", "show", plan_id, "--json", cwd=tmp_path, env=env)
+        detail = json.loads(shown.stdout)
+        table = run_console("cleanup", "plans", "show", plan_id, cwd=tmp_path, env=env)
+        at = detail["applied_at"][:19].replace("T", " ")
+        expected = (
+            (0, ""),
+            (
+                0,
+                f"plan {plan_id} was applied at {at} UTC; nothing to do "
+                f"(its journal: registry-monitor cleanup plans show {plan_id})\n",
+                "",
+            ),
+            ("applied", EXPECTED_DELETED, 6),
+            (0, f"plan {plan_id}, created", f"applied at {at}"),
+        )
+        journal = sorted(r["tag"] for r in detail["journal"] if r["outcome"] == "deleted")
+        actual = (
+            (first.returncode, first.stderr),
+            (again.returncode, again.stdout, again.stderr),
+            (detail["state"], journal, len(detail["decisions"])),
+            (
+                table.returncode,
+                table.stdout[: len(f"plan {plan_id}, created")],
+                table.stdout.splitlines()[0].split(": ", 1)[1],
+            ),
+        )
+        assert expected == actual
 
 
 class TestCleanupWithTokenAuth:
