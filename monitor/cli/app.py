@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = dict(os.environ if environ is None else environ)
     try:
         status = _run(args, env)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when started with stdout closed
+            sys.stdout.flush()
     except BrokenPipeError:
         # the reader went away (`| head`): write nothing more, and do not fail again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
