@@ -1,13 +1,15 @@
 """Benchmark: how long the `registry-monitor` console script takes to start and answer.
 
-    python -m bench.cli_startup [--runs N]
+    python -m bench.cli_startup [--runs N] [--before DIR]
 
 Times the installed console script (the one in the running interpreter's bin directory) as a
 user meets it, each run a new process: `--help`, and `events` on a migrated, empty SQLite
 store. Baseline: the same interpreter starting and doing nothing (`python -c pass`), so the
-ratio survives a loaded machine. Then one run of each with `PYTHONPROFILEIMPORTTIME=1` shows
-what was imported: the total import time and whether the heavy libraries were loaded.
-Prints a markdown table.
+ratio survives a loaded machine. With `--before DIR` (a source tree holding another version's
+`monitor/`, e.g. from `git archive REV monitor`), that version runs as `python -m monitor`
+in the same rounds. The commands take turns, round after round, so each sees the same load.
+Then one run of each with `PYTHONPROFILEIMPORTTIME=1` shows what was imported: the total
+import time and whether the heavy libraries were loaded. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "registry-monitor"
+# runs `monitor` from $BENCH_BEFORE: the editable install's finder is taken off the import path
+BEFORE = (
+    "import os, runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in str(f)]; "
+    "sys.path.insert(0, os.environ['BENCH_BEFORE']); "
+    "runpy.run_module('monitor', run_name='__main__')"
+)
 HEAVY = ("sqlalchemy", "alembic", "starlette", "uvicorn", "slack_sdk", "apscheduler", "httpx")
 
 
-def wall(argv: Sequence[str], env: dict[str, str], runs: int) -> list[float]:
-    """Wall time of `runs` fresh processes running `argv`, in seconds."""
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - started)
-    return times
+def wall(argv: Sequence[str], env: dict[str, str]) -> float:
+    """Wall time of one fresh process running `argv`, in seconds."""
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
 def imports(argv: Sequence[str], env: dict[str, str]) -> tuple[float, set[str]]:
@@ -62,6 +68,7 @@ def imports(argv: Sequence[str], env: dict[str, str]) -> tuple[float, set[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="processes per command (median)")
+    parser.add_argument("--before", type=Path, help="source tree of the version to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -71,17 +78,26 @@ def main() -> None:
         subprocess.run(
             [str(SCRIPT), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL
         )
-        commands = {
-            "python -c pass (baseline)": [sys.executable, "-c", "pass"],
-            "registry-monitor --help": [str(SCRIPT), "--help"],
-            "registry-monitor events": [str(SCRIPT), "events"],
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "python -c pass (baseline)": ([sys.executable, "-c", "pass"], env),
+            "registry-monitor --help": ([str(SCRIPT), "--help"], env),
+            "registry-monitor events": ([str(SCRIPT), "events"], env),
         }
+        if args.before is not None:
+            old = {**env, "BENCH_BEFORE": str(args.before.resolve())}
+            module = [sys.executable, "-c", BEFORE]
+            commands["before: --help (python -m monitor)"] = ([*module, "--help"], old)
+            commands["before: events (python -m monitor)"] = ([*module, "events"], old)
+        times: dict[str, list[float]] = {label: [] for label in commands}
+        for _ in range(args.runs):
+            for label, (argv, command_env) in commands.items():
+                times[label].append(wall(argv, command_env))
         rows = []
         baseline = 0.0
-        for label, argv in commands.items():
-            median = statistics.median(wall(argv, env, args.runs))
+        for label, (argv, command_env) in commands.items():
+            median = statistics.median(times[label])
             baseline = baseline or median
-            seconds, names = imports(argv, env)
+            seconds, names = imports(argv, command_env)
             heavy = ", ".join(h for h in HEAVY if h in names) or "none"
             rows.append((label, median, median / baseline, seconds, heavy))
     load = os.getloadavg()[0]
