@@ -57,14 +57,10 @@ class LogStream:
             delta = count - seen.lines_by_result.get(result, 0)
             if delta:
                 metrics.log_lines.labels(result=result).inc(delta)
-        for name, counter in (
-            ("auth_failures", metrics.auth_failures),
-            ("anonymous_challenges", metrics.anonymous_challenges),
-            ("access_denied", metrics.access_denied),
-        ):
-            delta = getattr(now, name) - getattr(seen, name)
-            if delta:
-                counter.inc(delta)
+        # failed logins and denials are counted by the store writer, once per stored event
+        delta = now.anonymous_challenges - seen.anonymous_challenges
+        if delta:
+            metrics.anonymous_challenges.inc(delta)
         for (status_class, route), count in now.responses.items():
             delta = count - seen.responses.get((status_class, route), 0)
             if delta:

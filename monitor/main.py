@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import structlog
-import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
@@ -339,7 +338,12 @@ def build_follow_job(services: Services, globs: list[str] | None = None) -> Foll
     )
 
 
-def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None = None) -> Lifespan:
+def make_lifespan(
+    services: Services,
+    *,
+    scheduler: BackgroundScheduler | None = None,
+    listening: str | None = None,
+) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
@@ -355,7 +359,11 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
             follow.start()
         if scheduler is not None:
             scheduler.start()
-        log.info("registry-monitor started", replica=services.replica)
+        log.info(
+            "registry-monitor started",
+            listening=listening or services.settings.http.addr,
+            replica=services.replica,
+        )
         try:
             yield
         finally:
@@ -374,24 +382,9 @@ def make_lifespan(services: Services, *, scheduler: BackgroundScheduler | None =
     return lifespan
 
 
-def build_app(services: Services, *, with_scheduler: bool = True) -> Starlette:
+def build_app(
+    services: Services, *, with_scheduler: bool = True, listening: str | None = None
+) -> Starlette:
     scheduler = build_scheduler(services) if with_scheduler else None
-    return create_app(services, lifespan=make_lifespan(services, scheduler=scheduler))
-
-
-def serve(settings: Settings) -> None:
-    services = build_services(settings)
-    app = build_app(services)
-    http = settings.http
-    config = uvicorn.Config(
-        app,
-        host=http.host,
-        port=http.port,
-        ssl_certfile=str(http.tls_cert) if http.tls_cert else None,
-        ssl_keyfile=str(http.tls_key) if http.tls_key else None,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    lifespan = make_lifespan(services, scheduler=scheduler, listening=listening)
+    return create_app(services, lifespan=lifespan)

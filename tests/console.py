@@ -3,12 +3,16 @@ folder of the test's choosing, with only the settings the test gives it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
+from tests.harness import wait_for_port
 from tests.paths import REPO
 
 
@@ -47,3 +51,42 @@ def run_console(
         timeout=timeout,
         check=False,
     )
+
+
+@dataclasses.dataclass
+class Served:
+    """A `registry-monitor serve` process started by `serving`; its stderr goes to `log`."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def serving(
+    *, cwd: Path, port: int, env: Mapping[str, str], timeout: float = 60.0
+) -> Iterator[Served]:
+    """`registry-monitor serve` (the console script) on 127.0.0.1:`port` in `cwd`, with `env`;
+    yielded once it accepts connections, always stopped (SIGTERM, then kill) afterwards."""
+    log = cwd / f"serve-{port}.log"
+    environ = console_environment({"REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}", **env})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(console_script()), "serve"], cwd=cwd, env=environ, stdout=out, stderr=out
+        )
+    try:
+        try:
+            wait_for_port(port, timeout=timeout, process=process)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}; its log:\n{log.read_text(errors='replace')}") from None
+        yield Served(f"http://127.0.0.1:{port}", process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -17,6 +17,12 @@ from tests.registry_harness import free_port
 README = (REPO / "README.md").read_text()
 
 
+def section(text: str, heading: str) -> str:
+    """The part of `text` from `heading` to the next heading of that level."""
+    level = heading.split(" ", 1)[0]
+    return text.split(f"\n{heading}\n", 1)[1].split(f"\n{level} ", 1)[0]
+
+
 class TestReadme:
     def test_starts_with_the_two_commands(self) -> None:
         """The first code block runs the service on SQLite and runs the whole test suite."""
@@ -38,6 +44,15 @@ class TestReadme:
         """The `Secrets:` line under the settings table names exactly the declared secrets."""
         (line,) = re.findall(r"^Secrets: (.*?)\.\n\n", README, re.M | re.S)
         assert secret_keys() == re.findall(r"`([a-z_.]+)`", line)
+
+    def test_commands_and_metrics_have_one_row_each(self) -> None:
+        """No command and no metric is described twice."""
+        sections = [section(README, "## Command line"), section(README, "## Metrics")]
+        cells = [cell for text in sections for cell in re.findall(r"^\| `([^`]+)`", text, re.M)]
+        # a command is its words before the first option or argument
+        rows = [re.match(r"[a-z_-]+(?: [a-z-]+)*", cell).group(0) for cell in cells]  # type: ignore[union-attr]
+        repeated = sorted({row for row in rows if rows.count(row) > 1})
+        assert ([], True) == (repeated, len(rows) > 40)
 
     def test_every_command_is_documented(self) -> None:
         """Each subcommand of the CLI has a row in the command table."""

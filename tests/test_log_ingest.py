@@ -73,6 +73,19 @@ class TestBackfill:
         assert (11, 0) == (first.stored, first.duplicates)
         assert (0, 11) == (second.stored, second.duplicates)
 
+    def test_failed_logins_read_again_are_not_counted_again(self, services: Services) -> None:
+        """auth_failures_total counts stored events: a re-read file (which would otherwise trip
+        RegistryMonitorAuthFailureBurst) adds nothing; anonymous challenges are per line read."""
+        for _ in range(3):
+            backfill(
+                fixture_lines("registry-text.log"), writer=services.writer, metrics=services.metrics
+            )
+        assert (4, 4, 60) == (
+            len(list(failures(services).elements())),
+            sample(services, "registry_monitor_auth_failures_total"),
+            sample(services, "registry_monitor_anonymous_challenges_total"),
+        )
+
     def test_registry_responses_by_status_class_and_route(self, services: Services) -> None:
         """Access lines are counted by status class and route kind."""
         backfill(

@@ -176,6 +176,9 @@ class TestFileSettings:
         )
 
 
+TOKEN = {"REGISTRY_MONITOR_NOTIFICATIONS_TOKENS": "t"}
+
+
 class TestFileSettingsFromTheCommandLine:
     def test_check_config_accepts_every_file_setting(self, tmp_path: Path) -> None:
         """The README's `*_file` settings in one YAML file: check-config prints them, exit 0."""
@@ -187,7 +190,7 @@ class TestFileSettingsFromTheCommandLine:
             f"cleanup:\n  policies_file: {files['p']}\n  deployed_file: {files['d']}\n"
             f"  ca_file: {ca}\n",
         )
-        done = run_console("check-config", "--config", str(config), cwd=tmp_path)
+        done = run_console("check-config", "--config", str(config), cwd=tmp_path, env=TOKEN)
         printed = yaml.safe_load(done.stdout)
         assert (0, "") == (done.returncode, done.stderr)
         assert [str(files["rules"]), str(files["roles"])] == [

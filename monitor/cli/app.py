@@ -16,7 +16,7 @@ from pathlib import Path
 from monitor.cli.errors import CommandError
 from monitor.cli.parser import build_parser
 from monitor.errors import ConfigError, MonitorError, NotFound, ParseError
-from monitor.settings import LoggingSettings, Settings, load_settings
+from monitor.settings import LoggingSettings, Settings, load_settings, unknown_variables
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 PROG = "registry-monitor"
@@ -66,9 +66,19 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
     from monitor.observability.logs import configure_logging
 
     configure_logging(logging_for(args.command, settings))
+    warn_unknown_variables(env)
     module, function = args.handler.split(":")
     handler: Handler = getattr(importlib.import_module(f"monitor.cli.{module}"), function)
     return handler(args, settings)
+
+
+def warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A warning for each REGISTRY_MONITOR_* variable no setting reads, naming the closest."""
+    import structlog
+
+    log = structlog.get_logger("monitor.cli")
+    for name, closest in unknown_variables(env):
+        log.warning("unknown environment variable ignored", variable=name, did_you_mean=closest)
 
 
 def logging_for(command: str, settings: Settings) -> LoggingSettings:

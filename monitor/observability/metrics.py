@@ -137,7 +137,8 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         auth_failures=Counter(
             f"{prefix}auth_failures_total",
-            "Failed logins seen in the registry's logs (credentials sent and rejected).",
+            "Failed logins stored from the registry's logs (credentials sent and rejected); "
+            "a line read again counts nothing.",
             registry=registry,
         ),
         anonymous_challenges=Counter(
@@ -147,7 +148,7 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         access_denied=Counter(
             f"{prefix}access_denied_total",
-            "Requests denied for lack of permission (token scope, 403) seen in the logs.",
+            "Requests denied for lack of permission (token scope, 403) stored from the logs.",
             registry=registry,
         ),
         registry_responses=Counter(

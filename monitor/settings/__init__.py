@@ -4,7 +4,15 @@
 the environment into them, validates, and prints the effective settings and the reference.
 """
 
-from monitor.settings.loader import load_settings, reference, reference_table, to_document, validate
+from monitor.settings.loader import (
+    known_variables,
+    load_settings,
+    reference,
+    reference_table,
+    to_document,
+    unknown_variables,
+    validate,
+)
 from monitor.settings.sections import (
     ENV_PREFIX,
     AlertingSettings,
@@ -40,10 +48,12 @@ __all__ = [
     "RetentionSettings",
     "Secret",
     "Settings",
+    "known_variables",
     "load_settings",
     "reference",
     "reference_table",
     "setting",
     "to_document",
+    "unknown_variables",
     "validate",
 ]

@@ -10,6 +10,7 @@ Nothing here runs at import time; `load_settings` takes the environment as a map
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import json
 import types
@@ -165,6 +166,40 @@ def _build_section(
             text = _read_secret_file(f"{key}_file", path)
             values[field.name] = _convert(key, hint, text, from_env=True)
     return cls(**values)
+
+
+CONFIG_VARIABLE = f"{ENV_PREFIX}CONFIG"
+# variables of the project's own tooling (tests, benchmarks), not settings of the program
+_TOOLING_PREFIXES = (f"{ENV_PREFIX}TEST_", f"{ENV_PREFIX}BENCH_")
+
+
+def known_variables() -> list[str]:
+    """Every environment variable the settings read: one per key, `…_FILE` for secrets, and
+    REGISTRY_MONITOR_CONFIG."""
+    names = [CONFIG_VARIABLE]
+    hints = typing.get_type_hints(Settings)
+    for section in dataclasses.fields(Settings):
+        for field in dataclasses.fields(hints[section.name]):
+            name = f"{ENV_PREFIX}{section.name.upper()}_{field.name.upper()}"
+            names.append(name)
+            if field.metadata.get("secret"):
+                names.append(f"{name}_FILE")
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(variable, the closest known one or None) for each REGISTRY_MONITOR_* variable in
+    `environ` that no setting reads (a typo would otherwise be silently ignored)."""
+    known = known_variables()
+    suffixes = [k[len(ENV_PREFIX) :] for k in known]
+    unknown: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(_TOOLING_PREFIXES):
+            continue
+        # compared without the common prefix, which would make everything look alike
+        closest = difflib.get_close_matches(name[len(ENV_PREFIX) :], suffixes, n=1, cutoff=0.6)
+        unknown.append((name, ENV_PREFIX + closest[0] if closest else None))
+    return unknown
 
 
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:

@@ -193,6 +193,10 @@ class StoreWriter:
                 and method in PULL_METHODS
             ):
                 self._metrics.pulls.labels(client=event.client.value, http_method=method).inc()
+            elif event.action is Action.AUTH_FAILURE:
+                self._metrics.auth_failures.inc()
+            elif event.action is Action.ACCESS_DENIED:
+                self._metrics.access_denied.inc()
         if result.duplicates:
             self._metrics.duplicates.labels(source=submission.events[0].source.value).inc(
                 result.duplicates

@@ -115,6 +115,9 @@ class TestCommands:
     ) -> None:
         """REGISTRY_MONITOR_CONFIG names the YAML file when --config is not given."""
         config = tmp_path / "c.yml"
-        config.write_text(f"database:\n  url: {db_url}\nhttp:\n  addr: 127.0.0.1:7777\n")
+        config.write_text(
+            f"database:\n  url: {db_url}\nhttp:\n  addr: 127.0.0.1:7777\n"
+            "notifications:\n  tokens: [t]\n"
+        )
         _, out, _ = run(capsys, {"REGISTRY_MONITOR_CONFIG": str(config)}, "check-config")
         assert "addr: 127.0.0.1:7777" in out

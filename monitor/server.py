@@ -1,0 +1,69 @@
+"""`serve`: the HTTP server on a socket bound before anything else starts.
+
+Binding first means a busy address is one clear error before the store is touched or anything
+is logged as started, and the port is held while the schema is upgraded.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import uvicorn
+
+from monitor.errors import MonitorError
+from monitor.main import build_app, build_services
+from monitor.settings import HttpSettings, Settings
+
+
+class ListenError(MonitorError):
+    """The configured address cannot be bound (in use, not ours, not permitted)."""
+
+    code = "listen_error"
+
+
+def open_listener(http: HttpSettings) -> socket.socket:
+    """A socket bound to `http.addr` (not yet listening: uvicorn does that when it is ready)."""
+    family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart quickly
+    try:
+        sock.bind((http.host, http.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"address {http.addr} in use") from exc
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {http.addr}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def listening_url(http: HttpSettings, sock: socket.socket) -> str:
+    """Where the service answers, with the port actually bound (`http.addr` may say 0)."""
+    scheme = "https" if http.tls_cert is not None else "http"
+    host = f"[{http.host}]" if ":" in http.host else http.host
+    return f"{scheme}://{host}:{sock.getsockname()[1]}"
+
+
+def serve(settings: Settings, listener: socket.socket | None = None) -> None:
+    """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
+    sock = listener if listener is not None else open_listener(settings.http)
+    try:
+        services = build_services(settings)
+        app = build_app(services, listening=listening_url(settings.http, sock))
+        http = settings.http
+        config = uvicorn.Config(
+            app,
+            host=http.host,
+            port=http.port,
+            ssl_certfile=str(http.tls_cert) if http.tls_cert else None,
+            ssl_keyfile=str(http.tls_key) if http.tls_key else None,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
