@@ -18,6 +18,7 @@ from tests.fixture_events import scenario_events
 from tests.registry_harness import free_port
 
 UPGRADE = "run `registry-monitor db upgrade`"
+TOKEN = "notifications:\n  tokens: [t]\n"  # check-config, like serve, needs one
 
 
 def shown(url: str) -> str:
@@ -43,7 +44,7 @@ class TestConfigOption:
     )
     def test_config_before_or_after_the_command(self, tmp_path: Path, argv: list[str]) -> None:
         """`--config F COMMAND` and `COMMAND --config F` read the same file."""
-        (tmp_path / "c.yml").write_text("http:\n  addr: 127.0.0.1:7777\n")
+        (tmp_path / "c.yml").write_text(f"http:\n  addr: 127.0.0.1:7777\n{TOKEN}")
         done = run(*argv, cwd=tmp_path)
         assert (0, "", True) == (
             done.returncode,
@@ -53,8 +54,8 @@ class TestConfigOption:
 
     def test_the_command_overrides_the_top_level(self, tmp_path: Path) -> None:
         """Given both, the --config after the command wins."""
-        (tmp_path / "a.yml").write_text("http:\n  addr: 127.0.0.1:7001\n")
-        (tmp_path / "b.yml").write_text("http:\n  addr: 127.0.0.1:7002\n")
+        (tmp_path / "a.yml").write_text(f"http:\n  addr: 127.0.0.1:7001\n{TOKEN}")
+        (tmp_path / "b.yml").write_text(f"http:\n  addr: 127.0.0.1:7002\n{TOKEN}")
         done = run("--config", "a.yml", "check-config", "--config", "b.yml", cwd=tmp_path)
         assert (0, True) == (done.returncode, "addr: 127.0.0.1:7002" in done.stdout)
 
