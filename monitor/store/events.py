@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from monitor.errors import InvalidQuery
 from monitor.events import Action, Client, Event, Source, TargetKind
-from monitor.store.rollups import roll_up
+from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
 
@@ -76,7 +76,9 @@ def insert_events(
         return []
     stmt = _insert_statement(session.get_bind().dialect.name)
     inserted = set(session.scalars(stmt, [_row_values(e, received_at) for e in unique.values()]))
-    return [e for e in unique.values() if e.event_id in inserted]
+    out = [e for e in unique.values() if e.event_id in inserted]
+    count_inserted(session, out)
+    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,8 +207,8 @@ def query_events(
 
 
 def expire_events(session: Session, *, older_than: datetime) -> int:
-    """Delete raw events that occurred before `older_than`, after adding them to the daily
-    roll-ups; tag state is kept. Returns the number of events deleted."""
-    roll_up(session, before=older_than)
+    """Delete raw events that occurred before `older_than`; tag state and the daily roll-ups
+    (counted at insert) are kept. Returns the number of events deleted."""
+    forget_sources_before(session, older_than)
     result = session.execute(delete(EventRow).where(EventRow.occurred_at < older_than))
     return int(getattr(result, "rowcount", 0) or 0)

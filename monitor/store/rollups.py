@@ -1,23 +1,26 @@
-"""Daily roll-ups: events counted per UTC day, repository, action and client class.
+"""Daily roll-ups and the newest event per source, both kept as events are inserted.
 
-Raw events expire (`retention.events_days`); before they are deleted their counts are folded
-into `event_rollups`, so long-term activity per repository survives. `daily_counts` answers
-from both: roll-ups for expired days, the events themselves for the rest. Functions take a
-session and never commit.
+`count_inserted` runs in the transaction that inserts events: it adds them to `event_rollups`
+(events per UTC day, repository, action and client class) and raises the newest `occurred_at`
+of their source in `event_sources`. Reports and scrapes then read these small rows instead of
+aggregating raw events, and the counts survive the expiry of raw events unchanged. Functions
+take a session and never commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from datetime import UTC, date, datetime
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from monitor.store.schema import EventRollupRow, EventRow
+from monitor.events import Event
+from monitor.store.schema import EventRollupRow, EventSourceRow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,47 +41,73 @@ class DailyCount:
         }
 
 
-def _utc_day(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", EventRow.occurred_at), Date)
-    return func.date(EventRow.occurred_at)  # SQLite keeps naive UTC text
+RollupKey = tuple[date, str, str, str]
 
 
-def _aggregate(
-    session: Session, *, since: datetime | None, until: datetime, repository: str | None
-) -> list[DailyCount]:
-    day = _utc_day(session).label("day")
-    repo = func.coalesce(EventRow.repository, "").label("repository")
-    query = select(day, repo, EventRow.action, EventRow.client, func.count()).where(
-        EventRow.occurred_at < until
+def rollup_key(event: Event) -> RollupKey:
+    """The roll-up an event counts in: its UTC day, repository ('' for none), action, client."""
+    return (
+        event.occurred_at.date(),
+        event.repository or "",
+        event.action.value,
+        event.client.value,
     )
-    if since is not None:
-        query = query.where(EventRow.occurred_at >= since)
-    if repository is not None:
-        query = query.where(EventRow.repository == repository)
-    query = query.group_by(day, repo, EventRow.action, EventRow.client)
-    out = []
-    for day_value, repository_value, action, client, count in session.execute(query):
-        if isinstance(day_value, str):
-            day_value = date.fromisoformat(day_value)
-        out.append(DailyCount(day_value, repository_value, action, client, int(count)))
-    return out
 
 
-def roll_up(session: Session, *, before: datetime) -> int:
-    """Add the counts of events that occurred before `before` to the roll-ups; returns rows."""
-    counts = _aggregate(session, since=None, until=before, repository=None)
-    if not counts:
-        return 0
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def count_inserted(session: Session, events: Iterable[Event]) -> None:
+    """Add newly inserted events to the daily roll-ups and to the newest event per source."""
+    per_key: Counter[RollupKey] = Counter()
+    newest: dict[str, datetime] = {}
+    for event in events:
+        per_key[rollup_key(event)] += 1
+        source = event.source.value
+        if source not in newest or event.occurred_at > newest[source]:
+            newest[source] = event.occurred_at
+    if not per_key:
+        return
+    insert = _insert(session)
     table: Any = EventRollupRow.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.day, table.c.repository, table.c.action, table.c.client],
         set_={"count": table.c.count + stmt.excluded.count},
     )
-    session.execute(stmt, [dataclasses.asdict(c) for c in counts])
-    return len(counts)
+    # Sorted, so concurrent writers (replicas on PostgreSQL) lock rows in the same order.
+    rows = [
+        {"day": d, "repository": r, "action": a, "client": c, "count": n}
+        for (d, r, a, c), n in sorted(per_key.items())
+    ]
+    session.execute(stmt, rows)
+    sources: Any = EventSourceRow.__table__
+    upsert = insert(sources)
+    greatest = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[sources.c.source],
+        set_={
+            "newest_occurred_at": greatest(
+                sources.c.newest_occurred_at, upsert.excluded.newest_occurred_at
+            )
+        },
+    )
+    session.execute(
+        upsert,
+        [{"source": s, "newest_occurred_at": at} for s, at in sorted(newest.items())],
+    )
+
+
+def forget_sources_before(session: Session, cut: datetime) -> None:
+    """Drop sources whose newest event occurred before `cut` (all their events expired)."""
+    session.execute(delete(EventSourceRow).where(EventSourceRow.newest_occurred_at < cut))
+
+
+def newest_per_source(session: Session) -> dict[str, datetime]:
+    """The newest `occurred_at` per source that has events (a handful of maintained rows)."""
+    rows = session.execute(select(EventSourceRow.source, EventSourceRow.newest_occurred_at))
+    return {str(source): newest for source, newest in rows}
 
 
 def daily_counts(
@@ -88,15 +117,17 @@ def daily_counts(
     until: date,
     repository: str | None = None,
 ) -> list[DailyCount]:
-    """Counts per day in [since, until), from roll-ups and from events not yet expired."""
-    merged: dict[tuple[date, str, str, str], int] = defaultdict(int)
+    """Counts per day in [since, until), read from the roll-ups only."""
     query = select(EventRollupRow).where(EventRollupRow.day >= since, EventRollupRow.day < until)
     if repository is not None:
         query = query.where(EventRollupRow.repository == repository)
-    for row in session.scalars(query):
-        merged[(row.day, row.repository, row.action, row.client)] += row.count
-    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    end = datetime(until.year, until.month, until.day, tzinfo=UTC)
-    for count in _aggregate(session, since=start, until=end, repository=repository):
-        merged[(count.day, count.repository, count.action, count.client)] += count.count
-    return [DailyCount(*key, value) for key, value in sorted(merged.items())]
+    query = query.order_by(
+        EventRollupRow.day,
+        EventRollupRow.repository,
+        EventRollupRow.action,
+        EventRollupRow.client,
+    )
+    return [
+        DailyCount(row.day, row.repository, row.action, row.client, row.count)
+        for row in session.scalars(query)
+    ]

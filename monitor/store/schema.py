@@ -106,6 +106,15 @@ class EventRow(Base):
     )
 
 
+class EventSourceRow(Base):
+    """The newest event per source, kept as events are inserted (what `/metrics` reads)."""
+
+    __tablename__ = "event_sources"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    newest_occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class TagStateRow(Base):
     """What is known about one tag, kept after its raw events expire."""
 
@@ -284,7 +293,10 @@ class CleanupJournalRow(Base):
     detail: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_cleanup_journal_plan_id_id", "plan_id", "id"),)
+    __table_args__ = (
+        Index("ix_cleanup_journal_plan_id_id", "plan_id", "id"),
+        Index("ix_cleanup_journal_outcome_at", "outcome", "at"),
+    )
 
 
 class SavedManifestRow(Base):
@@ -322,7 +334,7 @@ class RegistryTagRow(Base):
     tag: Mapped[str] = mapped_column(String(128), primary_key=True)
     digest: Mapped[str] = mapped_column(String(160))
     media_type: Mapped[str | None] = mapped_column(Text)
-    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class ManifestInfoRow(Base):
@@ -351,7 +363,8 @@ class JobLockRow(Base):
 
 
 class EventRollupRow(Base):
-    """Events per UTC day, repository, action and client class; kept after raw events expire."""
+    """Events per UTC day, repository, action and client class, counted as events are inserted;
+    kept after raw events expire."""
 
     __tablename__ = "event_rollups"
 

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from monitor.store.rollups import newest_per_source
 from monitor.store.schema import (
     CleanupJournalRow,
     CleanupPlanRow,
-    EventRow,
     RegistryTagRow,
     TagStateRow,
 )
@@ -35,16 +35,8 @@ def unused_tags(session: Session, *, now: datetime, days: int) -> int:
 
 
 def newest_events(session: Session) -> dict[str, datetime]:
-    """The newest `occurred_at` per source that has events."""
-    query = select(EventRow.source, func.max(EventRow.occurred_at)).group_by(EventRow.source)
-    out: dict[str, datetime] = {}
-    for source, newest in session.execute(query):
-        if newest is None:
-            continue
-        if isinstance(newest, str):
-            newest = datetime.fromisoformat(newest)
-        out[str(source)] = newest
-    return out
+    """The newest `occurred_at` per source that has events (maintained rows, not a scan)."""
+    return newest_per_source(session)
 
 
 def _aware(value: Any) -> datetime | None:
