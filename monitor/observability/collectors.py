@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.store.detector_state import oldest_unjudged
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import outbox_depth
 from monitor.store.stats import (
@@ -57,6 +58,7 @@ class StoreCollector(Collector):
                 newest = newest_events(session)
                 plan_counts = newest_plan_counts(session)
                 successes = cleanup_successes(session)
+                unjudged = oldest_unjudged(session)
         except SQLAlchemyError:
             self._store_errors.labels(operation="scrape").inc()
             return
@@ -86,6 +88,12 @@ class StoreCollector(Collector):
             moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
             age.add_metric([source], max((now - moment).total_seconds(), 0.0))
         yield age
+        yield GaugeMetricFamily(
+            f"{PREFIX}detection_lag_seconds",
+            "Seconds since the oldest event detection has not judged yet was received "
+            "(0 when detection is caught up).",
+            value=0.0 if unjudged is None else max((now - unjudged).total_seconds(), 0.0),
+        )
         plan = GaugeMetricFamily(
             f"{PREFIX}cleanup_plan_tags",
             "Tags per decision (delete, keep, protected, unknown) in the newest stored plan.",

@@ -22,12 +22,17 @@ from monitor.detect.engine import Detector
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
 from monitor.store.alerts import evidence_rows, resolve_alert, upsert_alert
-from monitor.store.detector_state import events_after, lock_detector, save_detector
+from monitor.store.detector_state import (
+    DEFAULT_DETECTOR,
+    events_after,
+    lock_detector,
+    save_detector,
+)
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue
 from monitor.store.schema import AlertRow
 
-DETECTOR_NAME = "default"
+DETECTOR_NAME = DEFAULT_DETECTOR
 BATCH_MAX = 1000
 
 

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from monitor.store.events import StoredEvent, stored_event
 from monitor.store.schema import DetectorStateRow, EventRow
 
+DEFAULT_DETECTOR = "default"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SavedDetector:
@@ -65,3 +67,15 @@ def events_after(
             break
         out.append(stored_event(row))
     return out
+
+
+def oldest_unjudged(session: Session, name: str = DEFAULT_DETECTOR) -> datetime | None:
+    """When the oldest event the detector has not processed yet was received (None when it is
+    caught up): its cursor row and one primary-key lookup, whatever the store's size."""
+    cursor = session.scalar(select(DetectorStateRow.cursor).where(DetectorStateRow.name == name))
+    return session.scalar(
+        select(EventRow.received_at)
+        .where(EventRow.id > (cursor or 0))
+        .order_by(EventRow.id.asc())
+        .limit(1)
+    )

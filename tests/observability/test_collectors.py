@@ -51,6 +51,22 @@ class TestStoreCollector:
         expected = (2.0, 2.0, tracked, tracked, 0.0, True, 1.0, 2.0, 65.0)
         assert expected == (*actual[:8], round(actual[8] or 0.0))
 
+    def test_detection_lag_is_the_wait_of_the_oldest_unjudged_event(self, db_url, tmp_path):
+        """Before a pass the lag is the time since the first waiting event was received; once a
+        pass has judged everything it is 0."""
+        clock = Clock()
+        services = start_services(db_url, tmp_path, clock)
+        lag = "registry_monitor_detection_lag_seconds"
+        value = services.metrics.registry.get_sample_value
+        empty = value(lag)
+        post_scenario(services)
+        clock.advance(100)
+        waiting = value(lag)
+        detect_once(services)
+        judged = value(lag)
+        stop_services(services)
+        assert (0.0, 100.0, 0.0) == (empty, waiting, judged)
+
     def test_a_store_outage_exports_nothing_and_counts_an_error(self, tmp_path: Path):
         """When the store cannot be read, the scrape has none of the gauges and one error."""
         engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")
