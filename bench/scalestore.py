@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ PG_ADMIN = os.environ.get(
     "postgresql+psycopg://monitor_test:monitor_test@127.0.0.1:5432/monitor_test",
 )
 CHUNK = 50_000
-RETENTION_DAYS = 180  # the store's default `retention.events_days`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +264,11 @@ def _load_derived(loader: _Loader, history: History, spec: Spec) -> None:
         ("day", "repository", "action", "client", "count"),
         rollup_rows(history, spec),
     )
+    # The newest event per source, as inserting keeps it (one pass over the loaded events).
+    loader.execute(
+        "INSERT INTO event_sources (source, newest_occurred_at) "
+        "SELECT source, max(occurred_at) FROM events GROUP BY source"
+    )
     loader.load(
         "detector_state",
         ("name", "state", "cursor", "updated_at"),
@@ -278,11 +282,9 @@ def _load_derived(loader: _Loader, history: History, spec: Spec) -> None:
 
 
 def rollup_rows(history: History, spec: Spec) -> Iterator[tuple[Any, ...]]:
-    """Roll-up rows as the store holds them: days whose raw events would have expired."""
-    horizon = (spec.end - timedelta(days=RETENTION_DAYS)).date()
+    """Roll-up rows as the store holds them: every day, since events are counted as inserted."""
     for (day, repo, action, client), count in sorted(history.daily.items()):
-        if day < horizon:
-            yield day, repo, action, client, count
+        yield day, repo, action, client, count
 
 
 def _size(store: Store) -> int:
