@@ -32,6 +32,7 @@ PURE = (
     "monitor.cleanup.policy",
     "monitor.cleanup.plan",
     "monitor.cleanup.planner",
+    "monitor.cleanup.stored_plan",
     "monitor.cleanup.journal",
     "monitor.audit.model",
     "monitor.audit.registry_config",

@@ -38,11 +38,12 @@ from monitor.store.cleanup_plans import (
     PlanSummary,
     latest_plan,
     load_plan,
+    prune_plans,
     save_plan,
     set_plan_state,
 )
 from monitor.store.engine import SessionFactory
-from monitor.store.inventory import planner_input
+from monitor.store.inventory import planning_coverage, stream_repositories
 from monitor.store.journal import deleted_digests, record_entry, save_manifest, saved_manifests
 from monitor.store.locks import acquire_lock, release_lock, renew_lock
 
@@ -130,15 +131,22 @@ def make_plan(
     now: datetime,
     gap_tolerance: timedelta = timedelta(0),
     metrics: Metrics | None = None,
+    plans_keep: int | None = None,
 ) -> PlanOutcome:
-    """Plan from what the store knows at `now`, store the plan, diff it with the previous one."""
+    """Plan from what the store knows at `now`, store the plan, diff it with the previous one;
+    with `plans_keep`, prune the stored plans beyond it (see `prune_plans`)."""
     with session_factory() as session, session.begin():
-        repositories, coverage = planner_input(session, now=now)
         current = plan_repositories(
-            policies.policies, repositories, coverage, now, gap_tolerance=gap_tolerance
+            policies.policies,
+            stream_repositories(session),
+            planning_coverage(session, now=now),
+            now,
+            gap_tolerance=gap_tolerance,
         )
         previous = latest_plan(session)
         summary = save_plan(session, current, policy_digest=policies.digest)
+        if plans_keep is not None:
+            prune_plans(session, keep=plans_keep)
     if metrics is not None:
         for decision, count in current.counts().items():
             metrics.cleanup_plan_tags.labels(decision=decision).set(count)

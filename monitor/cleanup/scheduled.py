@@ -40,6 +40,7 @@ def _plan(session_factory: SessionFactory, settings: CleanupSettings, clock: Clo
         now=clock(),
         gap_tolerance=timedelta(seconds=settings.coverage_gap_tolerance_seconds),
         metrics=metrics,
+        plans_keep=settings.plans_keep,
     )
     log.info("cleanup planned", plan_id=outcome.summary.id, **outcome.plan.counts())
     return outcome.summary.id

@@ -50,6 +50,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
             now=clock(),
             gap_tolerance=timedelta(seconds=settings.cleanup.coverage_gap_tolerance_seconds),
             metrics=make_metrics(CollectorRegistry()),
+            plans_keep=settings.cleanup.plans_keep,
         )
     if args.json:
         document = outcome.summary.to_dict()

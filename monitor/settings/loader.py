@@ -275,6 +275,7 @@ def validate(settings: Settings) -> None:
     for key, number in (
         ("cleanup.max_deletions", cleanup.max_deletions),
         ("cleanup.concurrency", cleanup.concurrency),
+        ("cleanup.plans_keep", cleanup.plans_keep),
     ):
         if number < 1:
             raise ConfigError(key, "must be at least 1")

@@ -176,6 +176,11 @@ class CleanupSettings:
     lock_seconds: float = setting(
         3600.0, "Lease on a scheduled job across replicas; renewed while the job runs."
     )
+    plans_keep: int = setting(
+        30,
+        "Stored plans kept (the newest); older ones are deleted with their saved manifests, "
+        "except plans whose apply is unfinished (applying, or failed and to be run again).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

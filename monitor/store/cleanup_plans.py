@@ -1,7 +1,8 @@
 """Stored cleanup plans: save, load, list (newest first) and move through their states.
 
 A plan is `planned` when stored, `applying` while an apply runs, then `applied` or `failed`.
-Functions take a session and never commit.
+Plans are stored grouped and compressed (monitor.cleanup.stored_plan); `prune_plans` keeps the
+newest ones and every plan whose apply is unfinished. Functions take a session and never commit.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.plan import Plan
+from monitor.cleanup.stored_plan import decode, encode
 from monitor.errors import NotFound
-from monitor.store.schema import CleanupPlanRow
+from monitor.store.schema import CleanupPlanRow, SavedManifestRow
 
 
 class PlanState(StrEnum):
@@ -85,7 +87,8 @@ def save_plan(session: Session, plan: Plan, *, policy_digest: str) -> PlanSummar
         id=plan.plan_id,
         created_at=plan.created_at,
         policy_digest=policy_digest,
-        body=orjson.dumps(plan.to_dict()).decode(),
+        body=None,
+        encoded=encode(plan),
         delete_count=counts["delete"],
         keep_count=counts["keep"],
         protected_count=counts["protected"],
@@ -105,7 +108,9 @@ def load_plan(session: Session, plan_id: str) -> tuple[PlanSummary, Plan]:
     row = session.get(CleanupPlanRow, plan_id)
     if row is None:
         raise NotFound(f"no cleanup plan {plan_id!r}")
-    return _summary(row), Plan.from_dict(orjson.loads(row.body))
+    if row.encoded is not None:
+        return _summary(row), decode(row.encoded)
+    return _summary(row), Plan.from_dict(orjson.loads(row.body or "{}"))
 
 
 def list_plans(
@@ -145,3 +150,31 @@ def set_plan_state(
     if state is PlanState.APPLIED:
         values["applied_at"] = at
     session.execute(update(CleanupPlanRow).where(CleanupPlanRow.id == plan_id).values(**values))
+
+
+UNFINISHED = (PlanState.APPLYING.value, PlanState.FAILED.value)
+"""States of a plan whose apply has not finished: an apply is running, or ended with failures
+and can be run again."""
+
+
+def prune_plans(session: Session, *, keep: int) -> list[str]:
+    """Delete stored plans beyond the newest `keep`, except those whose apply is unfinished,
+    with the manifests saved to restore them (their journal entries stay, as the audit).
+    Returns the ids deleted, oldest first."""
+    newest = select(CleanupPlanRow.id).order_by(
+        CleanupPlanRow.created_at.desc(), CleanupPlanRow.id.desc()
+    )
+    kept = set(session.scalars(newest.limit(max(keep, 0))))
+    doomed = [
+        plan_id
+        for plan_id, state in session.execute(
+            select(CleanupPlanRow.id, CleanupPlanRow.state).order_by(
+                CleanupPlanRow.created_at.asc(), CleanupPlanRow.id.asc()
+            )
+        )
+        if plan_id not in kept and state not in UNFINISHED
+    ]
+    if doomed:
+        session.execute(delete(SavedManifestRow).where(SavedManifestRow.plan_id.in_(doomed)))
+        session.execute(delete(CleanupPlanRow).where(CleanupPlanRow.id.in_(doomed)))
+    return doomed

@@ -6,8 +6,10 @@ tag state, pulls, manifests and intake coverage. Functions take a session and ne
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -259,41 +261,104 @@ def _client(value: str) -> Client:
         return Client.OTHER
 
 
+STREAM_ROWS = 2000
+"""Rows fetched at a time while streaming the planner's input."""
+
+
+def _by_name(session: Session, column: Any) -> Any:
+    """`column` in code-point order on both stores (PostgreSQL's default collation may follow
+    the locale), so three ordered streams merge by plain string comparison."""
+    return column.collate("C") if session.get_bind().dialect.name == "postgresql" else column
+
+
+def _groups(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """Consecutive rows grouped by their first column (the repository)."""
+    for name, members in groupby(rows, key=itemgetter(0)):
+        yield name, list(members)
+
+
+def stream_repositories(session: Session) -> Iterator[RepositoryState]:
+    """Every repository's live tags (with their pulls) and manifests, one repository at a time
+    in name order: three ordered reads merged as they stream, so memory holds one repository."""
+    repo, tag = TagStateRow.repository, TagStateRow.tag
+    tag_rows = session.execute(
+        select(
+            repo, tag, TagStateRow.digest, TagStateRow.first_seen_at,
+            TagStateRow.last_pushed_at, TagStateRow.media_type,
+        )
+        .where(TagStateRow.deleted_at.is_(None), TagStateRow.digest.is_not(None))
+        .order_by(_by_name(session, repo), _by_name(session, tag))
+        .execution_options(yield_per=STREAM_ROWS)
+    )  # fmt: skip
+    pull_rows = session.execute(
+        select(
+            TagPullRow.repository, TagPullRow.tag, TagPullRow.http_method, TagPullRow.client,
+            TagPullRow.last_pulled_at,
+        )
+        .order_by(
+            _by_name(session, TagPullRow.repository), TagPullRow.tag, TagPullRow.http_method,
+            TagPullRow.client,
+        )
+        .execution_options(yield_per=STREAM_ROWS)
+    )  # fmt: skip
+    manifest_rows = session.execute(
+        select(
+            ManifestInfoRow.repository, ManifestInfoRow.digest, ManifestInfoRow.media_type,
+            ManifestInfoRow.size, ManifestInfoRow.blobs, ManifestInfoRow.children,
+            ManifestInfoRow.pushed_at,
+        )
+        .order_by(_by_name(session, ManifestInfoRow.repository), ManifestInfoRow.digest)
+        .execution_options(yield_per=STREAM_ROWS)
+    )  # fmt: skip
+    tags, pulls, manifests = _groups(tag_rows), _groups(pull_rows), _groups(manifest_rows)
+    next_tags, next_pulls, next_manifests = (
+        next(tags, None),
+        next(pulls, None),
+        next(manifests, None),
+    )
+    while next_tags is not None or next_manifests is not None:
+        name = min(g[0] for g in (next_tags, next_manifests) if g is not None)
+        while next_pulls is not None and next_pulls[0] < name:
+            next_pulls = next(pulls, None)
+        by_tag: dict[str, list[PullRecord]] = defaultdict(list)
+        if next_pulls is not None and next_pulls[0] == name:
+            for _, tag_name, method, client, at in next_pulls[1]:
+                by_tag[tag_name].append(PullRecord(method, _client(client), at))
+            next_pulls = next(pulls, None)
+        states: list[TagState] = []
+        if next_tags is not None and next_tags[0] == name:
+            states = [
+                TagState(
+                    repository=name, tag=tag_name, digest=digest or "", first_seen_at=first,
+                    last_pushed_at=pushed or first, media_type=media_type,
+                    pulls=tuple(by_tag.get(tag_name, ())),
+                )
+                for _, tag_name, digest, first, pushed, media_type in next_tags[1]
+            ]  # fmt: skip
+            next_tags = next(tags, None)
+        infos: list[ManifestInfo] = []
+        if next_manifests is not None and next_manifests[0] == name:
+            infos = [
+                ManifestInfo(
+                    repository=name, digest=digest, media_type=media_type, size=size,
+                    blobs=tuple(Blob(d, int(n)) for d, n in orjson.loads(blobs)),
+                    children=tuple(orjson.loads(children)), pushed_at=pushed,
+                )
+                for _, digest, media_type, size, blobs, children, pushed in next_manifests[1]
+            ]  # fmt: skip
+            next_manifests = next(manifests, None)
+        yield RepositoryState(name, states, infos)
+
+
+def planning_coverage(session: Session, *, now: datetime) -> list[Interval]:
+    """Intake coverage over the planning horizon up to `now`."""
+    return covered_intervals(
+        session, source="notification", since=now - PLANNING_HORIZON, until=now
+    )
+
+
 def planner_input(
     session: Session, *, now: datetime
 ) -> tuple[list[RepositoryState], list[Interval]]:
     """Every repository's live tags (with their pulls) and manifests, and intake coverage."""
-    pulls: dict[tuple[str, str], list[PullRecord]] = defaultdict(list)
-    for p in session.scalars(select(TagPullRow)):
-        pulls[(p.repository, p.tag)].append(
-            PullRecord(p.http_method, _client(p.client), p.last_pulled_at)
-        )
-    tags: dict[str, list[TagState]] = defaultdict(list)
-    rows = session.scalars(
-        select(TagStateRow)
-        .where(TagStateRow.deleted_at.is_(None), TagStateRow.digest.is_not(None))
-        .order_by(TagStateRow.repository, TagStateRow.tag)
-    )
-    for row in rows:
-        tags[row.repository].append(
-            TagState(
-                repository=row.repository,
-                tag=row.tag,
-                digest=row.digest or "",
-                first_seen_at=row.first_seen_at,
-                last_pushed_at=row.last_pushed_at or row.first_seen_at,
-                media_type=row.media_type,
-                pulls=tuple(pulls.get((row.repository, row.tag), ())),
-            )
-        )
-    manifests: dict[str, list[ManifestInfo]] = defaultdict(list)
-    for info in list_manifests(session):
-        manifests[info.repository].append(info)
-    repositories = [
-        RepositoryState(name, tags.get(name, []), manifests.get(name, []))
-        for name in sorted(tags.keys() | manifests.keys())
-    ]
-    coverage = covered_intervals(
-        session, source="notification", since=now - PLANNING_HORIZON, until=now
-    )
-    return repositories, coverage
+    return list(stream_repositories(session)), planning_coverage(session, now=now)

@@ -259,14 +259,17 @@ class DetectorStateRow(Base):
 
 
 class CleanupPlanRow(Base):
-    """A stored cleanup plan: the Plan as JSON, its counts and where it stands."""
+    """A stored cleanup plan: the Plan in its stored form (`encoded`, see
+    monitor.cleanup.stored_plan; plans stored before it have their JSON in `body`), its counts
+    and where it stands."""
 
     __tablename__ = "cleanup_plans"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     policy_digest: Mapped[str] = mapped_column(String(64))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    encoded: Mapped[bytes | None] = mapped_column(LargeBinary)
     delete_count: Mapped[int] = mapped_column(Integer)
     keep_count: Mapped[int] = mapped_column(Integer)
     protected_count: Mapped[int] = mapped_column(Integer)

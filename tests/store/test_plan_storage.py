@@ -1,0 +1,218 @@
+"""Stored cleanup plans: compact rows that load back, a retention that spares unfinished applies,
+and the planner's input streamed per repository exactly as a plain read of the tables gives it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
+from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, RepositoryState, TagState
+from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
+from monitor.events import Client
+from monitor.store.cleanup_plans import (
+    PlanState,
+    list_plans,
+    load_plan,
+    prune_plans,
+    save_plan,
+    set_plan_state,
+)
+from monitor.store.inventory import stream_repositories
+from monitor.store.journal import record_entry, save_manifest
+from monitor.store.migrate import upgrade
+from monitor.store.schema import (
+    CleanupJournalRow,
+    CleanupPlanRow,
+    ManifestInfoRow,
+    SavedManifestRow,
+    TagPullRow,
+    TagStateRow,
+)
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    built = create_engine(db_url)
+    upgrade(built)
+    yield built
+    built.dispose()
+
+
+def make_plan(day: int) -> Plan:
+    decisions = (
+        TagDecision("team/app", "latest", DIGEST[:-1] + "c", Decision.PROTECTED, Reason.PINNED),
+        TagDecision("team/app", f"pr-{day}", DIGEST, Decision.DELETE, Reason.DELETE_RULE, "p"),
+    )
+    actions = (DigestAction("team/app", DIGEST, (f"pr-{day}",), Reason.DELETE_RULE, "p"),)
+    return Plan(T0 + timedelta(days=day), decisions, actions, 100 + day)
+
+
+class TestStoredPlans:
+    def test_a_plan_is_stored_compressed_and_loads_back(self, engine: Engine) -> None:
+        """The row holds the encoded plan only; loading gives the same plan."""
+        plan = make_plan(1)
+        with Session(engine) as session, session.begin():
+            save_plan(session, plan, policy_digest="d")
+        with Session(engine) as session:
+            row = session.get(CleanupPlanRow, plan.plan_id)
+            assert row is not None
+            stored = (row.body, row.encoded is not None)
+            loaded = load_plan(session, plan.plan_id)[1]
+        assert ((None, True), plan) == (stored, loaded)
+
+    def test_a_plan_stored_as_json_before_still_loads(self, engine: Engine) -> None:
+        """Rows written before the compact form (JSON in `body`) load as before."""
+        plan = make_plan(2)
+        with Session(engine) as session, session.begin():
+            save_plan(session, plan, policy_digest="d")
+            row = session.get(CleanupPlanRow, plan.plan_id)
+            assert row is not None
+            row.body, row.encoded = orjson.dumps(plan.to_dict()).decode(), None
+        with Session(engine) as session:
+            assert plan == load_plan(session, plan.plan_id)[1]
+
+
+class TestPrunePlans:
+    def test_keeps_the_newest_and_every_unfinished_apply(self, engine: Engine) -> None:
+        """With keep=2 of six plans: the two newest stay, and so do the old plans whose apply is
+        running or failed; the others go with their saved manifests, their journal stays."""
+        plans = [make_plan(day) for day in range(6)]
+        with Session(engine) as session, session.begin():
+            for plan in plans:
+                save_plan(session, plan, policy_digest="d")
+            set_plan_state(session, plans[0].plan_id, PlanState.APPLYING)
+            set_plan_state(session, plans[1].plan_id, PlanState.FAILED)
+            set_plan_state(session, plans[2].plan_id, PlanState.APPLIED, at=T0)
+            for plan in (plans[2], plans[4]):
+                saved = SavedManifest(plan.plan_id, "team/app", DIGEST, "m", b"{}", ("pr",))
+                save_manifest(session, saved, at=T0)
+            entry = JournalEntry(
+                plans[2].plan_id, "team/app", DIGEST, ("pr-2",), Outcome.DELETED, "rule", T0
+            )
+            record_entry(session, entry)
+        with Session(engine) as session, session.begin():
+            pruned = prune_plans(session, keep=2)
+        with Session(engine) as session:
+            left = {p.id for p in list_plans(session, limit=100)}
+            saved_for = set(session.scalars(select(SavedManifestRow.plan_id)))
+            journal = session.scalar(select(func.count()).select_from(CleanupJournalRow))
+        ids = [p.plan_id for p in plans]
+        assert (
+            [ids[2], ids[3]],
+            {ids[0], ids[1], ids[4], ids[5]},
+            {ids[4]},
+            1,
+        ) == (pruned, left, saved_for, journal)
+
+
+REPOSITORIES = ["team/app", "Team/app", "team-x/a", "team/app2", "ä/b", "_lib/x", "Z/z"]
+TAGS = ["v1", "V1", "v1.0", "v-1", "latest", "ä"]
+at = st.integers(0, 10_000).map(lambda s: T0 + timedelta(seconds=s))
+tag_rows = st.lists(
+    st.tuples(
+        st.sampled_from(REPOSITORIES),
+        st.sampled_from(TAGS),
+        st.sampled_from([None, DIGEST, "sha256:" + "cd" * 32]),
+        at,
+        st.none() | at,
+        st.none() | at,
+    ),
+    unique_by=lambda r: (r[0], r[1]),
+    max_size=20,
+)
+pull_rows = st.lists(
+    st.tuples(
+        st.sampled_from(REPOSITORIES),
+        st.sampled_from(TAGS),
+        st.sampled_from(["GET", "HEAD"]),
+        st.sampled_from(["docker", "kubelet", "other"]),
+        at,
+    ),
+    unique_by=lambda r: r[:4],
+    max_size=20,
+)
+manifest_rows = st.lists(
+    st.tuples(
+        st.sampled_from(REPOSITORIES),
+        st.sampled_from([DIGEST, "sha256:" + "cd" * 32, "sha256:" + "01" * 32]),
+        st.integers(0, 5000),
+    ),
+    unique_by=lambda r: r[:2],
+    max_size=10,
+)
+
+
+def reference(tags, pulls, manifests) -> list[RepositoryState]:
+    """The planner's input computed directly from the rows, in Python."""
+    pulled: dict[tuple[str, str], list[PullRecord]] = defaultdict(list)
+    for repo, tag, method, client, when in sorted(pulls):
+        pulled[(repo, tag)].append(PullRecord(method, Client(client), when))
+    live: dict[str, list[TagState]] = defaultdict(list)
+    for repo, tag, digest, first, pushed, deleted in sorted(tags, key=lambda r: r[:2]):
+        if deleted is None and digest is not None:
+            pulls_of = tuple(pulled.get((repo, tag), ()))
+            live[repo].append(
+                TagState(repo, tag, digest, first, pushed or first, "m", None, pulls_of)
+            )
+    infos: dict[str, list[ManifestInfo]] = defaultdict(list)
+    for repo, digest, size in sorted(manifests):
+        infos[repo].append(
+            ManifestInfo(repo, digest, "m", size, (Blob(digest[:-1] + "9", size),), (), T0)
+        )
+    return [
+        RepositoryState(name, live.get(name, []), infos.get(name, []))
+        for name in sorted(live.keys() | infos.keys())
+    ]
+
+
+class TestStreamRepositories:
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(tags=tag_rows, pulls=pull_rows, manifests=manifest_rows)
+    def test_equals_a_plain_read_of_the_tables(self, engine: Engine, tags, pulls, manifests):
+        """Whatever the rows (names differing in case, punctuation and accents), the stream
+        gives each repository once, in code-point order, with its live tags, their pulls and
+        its manifests, as grouping the tables in Python does."""
+        factory = sessionmaker(engine)
+        with factory() as session, session.begin():
+            for table in (TagStateRow, TagPullRow, ManifestInfoRow):
+                session.execute(delete(table))
+            session.add_all(
+                TagStateRow(
+                    repository=repo, tag=tag, digest=digest, media_type="m", first_seen_at=first,
+                    last_pushed_at=pushed, last_pushed_by=None, last_pulled_at=None,
+                    pull_count=0, deleted_at=deleted,
+                )
+                for repo, tag, digest, first, pushed, deleted in tags
+            )  # fmt: skip
+            session.add_all(
+                TagPullRow(
+                    repository=repo, tag=tag, http_method=method, client=client,
+                    last_pulled_at=when, pull_count=1,
+                )
+                for repo, tag, method, client, when in pulls
+            )  # fmt: skip
+            session.add_all(
+                ManifestInfoRow(
+                    repository=repo, digest=digest, media_type="m", size=size, children="[]",
+                    blobs=orjson.dumps([[digest[:-1] + "9", size]]).decode(), pushed_at=T0,
+                    learned_at=T0,
+                )
+                for repo, digest, size in manifests
+            )  # fmt: skip
+        with factory() as session:
+            streamed = list(stream_repositories(session))
+        assert reference(tags, pulls, manifests) == streamed
