@@ -49,7 +49,8 @@ def config_of(document: dict[str, Any]) -> RegistryConfig:
 def make_certificate(
     directory: Path, *, days: int, key: str = "rsa:2048", name: str = "registry"
 ) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 valid for `days` from now: (cert, key)."""
+    """A self-signed certificate for 127.0.0.1 valid for `days` from now, usable as its own
+    CA: (cert, key)."""
     require_tools("openssl")
     directory.mkdir(parents=True, exist_ok=True)
     cert, private = directory / f"{name}.crt", directory / f"{name}.key"
@@ -59,6 +60,7 @@ def make_certificate(
             "-days", str(days), "-subj", "/CN=127.0.0.1",
             "-keyout", str(private), "-out", str(cert),
             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext", "basicConstraints=critical,CA:TRUE",
         ],
         check=True,
         capture_output=True,

@@ -151,8 +151,11 @@ class RegistryConfig:
     token: str
 
 
-def registry_config(*, root: Path, htpasswd: Path, monitor_url: str) -> RegistryConfig:
-    """deploy/registry/config.yml with loopback addresses and temporary paths."""
+def registry_config(
+    *, root: Path, htpasswd: Path, monitor_url: str, tls: tuple[Path, Path] | None = None
+) -> RegistryConfig:
+    """deploy/registry/config.yml with loopback addresses and temporary paths; served over
+    TLS with `tls` (certificate, key)."""
     config = yaml.safe_load(REGISTRY_CONFIG.read_text(encoding="utf-8"))
     port, debug_port = free_port(), free_port()
     config["http"]["addr"] = f"127.0.0.1:{port}"
@@ -162,6 +165,8 @@ def registry_config(*, root: Path, htpasswd: Path, monitor_url: str) -> Registry
     (endpoint,) = config["notifications"]["endpoints"]
     endpoint["url"] = f"{monitor_url}/v1/notifications"
     (header,) = endpoint["headers"]["Authorization"]
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     return RegistryConfig(config, port, debug_port, header.removeprefix("Bearer "))
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from monitor import cli
+from tests.audit.support import make_certificate
 from tests.conftest import PostgresDatabases
 from tests.harness import USERS, build_images, pull, push, wait_until
 from tests.observability.stack import (
@@ -95,7 +97,12 @@ def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: st
     pull(f"{host}/library/hello:1.0", tmp / "pull-hello")
     pull(f"{host}/team/app:v1", tmp / "pull-app")
     failed = [
-        httpx.get(f"{registry_url}/v2/", auth=("alice", "wrong-password"), timeout=10).status_code
+        httpx.get(
+            f"{registry_url}/v2/",
+            auth=("alice", "wrong-password"),
+            timeout=10,
+            verify=False,  # noqa: S501 - the registry's self-signed test certificate
+        ).status_code
         for _ in range(FAILED_LOGINS)
     ]
     assert [401] * FAILED_LOGINS == failed
@@ -138,7 +145,10 @@ def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: st
         what="the pushed tags to be stored",
     )
     wait_until(
-        lambda: any(r.path.endswith(WEBHOOK_PATH) for r in slack.requests),
+        lambda: any(
+            r.path.endswith(WEBHOOK_PATH) and "brute_force" in json.dumps(r.payload)
+            for r in slack.requests
+        ),
         timeout=60,
         what="the brute-force alert to reach Slack",
     )
@@ -160,8 +170,15 @@ def live(
     port = free_port()
     monitor_url = f"http://127.0.0.1:{port}"
     htpasswd = write_htpasswd(path=tmp / "htpasswd", users=USERS)
-    registry = registry_config(root=tmp / "registry", htpasswd=htpasswd, monitor_url=monitor_url)
-    registry_url = f"http://127.0.0.1:{registry.port}"
+    # TLS from a certificate that expires in 5 days: the scheduled audit (at start, from
+    # the same config file the registry reads) fires the certificate alert and tells Slack
+    cert, key = make_certificate(tmp / "tls", days=5)
+    registry = registry_config(
+        root=tmp / "registry", htpasswd=htpasswd, monitor_url=monitor_url, tls=(cert, key)
+    )
+    registry_url = f"https://127.0.0.1:{registry.port}"
+    audited = tmp / "registry-config.yml"
+    audited.write_text(yaml.safe_dump(registry.config), encoding="utf-8")
     policies = tmp / "policies.yml"
     policies.write_text(POLICIES, encoding="utf-8")
     environ = {
@@ -173,6 +190,9 @@ def live(
         "REGISTRY_MONITOR_REGISTRY_DEBUG_URL": f"http://127.0.0.1:{registry.debug_port}",
         "REGISTRY_MONITOR_ALERTING_SLACK_WEBHOOK_URL": slack.webhook_url,
         "REGISTRY_MONITOR_CLEANUP_REGISTRY_URL": registry_url,
+        "REGISTRY_MONITOR_CLEANUP_CA_FILE": str(cert),
+        "REGISTRY_MONITOR_AUDIT_REGISTRY_CONFIG": str(audited),
+        "REGISTRY_MONITOR_AUDIT_URL": registry_url,
         "REGISTRY_MONITOR_CLEANUP_USERNAME": "alice",
         "REGISTRY_MONITOR_CLEANUP_PASSWORD": USERS["alice"],
         "REGISTRY_MONITOR_CLEANUP_POLICIES_FILE": str(policies),
@@ -305,3 +325,31 @@ class TestScenarioSignals:
             value('sum(registry_monitor_alert_deliveries_total{result="delivered"})') >= 1,
         )
         assert (1.0, True, ["apply", "plan", "reconcile"], True, True) == actual
+
+
+class TestAudit:
+    def test_certificate_alert_and_slack_message(self, live: Live, slack: SlackServer) -> None:
+        """The scheduled audit found the 5-day certificate: Prometheus fires
+        RegistryCertificateExpiring and RegistryAuditCheckFailing for tls_cert_expiry, and one
+        Slack message names the check, its detail and the line to change."""
+
+        def firing() -> set[tuple[str, str]]:
+            return {
+                (r["metric"]["alertname"], r["metric"].get("id", ""))
+                for r in live.prometheus.result('ALERTS{alertstate="firing"}')
+            }
+
+        wanted = {
+            ("RegistryCertificateExpiring", ""),
+            ("RegistryAuditCheckFailing", "tls_cert_expiry"),
+        }
+        wait_until(lambda: wanted <= firing(), timeout=60, what="the audit's alerts to fire")
+        messages = [
+            json.dumps(r.payload)
+            for r in slack.requests
+            if r.path.endswith(WEBHOOK_PATH) and "tls_cert_expiry" in json.dumps(r.payload)
+        ]
+        assert 1 == len(messages)
+        assert "Registry audit: tls_cert_expiry fails" in messages[0]
+        assert "(self-signed)" in messages[0]
+        assert ("RegistryCertificateExpiringSoon", "") not in firing()
