@@ -25,6 +25,7 @@ from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.slack import BotNotifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
+from monitor.audit.model import check_ids
 from monitor.audit.probe import LiveProbe
 from monitor.cleanup.scheduled import JOB_IDS, run_scheduled
 from monitor.detect.config import load_detect_config
@@ -174,6 +175,7 @@ def _add_audit_job(
         return
     sources = sources_from(audit, settings.logs, settings.cleanup)
     probe = LiveProbe(timeout=audit.timeout_seconds)
+    accepted = check_ids(audit.accept, key="audit.accept")
 
     def run() -> None:
         try:
@@ -184,6 +186,7 @@ def _add_audit_job(
                 now=services.clock(),
                 holder=services.replica,
                 interval_seconds=audit.interval_seconds,
+                accepted=accepted,
             )
         except Exception as exc:
             services.metrics.store_errors.labels(operation="audit").inc()

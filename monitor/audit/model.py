@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from monitor.errors import ConfigError
+
 
 class Status(StrEnum):
     PASS = "pass"  # noqa: S105 - a status, not a password
@@ -60,6 +62,28 @@ class CheckResult:
             detail=str(data.get("detail", "")),
             remedy=str(data.get("remedy", "")),
         )
+
+
+def check_ids(ids: Iterable[str], *, key: str) -> tuple[str, ...]:
+    """`ids` when each is a known check; ConfigError naming `key` otherwise."""
+    known = set(CHECK_IDS)
+    for check in ids:
+        if check not in known:
+            raise ConfigError(key, f"unknown check {check!r}; one of {', '.join(CHECK_IDS)}")
+    return tuple(ids)
+
+
+def accept(results: Iterable[CheckResult], accepted: Iterable[str]) -> list[CheckResult]:
+    """The failures of `accepted` checks turned into warnings that say so."""
+    chosen = set(accepted)
+    return [
+        dataclasses.replace(
+            result, status=Status.WARN, detail=f"accepted (audit.accept): {result.detail}"
+        )
+        if result.status is Status.FAIL and result.id in chosen
+        else result
+        for result in results
+    ]
 
 
 def failed(results: Iterable[CheckResult]) -> list[str]:

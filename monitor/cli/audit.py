@@ -1,7 +1,7 @@
 """`registry-monitor audit`: the registry's security posture, one row per check.
 
-Exit status 1 when any check fails, 0 otherwise; 2 when it cannot run (a file given that
-cannot be read, nothing to audit).
+Exit status 1 when any check fails (accepted ones warn instead), 0 otherwise; 2 when it cannot
+run (a file given that cannot be read, nothing to audit, an unknown check to accept).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from monitor.audit.checks import evaluate
 from monitor.audit.facts import Activity
 from monitor.audit.gather import ActivityReader, Sources, gather
-from monitor.audit.model import failed
+from monitor.audit.model import accept, check_ids, failed
 from monitor.audit.probe import LiveProbe
 from monitor.cli.errors import CommandError
 from monitor.cli.output import show, when
@@ -53,6 +53,7 @@ def sources(args: argparse.Namespace, settings: Settings) -> Sources:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    accepted = check_ids(args.accept or settings.audit.accept, key="audit.accept")
     now = datetime.now(UTC)
     facts = gather(
         sources(args, settings),
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         now=now,
         activity=_activity(settings.database),
     )
-    results = evaluate(facts, now)
+    results = accept(evaluate(facts, now), accepted)
     failing = failed(results)
     document = {
         "checked_at": now.isoformat().replace("+00:00", "Z"),

@@ -236,6 +236,13 @@ def _audit(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="GLOB",
         help="a registry log file (glob); repeat for more (default: logs.paths)",
     )
+    audit.add_argument(
+        "--accept",
+        action="append",
+        metavar="CHECK",
+        help="a check whose failure is an accepted risk (warn, not fail); repeat for more "
+        "(default: audit.accept)",
+    )
     _json(audit)
 
 

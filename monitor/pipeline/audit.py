@@ -16,7 +16,7 @@ from monitor.audit.checks import evaluate
 from monitor.audit.checks_tls import certificate_expiry
 from monitor.audit.facts import Activity
 from monitor.audit.gather import ActivityReader, Sources, gather
-from monitor.audit.model import CheckResult, Status
+from monitor.audit.model import CheckResult, Status, accept
 from monitor.audit.probe import Probe
 from monitor.errors import StoreUnavailable
 from monitor.settings import AuditSettings, CleanupSettings, LogsSettings
@@ -86,11 +86,17 @@ class AuditOutcome:
 
 
 def audit_once(
-    session_factory: SessionFactory, *, sources: Sources, probe: Probe, now: datetime
+    session_factory: SessionFactory,
+    *,
+    sources: Sources,
+    probe: Probe,
+    now: datetime,
+    accepted: Sequence[str] = (),
 ) -> AuditOutcome:
-    """One audit: checks, stored run, and a queued message per check newly failing."""
+    """One audit: checks (accepted failures as warnings), stored run, and a queued message per
+    check newly failing."""
     facts = gather(sources, probe=probe, now=now, activity=store_activity(session_factory))
-    results = evaluate(facts, now)
+    results = accept(evaluate(facts, now), accepted)
     with session_factory() as session, session.begin():
         previous = latest_audit(session)
         run = record_audit(
@@ -116,6 +122,7 @@ def scheduled_audit(
     now: datetime,
     holder: str,
     interval_seconds: float,
+    accepted: Sequence[str] = (),
 ) -> AuditOutcome | None:
     """`audit_once` on one replica per interval: the lease is taken for most of the interval
     and left to lapse. None when another replica holds it."""
@@ -123,4 +130,4 @@ def scheduled_audit(
     with session_factory() as session, session.begin():
         if not acquire_lock(session, name=LOCK, holder=holder, now=now, ttl=ttl):
             return None
-    return audit_once(session_factory, sources=sources, probe=probe, now=now)
+    return audit_once(session_factory, sources=sources, probe=probe, now=now, accepted=accepted)

@@ -266,6 +266,11 @@ class AuditSettings:
         90, "An htpasswd account with no successful request in this many days is stale."
     )
     timeout_seconds: float = setting(5.0, "Timeout of one live probe.")
+    accept: list[str] = setting(
+        [],
+        "Check ids whose failure is an accepted risk: reported as warn with the reason, no exit "
+        "status 1, no alert, no Slack message. Comma-separated in the environment.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,10 @@ import pytest
 from monitor.audit.checks import CHECKS, evaluate
 from monitor.audit.facts import Activity, Facts, LogFile
 from monitor.audit.htpasswd import parse_htpasswd
-from monitor.audit.model import CHECK_IDS, CheckResult, Status
+from monitor.audit.model import CHECK_IDS, CheckResult, Status, accept, check_ids, failed
 from monitor.audit.observations import HttpObservation, TlsObservation
 from monitor.audit.x509 import CertificateInfo, pem_certificates, read_certificate
+from monitor.errors import ConfigError
 from tests.audit.support import (
     VERSIONS,
     capture_dir,
@@ -416,3 +417,22 @@ class TestExposure:
         assert "chmod o-r /var/log/registry.log" == result.remedy
         private = facts_for("distribution-2.8", log_files=logs[1:])
         assert Status.PASS == run("notification_token_in_logs", private).status
+
+
+class TestAccept:
+    def test_accepted_failure_is_a_warning_that_says_so(self) -> None:
+        """An accepted check's failure becomes a warning whose detail names the setting; other
+        rows are untouched."""
+        results = evaluate(facts_for("distribution-2.8", {"http.secret": None}), NOW)
+        accepted = {r.id: r for r in accept(results, ["http_secret_missing", "tls_disabled"])}
+
+        assert Status.WARN == accepted["http_secret_missing"].status
+        assert accepted["http_secret_missing"].detail.startswith("accepted (audit.accept): ")
+        assert [] == failed(accepted.values())
+        assert {r.id: r for r in results}["auth_disabled"] == accepted["auth_disabled"]
+
+    def test_unknown_check_is_refused(self) -> None:
+        """A check id that does not exist is a ConfigError naming the setting."""
+        with pytest.raises(ConfigError, match="unknown check 'tls_expired'") as bad:
+            check_ids(["tls_expired"], key="audit.accept")
+        assert "audit.accept" == bad.value.key

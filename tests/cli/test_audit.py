@@ -149,14 +149,30 @@ def test_well_configured_registry_passes(
 
 def test_anonymous_registry_fails_auth(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A plain-http registry without auth, probed by URL alone: TLS and auth checks fail from
-    what it answers; config checks are skipped with why."""
+    what it answers; config checks are skipped with why. Accepting every failing check makes
+    the exit status 0; accepting only some leaves it 1."""
     port = free_port()
     with running_registry(
         directory=tmp_path / "registry", config=registry_config(root=tmp_path, port=port)
     ) as registry:
         code, out, _ = audit(capsys, tmp_path, "--url", registry.url, "--json")
+        accepted = [
+            audit(capsys, tmp_path, "--url", registry.url, *flags)[0]
+            for flags in (
+                ("--accept", "tls_disabled", "--accept", "auth_disabled"),
+                (
+                    "--accept",
+                    "tls_disabled",
+                    "--accept",
+                    "auth_disabled",
+                    "--accept",
+                    "anonymous_catalog",
+                ),
+            )
+        ]
 
     report = json.loads(out)
+    assert [1, 0] == accepted
     assert 1 == code
     assert ["tls_disabled", "auth_disabled", "anonymous_catalog"] == report["failed"]
     skipped = [c for c in report["checks"] if c["status"] == "skipped"]
@@ -168,10 +184,15 @@ def test_anonymous_registry_fails_auth(capsys: pytest.CaptureFixture[str], tmp_p
 def test_nothing_to_audit_and_unreadable_file(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """No input at all, or a config file that cannot be read: exit 2 with the reason."""
+    """No input at all, a config file that cannot be read, or an unknown check to accept:
+    exit 2 with the reason."""
     code, _, err = audit(capsys, tmp_path)
     assert (2, "registry-monitor: nothing to audit") == (code, err[:34])
 
     code, _, err = audit(capsys, tmp_path, "--registry-config", str(tmp_path / "missing.yml"))
     assert 2 == code
     assert "--registry-config: cannot read" in err
+
+    code, _, err = audit(capsys, tmp_path, "--url", "http://127.0.0.1:9", "--accept", "nope")
+    assert 2 == code
+    assert "invalid setting audit.accept: unknown check 'nope'" in err

@@ -18,6 +18,7 @@ from monitor.audit.probe import LiveProbe
 from monitor.pipeline.audit import RULE, audit_once, scheduled_audit
 from monitor.store.schema import AlertOutboxRow
 from tests.audit.support import htpasswd_line, make_certificate
+from tests.paths import fixture_file
 from tests.pipeline.support import Clock, outbox_rows, post_scenario, start_services, stop_services
 from tests.registry_harness import free_port, registry_config, running_registry
 
@@ -136,3 +137,29 @@ def test_one_replica_per_interval(db_url: str, tmp_path: Path) -> None:
         assert [True, False, True] == [outcome is not None for outcome in ran]
     finally:
         stop_services(services)
+
+
+def test_accepted_failure_is_stored_as_a_warning_and_not_sent(db_url: str, tmp_path: Path) -> None:
+    """The capture's config has no TLS: accepted, tls_disabled is stored as a warning and no
+    message is queued; without accepting it, one is."""
+    clock = Clock(now=datetime.now(UTC))
+    services = start_services(db_url, tmp_path / "svc", clock)
+    try:
+        sources = Sources(registry_config=fixture_file("config-text.yml"))
+        probe = LiveProbe(timeout=2)
+        quiet = audit_once(
+            services.session_factory,
+            sources=sources,
+            probe=probe,
+            now=clock.now,
+            accepted=("tls_disabled",),
+        )
+        loud = audit_once(
+            services.session_factory, sources=sources, probe=probe, now=clock.advance(60)
+        )
+    finally:
+        stop_services(services)
+
+    statuses = {r.id: r.status for r in quiet.run.results}
+    assert (Status.WARN, (), []) == (statuses["tls_disabled"], quiet.notified, quiet.run.failed)
+    assert ("tls_disabled",) == loud.notified
