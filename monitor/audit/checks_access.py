@@ -13,9 +13,11 @@ SECURE_PROVIDERS = frozenset({"htpasswd", "token"})
 
 
 def auth_disabled(facts: Facts, now: datetime) -> CheckResult:
-    """No `auth` section (or only `silly`), or anonymous requests succeed against the URL."""
+    """No `auth` section (or only `silly`), or anonymous pushes succeed against the URL. A
+    registry that serves anonymous pulls but refuses anonymous pushes (a public registry, or
+    a proxy guarding only writes) warns."""
     check = "auth_disabled"
-    config, v2 = facts.config, facts.v2
+    config, v2, upload = facts.config, facts.v2, facts.upload
     findings: list[str] = []
     if config is not None:
         kinds = config.auth_kinds
@@ -23,11 +25,23 @@ def auth_disabled(facts: Facts, now: datetime) -> CheckResult:
             findings.append("the registry config has no auth section")
         elif not SECURE_PROVIDERS & set(kinds):
             findings.append(f"auth is {', '.join(kinds)} only (for development)")
-    if v2 is not None and v2.status == 200:
-        findings.append(f"an anonymous GET {facts.url}/v2/ answered 200")
+    pushes = upload is not None and upload.status == 202
+    if pushes:
+        findings.append(f"an anonymous upload to {facts.url} was accepted (202, then cancelled)")
     if findings:
         detail = "; ".join(findings) + ": anyone who reaches it can pull and push"
         return CheckResult(check, Status.FAIL, detail, AUTH_REMEDY)
+    if v2 is not None and v2.status == 200:
+        refused = (
+            f" and an anonymous upload answered {upload.status}" if upload and upload.status else ""
+        )
+        return CheckResult(
+            check,
+            Status.WARN,
+            f"an anonymous GET {facts.url}/v2/ answered 200{refused}: anyone who reaches it "
+            "can pull (intended only for a public registry)",
+            AUTH_REMEDY,
+        )
     if config is None and (v2 is None or v2.status is None):
         why = v2.error if v2 is not None and v2.error else "no --url"
         return CheckResult(check, Status.SKIPPED, f"{facts.config_problem}; {why}")

@@ -51,6 +51,8 @@ class Facts:
     served_cert: CertificateInfo | None = None
     served_cert_problem: str = ""
     v2: HttpObservation | None = None
+    upload: HttpObservation | None = None
+    """An anonymous push start; probed only when the anonymous GET /v2/ answered 200."""
     catalog: HttpObservation | None = None
     debug_reachable: bool | None = None
     activity: Activity | None = None

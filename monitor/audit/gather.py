@@ -28,6 +28,9 @@ from monitor.audit.registry_config import (
 from monitor.audit.x509 import CertificateInfo, pem_certificates, read_certificate
 from monitor.errors import ConfigError, MonitorError, ParseError
 
+PROBE_REPOSITORY = "registry-monitor-audit/probe"
+"""Where the anonymous push probe starts (and cancels) an upload."""
+
 ActivityReader = Callable[[Sequence[str], datetime], Activity]
 """(account names, now) → their last successful events; raises MonitorError when it cannot."""
 
@@ -158,8 +161,10 @@ def gather(
 
 def _live(facts: Facts, url: str, probe: Probe) -> Facts:
     host, port, scheme = url_host(url)
+    v2 = probe.get(f"{url}/v2/")
+    upload = probe.start_upload(url, PROBE_REPOSITORY) if v2.status == 200 else None
     facts = dataclasses.replace(
-        facts, url=url, v2=probe.get(f"{url}/v2/"), catalog=probe.get(f"{url}/v2/_catalog")
+        facts, url=url, v2=v2, upload=upload, catalog=probe.get(f"{url}/v2/_catalog")
     )
     if scheme == "https" and port is not None:
         tls = probe.tls(host, port)

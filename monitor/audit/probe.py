@@ -25,6 +25,8 @@ class Probe(Protocol):
 
     def get(self, url: str) -> HttpObservation: ...
 
+    def start_upload(self, url: str, repository: str) -> HttpObservation: ...
+
     def reachable(self, host: str, port: int) -> bool: ...
 
 
@@ -79,17 +81,36 @@ class LiveProbe:
             certificate=certificate, version=version, legacy_accepted=legacy, legacy_tested=tested
         )
 
+    def _client(self) -> httpx.Client:
+        return httpx.Client(
+            verify=False,  # noqa: S501 - anonymous probes, whatever the certificate
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
     def get(self, url: str) -> HttpObservation:
         try:
-            with httpx.Client(
-                verify=False,  # noqa: S501 - anonymous probes, whatever the certificate
-                timeout=self._timeout,
-                follow_redirects=False,
-                headers={"User-Agent": USER_AGENT},
-            ) as client:
+            with self._client() as client:
                 return HttpObservation(status=client.get(url).status_code)
         except httpx.HTTPError as exc:
             return HttpObservation(error=f"GET {url} failed: {type(exc).__name__}: {exc}")
+
+    def start_upload(self, url: str, repository: str) -> HttpObservation:
+        """An anonymous blob upload start (`POST /v2/<repository>/blobs/uploads/`): 202 means
+        anyone may push. An upload that starts is cancelled at once (DELETE its location): no
+        blob, manifest or repository appears and no notification is sent; the registry's
+        upload purging removes the empty upload directory."""
+        start = f"{url}/v2/{repository}/blobs/uploads/"
+        try:
+            with self._client() as client:
+                answer = client.post(start)
+                location = answer.headers.get("Location")
+                if answer.status_code == 202 and location:
+                    client.delete(httpx.URL(start).join(location))
+                return HttpObservation(status=answer.status_code)
+        except httpx.HTTPError as exc:
+            return HttpObservation(error=f"POST {start} failed: {type(exc).__name__}: {exc}")
 
     def reachable(self, host: str, port: int) -> bool:
         try:

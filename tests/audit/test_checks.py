@@ -224,12 +224,23 @@ class TestAccess:
 
         assert Status.FAIL == run("auth_disabled", facts_for("distribution-3.1", changes)).status
 
-    def test_anonymous_v2_answers_200(self) -> None:
-        """A live anonymous GET /v2/ that answers 200 fails even when the file has auth (the
-        file given may not be the one the registry runs)."""
-        facts = facts_for("distribution-3.1", url="http://h", v2=HttpObservation(status=200))
+    @pytest.mark.parametrize(
+        ("upload", "expected"),
+        [(202, Status.FAIL), (401, Status.WARN), (None, Status.WARN)],
+        ids=["anonymous-push", "public-pulls", "push-not-probed"],
+    )
+    def test_anonymous_v2_answers_200(self, upload: int | None, expected: Status) -> None:
+        """A live anonymous GET /v2/ answering 200: with an anonymous upload accepted it fails
+        even when the file has auth (the file given may not be the one the registry runs);
+        pulls alone warn (a public registry)."""
+        facts = facts_for(
+            "distribution-3.1",
+            url="http://h",
+            v2=HttpObservation(status=200),
+            upload=None if upload is None else HttpObservation(status=upload),
+        )
 
-        assert Status.FAIL == run("auth_disabled", facts).status
+        assert expected == run("auth_disabled", facts).status
 
     @pytest.mark.parametrize(("status", "expected"), [(200, Status.FAIL), (401, Status.PASS)])
     def test_anonymous_catalog(self, status: int, expected: Status) -> None:

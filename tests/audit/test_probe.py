@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from monitor.audit.probe import LiveProbe
@@ -76,7 +77,8 @@ def test_registry3_refuses_tls_below_1_2(tmp_path: Path) -> None:
 
 @BINARIES
 def test_anonymous_requests_and_reachability(tmp_path: Path, version: str) -> None:
-    """Without auth the registry answers anonymous /v2/ and the catalog with 200; a closed
+    """Without auth the registry answers anonymous /v2/ and the catalog with 200 and starts an
+    anonymous upload (which the probe cancels: no repository appears); a closed
     port is unreachable and a TLS handshake with plain HTTP fails with a reason."""
     port = free_port()
     config = registry_config(root=tmp_path, port=port)
@@ -85,9 +87,12 @@ def test_anonymous_requests_and_reachability(tmp_path: Path, version: str) -> No
         v2 = probe.get(f"http://127.0.0.1:{port}/v2/")
         catalog = probe.get(f"http://127.0.0.1:{port}/v2/_catalog")
         reachable = probe.reachable("127.0.0.1", port)
+        upload = probe.start_upload(f"http://127.0.0.1:{port}", "registry-monitor-audit/probe")
+        after = httpx.get(f"http://127.0.0.1:{port}/v2/_catalog", timeout=10).json()
         handshake = probe.tls("127.0.0.1", port)
 
-    assert (200, 200, True) == (v2.status, catalog.status, reachable)
+    assert (200, 200, True, 202) == (v2.status, catalog.status, reachable, upload.status)
+    assert {"repositories": []} == after
     assert handshake.certificate is None and "TLS handshake" in handshake.error
     assert not probe.reachable("127.0.0.1", free_port())
     assert probe.get(f"http://127.0.0.1:{free_port()}/v2/").error.startswith("GET ")
