@@ -58,11 +58,17 @@ class LiveProbe:
             return tls.getpeercert(binary_form=True), tls.version() or ""
 
     def tls(self, host: str, port: int) -> TlsObservation:
+        """A TLS 1.2+ handshake, then TLS 1.1 and 1.0 ones; a server speaking only the old
+        versions is observed through them."""
+        certificate: bytes | None = None
+        version, error = "", ""
         try:
             certificate, version = self._handshake(
                 host, port, _unverified(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.MAXIMUM_SUPPORTED)
             )
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            error = f"TLS handshake with {host}:{port} failed: {exc}"
+        except OSError as exc:
             return TlsObservation(error=f"TLS handshake with {host}:{port} failed: {exc}")
         legacy, tested = "", False
         for old in LEGACY_VERSIONS:
@@ -72,13 +78,19 @@ class LiveProbe:
                 continue  # this OpenSSL cannot speak `old` at all
             tested = True
             try:
-                self._handshake(host, port, context)
+                old_certificate, old_version = self._handshake(host, port, context)
             except (OSError, ssl.SSLError):
                 continue
             legacy = old.name.replace("_", ".")
+            if certificate is None:
+                certificate, version, error = old_certificate, old_version, ""
             break
         return TlsObservation(
-            certificate=certificate, version=version, legacy_accepted=legacy, legacy_tested=tested
+            certificate=certificate,
+            version=version,
+            legacy_accepted=legacy,
+            legacy_tested=tested,
+            error=error,
         )
 
     def _client(self) -> httpx.Client:

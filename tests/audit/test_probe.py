@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from monitor.audit.probe import LiveProbe
 from monitor.audit.x509 import read_certificate
 from tests.audit.support import make_certificate
+from tests.harness import wait_for_port
 from tests.paths import registry3_binary
 from tests.registry_harness import (
     REGISTRY_VERSIONS,
@@ -96,3 +98,27 @@ def test_anonymous_requests_and_reachability(tmp_path: Path, version: str) -> No
     assert handshake.certificate is None and "TLS handshake" in handshake.error
     assert not probe.reachable("127.0.0.1", free_port())
     assert probe.get(f"http://127.0.0.1:{free_port()}/v2/").error.startswith("GET ")
+
+
+def test_server_speaking_only_tls_1_0(tmp_path: Path) -> None:
+    """A server that refuses TLS 1.2 (openssl s_server -tls1) is still observed: its
+    certificate comes from the TLS 1.0 handshake, which is reported as accepted."""
+    cert, key = make_certificate(tmp_path, days=30)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
+            "-key", str(key), "-tls1", "-cipher", "ALL:@SECLEVEL=0", "-www", "-quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, process=server, timeout=15)
+        seen = LiveProbe(timeout=5).tls("127.0.0.1", port)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    assert ("TLSv1", "TLSv1", "") == (seen.version, seen.legacy_accepted, seen.error)
+    assert seen.certificate is not None
