@@ -58,13 +58,14 @@ def _lines(paths: list[str]) -> Iterator[str]:
         if path == "-":
             yield from read_lines(sys.stdin.buffer)
             continue
-        if not Path(path).is_file():
-            raise CommandError(f"no such file: {path}")
         with Path(path).open("rb") as stream:
             yield from read_lines(stream)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    missing = [p for p in args.paths if p != "-" and not Path(p).is_file()]
+    if missing and not args.follow:  # checked before the store is opened or created
+        raise CommandError(f"no such file: {missing[0]} (give log files, or - for stdin)")
     prepare_directory(settings.database)
     try:
         services = build_services(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,33 @@ class TestNoUsableStore:
         )
         assert expected == (done.returncode, done.stderr)
 
+    def test_a_schema_that_is_not_current(self, tmp_path: Path) -> None:
+        """A store missing a table the command reads: which one, and `db upgrade`."""
+        url = f"sqlite:///{tmp_path}/m.db"
+        env = {"REGISTRY_MONITOR_DATABASE_URL": url}
+        assert 0 == run("db", "upgrade", cwd=tmp_path, env=env).returncode
+        with sqlite3.connect(tmp_path / "m.db") as connection:
+            connection.execute("DROP TABLE tag_state")
+        done = run("tags", cwd=tmp_path, env=env)
+        expected = (
+            2,
+            f"registry-monitor: the schema in {url} is not current "
+            f"(no such table: tag_state): {UPGRADE}\n",
+        )
+        assert expected == (done.returncode, done.stderr)
+
 
 class TestArguments:
+    def test_a_log_file_that_does_not_exist(self, tmp_path: Path) -> None:
+        """`ingest-log` names the missing file before it opens or creates a store."""
+        done = run("ingest-log", "nowhere.log", cwd=tmp_path)
+        expected: tuple[object, ...] = (
+            2,
+            "registry-monitor: no such file: nowhere.log (give log files, or - for stdin)\n",
+            [],
+        )
+        assert expected == (done.returncode, done.stderr, list(tmp_path.iterdir()))
+
     def test_limit_zero(self, tmp_path: Path) -> None:
         """`--limit 0` names the option and its range, and points to --help."""
         done = run("events", "--limit", "0", cwd=tmp_path)
