@@ -135,6 +135,18 @@ class TestNoUsableStore:
         )
         assert expected == (done.returncode, done.stderr)
 
+    def test_a_file_that_is_not_a_store(self, tmp_path: Path) -> None:
+        """A database.url pointing at some other file: what SQLite said, and what to check."""
+        (tmp_path / "m.db").write_bytes(b"not a database, but long enough to be read" * 100)
+        url = f"sqlite:///{tmp_path}/m.db"
+        done = run("events", cwd=tmp_path, env={"REGISTRY_MONITOR_DATABASE_URL": url})
+        expected = (
+            2,
+            f"registry-monitor: cannot use {url}: file is not a database: check that "
+            f"{tmp_path} is writable and the file is a registry-monitor store\n",
+        )
+        assert expected == (done.returncode, done.stderr)
+
 
 class TestArguments:
     def test_a_log_file_that_does_not_exist(self, tmp_path: Path) -> None:
