@@ -178,7 +178,11 @@ def parse_timestamp(text: str) -> datetime:
     base = datetime.fromisoformat(f"{date}T{clock}.{micro}")
     if zone in ("Z", "z"):
         return base.replace(tzinfo=UTC)
-    return datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 and 0001-01-01T00:00:00+01:00 have no UTC time.
+        raise ValueError(f"time {text[:64]!r} is outside the years 1-9999 in UTC") from None
 
 
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")

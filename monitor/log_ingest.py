@@ -12,22 +12,30 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import structlog
 from sqlalchemy.orm import Session
 
 from monitor.errors import StoreUnavailable
 from monitor.events import Event
+from monitor.ingest.boundary import Window, screen_events, screen_lines
 from monitor.ingest.logclassify import LogClassifier, LogCounters
 from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics
+from monitor.settings import InputSettings
 from monitor.store.checkpoints import save_checkpoint
+from monitor.store.quarantine import Quarantined, combine
 from monitor.store.writer import CommitResult, StoreWriter
 
 log = structlog.get_logger("monitor.log_ingest")
 
 Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclasses.dataclass
@@ -36,20 +44,71 @@ class IngestTotals:
     events: int = 0
     stored: int = 0
     duplicates: int = 0
+    quarantined: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LineLimits:
+    """The input boundary's settings for log lines."""
+
+    clock: Clock
+    skew: timedelta = timedelta(minutes=15)
+    max_line_chars: int = 65_536
+
+    @classmethod
+    def of(cls, settings: InputSettings, clock: Clock) -> LineLimits:
+        return cls(clock, timedelta(seconds=settings.clock_skew_seconds), settings.max_line_chars)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fed:
+    """What a batch of lines gave: safe events, and `(reason, message, raw)` for the rest."""
+
+    events: list[Event]
+    rejected: list[tuple[str, str, bytes]]
+
+    @property
+    def quarantined(self) -> list[Quarantined]:
+        """One quarantine row for everything set aside, or none."""
+        row = combine("log", self.rejected)
+        return [row] if row is not None else []
 
 
 class LogStream:
-    """One stream's classifier, and what of its counters has been exported to metrics."""
+    """One stream's classifier, and what of its counters has been exported to metrics.
 
-    def __init__(self, metrics: Metrics) -> None:
+    Every line and event passes the input boundary: a line longer than `max_line_chars` is not
+    parsed, an event that cannot be made safe is not stored; both go to quarantine.
+    """
+
+    def __init__(self, metrics: Metrics, limits: LineLimits) -> None:
         self.classifier = LogClassifier()
         self._metrics = metrics
+        self._limits = limits
         self._seen = LogCounters()
 
     def feed(self, lines: list[str]) -> list[Event]:
-        events = self.classifier.feed_many(lines)
+        """The safe events of `lines`; what was set aside is in `feed_screened`."""
+        return self.feed_screened(lines).events
+
+    def feed_screened(self, lines: list[str]) -> Fed:
+        limits = self._limits
+        short, long = screen_lines(lines, limits.max_line_chars)
+        events = self.classifier.feed_many(short)
         self._export()
-        return events
+        if long:
+            self._metrics.log_lines.labels(result="malformed").inc(len(long))
+        safe, unsafe = screen_events(events, Window(limits.clock(), limits.skew))
+        parts = [
+            (
+                "line_too_long",
+                f"a line of {len(line)} characters (at most {limits.max_line_chars})",
+                line[: limits.max_line_chars].encode("utf-8", "backslashreplace"),
+            )
+            for line in long
+        ]
+        parts += [(u.reason, u.message, _event_json(u.event)) for u in unsafe]
+        return Fed(safe, parts)
 
     def _export(self) -> None:
         now, seen, metrics = self.classifier.counters, self._seen, self._metrics
@@ -72,6 +131,13 @@ class LogStream:
         )
 
 
+def _event_json(event: Event) -> bytes:
+    try:
+        return orjson.dumps(event.to_dict())
+    except orjson.JSONEncodeError:  # a lone surrogate
+        return repr(event).encode("utf-8", "backslashreplace")
+
+
 def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for line in lines:
@@ -88,19 +154,22 @@ def backfill(
     *,
     writer: StoreWriter,
     metrics: Metrics,
+    limits: LineLimits | None = None,
     chunk_lines: int = 20_000,
     progress: Callable[[IngestTotals], None] | None = None,
 ) -> IngestTotals:
     """Ingest a whole stream (a file or stdin) once; safe to repeat (deduplicated)."""
-    stream = LogStream(metrics)
+    stream = LogStream(metrics, limits or LineLimits(_utc_now))
     totals = IngestTotals()
     for chunk in chunks(lines, chunk_lines):
-        events = stream.feed(chunk)
-        result = writer.submit(events).result()
+        fed = stream.feed_screened(chunk)
+        events = fed.events
+        result = writer.submit(events, fed.quarantined).result()
         totals.lines += len(chunk)
         totals.events += len(events)
         totals.stored += len(result.inserted)
         totals.duplicates += result.duplicates
+        totals.quarantined += result.quarantined
         if progress is not None:
             progress(totals)
     return totals
@@ -117,11 +186,13 @@ class FollowJob:
         metrics: Metrics,
         clock: Clock,
         poll_seconds: float,
+        limits: LineLimits | None = None,
     ) -> None:
         self._follower = follower
         self._writer = writer
         self._metrics = metrics
         self._clock = clock
+        self._limits = limits or LineLimits(clock)
         self._poll_seconds = poll_seconds
         self._streams: dict[str, LogStream] = {}
         self._stop = threading.Event()
@@ -154,25 +225,31 @@ class FollowJob:
         """One poll; True when lines were read. Returns False early when stopping."""
         batches = self._follower.poll()
         for batch in batches:
-            stream = self._streams.setdefault(batch.path, LogStream(self._metrics))
-            events = stream.feed(list(batch.lines))
-            result = self._commit(events, batch.checkpoint)
+            stream = self._streams.get(batch.path)
+            if stream is None:
+                stream = self._streams[batch.path] = LogStream(self._metrics, self._limits)
+            fed = stream.feed_screened(list(batch.lines))
+            result = self._commit(fed, batch.checkpoint)
             if result is None:
                 return False
             self._follower.commit(batch)
             self.totals.lines += len(batch.lines)
-            self.totals.events += len(events)
+            self.totals.events += len(fed.events)
             self.totals.stored += len(result.inserted)
             self.totals.duplicates += result.duplicates
+            self.totals.quarantined += result.quarantined
         return bool(batches)
 
-    def _commit(self, events: list[Event], checkpoint: Checkpoint) -> CommitResult | None:
+    def _commit(self, fed: Fed, checkpoint: Checkpoint) -> CommitResult | None:
+        """Commit until stored; only a store outage is retried (the writer salvages the rest)."""
+
         def save(session: Session) -> None:
             save_checkpoint(session, checkpoint, now=self._clock())
 
+        quarantined = fed.quarantined
         while True:
             try:
-                return self._writer.submit(events, also=save).result()
+                return self._writer.submit(fed.events, quarantined, also=save).result()
             except StoreUnavailable:
                 log.warning("log batch not stored; retrying", path=checkpoint.path)
                 if self._stop.wait(1.0):

@@ -32,7 +32,7 @@ from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
 from monitor.ingest.tailer import Follower
-from monitor.log_ingest import FollowJob
+from monitor.log_ingest import FollowJob, LineLimits
 from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
@@ -122,6 +122,7 @@ def build_services(
         metrics=metrics,
         clock=clock,
         batch_max=settings.notifications.batch_max,
+        quarantine_max_rows=settings.input.quarantine_max_rows,
     )
     replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return Services(
@@ -338,6 +339,7 @@ def build_follow_job(services: Services, globs: list[str] | None = None) -> Foll
         metrics=services.metrics,
         clock=services.clock,
         poll_seconds=services.settings.logs.poll_seconds,
+        limits=LineLimits.of(services.settings.input, services.clock),
     )
 
 

@@ -64,6 +64,22 @@ class PostgresDatabases:
                 )
 
 
+class SqliteWriteLock:
+    """Another process holding SQLite's write lock: every write of ours waits, then fails."""
+
+    def __init__(self, db_url: str) -> None:
+        import sqlite3
+
+        self._connection = sqlite3.connect(
+            make_url(db_url).database or "", timeout=30, isolation_level=None
+        )
+        self._connection.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self._connection.execute("ROLLBACK")
+        self._connection.close()
+
+
 @pytest.fixture(autouse=True)
 def _default_logging() -> Iterator[None]:
     """Each test starts from structlog's defaults, whatever a command run before configured."""

@@ -16,6 +16,7 @@ LEAVES = (
     "monitor.tables",
 )
 PURE = (
+    "monitor.ingest.boundary",
     "monitor.ingest.notification",
     "monitor.ingest.logline",
     "monitor.ingest.logclassify",

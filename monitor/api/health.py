@@ -1,15 +1,14 @@
-"""`/healthz` (the process answers), `/readyz` (the store answers), `/metrics`."""
+"""`/healthz` (the process answers), `/readyz` (the store takes writes), `/metrics`."""
 
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.runtime import Services
+from monitor.store.health import write_readiness
 
 
 async def healthz(_request: Request) -> Response:
@@ -17,22 +16,13 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 only when a write would succeed now (intake would commit), else 503 with why."""
     services: Services = request.app.state.services
-
-    def ping() -> bool:
-        try:
-            with services.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return True
-        except SQLAlchemyError:
-            return False
-
-    if await run_in_threadpool(ping):
+    problem = await run_in_threadpool(write_readiness, services.engine)
+    if problem is None:
         return JSONResponse({"status": "ready"})
     services.metrics.store_errors.labels(operation="ping").inc()
-    return JSONResponse(
-        {"error": {"code": "store_unavailable", "message": "the store does not answer"}}, 503
-    )
+    return JSONResponse({"error": {"code": "store_unavailable", "message": problem}}, 503)
 
 
 async def metrics(request: Request) -> Response:

@@ -16,9 +16,9 @@ from monitor.api.body import read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
 from monitor.ingest.shipped import parse_shipped
-from monitor.log_ingest import LogStream
+from monitor.log_ingest import LineLimits, LogStream
 from monitor.runtime import Services
-from monitor.store.quarantine import Quarantined
+from monitor.store.quarantine import combine
 
 log = structlog.get_logger("monitor.api.logs")
 
@@ -30,25 +30,31 @@ async def receive(request: Request) -> Response:
     try:
         require_token(request, settings.notifications.tokens, what="logs")
         body = await read_limited(request, settings.logs.max_body_bytes)
+        content_type = request.headers.get("content-type")
+        batch = parse_shipped(body, content_type, max_records=settings.input.max_records_per_body)
     except MonitorError as exc:
         log.warning("log batch refused", code=exc.code, remote_ip=remote)
         return error_response(exc)
-    content_type = request.headers.get("content-type")
-    batch = parse_shipped(body, content_type)
-    events = await run_in_threadpool(LogStream(services.metrics).feed, list(batch.lines))
-    quarantined = [
-        Quarantined(
-            source="log",
-            reason=reason,
-            message="the record holds no log line" if reason == "no_log_line" else "not JSON",
-            body=raw,
-            content_type=content_type,
-            remote_ip=remote,
+    stream = LogStream(services.metrics, LineLimits.of(settings.input, services.clock))
+    fed = await run_in_threadpool(stream.feed_screened, list(batch.lines))
+    parts = [
+        (
+            reason,
+            "the record holds no log line" if reason == "no_log_line" else "not JSON",
+            raw,
         )
         for reason, raw in batch.rejected
     ]
+    quarantined = combine(
+        "log",
+        parts + fed.rejected,
+        count=batch.rejected_count + len(fed.rejected),
+        content_type=content_type,
+        remote_ip=remote,
+    )
+    rows = [quarantined] if quarantined is not None else []
     try:
-        result = await services.writer.write(events, quarantined)
+        result = await services.writer.write(fed.events, rows)
     except MonitorError as exc:
         return error_response(exc)
     return JSONResponse(

@@ -8,6 +8,7 @@ queue; 401 and 413 are the only refusals; 503 when the store cannot commit.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import structlog
 from starlette.requests import Request
@@ -17,7 +18,8 @@ from monitor.api.auth import require_token
 from monitor.api.body import read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
-from monitor.ingest.notification import parse_envelope
+from monitor.ingest.boundary import Window
+from monitor.ingest.notification import describe_rejected, parse_envelope
 from monitor.runtime import Services
 from monitor.store.quarantine import Quarantined
 
@@ -31,10 +33,20 @@ def _client_ip(request: Request) -> str | None:
 async def receive(request: Request) -> Response:
     services: Services = request.app.state.services
     started = time.perf_counter()
-    response = await _receive(request, services)
+    try:
+        response = await _receive(request, services)
+    except Exception:
+        # Counted like every other answer; the traceback is logged once by the server.
+        services.metrics.intake_requests.labels(code="500").inc()
+        raise
     services.metrics.intake_requests.labels(code=str(response.status_code)).inc()
     services.metrics.intake_latency.observe(time.perf_counter() - started)
     return response
+
+
+def window(services: Services) -> Window:
+    """The times an event may carry, now."""
+    return Window(services.clock(), timedelta(seconds=services.settings.input.clock_skew_seconds))
 
 
 async def _receive(request: Request, services: Services) -> Response:
@@ -46,26 +58,35 @@ async def _receive(request: Request, services: Services) -> Response:
         log.warning("notification refused", code=exc.code, remote_ip=_client_ip(request))
         return error_response(exc)
     content_type = request.headers.get("content-type")
-    envelope = parse_envelope(body, content_type)
-    quarantined = [
-        Quarantined(
-            source="notification",
-            reason=r.reason,
-            message=r.message,
-            body=r.raw,
-            content_type=content_type,
-            remote_ip=_client_ip(request),
+    envelope = parse_envelope(
+        body,
+        content_type,
+        window=window(services),
+        max_events=settings.input.max_events_per_body,
+    )
+    quarantined: list[Quarantined] = []
+    if envelope.rejected:
+        reason, message = describe_rejected(envelope)
+        quarantined.append(
+            Quarantined(
+                source="notification",
+                reason=reason,
+                message=message,
+                body=body,
+                content_type=content_type,
+                remote_ip=_client_ip(request),
+                count=envelope.rejected_count,
+            )
         )
-        for r in envelope.rejected
-    ]
     try:
         result = await services.writer.write(envelope.events, quarantined)
     except MonitorError as exc:
         return error_response(exc)
-    if quarantined:
+    if result.quarantined:
         log.warning(
             "notification quarantined",
-            reasons=sorted({q.reason for q in quarantined}),
+            reasons=sorted({q.reason for q in result.quarantine_rows}),
+            quarantined=result.quarantined,
             accepted=len(result.inserted),
             remote_ip=_client_ip(request),
         )

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.cli.errors import CommandError
 from monitor.cli.session import prepare_directory, problem
 from monitor.ingest.tailer import read_lines
-from monitor.log_ingest import IngestTotals, backfill
+from monitor.log_ingest import IngestTotals, LineLimits, backfill
 from monitor.main import build_follow_job, build_services
 from monitor.settings import Settings
 
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 _lines(list(args.paths)),
                 writer=services.writer,
                 metrics=services.metrics,
+                limits=LineLimits.of(settings.input, services.clock),
                 progress=progress,
             )
             progress.done(totals)

@@ -93,9 +93,11 @@ def _parse(line: str) -> ParsedLine:
 
 # ---------------------------------------------------------------------------- logrus text
 
-_TEXT_FIELD = re.compile(r'([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)')
+# A key starts the line or follows whitespace: a quote left open cannot make every position of
+# its value a new candidate key (which was quadratic in the line's length).
+_TEXT_FIELD = re.compile(r'(?<!\S)([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)(?=\s|$)')
 # `_TEXT_FIELD` for a line without backslashes (where no quoted value can hold an escape).
-_TEXT_FIELD_PLAIN = re.compile(r'([^\s="]+)=("[^"]*"|[^\s"]*)(?!\S)')
+_TEXT_FIELD_PLAIN = re.compile(r'(?<!\S)([^\s="]+)=("[^"]*"|[^\s"]*)(?!\S)')
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
 _SIMPLE_ESCAPES = {
     "a": "\a",

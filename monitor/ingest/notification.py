@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from monitor.events import (
     host_of,
     parse_timestamp,
 )
+from monitor.ingest.boundary import MAX_BIGINT, Window, make_safe, safe_text
 
 MEDIA_TYPES = frozenset(
     {
@@ -43,17 +45,26 @@ _ACTIONS = {a.value: a for a in (Action.PUSH, Action.PULL, Action.DELETE, Action
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rejected:
-    """Part of a body that cannot become an event, with why."""
+    """Part of a body that cannot become an event, with why; `index` in `events[]`, or None
+    when the whole body is unusable."""
 
     reason: str
     message: str
-    raw: bytes
+    index: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Envelope:
     events: tuple[Event, ...]
     rejected: tuple[Rejected, ...]
+    total: int = 0  # items in `events[]`
+
+    @property
+    def rejected_count(self) -> int:
+        """Items rejected: every item when the body was refused whole, at least 1."""
+        if len(self.rejected) == 1 and self.rejected[0].index is None:
+            return max(self.total, 1)
+        return len(self.rejected)
 
 
 def media_type_of(content_type: str | None) -> str:
@@ -61,36 +72,72 @@ def media_type_of(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def parse_envelope(body: bytes, content_type: str | None) -> Envelope:
-    """Every event in `body`; unusable parts come back in `rejected`, never as an exception."""
+def parse_envelope(
+    body: bytes,
+    content_type: str | None,
+    *,
+    window: Window | None = None,
+    max_events: int = 1000,
+) -> Envelope:
+    """Every event in `body`, each made safe by the input boundary; unusable parts come back in
+    `rejected`, never as an exception. Without `window`, only times before `TIME_FLOOR` are out.
+
+    Work is bounded: orjson refuses nesting deeper than 1024, and a list longer than
+    `max_events` is rejected whole before any item is looked at.
+    """
     media_type = media_type_of(content_type)
     if media_type not in MEDIA_TYPES:
         return _reject_all(
             "unsupported_media_type",
-            f"content type {media_type or '(none)'!r} is not a registry notification type",
-            body,
+            f"content type {safe_text(media_type, 80) or '(none)'!r} is not a registry "
+            "notification type",
         )
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return _reject_all("invalid_json", f"body is not JSON: {exc}", body)
+        return _reject_all("invalid_json", f"body is not JSON: {safe_text(str(exc), 200)}")
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
-        return _reject_all("invalid_envelope", "body is not an object with an events list", body)
+        return _reject_all("invalid_envelope", "body is not an object with an events list")
     items: list[Any] = document["events"]
     if not items:
-        return _reject_all("invalid_envelope", "events list is empty", body)
+        return _reject_all("invalid_envelope", "events list is empty")
+    if len(items) > max_events:
+        return Envelope(
+            (),
+            (Rejected("too_many_events", f"{len(items)} events, more than {max_events}"),),
+            len(items),
+        )
+    bounds = window or _NO_UPPER_BOUND
     events: list[Event] = []
     rejected: list[Rejected] = []
-    for item in items:
+    for index, item in enumerate(items):
         try:
-            events.append(parse_event(item))
+            events.append(make_safe(parse_event(item), bounds))
         except ParseError as exc:
-            rejected.append(Rejected(exc.reason, exc.message, orjson.dumps(item)))
-    return Envelope(tuple(events), tuple(rejected))
+            rejected.append(Rejected(exc.reason, exc.message, index))
+    return Envelope(tuple(events), tuple(rejected), len(items))
 
 
-def _reject_all(reason: str, message: str, body: bytes) -> Envelope:
-    return Envelope((), (Rejected(reason, message, body),))
+_NO_UPPER_BOUND = Window(datetime.max.replace(tzinfo=UTC), timedelta(0))
+
+
+def _reject_all(reason: str, message: str) -> Envelope:
+    return Envelope((), (Rejected(reason, message),))
+
+
+def describe_rejected(envelope: Envelope, *, most: int = 10) -> tuple[str, str]:
+    """One reason and one message for everything `envelope` rejected (one quarantine row)."""
+    reasons = sorted({r.reason for r in envelope.rejected})
+    reason = reasons[0] if len(reasons) == 1 else "several"
+    parts = [
+        (f"event {r.index}: " if r.index is not None else "") + f"{r.reason}: {r.message}"
+        for r in envelope.rejected[:most]
+    ]
+    if len(envelope.rejected) > most:
+        parts.append(f"… and {len(envelope.rejected) - most} more")
+    if envelope.total:
+        parts.insert(0, f"{len(envelope.rejected)} of {envelope.total} events")
+    return reason, "; ".join(parts)
 
 
 def _text(obj: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
@@ -123,8 +170,10 @@ def _size(target: Mapping[str, Any]) -> int | None:
         value = target.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ParseError("invalid_field", f"target.{key} must be a non-negative integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BIGINT:
+            raise ParseError(
+                "invalid_field", f"target.{key} must be a whole number from 0 to {MAX_BIGINT}"
+            )
         return value
     return None
 

@@ -22,7 +22,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 PULL_METHODS = ("GET", "HEAD")
-INTAKE_CODES = ("200", "401", "413", "503")
+INTAKE_CODES = ("200", "401", "413", "500", "503")
 STORE_OPERATIONS = (
     "commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver", "audit",
 )  # fmt: skip
@@ -42,6 +42,7 @@ class Metrics:
     pulls: Counter
     duplicates: Counter
     quarantined: Counter
+    quarantine_expired: Counter
     intake_requests: Counter
     intake_latency: Histogram
     store_errors: Counter
@@ -94,8 +95,14 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         quarantined=Counter(
             f"{prefix}quarantined_total",
-            "Authenticated inputs that could not be used, kept in quarantine, by reason.",
+            "Authenticated inputs that could not be used, kept in quarantine, by reason "
+            "(items: a quarantine row holds every unusable item of one request body).",
             ["source", "reason"],
+            registry=registry,
+        ),
+        quarantine_expired=Counter(
+            f"{prefix}quarantine_expired_total",
+            "Quarantine rows deleted because the quarantine reached `input.quarantine_max_rows`.",
             registry=registry,
         ),
         intake_requests=Counter(

@@ -57,6 +57,11 @@ class DatabaseSettings:
     sqlite_synchronous: str = setting(
         "FULL", "SQLite `synchronous` pragma: FULL (every commit survives power loss) or NORMAL."
     )
+    sqlite_busy_timeout_seconds: float = setting(
+        30.0,
+        "How long a SQLite write waits for another process's lock before the store counts as "
+        "unavailable (intake answers 503).",
+    )
 
     def effective_url(self) -> str:
         if self.url is not None:
@@ -115,6 +120,27 @@ class LogsSettings:
     )
     max_body_bytes: int = setting(
         8 * 1024 * 1024, "Largest accepted `POST /v1/logs` body (log shippers send batches)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSettings:
+    clock_skew_seconds: float = setting(
+        900.0,
+        "An event may be dated at most this far after the monitor's clock (the registry's clock "
+        "runs ahead); later ones, and any before 2000, are quarantined.",
+    )
+    max_events_per_body: int = setting(
+        1000, "Most events one notification body may hold; a longer list is quarantined whole."
+    )
+    max_records_per_body: int = setting(
+        100_000, "Most records (lines) one `POST /v1/logs` body may hold; above it, 413."
+    )
+    max_line_chars: int = setting(
+        65_536, "Longest log line parsed; a longer one is quarantined (its first part kept)."
+    )
+    quarantine_max_rows: int = setting(
+        10_000, "Most quarantine rows kept; the oldest expire first. One row per request body."
     )
 
 
@@ -280,6 +306,7 @@ class Settings:
     notifications: NotificationsSettings = dataclasses.field(default_factory=NotificationsSettings)
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     logs: LogsSettings = dataclasses.field(default_factory=LogsSettings)
+    input: InputSettings = dataclasses.field(default_factory=InputSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     cleanup: CleanupSettings = dataclasses.field(default_factory=CleanupSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.settings import DatabaseSettings
+from monitor.store.failures import READ_ONLY_CODES, sqlstate
 
 SessionFactory = sessionmaker[Session]
 
@@ -17,12 +18,13 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     """The store's engine; creates the SQLite data directory when needed."""
     url = make_url(settings.effective_url())
     if url.get_backend_name() == "sqlite":
+        busy_ms = max(int(settings.sqlite_busy_timeout_seconds * 1000), 0)
         database = url.database or ""
         if database and database != ":memory:":
             settings.data_dir.mkdir(parents=True, exist_ok=True) if settings.url is None else None
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
             pool_size=settings.pool_size,
             max_overflow=10,
         )
@@ -33,12 +35,12 @@ def make_engine(settings: DatabaseSettings) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=settings.pool_size,
@@ -46,6 +48,19 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "handle_error", _discard_read_only)
+    return engine
+
+
+def _discard_read_only(context: ExceptionContext) -> None:
+    """A connection that found the database read-only is discarded, not pooled again.
+
+    A session keeps `default_transaction_read_only` (or a standby's read-only state) from the
+    moment it connected; after a failover or once the database is writable again, only a new
+    connection can write. Marking the error a disconnect makes the pool drop the connection.
+    """
+    if sqlstate(context.original_exception) in READ_ONLY_CODES:
+        context.is_disconnect = True
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -159,6 +159,7 @@ class QuarantineRow(Base):
     content_type: Mapped[str | None] = mapped_column(Text)
     remote_ip: Mapped[str | None] = mapped_column(Text)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 

@@ -3,8 +3,14 @@
 Requests submit events (and quarantined inputs) and wait for the commit. While one
 transaction is being committed, new submissions queue up and go into the next one, so the
 number of fsyncs grows with commits, not with requests (group commit). A submission's future
-resolves only after its transaction committed; if the store fails it resolves with
+resolves only after its transaction committed; if the store is unavailable it resolves with
 StoreUnavailable and nothing of that submission is stored.
+
+A submission the store refuses for another reason (a value it will not take) is never failed
+as a whole, since its sender would retry it forever: its events are split in halves until each
+part is stored or is one event, which is quarantined. The submission's quarantined items and
+its `also` work are committed after that, so a followed file's checkpoint only moves once every
+event of its lines is stored or quarantined.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import orjson
 import structlog
 from sqlalchemy.orm import Session
 
@@ -26,6 +33,7 @@ from monitor.events import Action, Event, TargetKind
 from monitor.observability.metrics import PULL_METHODS, Metrics
 from monitor.store.engine import SessionFactory
 from monitor.store.events import insert_events
+from monitor.store.failures import is_outage
 from monitor.store.inventory import learn_manifests
 from monitor.store.quarantine import Quarantined, add_quarantined
 from monitor.store.tags import apply_events
@@ -39,7 +47,8 @@ Clock = Callable[[], datetime]
 class CommitResult:
     inserted: tuple[Event, ...]
     duplicates: int
-    quarantined: int
+    quarantined: int  # items quarantined (a row may hold several)
+    quarantine_rows: tuple[Quarantined, ...] = ()  # the rows written
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,11 +72,13 @@ class StoreWriter:
         metrics: Metrics,
         clock: Clock,
         batch_max: int = 512,
+        quarantine_max_rows: int | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._metrics = metrics
         self._clock = clock
         self._batch_max = batch_max
+        self._quarantine_max_rows = quarantine_max_rows
         self._queue: queue.Queue[_Submission | object] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -142,19 +153,86 @@ class StoreWriter:
             results = self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
-                self._fail(batch[0], exc)
+                self._commit_alone(batch[0], exc)
                 return
             # Isolate: one bad submission must not fail the others.
             for submission in batch:
                 try:
                     (result,) = self._transaction([submission])
                 except Exception as single_exc:
-                    self._fail(submission, single_exc)
+                    self._commit_alone(submission, single_exc)
                 else:
                     self._succeed(submission, result)
             return
         for submission, result in zip(batch, results, strict=True):
             self._succeed(submission, result)
+
+    def _commit_alone(self, submission: _Submission, exc: Exception) -> None:
+        """After `submission` failed on its own: fail it on an outage, else salvage it."""
+        if is_outage(exc):
+            self._fail(submission, exc)
+            return
+        log.warning(
+            "store refused a batch; splitting it",
+            error=type(exc).__name__,
+            detail=str(exc)[:300],
+            events=len(submission.events),
+        )
+        try:
+            result = self._salvage(submission)
+        except Exception as salvage_exc:
+            self._fail(submission, salvage_exc)
+        else:
+            self._succeed(submission, result)
+
+    def _salvage(self, submission: _Submission) -> CommitResult:
+        """Store every event the store takes, quarantine the others; raises on an outage."""
+        inserted: list[Event] = []
+        refused: list[tuple[Event, str]] = []
+        parts: list[Sequence[Event]] = [submission.events]
+        while parts:
+            part = parts.pop()
+            try:
+                inserted.extend(self._store_events(part))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                if len(part) == 1:
+                    refused.append((part[0], f"{type(exc).__name__}: {str(exc)[:200]}"))
+                else:
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]
+        quarantined = list(submission.quarantined)
+        if refused:
+            quarantined.append(_refused_item(refused))
+        now = self._clock()
+        with self._session_factory() as session, session.begin():
+            self._add_quarantined(session, quarantined, now)
+            if submission.also is not None:
+                submission.also(session)
+        return CommitResult(
+            inserted=tuple(inserted),
+            duplicates=len(submission.events) - len(inserted) - len(refused),
+            quarantined=sum(q.count for q in quarantined),
+            quarantine_rows=tuple(quarantined),
+        )
+
+    def _store_events(self, events: Sequence[Event]) -> list[Event]:
+        now = self._clock()
+        with self._session_factory() as session, session.begin():
+            inserted = insert_events(session, events, received_at=now)
+            apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
+            learn_manifests(session, inserted, now=now)
+        return inserted
+
+    def _add_quarantined(
+        self, session: Session, quarantined: Sequence[Quarantined], now: datetime
+    ) -> None:
+        expired = add_quarantined(
+            session, list(quarantined), received_at=now, max_rows=self._quarantine_max_rows
+        )
+        if expired:
+            self._metrics.quarantine_expired.inc(expired)
 
     def _transaction(self, batch: list[_Submission]) -> list[CommitResult]:
         started = time.perf_counter()
@@ -165,14 +243,15 @@ class StoreWriter:
                 inserted = insert_events(session, submission.events, received_at=now)
                 apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
                 learn_manifests(session, inserted, now=now)
-                add_quarantined(session, list(submission.quarantined), received_at=now)
+                self._add_quarantined(session, submission.quarantined, now)
                 if submission.also is not None:
                     submission.also(session)
                 results.append(
                     CommitResult(
                         inserted=tuple(inserted),
                         duplicates=len(submission.events) - len(inserted),
-                        quarantined=len(submission.quarantined),
+                        quarantined=sum(q.count for q in submission.quarantined),
+                        quarantine_rows=tuple(submission.quarantined),
                     )
                 )
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -201,8 +280,8 @@ class StoreWriter:
             self._metrics.duplicates.labels(source=submission.events[0].source.value).inc(
                 result.duplicates
             )
-        for item in submission.quarantined:
-            self._metrics.quarantined.labels(source=item.source, reason=item.reason).inc()
+        for item in result.quarantine_rows:
+            self._metrics.quarantined.labels(source=item.source, reason=item.reason).inc(item.count)
         submission.future.set_result(result)
 
     def _fail(self, submission: _Submission, exc: Exception) -> None:
@@ -211,3 +290,21 @@ class StoreWriter:
         submission.future.set_exception(
             StoreUnavailable("the store could not commit", details={"error": type(exc).__name__})
         )
+
+
+def _refused_item(refused: list[tuple[Event, str]]) -> Quarantined:
+    """One quarantine row for the events the store refused (NDJSON of the events)."""
+    lines: list[bytes] = []
+    for event, _why in refused:
+        try:
+            lines.append(orjson.dumps(event.to_dict()))
+        except orjson.JSONEncodeError:
+            lines.append(repr(event).encode("utf-8", "backslashreplace"))
+    first = refused[0]
+    return Quarantined(
+        source=first[0].source.value,
+        reason="store_refused",
+        message=f"the store refused {len(refused)} event(s); first: {first[1]}",
+        body=b"\n".join(lines),
+        count=len(refused),
+    )

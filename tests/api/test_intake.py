@@ -5,17 +5,19 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from monitor.main import build_app
+from monitor.main import build_app, build_services
 from monitor.runtime import Services
-from tests.conftest import PostgresDatabases
+from tests.conftest import PostgresDatabases, SqliteWriteLock, make_settings
 from tests.fixture_events import iter_posts
 from tests.live import live_server
 
@@ -195,38 +197,56 @@ class TestIntake:
         assert response.headers["content-type"].startswith("application/json")
 
 
-def start_outage(services: Services, db_url: str, postgres: PostgresDatabases) -> None:
-    """SQLite: every insert fails as on a broken disk. PostgreSQL: the server refuses us."""
-    if db_url.startswith("sqlite"):
-        with services.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "CREATE TRIGGER outage BEFORE INSERT ON events "
-                    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-                )
-            )
-    else:
-        postgres.set_allow_connections(db_url, False)
+class Outage:
+    """SQLite: another process holds the write lock (writes wait 0.2 s, then fail).
+    PostgreSQL: the server refuses us."""
+
+    def __init__(self, db_url: str, postgres: PostgresDatabases) -> None:
+        self.db_url = db_url
+        self.postgres = postgres
+        self.lock: SqliteWriteLock | None = None
+
+    def start(self) -> None:
+        if self.db_url.startswith("sqlite"):
+            self.lock = SqliteWriteLock(self.db_url)
+        else:
+            self.postgres.set_allow_connections(self.db_url, False)
+
+    def end(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        else:
+            self.postgres.set_allow_connections(self.db_url, True)
 
 
-def end_outage(services: Services, db_url: str, postgres: PostgresDatabases) -> None:
-    if db_url.startswith("sqlite"):
-        with services.engine.begin() as connection:
-            connection.execute(text("DROP TRIGGER outage"))
-    else:
-        postgres.set_allow_connections(db_url, True)
+@pytest.fixture
+def impatient(db_url: str, tmp_path: Path) -> Iterator[Services]:
+    """Services whose SQLite writes give up after 0.2 s of waiting for a lock."""
+    settings = make_settings(
+        db_url, tmp_path, REGISTRY_MONITOR_DATABASE_SQLITE_BUSY_TIMEOUT_SECONDS="0.2"
+    )
+    built = build_services(settings, registry=CollectorRegistry(), migrate=True)
+    built.writer.start()
+    try:
+        yield built
+    finally:
+        built.writer.stop()
+        built.engine.dispose()
 
 
 class TestStoreOutage:
     def test_outage_is_503_then_everything_is_stored_once(
-        self, services: Services, db_url: str, postgres: PostgresDatabases
+        self, impatient: Services, db_url: str, postgres: PostgresDatabases
     ) -> None:
         """While the store cannot commit: 503 with Retry-After, nothing acknowledged.
 
         After it recovers, the same deliveries are stored, each once.
         """
+        services = impatient
+        outage = Outage(db_url, postgres)
         with TestClient(build_app(services, with_scheduler=False)) as client:
-            start_outage(services, db_url, postgres)
+            outage.start()
             try:
                 down = client.post("/v1/notifications", content=first_post(), headers=AUTH)
                 assert (503, "store_unavailable", "1") == (
@@ -235,7 +255,7 @@ class TestStoreOutage:
                     down.headers["retry-after"],
                 )
             finally:
-                end_outage(services, db_url, postgres)
+                outage.end()
             answers = [
                 client.post("/v1/notifications", content=body, headers=AUTH).json()["accepted"]
                 for _name, _headers, body in iter_posts()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from monitor.ingest.notification import parse_envelope
-from tests.conftest import PostgresDatabases
+from tests.conftest import PostgresDatabases, SqliteWriteLock
 from tests.harness import (
     TOKEN,
     USERS,
@@ -90,7 +90,12 @@ def layout(tmp_path: Path) -> Images:
 
 @pytest.fixture
 def stack(tmp_path: Path, db_url: str) -> Iterator[tuple[Registry, MonitorProcess, Capture]]:
-    with running_monitor(tmp_path, db_url) as monitor, capture_server() as capture:
+    with (
+        running_monitor(
+            tmp_path, db_url, REGISTRY_MONITOR_DATABASE_SQLITE_BUSY_TIMEOUT_SECONDS="0.5"
+        ) as monitor,
+        capture_server() as capture,
+    ):
         config = notifying_registry_config(
             tmp_path / "registry",
             endpoints=[
@@ -199,32 +204,24 @@ class TestFaults:
 
 
 class StoreOutage:
-    """SQLite: every insert into events fails. PostgreSQL: the server refuses connections."""
+    """SQLite: another process holds the write lock. PostgreSQL: the server refuses us."""
 
     def __init__(self, db_url: str, request: pytest.FixtureRequest) -> None:
         self.db_url = db_url
         self.request = request
-
-    def _sqlite(self, sql: str) -> None:
-        import sqlite3
-
-        path = self.db_url.removeprefix("sqlite:///")
-        with sqlite3.connect(path, timeout=30) as connection:
-            connection.execute(sql)
+        self.lock: SqliteWriteLock | None = None
 
     def start(self) -> None:
         if self.db_url.startswith("sqlite"):
-            self._sqlite(
-                "CREATE TRIGGER outage BEFORE INSERT ON events "
-                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-            )
+            self.lock = SqliteWriteLock(self.db_url)
         else:
             postgres: PostgresDatabases = self.request.getfixturevalue("postgres")
             postgres.set_allow_connections(self.db_url, False)
 
     def end(self) -> None:
-        if self.db_url.startswith("sqlite"):
-            self._sqlite("DROP TRIGGER outage")
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         else:
             postgres: PostgresDatabases = self.request.getfixturevalue("postgres")
             postgres.set_allow_connections(self.db_url, True)

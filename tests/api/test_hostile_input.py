@@ -1,0 +1,277 @@
+"""Hostile input at intake: each reproducer gives its documented outcome on SQLite and PostgreSQL.
+
+Poison is quarantined (2xx, the valid events of the same body stored), never answered 5xx and
+never retried forever; quarantine grows by one row per body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from monitor.main import build_app, build_services
+from monitor.runtime import Services
+from monitor.store.events import EventFilter, query_events
+from monitor.store.tags import list_tags
+from tests.conftest import PostgresDatabases, _libpq, make_settings
+from tests.ingest.test_notification import push_event
+from tests.paths import fixtures
+
+V1 = "application/vnd.docker.distribution.events.v1+json"
+AUTH = {"Authorization": "Bearer s3cret", "Content-Type": V1}
+LOG_AUTH = {"Authorization": "Bearer s3cret"}
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, *events: object) -> Any:
+    return client.post(
+        "/v1/notifications", content=json.dumps({"events": list(events)}), headers=AUTH
+    )
+
+
+def quarantine_rows(services: Services) -> list[tuple[str, int]]:
+    with services.engine.connect() as connection:
+        rows = connection.execute(text("SELECT reason, count FROM quarantine ORDER BY id"))
+        return [(r[0], r[1]) for r in rows]
+
+
+def stored(services: Services, **where: str) -> list[Any]:
+    with services.session_factory() as session:
+        page, _ = query_events(session, where=EventFilter(**where), limit=1000)
+    return [e.event for e in page]
+
+
+def good(n: int, **overrides: object) -> dict[str, object]:
+    return push_event(id=f"good-{n}", **overrides)
+
+
+def fixture_line(number: int) -> str:
+    return (fixtures() / "registry-text.log").read_text().splitlines()[number - 1]
+
+
+class TestPoisonNotifications:
+    """Each poison event is quarantined alone; the answer is 200; the rest is stored."""
+
+    @pytest.mark.parametrize(
+        ("name", "poison"),
+        [
+            ("timestamp_beyond_year_9999_in_utc", {"timestamp": "9999-12-31T23:59:59-01:00"}),
+            ("timestamp_before_year_1_in_utc", {"timestamp": "0001-01-01T00:00:00+01:00"}),
+            ("far_future_timestamp", {"timestamp": "9999-01-01T00:00:00Z"}),
+            ("timestamp_before_2000", {"timestamp": "1999-12-31T23:59:59Z"}),
+            ("nul_in_repository", {"target": {**push_event()["target"], "repository": "a\x00b"}}),  # type: ignore[dict-item]
+            ("nul_in_tag", {"target": {**push_event()["target"], "tag": "v\x001"}}),  # type: ignore[dict-item]
+            ("size_above_bigint", {"target": {**push_event()["target"], "size": 2**63}}),  # type: ignore[dict-item]
+            (
+                "digest_of_307_characters",
+                {"target": {**push_event()["target"], "digest": "sha256:" + "a" * 300}},
+            ),  # type: ignore[dict-item]
+            ("deeply_nested_event", {"target": json.loads("[" * 300 + "]" * 300)}),
+        ],
+    )
+    def test_poison_event_is_quarantined_and_its_envelope_stored(
+        self, client: TestClient, services: Services, name: str, poison: dict[str, object]
+    ) -> None:
+        """The poison event is quarantined (one row, count 1); the valid ones are stored."""
+        response = post(client, good(1), push_event(id=f"bad-{name}", **poison), good(2))
+        assert 200 == response.status_code, response.text
+        assert (2, 1) == (response.json()["accepted"], response.json()["quarantined"])
+        assert {"good-1", "good-2"} == {e.event_id for e in stored(services)}
+        ((_reason, count),) = quarantine_rows(services)
+        assert 1 == count
+
+    def test_nested_1000_levels_deep_is_quarantined_not_500(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """Nesting orjson can read but not write back (255-1023 levels) is quarantined."""
+        for depth in (255, 600, 1023, 1100):
+            body = '{"events": [' + "[" * depth + "]" * depth + "]}"
+            response = client.post("/v1/notifications", content=body, headers=AUTH)
+            assert 200 == response.status_code, depth
+        assert 4 == len(quarantine_rows(services))
+
+    def test_nul_and_control_characters_in_free_text_are_escaped_and_stored(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """An actor or user agent with NUL or ESC is stored, written out as `\\xNN`."""
+        event = good(
+            1,
+            actor={"name": "bo\x00b"},
+            request={"addr": "10.0.0.1:1", "method": "PUT", "useragent": "evil\r\n\x1b[31mred"},
+        )
+        assert 1 == post(client, event).json()["accepted"]
+        (stored_event,) = stored(services)
+        assert ("bo\\x00b", "evil\\x0d\\x0a\\x1b[31mred") == (
+            stored_event.actor,
+            stored_event.user_agent,
+        )
+        assert 1 == len(stored(services, actor="bo\\x00b"))
+
+    def test_an_event_dated_9999_does_not_own_its_tag(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """The far-future push is quarantined; the real push after it moves the tag."""
+        post(client, push_event(id="future", timestamp="9999-01-01T00:00:00Z"))
+        real = push_event(
+            id="real", target={**push_event()["target"], "digest": "sha256:" + "b" * 64}
+        )  # type: ignore[dict-item]
+        assert 1 == post(client, real).json()["accepted"]
+        with services.session_factory() as session:
+            (tag,) = list_tags(session, repository="team/app")
+        assert "sha256:" + "b" * 64 == tag.to_dict()["digest"]
+
+    def test_a_list_longer_than_the_limit_is_one_quarantine_row(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """1 MB of `{}` events is one quarantine row counting them all, answered 200."""
+        items = 349_000
+        body = b'{"events":[' + b",".join([b"{}"] * items) + b"]}"
+        response = client.post("/v1/notifications", content=body, headers=AUTH)
+        assert (200, items) == (response.status_code, response.json()["quarantined"])
+        assert [("too_many_events", items)] == quarantine_rows(services)
+
+    def test_many_bad_events_below_the_limit_are_one_quarantine_row(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """Every bad event of a body is counted in one row."""
+        response = post(client, *[{} for _ in range(500)], good(1))
+        assert (1, 500) == (response.json()["accepted"], response.json()["quarantined"])
+        assert [("missing_field", 500)] == quarantine_rows(services)
+
+
+class TestPoisonLogs:
+    def test_a_failed_login_with_a_nul_in_the_user_is_stored_and_later_ones_too(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """`error authenticating user "bo\\x00b"`: stored with the NUL written out; the
+        failed logins after it are stored as well (nothing is stuck)."""
+        poisoned = [fixture_line(n).replace("mallory", "bo\\\\x00b") for n in (10, 11)]
+        body = "\n".join([*poisoned, fixture_line(15), fixture_line(16)])
+        response = client.post(
+            "/v1/logs", content=body, headers={**LOG_AUTH, "Content-Type": "text/plain"}
+        )
+        assert 200 == response.status_code, response.text
+        actors = sorted(e.actor for e in stored(services, action="auth_failure"))
+        assert ["bo\\x00b", "mallory"] == actors
+
+    def test_a_digest_of_307_characters_in_a_url_quarantines_that_event(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """The request for an impossible digest is quarantined; the other lines are stored."""
+        long_digest = (
+            fixture_line(61)
+            .replace(
+                "/v2/library/hello/manifests/1.0", "/v2/library/hello/manifests/sha256:" + "a" * 300
+            )
+            .replace("http.response.status=201", "http.response.status=404")
+        )
+        body = "\n".join([long_digest, fixture_line(10), fixture_line(11)])
+        response = client.post(
+            "/v1/logs", content=body, headers={**LOG_AUTH, "Content-Type": "text/plain"}
+        )
+        assert (200, 1, 1) == (
+            response.status_code,
+            response.json()["accepted"],
+            response.json()["quarantined"],
+        )
+        assert [("unsafe_field", 1)] == quarantine_rows(services)
+
+    def test_an_array_of_400k_numbers_is_413(self, client: TestClient, services: Services) -> None:
+        """0.8 MB of `[1,1,…]` on /v1/logs holds more records than a body may: 413."""
+        body = b"[" + b",".join([b"1"] * 400_000) + b"]"
+        response = client.post(
+            "/v1/logs", content=body, headers={**LOG_AUTH, "Content-Type": "application/json"}
+        )
+        assert (413, []) == (response.status_code, quarantine_rows(services))
+
+    def test_records_without_lines_are_one_quarantine_row(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """10,000 records that hold no log line: one row counting them all."""
+        body = b"[" + b",".join([b"1"] * 10_000) + b"]"
+        response = client.post(
+            "/v1/logs", content=body, headers={**LOG_AUTH, "Content-Type": "application/json"}
+        )
+        assert (200, 10_000) == (response.status_code, response.json()["quarantined"])
+        assert [("no_log_line", 10_000)] == quarantine_rows(services)
+
+    def test_a_10_mb_line_is_quarantined_not_parsed(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """A 10 MB line with an unclosed quote: quarantined (its first 64 KiB kept)."""
+        huge = 'time="2026-11-27T04:52:06Z" level=info msg="' + "a" * 4_000_000
+        body = "\n".join([huge, fixture_line(10), fixture_line(11)])
+        response = client.post(
+            "/v1/logs", content=body, headers={**LOG_AUTH, "Content-Type": "text/plain"}
+        )
+        assert (200, 1) == (response.status_code, response.json()["quarantined"])
+        assert [("line_too_long", 1)] == quarantine_rows(services)
+        assert ["mallory"] == [e.actor for e in stored(services, action="auth_failure")]
+
+
+@pytest.fixture
+def pg_services(postgres: PostgresDatabases, tmp_path: Path) -> Iterator[tuple[Services, str]]:
+    url = postgres.create()
+    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
+    built.writer.start()
+    try:
+        yield built, url
+    finally:
+        built.writer.stop()
+        built.engine.dispose()
+        postgres.drop(url)
+
+
+def set_read_only(postgres: PostgresDatabases, url: str, read_only: bool) -> None:
+    """The database's default for new sessions, as an operator or a failover would set it;
+    the sessions open now are ended so that the pool reconnects while it holds."""
+    name = make_url(url).database
+    with psycopg.connect(_libpq(postgres.admin_url), autocommit=True) as conn:
+        if read_only:
+            conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        else:
+            conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+
+class TestReadOnlyDatabase:
+    def test_postgres_read_only_then_writable_recovers_without_restart(
+        self, pg_services: tuple[Services, str], postgres: PostgresDatabases
+    ) -> None:
+        """While read-only: intake 503 and /readyz 503. Writable again: both 200, no restart;
+        every event sent is stored once."""
+        services, url = pg_services
+        with TestClient(build_app(services, with_scheduler=False)) as client:
+            assert 200 == post(client, good(0)).status_code
+            set_read_only(postgres, url, True)
+            try:
+                down = [post(client, good(n)).status_code for n in range(1, 4)]
+                ready_while_down = client.get("/readyz").status_code
+            finally:
+                set_read_only(postgres, url, False)
+            assert ([503] * 3, 503) == (down, ready_while_down)
+            answers = [post(client, good(n)).status_code for n in range(1, 4)]
+            # At most one more answer may meet a connection opened while read-only.
+            assert answers[-2:] == [200, 200]
+            assert 200 == client.get("/readyz").status_code
+            for n in range(1, 4):
+                post(client, good(n))
+        assert {f"good-{n}" for n in range(4)} == {e.event_id for e in stored(services)}
