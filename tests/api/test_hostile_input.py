@@ -49,7 +49,14 @@ def quarantine_rows(services: Services) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in rows]
 
 
-def stored(services: Services, **where: str) -> list[Any]:
+def target(**overrides: object) -> dict[str, object]:
+    """The target of `push_event()` with `overrides`."""
+    base = push_event()["target"]
+    assert isinstance(base, dict)
+    return {**base, **overrides}
+
+
+def stored(services: Services, **where: Any) -> list[Any]:
     with services.session_factory() as session:
         page, _ = query_events(session, where=EventFilter(**where), limit=1000)
     return [e.event for e in page]
@@ -73,13 +80,13 @@ class TestPoisonNotifications:
             ("timestamp_before_year_1_in_utc", {"timestamp": "0001-01-01T00:00:00+01:00"}),
             ("far_future_timestamp", {"timestamp": "9999-01-01T00:00:00Z"}),
             ("timestamp_before_2000", {"timestamp": "1999-12-31T23:59:59Z"}),
-            ("nul_in_repository", {"target": {**push_event()["target"], "repository": "a\x00b"}}),  # type: ignore[dict-item]
-            ("nul_in_tag", {"target": {**push_event()["target"], "tag": "v\x001"}}),  # type: ignore[dict-item]
-            ("size_above_bigint", {"target": {**push_event()["target"], "size": 2**63}}),  # type: ignore[dict-item]
+            ("nul_in_repository", {"target": target(repository="a\x00b")}),
+            ("nul_in_tag", {"target": target(tag="v\x001")}),
+            ("size_above_bigint", {"target": target(size=2**63)}),
             (
                 "digest_of_307_characters",
-                {"target": {**push_event()["target"], "digest": "sha256:" + "a" * 300}},
-            ),  # type: ignore[dict-item]
+                {"target": target(digest="sha256:" + "a" * 300)},
+            ),
             ("deeply_nested_event", {"target": json.loads("[" * 300 + "]" * 300)}),
         ],
     )
@@ -126,9 +133,7 @@ class TestPoisonNotifications:
     ) -> None:
         """The far-future push is quarantined; the real push after it moves the tag."""
         post(client, push_event(id="future", timestamp="9999-01-01T00:00:00Z"))
-        real = push_event(
-            id="real", target={**push_event()["target"], "digest": "sha256:" + "b" * 64}
-        )  # type: ignore[dict-item]
+        real = push_event(id="real", target=target(digest="sha256:" + "b" * 64))
         assert 1 == post(client, real).json()["accepted"]
         with services.session_factory() as session:
             (tag,) = list_tags(session, repository="team/app")
