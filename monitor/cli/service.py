@@ -26,6 +26,7 @@ def require_token(settings: Settings, *, insecure_no_token: bool = False) -> Non
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
+    # deliberately lazy: check-config shares this module and needs no web server (start-up)
     from monitor.server import ListenError, open_listener
     from monitor.server import serve as run_service
 

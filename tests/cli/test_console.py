@@ -147,6 +147,15 @@ class TestNoUsableStore:
         )
         assert expected == (done.returncode, done.stderr)
 
+    def test_a_plan_that_does_not_exist(self, tmp_path: Path) -> None:
+        """`cleanup plans show` and `cleanup apply` of an unknown id: one line, exit 2."""
+        env = {"REGISTRY_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+        assert 0 == run("db", "upgrade", cwd=tmp_path, env=env).returncode
+        shown = run("cleanup", "plans", "show", "nope", cwd=tmp_path, env=env)
+        applied = run("cleanup", "apply", "nope", cwd=tmp_path, env=env)
+        expected = [(2, "registry-monitor: no cleanup plan 'nope'\n")] * 2
+        assert expected == [(d.returncode, d.stderr) for d in (shown, applied)]
+
 
 class TestArguments:
     def test_a_log_file_that_does_not_exist(self, tmp_path: Path) -> None:
