@@ -3,8 +3,9 @@
 The store is created by the project's own migrations, then filled by direct bulk insert
 (SQLite: executemany on one connection with journaling off; PostgreSQL: COPY), with the
 secondary indexes of `events` dropped during the load and rebuilt after. Per-tag state, pulls by
-client, manifest details, roll-ups, the detector's cursor (at the newest event, as after a
-caught-up detector) and intake coverage (the whole span) are written consistent with the events.
+client, manifest details, blob sizes, roll-ups, the detector's cursor (at the newest event, as
+after a caught-up detector) and intake coverage (the whole span) are written consistent with the
+events.
 
 Built stores are kept outside the repository (/work/bench-data, or REGISTRY_MONITOR_BENCH_DATA)
 and reused: `migrate_forward` brings a kept store to the current schema, and
@@ -259,6 +260,11 @@ def _load_derived(loader: _Loader, history: History, spec: Spec) -> None:
             for (repo, digest), m in history.manifests.items()
         ),
     )  # fmt: skip
+    loader.load(
+        "blob_sizes",
+        ("repository", "digest", "size"),
+        ((repo, digest, size) for (repo, digest), size in history.blob_sizes.items()),
+    )
     loader.load(
         "event_rollups",
         ("day", "repository", "action", "client", "count"),

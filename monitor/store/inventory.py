@@ -5,6 +5,7 @@ tag state, pulls, manifests and intake coverage. Functions take a session and ne
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,7 @@ from monitor.cleanup.model import (
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
 from monitor.store.coverage import covered_intervals
 from monitor.store.schema import (
-    EventRow,
+    BlobSizeRow,
     ManifestInfoRow,
     RegistryTagRow,
     TagPullRow,
@@ -36,6 +37,7 @@ from monitor.store.schema import (
 )
 
 PLANNING_HORIZON = timedelta(days=3660)
+MAX_REPOSITORY, MAX_DIGEST = 255, 160  # the key columns of blob_sizes
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -201,7 +203,10 @@ def complete_manifests(session: Session, *, repository: str) -> set[str]:
 
 
 def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime) -> None:
-    """Manifest details from push events' `target.references` (sizes from blob events)."""
+    """Blob sizes from blob events, and manifest details from push events' `target.references`
+    (sizes from the blob sizes recorded so far, never from raw events)."""
+    events = list(events)
+    record_blob_sizes(session, events)
     pushes = [
         e
         for e in events
@@ -224,7 +229,7 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
                 children=event.references, pushed_at=event.occurred_at,
             )  # fmt: skip
         else:
-            sizes = _blob_sizes(session, repository, event.references)
+            sizes = blob_sizes(session, repository, event.references)
             blobs = tuple(Blob(d, sizes.get(d, 0)) for d in event.references)
             info = ManifestInfo(
                 repository, digest, media_type, event.size or 0,
@@ -233,22 +238,46 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
         save_manifest_info(session, info, now=now)
 
 
-def _blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dict[str, int]:
-    wanted = list(digests)
+@functools.cache
+def _record_blob_size(dialect: str) -> Any:
+    table: Any = BlobSizeRow.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.repository, table.c.digest])
+
+
+def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
+    """Remember the size of every blob the events name (a digest's size never changes, so the
+    first one recorded stands). One statement per call, keyed lookups only."""
+    sizes: dict[tuple[str, str], int] = {}
+    for e in events:
+        if (
+            e.target_kind is TargetKind.BLOB
+            and e.repository
+            and e.digest
+            and e.size is not None
+            and e.size >= 0
+            and len(e.repository) <= MAX_REPOSITORY
+            and len(e.digest) <= MAX_DIGEST
+        ):
+            sizes.setdefault((e.repository, e.digest), e.size)
+    if sizes:
+        session.execute(
+            _record_blob_size(session.get_bind().dialect.name),
+            [{"repository": r, "digest": d, "size": s} for (r, d), s in sorted(sizes.items())],
+        )
+
+
+def blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dict[str, int]:
+    """Known sizes of `digests` in `repository` (a primary-key lookup per digest)."""
+    wanted = sorted(set(digests))
     if not wanted:
         return {}
     rows = session.execute(
-        select(EventRow.digest, func.max(EventRow.size))
-        .where(
-            and_(
-                EventRow.repository == repository,
-                EventRow.target_kind == TargetKind.BLOB.value,
-                EventRow.digest.in_(wanted),
-            )
+        select(BlobSizeRow.digest, BlobSizeRow.size).where(
+            BlobSizeRow.repository == repository, BlobSizeRow.digest.in_(wanted)
         )
-        .group_by(EventRow.digest)
-    ).all()
-    return {d: int(s) for d, s in rows if d is not None and s is not None}
+    )
+    return {d: int(s) for d, s in rows}
 
 
 # --- the planner's input ------------------------------------------------------------------

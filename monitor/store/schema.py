@@ -356,6 +356,16 @@ class ManifestInfoRow(Base):
     learned_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class BlobSizeRow(Base):
+    """The size of a blob in a repository, recorded as blob events are stored."""
+
+    __tablename__ = "blob_sizes"
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(160), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
 class JobLockRow(Base):
     """A lease: the replica holding it runs the job; it lapses at `expires_at`."""
 

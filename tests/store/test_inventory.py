@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select
+
 from monitor.cleanup.model import Blob
+from monitor.events import Action, TargetKind
 from monitor.runtime import Services
+from monitor.store.events import expire_events
 from monitor.store.inventory import (
+    blob_sizes,
     list_manifests,
     mark_missing_deleted,
     planner_input,
     record_tag_seen,
 )
+from monitor.store.schema import EventRow
 from monitor.store.tags import list_tags
 from tests.fixture_events import scenario_events
 
@@ -35,6 +41,33 @@ class TestLearnedManifests:
         assert 2 == len(multi.children)
         assert [128, 137, 462] == sorted(b.size for b in app.blobs)
         assert (645, 583) == (multi.size, app.size)
+
+    def test_blob_sizes_come_from_their_own_table_not_from_events(self, services: Services) -> None:
+        """Blob sizes are recorded as blob events are stored, so a manifest pushed after every
+        raw event expired still learns its blobs' sizes: nothing reads events for them."""
+        events = scenario_events()
+        blob_events = [e for e in events if e.target_kind is TargetKind.BLOB]
+        manifest_pushes = [
+            e for e in events if e.action is Action.PUSH and e.target_kind is TargetKind.MANIFEST
+        ]
+        services.writer.submit(blob_events).result(timeout=30)
+        with services.session_factory() as session, session.begin():
+            expire_events(session, older_than=datetime(2100, 1, 1, tzinfo=UTC))
+            assert 0 == session.scalar(select(func.count()).select_from(EventRow))
+        services.writer.submit(manifest_pushes).result(timeout=30)
+        with services.session_factory() as session:
+            app = {m.digest: m for m in list_manifests(session, repository="team/app")}[APP_V1]
+        assert [128, 137, 462] == sorted(b.size for b in app.blobs)
+
+    def test_blob_sizes_are_keyed_by_repository_and_digest(self, services: Services) -> None:
+        """A blob's size is known in the repositories that stored it, and nowhere else."""
+        ingest(services)
+        with services.session_factory() as session:
+            app = {m.digest: m for m in list_manifests(session, repository="team/app")}[APP_V1]
+            digests = [b.digest for b in app.blobs]
+            in_app = blob_sizes(session, "team/app", digests)
+            elsewhere = blob_sizes(session, "library/nothing-here", digests)
+        assert ({b.digest: b.size for b in app.blobs}, {}) == (in_app, elsewhere)
 
 
 class TestTagsSeen:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.orm import Session
 
+from monitor.events import TargetKind
+from monitor.store.events import insert_events
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
-from monitor.store.schema import Base
+from monitor.store.schema import Base, BlobSizeRow
+from tests.fixture_events import scenario_events
 
 
 class TestMigrations:
@@ -46,3 +52,19 @@ class TestMigrations:
         upgrade(engine)
         assert head_revision() == current_revision(engine)
         engine.dispose()
+
+
+class TestBlobSizesMigration:
+    def test_upgrade_learns_blob_sizes_from_the_events_kept(self, db_url: str) -> None:
+        """A store upgraded to blob_sizes knows the sizes of the blobs its events name."""
+        engine = create_engine(db_url)
+        upgrade(engine, "0009")
+        blobs = [e for e in scenario_events() if e.target_kind is TargetKind.BLOB]
+        with Session(engine) as session, session.begin():
+            insert_events(session, blobs, received_at=datetime(2026, 11, 27, tzinfo=UTC))
+        upgrade(engine)
+        with Session(engine) as session:
+            known = {(r.repository, r.digest): r.size for r in session.scalars(select(BlobSizeRow))}
+        engine.dispose()
+        expected = {(e.repository, e.digest): e.size for e in blobs if e.size is not None}
+        assert expected == known
