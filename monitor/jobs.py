@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.orm import Session
 
 from monitor.store.coverage import record_heartbeat
 from monitor.store.engine import SessionFactory
-from monitor.store.events import expire_events
+from monitor.store.events import EXPIRE_BATCH, expire_events
+
+Transact = Callable[[Callable[[Session], int]], int]
 
 log = structlog.get_logger("monitor.jobs")
 
@@ -27,9 +31,26 @@ def heartbeat(
         )
 
 
-def expire(session_factory: SessionFactory, *, now: datetime, days: int) -> int:
-    """Delete raw events older than `days`; per-tag state stays."""
-    with session_factory() as session, session.begin():
-        removed = expire_events(session, older_than=now - timedelta(days=days))
+def transaction_runner(session_factory: SessionFactory) -> Transact:
+    """Run work in a transaction of its own (where no writer thread runs, e.g. the CLI)."""
+
+    def run(work: Callable[[Session], int]) -> int:
+        with session_factory() as session, session.begin():
+            return work(session)
+
+    return run
+
+
+def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_BATCH) -> int:
+    """Delete raw events older than `days`, `batch` at a time, each batch in a transaction of
+    its own with its roll-up (per-tag state stays). `serve` passes `StoreWriter.transact`, so
+    the batches take turns with intake."""
+    cut = now - timedelta(days=days)
+    removed = 0
+    while True:
+        done = transact(lambda s: expire_events(s, older_than=cut, limit=batch))
+        removed += done
+        if done < batch:
+            break
     log.info("events expired", removed=removed, days=days)
     return removed

@@ -150,7 +150,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
     scheduler.add_job(
         lambda: jobs.expire(
-            services.session_factory,
+            services.writer.transact,
             now=services.clock(),
             days=services.settings.retention.events_days,
         ),

@@ -148,7 +148,9 @@ class InputSettings:
 class RetentionSettings:
     events_days: int = setting(
         180,
-        "Raw events older than this many days are deleted; per-tag state and daily roll-ups "
+        "Raw events older than this many days are deleted (daily at 03:17 UTC, 2,000 at a "
+        "time, each batch committed by the intake writer between notifications, with its "
+        "counts added to the roll-ups); per-tag state and daily roll-ups "
         "(`GET /v1/stats/daily`) are kept.",
     )
 

@@ -1,4 +1,4 @@
-"""Event rows: idempotent insert, filtered queries with keyset pagination, expiry.
+"""Event rows: idempotent insert, filtered queries with keyset pagination, expiry in batches.
 
 Functions take a session and never commit.
 """
@@ -206,9 +206,26 @@ def query_events(
     return page, next_cursor
 
 
-def expire_events(session: Session, *, older_than: datetime) -> int:
-    """Delete raw events that occurred before `older_than`; tag state and the daily roll-ups
-    (counted at insert) are kept. Returns the number of events deleted."""
+EXPIRE_BATCH = 2_000
+
+
+def expire_events(session: Session, *, older_than: datetime, limit: int = EXPIRE_BATCH) -> int:
+    """Delete up to `limit` of the oldest raw events that occurred before `older_than`; tag
+    state and the daily roll-ups (counted at insert) are kept. Returns the number deleted:
+    fewer than `limit` means none is left. Each call is one short transaction's work (a keyset
+    range of the (occurred_at, id) index), so expiry never holds the store long."""
+    row = EventRow
+    due = row.occurred_at < older_than
+    boundary = session.execute(
+        select(row.occurred_at, row.id)
+        .where(due)
+        .order_by(row.occurred_at, row.id)
+        .offset(limit - 1)
+        .limit(1)
+    ).first()
+    if boundary is not None:
+        at, last_id = boundary
+        due = and_(due, or_(row.occurred_at < at, and_(row.occurred_at == at, row.id <= last_id)))
     forget_sources_before(session, older_than)
-    result = session.execute(delete(EventRow).where(EventRow.occurred_at < older_than))
+    result = session.execute(delete(row).where(due).execution_options(synchronize_session=False))
     return int(getattr(result, "rowcount", 0) or 0)

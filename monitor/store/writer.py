@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 import structlog
@@ -41,6 +42,7 @@ from monitor.store.tags import apply_events
 log = structlog.get_logger("monitor.store.writer")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,6 +119,16 @@ class StoreWriter:
     ) -> CommitResult:
         """Submit and wait (without blocking the event loop) until committed."""
         return await asyncio.wrap_future(self.submit(events, quarantined, also=also))
+
+    def transact(self, work: Callable[[Session], T], timeout: float = 300.0) -> T:
+        """Run `work` in a transaction of the writer thread and return its result (blocking).
+
+        Jobs that write much (expiry) go through here in small pieces: they take turns with
+        intake instead of contending for the store's write lock.
+        """
+        box: list[T] = []
+        self.submit((), also=lambda session: box.append(work(session))).result(timeout)
+        return box[-1]
 
     def _run(self) -> None:
         stopping = False

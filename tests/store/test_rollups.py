@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from monitor import jobs
 from monitor.main import build_app
 from monitor.runtime import Services
 from monitor.store.events import expire_events
 from monitor.store.rollups import daily_counts
+from monitor.store.schema import EventRow
 from tests.fixture_events import scenario_events
 
 DAY = date(2026, 11, 27)
@@ -38,6 +41,38 @@ class TestRollups:
         with services.session_factory() as session, session.begin():
             removed = expire_events(session, older_than=CUT)
         assert 0 < removed < 43
+        assert expected() == counts(services)
+
+    def test_expiry_in_small_batches_loses_no_count(self, services: Services) -> None:
+        """Expiring 5 events at a time: after every batch the day's counts are unchanged, and
+        the batches stop once nothing is due."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        due = sum(1 for e in scenario_events() if e.occurred_at < CUT)
+        sizes: list[int] = []
+        while not sizes or sizes[-1] == 5:
+            with services.session_factory() as session, session.begin():
+                sizes.append(expire_events(session, older_than=CUT, limit=5))
+            assert expected() == counts(services)
+        assert (due, [5] * (due // 5) + [due % 5]) == (sum(sizes), sizes)
+
+    def test_expire_job_runs_its_batches_through_the_writer(self, services: Services) -> None:
+        """The scheduled job expires everything due, in batches committed by the writer thread,
+        and the roll-ups then hold every count."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        removed = jobs.expire(
+            services.writer.transact, now=datetime(2026, 12, 1, tzinfo=UTC), days=1, batch=4
+        )
+        with services.session_factory() as session:
+            left = session.scalar(select(func.count()).select_from(EventRow))
+        assert (43, 0) == (removed, left)
+        assert expected() == counts(services)
+
+    def test_expire_job_without_a_writer(self, services: Services) -> None:
+        """Where no writer runs (the command line), each batch is a transaction of its own."""
+        services.writer.submit(scenario_events()).result(timeout=30)
+        transact = jobs.transaction_runner(services.session_factory)
+        removed = jobs.expire(transact, now=datetime(2026, 12, 1, tzinfo=UTC), days=1, batch=10)
+        assert 43 == removed
         assert expected() == counts(services)
 
     def test_expiring_twice_counts_once(self, services: Services) -> None:
