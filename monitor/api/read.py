@@ -1,11 +1,16 @@
-"""The read API: `GET /v1/events`, `/v1/tags`, `/v1/quarantine`."""
+"""The read API: `GET /v1/events`, `/v1/tags`, `/v1/quarantine`.
+
+Every list pages with `limit` and an opaque `cursor`; the store is read and the JSON built on a
+worker thread, never on the event loop that answers intake.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -16,11 +21,18 @@ from monitor.api.auth import require_token
 from monitor.errors import InvalidQuery, StoreUnavailable
 from monitor.events import Action, Source, parse_timestamp
 from monitor.runtime import Services
+from monitor.store.cursors import decode_key, encode_key
 from monitor.store.events import EventFilter, query_events
 from monitor.store.quarantine import list_quarantined
-from monitor.store.tags import list_tags
+from monitor.store.tags import TagState, list_tags
 
 T = TypeVar("T")
+
+
+class Item(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 MAX_LIMIT = 1000
 
 
@@ -111,25 +123,57 @@ async def events(request: Request) -> Response:
     if order not in ("asc", "desc"):
         raise InvalidQuery("invalid_order", "order must be asc or desc")
     cursor = params.get("cursor") or None
-    page, next_cursor = await _query(
+    return await page_response(
         services,
         lambda s: query_events(
             s, where=where, limit=limit, cursor=cursor, ascending=order == "asc"
         ),
     )
-    return JSONResponse({"items": [e.to_dict() for e in page], "next_cursor": next_cursor})
+
+
+async def page_response(
+    services: Services, work: Callable[[Session], tuple[Sequence[Item], str | None]]
+) -> Response:
+    """`{"items", "next_cursor"}` of the page `work` reads, built into JSON on the worker
+    thread too, so the event loop only sends bytes."""
+
+    def run(session: Session) -> bytes:
+        items, next_cursor = work(session)
+        return orjson.dumps({"items": [i.to_dict() for i in items], "next_cursor": next_cursor})
+
+    return Response(await _query(services, run), media_type="application/json")
+
+
+def check_parameters(params: Mapping[str, str], known: set[str]) -> None:
+    for name in params:
+        if name not in known:
+            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
 
 
 async def tags(request: Request) -> Response:
     services = _services(request)
     params = request.query_params
+    check_parameters(params, {"repository", "deleted", "limit", "cursor"})
     repository = params.get("repository") or None
     include_deleted = params.get("deleted", "true").lower() not in ("false", "0", "no")
-    items = await _query(
-        services,
-        lambda s: list_tags(s, repository=repository, include_deleted=include_deleted),
-    )
-    return JSONResponse({"items": [t.to_dict() for t in items]})
+    limit = parse_limit(params)
+    cursor = params.get("cursor") or None
+    after = decode_key(cursor, 2) if cursor else None
+
+    def page(session: Session) -> tuple[list[TagState], str | None]:
+        items = list_tags(
+            session,
+            repository=repository,
+            include_deleted=include_deleted,
+            after=(after[0], after[1]) if after else None,
+            limit=limit + 1,
+        )
+        if len(items) <= limit:
+            return items, None
+        last = items[limit - 1]
+        return items[:limit], encode_key([last.repository, last.tag])
+
+    return await page_response(services, page)
 
 
 async def quarantine(request: Request) -> Response:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,10 @@ class DailyCount:
     action: str
     client: str
     count: int
+
+    @property
+    def key(self) -> RollupKey:
+        return (self.day, self.repository, self.action, self.client)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,11 +120,27 @@ def daily_counts(
     since: date,
     until: date,
     repository: str | None = None,
+    after: RollupKey | None = None,
+    limit: int | None = None,
 ) -> list[DailyCount]:
-    """Counts per day in [since, until), read from the roll-ups only."""
+    """Counts per day in [since, until), read from the roll-ups only, in (day, repository,
+    action, client) order; with `after` only those whose key sorts after it, and at most
+    `limit` of them (a keyset page on the primary key)."""
     query = select(EventRollupRow).where(EventRollupRow.day >= since, EventRollupRow.day < until)
     if repository is not None:
         query = query.where(EventRollupRow.repository == repository)
+    if after is not None:
+        query = query.where(
+            tuple_(
+                EventRollupRow.day,
+                EventRollupRow.repository,
+                EventRollupRow.action,
+                EventRollupRow.client,
+            )
+            > tuple_(*(literal(v) for v in after))
+        )
+    if limit is not None:
+        query = query.limit(limit)
     query = query.order_by(
         EventRollupRow.day,
         EventRollupRow.repository,

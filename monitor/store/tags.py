@@ -255,15 +255,28 @@ def _state(row: TagStateRow) -> TagState:
 
 
 def list_tags(
-    session: Session, *, repository: str | None = None, include_deleted: bool = True
+    session: Session,
+    *,
+    repository: str | None = None,
+    include_deleted: bool = True,
+    after: tuple[str, str] | None = None,
+    limit: int | None = None,
 ) -> list[TagState]:
-    """Tag states, ordered by repository then tag."""
-    query = select(TagStateRow).order_by(TagStateRow.repository, TagStateRow.tag)
+    """Tag states ordered by repository then tag; with `after` (a (repository, tag) key) only
+    those that sort after it, and at most `limit` (a keyset page on the primary key)."""
+    row = TagStateRow
+    query = select(row).order_by(row.repository, row.tag)
     if repository is not None:
-        query = query.where(TagStateRow.repository == repository)
+        query = query.where(row.repository == repository)
     if not include_deleted:
-        query = query.where(TagStateRow.deleted_at.is_(None))
-    return [_state(row) for row in session.scalars(query)]
+        query = query.where(row.deleted_at.is_(None))
+    if after is not None:
+        query = query.where(
+            or_(row.repository > after[0], and_(row.repository == after[0], row.tag > after[1]))
+        )
+    if limit is not None:
+        query = query.limit(limit)
+    return [_state(r) for r in session.scalars(query)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
