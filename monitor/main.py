@@ -148,18 +148,16 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     """Every scheduled job, in one table, with stable ids."""
     scheduler = BackgroundScheduler(timezone="UTC")
     defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
-    scheduler.add_job(
-        lambda: jobs.expire(
-            services.writer.transact,
-            now=services.clock(),
-            days=services.settings.retention.events_days,
-        ),
-        "cron",
-        id="expire-events",
-        hour=3,
-        minute=17,
-        **defaults,
-    )
+    retention = services.settings.retention
+    if retention.schedule.strip():
+        scheduler.add_job(
+            lambda: jobs.expire(
+                services.writer.transact, now=services.clock(), days=retention.events_days
+            ),
+            CronTrigger.from_crontab(retention.schedule, timezone="UTC"),
+            id="expire-events",
+            **defaults,
+        )
     _add_cleanup_jobs(scheduler, services, defaults)
     _add_audit_job(scheduler, services, defaults)
     return scheduler

@@ -88,6 +88,7 @@ class TestLoadSettings:
             ({"REGISTRY_MONITOR_LOGGING_LEVEL": "loud"}, "logging.level"),
             ({"REGISTRY_MONITOR_API_TOKEN_FILE": "/nonexistent"}, "api.token_file"),
             ({"REGISTRY_MONITOR_RETENTION_EVENTS_DAYS": "0"}, "retention.events_days"),
+            ({"REGISTRY_MONITOR_RETENTION_SCHEDULE": "17 3 * *"}, "retention.schedule"),
         ],
     )
     def test_an_invalid_setting_names_its_key(self, environ: dict[str, str], key: str) -> None:

@@ -285,6 +285,7 @@ def validate(settings: Settings) -> None:
         ("cleanup.plan_schedule", cleanup.plan_schedule),
         ("cleanup.apply_schedule", cleanup.apply_schedule),
         ("cleanup.reconcile_schedule", cleanup.reconcile_schedule),
+        ("retention.schedule", settings.retention.schedule),
     ):
         if cron.strip() and len(cron.split()) != 5:
             raise ConfigError(key, f"expected a 5-field cron expression, got {cron!r}")

@@ -148,10 +148,12 @@ class InputSettings:
 class RetentionSettings:
     events_days: int = setting(
         180,
-        "Raw events older than this many days are deleted (daily at 03:17 UTC, 2,000 at a "
-        "time, each batch committed by the intake writer between notifications, with its "
-        "counts added to the roll-ups); per-tag state and daily roll-ups "
-        "(`GET /v1/stats/daily`) are kept.",
+        "Raw events older than this many days are deleted (2,000 at a time, each batch "
+        "committed by the intake writer between notifications); per-tag state and daily "
+        "roll-ups (`GET /v1/stats/daily`) are kept.",
+    )
+    schedule: str = setting(
+        "17 3 * * *", "Cron (UTC, 5 fields) of the expiry of raw events; empty: never."
     )
 
 
