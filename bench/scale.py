@@ -3,10 +3,16 @@
 
     python -m bench.scale build [--events N] [--db sqlite|postgresql|both] [--force]
     python -m bench.scale info [--events N]
+    python -m bench.scale intake [--events N] [--db ...] [--seconds S] [--empty-only]
+                                 [--no-busy] [--uvloop]
 
 `build` generates the history (bench/scalegen.py) and bulk-loads it through the store's schema
 (bench/scalestore.py) into REGISTRY_MONITOR_BENCH_DATA (default /work/bench-data); a store that
 exists is kept and only migrated forward, unless --force.
+
+`intake` measures notification intake with wrk (bench/scaleintake.py): the bare starlette
+endpoint and `registry-monitor serve` side by side, on an empty and on the full store (working
+copies; the pristine store is never changed), then under retention, readers and detection.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from bench import scaleintake
 from bench.scalegen import Spec
 from bench.scalestore import Store, build, exists, migrate_forward
 
@@ -38,13 +45,30 @@ def ensure(store: Store, *, force: bool = False) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("build", "info"):
+    for name in ("build", "info", "intake"):
         command = sub.add_parser(name)
         command.add_argument("--events", type=int, default=DEFAULT_EVENTS)
         command.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
         if name == "build":
             command.add_argument("--force", action="store_true")
+        if name == "intake":
+            command.add_argument("--seconds", type=float, default=20)
+            command.add_argument("--empty-only", action="store_true")
+            command.add_argument("--no-busy", action="store_true")
+            command.add_argument("--uvloop", action="store_true", help="also bare on uvloop")
     args = parser.parse_args()
+    if args.command == "intake":
+        stores = [Store(kind, args.events) for kind in kinds(args.db)]
+        for store in stores:
+            ensure(store)
+        scaleintake.main(
+            stores,
+            seconds=args.seconds,
+            full=not args.empty_only,
+            busy=not args.no_busy,
+            loops=["asyncio", "uvloop"] if args.uvloop else ["asyncio"],
+        )
+        return
     for kind in kinds(args.db):
         store = Store(kind, args.events)
         if args.command == "build":

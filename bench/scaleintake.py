@@ -1,0 +1,282 @@
+"""Intake at scale (bench/scale.py intake): the bare endpoint and registry-monitor side by side,
+on an empty store and on the full one, then on the full store while retention expires about 1M
+events, 8 clients read /v1/tags and /v1/stats/daily, and detection catches up on 100k events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import create_engine, text
+
+from bench.scaleload import (
+    Running,
+    WrkResult,
+    bare_command,
+    free_port,
+    load_average,
+    mixed_bodies,
+    monitor_env,
+    push_bodies,
+    readers,
+    server,
+    wrk_intake,
+    wrk_intake_until_stopped,
+)
+from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, drop_working_copy, working_copy
+
+SERVE = ["-m", "monitor", "serve"]
+EXPIRE = 1_000_000
+DETECT_BACKLOG = 100_000
+
+
+@dataclasses.dataclass
+class Row:
+    server: str
+    store: str
+    load: str
+    connections: int
+    result: WrkResult
+    rss_mib: float
+    uptime: str
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Run:
+    seconds: float
+    work: Path
+    log: Path
+    rows: list[Row] = dataclasses.field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        r = row.result
+        print(
+            f"  {row.server} | {row.store} | {row.load} | c={row.connections} | "
+            f"{r.rate:,.0f}/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} max {r.max_ms:.1f} ms | "
+            f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
+            f"load {row.uptime} {row.note}",
+            flush=True,
+        )
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def bare(run: Run, *, loop: str = "asyncio", http: str = "h11") -> None:
+    port = free_port()
+    label = f"bare starlette ({loop}, {http})"
+    with server(bare_command(run.work, port, loop=loop, http=http), {}, port, run.log) as s:
+        for connections in (1, 64):
+            result = wrk_intake(
+                s.url + "/v1/notifications", mixed_bodies(), connections=connections,
+                seconds=run.seconds, work=run.work,
+            )  # fmt: skip
+            run.add(Row(label, "-", "-", connections, result, s.peak_rss_mib, load_average()))
+
+
+def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> None:
+    for connections in (1, 64):
+        result = wrk_intake(
+            s.url + "/v1/notifications", mixed_bodies(), connections=connections,
+            seconds=run.seconds, work=run.work,
+        )  # fmt: skip
+        run.add(Row(label, store, "captured mix", connections, result, s.peak_rss_mib,
+                    load_average()))  # fmt: skip
+    result = wrk_intake(
+        s.url + "/v1/notifications", push_bodies(busiest), connections=1,
+        seconds=run.seconds, work=run.work,
+    )  # fmt: skip
+    run.add(Row(label, store, f"manifest push to {busiest}", 1, result, s.peak_rss_mib,
+                load_average()))  # fmt: skip
+
+
+@contextmanager
+def empty_store(kind: str, work: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{work}/empty.db"
+        return
+    url = Store("postgresql", 0).url(work=True).replace("scale_postgresql_0_work", "scale_empty")
+    with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
+        admin.execute(b'DROP DATABASE IF EXISTS "scale_empty" WITH (FORCE)')
+        admin.execute(b'CREATE DATABASE "scale_empty"')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
+            admin.execute(b'DROP DATABASE IF EXISTS "scale_empty" WITH (FORCE)')
+
+
+def serve(run: Run, url: str, **settings: str) -> Any:
+    port = free_port()
+    env = monitor_env(url, port, **settings)
+    return server([_python(), *SERVE], env, port, run.log)
+
+
+def monitor_label(kind: str) -> str:
+    return "registry-monitor, " + ("SQLite FULL" if kind == "sqlite" else "PostgreSQL")
+
+
+def intake(run: Run, store: Store, *, full: bool, busy: bool) -> None:
+    label = monitor_label(store.kind)
+    busiest = store.meta()["busiest"]
+    sync = {"database_sqlite_synchronous": "FULL"} if store.kind == "sqlite" else {}
+    with empty_store(store.kind, run.work) as url, serve(run, url, **sync) as s:
+        _intake_rows(run, s, label, "empty", busiest)
+    if not full:
+        return
+    print(f"  copying {store.name} ...", flush=True)
+    url = working_copy(store)
+    try:
+        with serve(run, url, **sync) as s:
+            _intake_rows(run, s, label, f"{store.events / 1e6:g}M events", busiest)
+        if busy:
+            under_load(run, store, url, label, sync)
+    finally:
+        drop_working_copy(store)
+
+
+NTH_OLDEST = "SELECT occurred_at FROM events ORDER BY occurred_at, id LIMIT 1 OFFSET :offset"
+COUNT_BEFORE = "SELECT COUNT(*) FROM events WHERE occurred_at < :cut"
+
+
+def _scalar(url: str, sql: str, **params: Any) -> Any:
+    engine = create_engine(url)
+    if "cut" in params and engine.dialect.name == "sqlite":
+        params["cut"] = params["cut"].replace(tzinfo=None).isoformat(" ", "microseconds")
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(sql), params).scalar()
+    finally:
+        engine.dispose()
+
+
+def _stamp(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    stamp: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return stamp
+
+
+def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str]) -> None:
+    """Intake at c=1 while retention, 8 readers and a detection backlog run in the server."""
+    expire = min(EXPIRE, store.events // 10)
+    nth = _stamp(_scalar(url, NTH_OLDEST, offset=expire - 1))
+    days = math.ceil((datetime.now(UTC) - nth) / timedelta(days=1))
+    cut = datetime.now(UTC) - timedelta(days=days)
+    due = int(_scalar(url, COUNT_BEFORE, cut=cut))
+    last = int(_scalar(url, "SELECT MAX(id) FROM events"))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE detector_state SET cursor = :c WHERE name = 'default'"),
+            {"c": last - min(DETECT_BACKLOG, store.events // 10)},
+        )
+    engine.dispose()
+    settings = {
+        **sync,
+        "retention_events_days": str(days),
+        "retention_schedule": "* * * * *",
+    }
+    marks: dict[str, float] = {}
+    with serve(run, url, **settings) as s:
+        started = time.monotonic()
+        with (
+            readers(s.url),
+            wrk_intake_until_stopped(
+                s.url + "/v1/notifications", mixed_bodies(), connections=1, work=run.work
+            ) as results,
+        ):
+            _wait(url, cut, last, started, marks)
+        note = (
+            f"expired {due:,} (events_days={days}) in {marks.get('retention', -1):.0f} s; "
+            f"detection caught up on {DETECT_BACKLOG:,} in {marks.get('detection', -1):.0f} s"
+        )
+        run.add(Row(label, f"{store.events / 1e6:g}M events",
+                    "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
+                    load_average(), note))  # fmt: skip
+
+
+def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, float]) -> None:
+    engine = create_engine(url)
+    retention_started: float | None = None
+    deadline = started + 900
+    try:
+        oldest0 = None
+        while time.monotonic() < deadline and len(marks) < 2:
+            with engine.connect() as connection:
+                oldest = _stamp(
+                    connection.execute(text("SELECT MIN(occurred_at) FROM events")).scalar()
+                )
+                cursor = connection.execute(
+                    text("SELECT cursor FROM detector_state WHERE name = 'default'")
+                ).scalar()
+            oldest0 = oldest0 or oldest
+            now = time.monotonic()
+            if retention_started is None and oldest != oldest0:
+                retention_started = now
+            if "retention" not in marks and oldest >= cut and retention_started is not None:
+                marks["retention"] = now - retention_started
+            if "detection" not in marks and cursor is not None and int(cursor) >= last:
+                marks["detection"] = now - started
+            time.sleep(1)
+    finally:
+        engine.dispose()
+
+
+def report(run: Run) -> str:
+    lines = [
+        "| server | store | load | c | req/s | p50 ms | p99 ms | max ms | non-2xx | RSS MiB "
+        "| load avg |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in run.rows:
+        r = row.result
+        lines.append(
+            f"| {row.server} | {row.store} | {row.load} | {row.connections} | {r.rate:,.0f} | "
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.status_errors} | "
+            f"{row.rss_mib:.0f} | {row.uptime} |"
+        )
+    notes = [f"- {row.server}, {row.load}: {row.note}" for row in run.rows if row.note]
+    return "\n".join([*lines, "", *notes])
+
+
+def save(run: Run) -> Path:
+    path = DATA_DIR / f"intake-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(
+        json.dumps(
+            [{**dataclasses.asdict(row), "rate": row.result.rate} for row in run.rows],
+            indent=2,
+        )
+    )
+    return path
+
+
+def main(
+    stores: list[Store], *, seconds: float, full: bool, busy: bool, loops: list[str],
+    progress: Callable[[str], None] = print,
+) -> None:  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run(seconds, Path(tmp), DATA_DIR / "intake-servers.log")
+        progress(f"start {datetime.now(UTC):%H:%M} UTC, load {load_average()}")
+        for loop in loops:
+            bare(run, loop=loop, http="httptools" if loop == "uvloop" else "h11")
+        for store in stores:
+            intake(run, store, full=full, busy=busy)
+        progress(f"end {datetime.now(UTC):%H:%M} UTC, load {load_average()}")
+        progress(report(run))
+        progress(f"saved {save(run)}")
