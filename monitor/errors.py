@@ -5,6 +5,7 @@
     ├── ParseError               input that cannot be understood (a body, a log line, a query)
     ├── AuthError                missing or wrong credentials
     ├── PayloadTooLarge          a request body above the configured limit
+    ├── RequestTimeout           a request body that did not arrive in time
     ├── NotFound                 an object that does not exist
     ├── StoreUnavailable         the store cannot commit or answer right now
     ├── RegistryError            the registry's HTTP API failed or answered unexpectedly
@@ -66,6 +67,12 @@ class AuthError(MonitorError):
 
 class PayloadTooLarge(MonitorError):
     code = "payload_too_large"
+
+
+class RequestTimeout(MonitorError):
+    """A client that did not send its request body in time."""
+
+    code = "request_timeout"
 
 
 class NotFound(MonitorError):

@@ -6,6 +6,7 @@ is logged as started, and the port is held while the schema is upgraded.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 
@@ -13,6 +14,11 @@ import uvicorn
 
 from monitor.errors import MonitorError
 from monitor.main import build_app, build_services
+from monitor.server_limits import (
+    RateLimitedLoopErrors,
+    protocol_with_header_timeout,
+    raise_open_files_limit,
+)
 from monitor.settings import HttpSettings, Settings
 
 
@@ -46,6 +52,11 @@ def listening_url(http: HttpSettings, sock: socket.socket) -> str:
     return f"{scheme}://{host}:{sock.getsockname()[1]}"
 
 
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
+    await server.serve(sockets=[sock])
+
+
 def serve(settings: Settings, listener: socket.socket | None = None) -> None:
     """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
     sock = listener if listener is not None else open_listener(settings.http)
@@ -53,6 +64,7 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
         services = build_services(settings)
         app = build_app(services, listening=listening_url(settings.http, sock))
         http = settings.http
+        raise_open_files_limit()
         config = uvicorn.Config(
             app,
             host=http.host,
@@ -63,7 +75,11 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            http=protocol_with_header_timeout(http.header_timeout_seconds),
+            limit_concurrency=http.max_connections,
+            timeout_keep_alive=int(max(http.keep_alive_seconds, 1)),
+            h11_max_incomplete_event_size=http.max_header_bytes,
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        asyncio.run(_serve(uvicorn.Server(config), sock))
     finally:
         sock.close()

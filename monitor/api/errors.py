@@ -15,12 +15,14 @@ from monitor.errors import (
     NotFound,
     ParseError,
     PayloadTooLarge,
+    RequestTimeout,
     StoreUnavailable,
 )
 
 _STATUS: tuple[tuple[type[MonitorError], int], ...] = (
     (AuthError, 401),
     (PayloadTooLarge, 413),
+    (RequestTimeout, 408),
     (InvalidQuery, 400),
     (ParseError, 400),
     (ConfigError, 400),

@@ -29,7 +29,9 @@ async def receive(request: Request) -> Response:
     remote = request.client.host if request.client else None
     try:
         require_token(request, settings.notifications.tokens, what="logs")
-        body = await read_limited(request, settings.logs.max_body_bytes)
+        body = await read_limited(
+            request, settings.logs.max_body_bytes, settings.http.body_timeout_seconds
+        )
         content_type = request.headers.get("content-type")
         batch = parse_shipped(body, content_type, max_records=settings.input.max_records_per_body)
     except MonitorError as exc:

@@ -53,7 +53,9 @@ async def _receive(request: Request, services: Services) -> Response:
     settings = services.settings
     try:
         require_token(request, settings.notifications.tokens, what="notifications")
-        body = await read_limited(request, settings.http.max_body_bytes)
+        body = await read_limited(
+            request, settings.http.max_body_bytes, settings.http.body_timeout_seconds
+        )
     except MonitorError as exc:
         log.warning("notification refused", code=exc.code, remote_ip=_client_ip(request))
         return error_response(exc)

@@ -75,6 +75,23 @@ class HttpSettings:
     tls_cert: Path | None = setting(None, "PEM certificate file; with `tls_key`, serve HTTPS.")
     tls_key: Path | None = setting(None, "PEM private key file for `tls_cert`.")
     max_body_bytes: int = setting(1024 * 1024, "Largest accepted request body; above it, 413.")
+    max_connections: int = setting(
+        1000,
+        "Most connections (and requests in progress) at once; above it, new requests are "
+        "answered 503 at once (uvicorn's `limit_concurrency`).",
+    )
+    keep_alive_seconds: float = setting(
+        5.0, "An idle keep-alive connection is closed after this long (uvicorn's default)."
+    )
+    header_timeout_seconds: float = setting(
+        10.0, "A connection whose request line and headers are not complete after this is closed."
+    )
+    body_timeout_seconds: float = setting(
+        30.0, "A request whose body has not arrived whole after this is answered 408."
+    )
+    max_header_bytes: int = setting(
+        16 * 1024, "Largest request line plus headers; above it, the connection is closed (400)."
+    )
 
     @property
     def host(self) -> str:
