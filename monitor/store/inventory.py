@@ -339,7 +339,21 @@ def stream_repositories(session: Session) -> Iterator[RepositoryState]:
         .order_by(_by_name(session, ManifestInfoRow.repository), ManifestInfoRow.digest)
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
-    tags, pulls, manifests = _groups(tag_rows), _groups(pull_rows), _groups(manifest_rows)
+    try:
+        yield from _merge_repositories(
+            _groups(tag_rows), _groups(pull_rows), _groups(manifest_rows)
+        )
+    finally:
+        # Server-side cursors (PostgreSQL) must be closed while the session is open, also when
+        # a read stops early or one of them still has rows (pulls of repositories with no tags).
+        for result in (tag_rows, pull_rows, manifest_rows):
+            result.close()
+
+
+def _merge_repositories(
+    tags: Iterator[Any], pulls: Iterator[Any], manifests: Iterator[Any]
+) -> Iterator[RepositoryState]:
+    """Merges the three name-ordered groupings of `stream_repositories` into repositories."""
     next_tags, next_pulls, next_manifests = (
         next(tags, None),
         next(pulls, None),
