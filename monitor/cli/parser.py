@@ -119,7 +119,11 @@ def _reads(sub: argparse._SubParsersAction[Parser]) -> None:
     _json(tags)
 
     alerts = _command(sub, "alerts", "query:alerts", "stored alerts, most recently seen first")
-    alerts.add_argument("--rule", metavar="RULE", help="only this rule, e.g. brute_force")
+    alerts.add_argument(
+        "--rule",
+        metavar="RULE",
+        help="only this rule, e.g. brute_force_account (see detect.rules_file)",
+    )
     alerts.add_argument("--state", choices=("firing", "resolved"), help="only alerts in this state")
     _limit(alerts, 50, "alerts")
     _json(alerts)
