@@ -10,6 +10,7 @@ take a session and never commit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -58,8 +59,29 @@ def rollup_key(event: Event) -> RollupKey:
     )
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+@functools.cache
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """The roll-up and newest-per-source upserts, built once per dialect (intake runs them
+    in every commit)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: Any = EventRollupRow.__table__
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.day, table.c.repository, table.c.action, table.c.client],
+        set_={"count": table.c.count + stmt.excluded.count},
+    )
+    sources: Any = EventSourceRow.__table__
+    upsert = insert(sources)
+    greatest = func.greatest if dialect == "postgresql" else func.max
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[sources.c.source],
+        set_={
+            "newest_occurred_at": greatest(
+                sources.c.newest_occurred_at, upsert.excluded.newest_occurred_at
+            )
+        },
+    )
+    return stmt, upsert
 
 
 def count_inserted(session: Session, events: Iterable[Event]) -> None:
@@ -73,30 +95,13 @@ def count_inserted(session: Session, events: Iterable[Event]) -> None:
             newest[source] = event.occurred_at
     if not per_key:
         return
-    insert = _insert(session)
-    table: Any = EventRollupRow.__table__
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.day, table.c.repository, table.c.action, table.c.client],
-        set_={"count": table.c.count + stmt.excluded.count},
-    )
+    stmt, upsert = _statements(session.get_bind().dialect.name)
     # Sorted, so concurrent writers (replicas on PostgreSQL) lock rows in the same order.
     rows = [
         {"day": d, "repository": r, "action": a, "client": c, "count": n}
         for (d, r, a, c), n in sorted(per_key.items())
     ]
     session.execute(stmt, rows)
-    sources: Any = EventSourceRow.__table__
-    upsert = insert(sources)
-    greatest = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[sources.c.source],
-        set_={
-            "newest_occurred_at": greatest(
-                sources.c.newest_occurred_at, upsert.excluded.newest_occurred_at
-            )
-        },
-    )
     session.execute(
         upsert,
         [{"source": s, "newest_occurred_at": at} for s, at in sorted(newest.items())],
