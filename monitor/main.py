@@ -268,6 +268,7 @@ def detect_once(services: Services) -> None:
         services.detector,
         now=now,
         settle=timedelta(seconds=services.settings.detect.settle_seconds),
+        transact=services.writer.transact,
     )
     record_detection(services.metrics, report, now)
 

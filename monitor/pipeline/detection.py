@@ -1,16 +1,22 @@
-"""The live detection pass: stored events → detector → alerts and outbox rows, in one transaction.
+"""The live detection pass: stored events → detector → alerts and outbox rows.
 
-A pass locks the detector's row, reads the events after its cursor (only those received at
-least `settle` ago, so a lower id still committing is not skipped), runs `Detector.process`
-from the saved state, and saves the new state and cursor with the alerts and the outbox rows
-they cause. A restart therefore resumes with the same open windows. Shadow alerts are stored
-but never queued for Slack. A firing alert resolves once its incident has ended and nothing
-was seen for the rule's window and cooldown (`quiet_period`).
+A pass reads the detector's saved state and the events after its cursor (only those received at
+least `settle` ago, so a lower id still committing is not skipped) and runs `Detector.process`
+outside any write transaction, so judging a large batch never holds the store's write lock
+(SQLite has one for the whole file, which intake needs for every commit). It then writes the
+outcome in one short transaction: it locks the detector's row and, only if the cursor and state
+are still the ones it read (no other replica ran a pass meanwhile), saves the new state and cursor
+with the alerts and the outbox rows they cause; otherwise it writes nothing.
+
+A restart therefore resumes with the same open windows. Shadow alerts are stored but never
+queued for Slack. A firing alert resolves once its incident has ended and nothing was seen for
+the rule's window and cooldown (`quiet_period`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -26,6 +32,7 @@ from monitor.store.detector_state import (
     DEFAULT_DETECTOR,
     events_after,
     lock_detector,
+    read_detector,
     save_detector,
 )
 from monitor.store.engine import SessionFactory
@@ -95,15 +102,24 @@ def detect_pass(
     settle: timedelta,
     batch_max: int = BATCH_MAX,
     name: str = DETECTOR_NAME,
+    transact: Callable[[Callable[[Session], DetectionReport]], DetectionReport] | None = None,
 ) -> DetectionReport:
-    """One detection pass at `now`, committed as one transaction."""
-    with session_factory() as session, session.begin():
-        saved = lock_detector(session, name, now=now)
-        before = state_from_json(saved.state) if saved.state else DetectorState()
+    """One detection pass at `now`. The outcome is written by `transact` when given (serve
+    passes the intake writer's, so the short write takes turns with notifications), else in a
+    transaction of its own."""
+    with session_factory() as session:
+        saved = read_detector(session, name, now=now)
         stored = events_after(session, saved.cursor, received_before=now - settle, limit=batch_max)
-        events = [s.event for s in stored]
-        at = min(now, max(e.occurred_at for e in events)) if events else now
-        found_alerts, after = detector.process(events, before, at)
+    before = state_from_json(saved.state) if saved.state else DetectorState()
+    events = [s.event for s in stored]
+    at = min(now, max(e.occurred_at for e in events)) if events else now
+    found_alerts, after = detector.process(events, before, at)
+    after_json = state_to_json(after)
+
+    def write(session: Session) -> DetectionReport:
+        current = lock_detector(session, name, now=now)
+        if (current.cursor, current.state) != (saved.cursor, saved.state):
+            return DetectionReport(0, current.cursor, None, (), (), (), 0)
         raised: list[Alert] = []
         repeated: list[Alert] = []
         queued = 0
@@ -121,16 +137,21 @@ def detect_pass(
                 _queue(session, Kind.RESOLVE, alert, now)
                 queued += 1
         cursor = stored[-1].id if stored else saved.cursor
-        save_detector(session, name, state=state_to_json(after), cursor=cursor, now=now)
-    return DetectionReport(
-        processed=len(stored),
-        cursor=cursor,
-        newest_occurred_at=max((s.event.occurred_at for s in stored), default=None),
-        raised=tuple(raised),
-        repeated=tuple(repeated),
-        resolved=tuple(resolved),
-        queued=queued,
-    )
+        save_detector(session, name, state=after_json, cursor=cursor, now=now)
+        return DetectionReport(
+            processed=len(stored),
+            cursor=cursor,
+            newest_occurred_at=max((s.event.occurred_at for s in stored), default=None),
+            raised=tuple(raised),
+            repeated=tuple(repeated),
+            resolved=tuple(resolved),
+            queued=queued,
+        )
+
+    if transact is not None:
+        return transact(write)
+    with session_factory() as session, session.begin():
+        return write(session)
 
 
 def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -> None:

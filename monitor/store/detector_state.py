@@ -27,6 +27,14 @@ class SavedDetector:
     updated_at: datetime
 
 
+def read_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
+    """The saved state of detector `name` without locking it (empty when missing)."""
+    row = session.get(DetectorStateRow, name)
+    if row is None:
+        return SavedDetector(state=None, cursor=0, updated_at=now)
+    return SavedDetector(state=row.state, cursor=row.cursor, updated_at=row.updated_at)
+
+
 def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
     """The saved state of detector `name` (created empty when missing), locked until commit."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -129,6 +129,48 @@ class TestDetectPass:
         assert expected == kinds
 
 
+class TestShortWrites:
+    def test_the_outcome_written_by_the_intake_writer_is_the_same(self, live, clock):
+        """Passes whose outcome goes through the intake writer (as in serve) raise the same
+        alerts and queue the same messages as passes with a transaction of their own."""
+        post_scenario(live)
+        clock.advance(5)
+        total = 0
+        for _ in range(200):
+            report = detect_pass(
+                live.session_factory, live.detector, now=clock(), settle=SETTLE,
+                batch_max=10, transact=live.writer.transact,
+            )  # fmt: skip
+            total += report.processed
+            if report.processed == 0:
+                break
+        expected = (
+            SCENARIO_ALERTS,
+            [("new", "out_of_role", "pending"), ("new", "delete_outside_cleanup", "pending")],
+        )
+        assert (54, expected) == (total, (alert_rows(live), outbox_rows(live)))
+
+    def test_a_pass_overtaken_by_another_writes_nothing(self, live, clock):
+        """When another pass (another replica) saved the detector between this pass's read and
+        its write, this pass writes nothing: every alert is raised once."""
+        post_scenario(live)
+        clock.advance(5)
+        overtaken: list[int] = []
+
+        def after_another_pass(write):
+            overtaken.append(run(live, clock))
+            with live.session_factory() as session, session.begin():
+                return write(session)
+
+        report = detect_pass(
+            live.session_factory, live.detector, now=clock(), settle=SETTLE,
+            transact=after_another_pass,
+        )  # fmt: skip
+        assert ([54], 0) == (overtaken, report.processed)
+        assert SCENARIO_ALERTS == alert_rows(live)
+        assert 2 == len(outbox_rows(live))
+
+
 class TestRestart:
     def test_a_restart_inside_a_brute_force_window_still_fires(self, db_url, tmp_path, clock):
         """Three failures, a restart from the same store, two more: the threshold of 5 fires."""
