@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.api.auth import require_token
+from monitor.api.params import check_parameters_safe
 from monitor.errors import InvalidQuery, StoreUnavailable
 from monitor.events import Action, Source, parse_timestamp
 from monitor.runtime import Services
 from monitor.store.cursors import decode_key, encode_key
 from monitor.store.events import EventFilter, query_events
+from monitor.store.failures import is_outage
 from monitor.store.quarantine import list_quarantined
 from monitor.store.tags import TagState, list_tags
 
@@ -40,6 +42,7 @@ def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     token = services.settings.api.token
     require_token(request, [token] if token else [], what="the read API")
+    check_parameters_safe(request.query_params, request.path_params)
     return services
 
 
@@ -59,6 +62,11 @@ async def _query(services: Services, work: Callable[[Session], T]) -> T:
             with services.session_factory() as session:
                 return work(session)
         except SQLAlchemyError as exc:
+            if not is_outage(exc):
+                # Not the store's state but a value it will not compare: the query is at fault.
+                raise InvalidQuery(
+                    "invalid_query", "a parameter holds a value the store cannot compare"
+                ) from exc
             services.metrics.store_errors.labels(operation="query").inc()
             raise StoreUnavailable("the store cannot answer right now") from exc
 
@@ -69,7 +77,7 @@ def parse_limit(params: Mapping[str, str], default: int = 100) -> int:
     text = params.get("limit")
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidQuery("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 

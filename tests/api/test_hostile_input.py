@@ -6,6 +6,7 @@ never retried forever; quarantine grows by one row per body.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -280,3 +283,181 @@ class TestReadOnlyDatabase:
             for n in range(1, 4):
                 post(client, good(n))
         assert {f"good-{n}" for n in range(4)} == {e.event_id for e in stored(services)}
+
+
+def b64(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+READ_PATHS = (
+    "/v1/events",
+    "/v1/tags",
+    "/v1/quarantine",
+    "/v1/alerts",
+    "/v1/stats/daily",
+    "/v1/cleanup/plans",
+)
+
+
+class TestReadApiParameters:
+    """Every bad parameter is a 400 naming it; none is a 500, nor a 503 counted as a store
+    error."""
+
+    @pytest.mark.parametrize(
+        ("path", "query", "code"),
+        [
+            ("/v1/events", "limit=%C2%B2", "invalid_limit"),
+            ("/v1/quarantine", "limit=%C2%B2", "invalid_limit"),
+            ("/v1/events", "since=9999-12-31T23:59:59-01:00", "invalid_since"),
+            ("/v1/alerts", "since=9999-12-31T23:59:59-01:00", "invalid_since"),
+            ("/v1/events", "until=0001-01-05T00:00:00Z", "invalid_until"),
+            ("/v1/stats/daily", "until=0001-01-05", "invalid_until"),
+            ("/v1/stats/daily", "since=9999-12-31", "invalid_since"),
+            ("/v1/events", "cursor=" + b64(["2026-11-27T04:52:00Z", 2**64]), "invalid_cursor"),
+            ("/v1/events", "cursor=" + b64(["0001-01-01T00:00:00+01:00", 1]), "invalid_cursor"),
+            ("/v1/events", "cursor=" + b64(["0001-01-01T00:00:00Z", 1]), "invalid_cursor"),
+            ("/v1/alerts", "cursor=" + b64(["2026-11-27T04:52:00Z", 2**63]), "invalid_cursor"),
+            ("/v1/cleanup/plans", "cursor=" + b64(["0001-01-01T00:00:00Z", "x"]), "invalid_cursor"),
+            ("/v1/events", "repository=%00", "invalid_repository"),
+            ("/v1/tags", "repository=%00", "invalid_repository"),
+            ("/v1/stats/daily", "repository=%00", "invalid_repository"),
+            ("/v1/alerts", "rule=%00", "invalid_rule"),
+            ("/v1/events", "actor=a%1Bb", "invalid_actor"),
+            ("/v1/quarantine", "before=99999999999999999999", "invalid_before"),
+            ("/v1/cleanup/plans/%00", "", "invalid_plan_id"),
+        ],
+    )
+    def test_bad_parameter_is_400_naming_it(
+        self, client: TestClient, services: Services, path: str, query: str, code: str
+    ) -> None:
+        response = client.get(f"{path}?{query}")
+        error = response.json()["error"]
+        assert (400, code) == (response.status_code, error["details"]["reason"]), response.text
+        assert 0 == (
+            services.metrics.registry.get_sample_value(
+                "registry_monitor_store_errors_total", {"operation": "query"}
+            )
+            or 0
+        )
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        path=st.sampled_from(READ_PATHS),
+        name=st.sampled_from(
+            [
+                "limit",
+                "cursor",
+                "since",
+                "until",
+                "repository",
+                "tag",
+                "actor",
+                "action",
+                "before",
+                "order",
+                "deleted",
+                "state",
+                "rule",
+                "x",
+            ]
+        ),
+        value=st.one_of(
+            st.text(max_size=40),
+            st.integers().map(str),
+            st.datetimes().map(lambda d: d.isoformat() + "Z"),
+            st.lists(st.one_of(st.integers(), st.text(max_size=30)), max_size=3).map(b64),
+        ),
+    )
+    def test_any_parameter_value_is_answered_without_5xx(
+        self, client: TestClient, path: str, name: str, value: str
+    ) -> None:
+        """Whatever the value, the answer is 200 or a 400 naming a parameter."""
+        response = client.get(path, params={name: value})
+        assert response.status_code in (200, 400), (path, name, value, response.text)
+        if response.status_code == 400:
+            reason = response.json()["error"]["details"]["reason"]
+            assert reason.startswith(("invalid_", "unknown_")), reason
+
+
+HOSTILE_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", categories=["Cc", "L", "N", "P", "S", "Zs"]),
+    max_size=300,
+)
+HOSTILE_VALUE = st.one_of(
+    HOSTILE_TEXT,
+    st.integers(min_value=-(2**64), max_value=2**64 - 1),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.none(),
+    st.booleans(),
+)
+
+
+class TestHostileIntakeProperties:
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        changes=st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "id",
+                        "timestamp",
+                        "action",
+                        "target.repository",
+                        "target.tag",
+                        "target.digest",
+                        "target.size",
+                        "target.mediaType",
+                        "actor.name",
+                        "request.useragent",
+                        "request.addr",
+                        "request.method",
+                        "source.instanceID",
+                    ]
+                ),
+                HOSTILE_VALUE,
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    )
+    def test_every_event_is_stored_or_quarantined_and_the_answer_is_200(
+        self, client: TestClient, changes: list[tuple[str, object]]
+    ) -> None:
+        """A valid event and one with hostile fields: 200, and each is accepted, a duplicate or
+        quarantined."""
+        hostile: dict[str, Any] = json.loads(json.dumps(push_event(id="hostile")))
+        for path, value in changes:
+            parts = path.split(".")
+            holder = hostile
+            for part in parts[:-1]:
+                holder = holder[part]
+            holder[parts[-1]] = value
+        response = post(client, good(1), hostile)
+        assert 200 == response.status_code, response.text
+        answer = response.json()
+        assert 2 == answer["accepted"] + answer["duplicates"] + answer["quarantined"]
+
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(lines=st.lists(HOSTILE_TEXT, min_size=1, max_size=20), prefix=st.integers(0, 3))
+    def test_hostile_log_lines_are_answered_200(
+        self, client: TestClient, lines: list[str], prefix: int
+    ) -> None:
+        """Any text, also behind a real line's head, is parsed or quarantined: 200."""
+        head = fixture_line(10)[: (0, 40, 90, 200)[prefix]]
+        body = "\n".join(head + line for line in lines)
+        response = client.post(
+            "/v1/logs", content=body.encode(), headers={**LOG_AUTH, "Content-Type": "text/plain"}
+        )
+        assert 200 == response.status_code, response.text
