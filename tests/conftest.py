@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.settings import Settings, load_settings
+from tests.registry_harness import REGISTRY_VERSIONS
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "REGISTRY_MONITOR_TEST_POSTGRES_URL",
@@ -86,6 +87,14 @@ def _default_logging() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(params=REGISTRY_VERSIONS)
+def registry_version(request: pytest.FixtureRequest) -> str:
+    """Each supported registry line ("2.8", "3.1"): a test taking this runs against both real
+    binaries (`tests.registry_harness.registry_binary(version)`)."""
+    version: str = request.param
+    return version
 
 
 @pytest.fixture(scope="session")

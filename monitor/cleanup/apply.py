@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from enum import StrEnum
 
 from monitor.cleanup.journal import (
     ApplyJournal,
@@ -34,10 +35,18 @@ from monitor.events import INDEX_MEDIA_TYPES
 from monitor.settings import CleanupSettings
 
 
+class DeleteMode(StrEnum):
+    AUTO = "auto"
+    TAG = "tag"
+    """One DELETE per planned tag (distribution 3.x)."""
+    DIGEST = "digest"
+    """DELETE by digest once every tag on it is planned (2.8, which cannot delete a tag)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApplyOptions:
-    tag_delete: bool = False
-    """The registry deletes single tags (distribution 3.x); otherwise delete by digest (2.8)."""
+    delete_mode: DeleteMode = DeleteMode.AUTO
+    """How deletes are sent; AUTO asks the registry (`RegistryClient.supports_tag_delete`)."""
     max_deletions: int = 100
     """Most tags (untagged manifests count one each) a run may delete; above it nothing runs."""
     max_repository_share: float = 0.5
@@ -51,7 +60,7 @@ class ApplyOptions:
 def apply_options(settings: CleanupSettings) -> ApplyOptions:
     """ApplyOptions from the `cleanup` settings section."""
     return ApplyOptions(
-        tag_delete=settings.tag_delete,
+        delete_mode=DeleteMode(settings.delete_mode),
         max_deletions=settings.max_deletions,
         max_repository_share=settings.max_repository_share,
         concurrency=settings.concurrency,
@@ -64,6 +73,10 @@ class ApplyResult:
     plan_id: str
     entries: tuple[JournalEntry, ...]
     aborted: str | None = None
+    delete_mode: DeleteMode | None = None
+    """The mode the deletes used (never AUTO); None when nothing was sent."""
+    delete_mode_reason: str = ""
+    """Why that mode: configured, or what the registry answered to the probe."""
 
     def outcomes(self, outcome: Outcome) -> list[JournalEntry]:
         return [e for e in self.entries if e.outcome is outcome]
@@ -106,6 +119,7 @@ class _Run:
         self.lock = threading.Lock()
         self.entries: list[JournalEntry] = []
         self.budget = options.max_deletions
+        self.tag_delete = options.delete_mode is DeleteMode.TAG
 
     def note(
         self,
@@ -146,7 +160,7 @@ class _Run:
 
     def repository(self, repository: str, actions: list[DigestAction]) -> None:
         known: dict[str, str] = {}
-        if not self.options.tag_delete:
+        if not self.tag_delete:
             known = self.live_digests(repository, self.client.tags(repository))
         for action in actions:
             try:
@@ -167,7 +181,7 @@ class _Run:
                 tags.append(tag)
         if action.tags and not tags:
             return
-        if not self.options.tag_delete:
+        if not self.tag_delete:
             current = self.client.tags(repo)
             fresh = [t for t in current if t not in known and t not in now_on]
             known.update(self.live_digests(repo, fresh))
@@ -189,7 +203,7 @@ class _Run:
         if not self.save(action, tags):
             self.note(action, tags, Outcome.SKIPPED, SkipReason.MANIFEST_GONE)
             return
-        if self.options.tag_delete and tags:
+        if self.tag_delete and tags:
             for tag in tags:
                 self.throttle.wait()
                 self.client.delete_tag(repo, tag)
@@ -274,11 +288,27 @@ def apply(
                 )
         else:
             allowed[repo] = actions
+    if not allowed:
+        return ApplyResult(plan_id, tuple(run.entries))
+    mode, reason = resolve_delete_mode(client, options.delete_mode, next(iter(allowed)))
+    run.tag_delete = mode is DeleteMode.TAG
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         futures = [pool.submit(run.repository, r, a) for r, a in allowed.items()]
         for future in futures:
             future.result()
-    return ApplyResult(plan_id, tuple(run.entries))
+    return ApplyResult(plan_id, tuple(run.entries), delete_mode=mode, delete_mode_reason=reason)
+
+
+def resolve_delete_mode(
+    client: RegistryClient, configured: DeleteMode, repository: str
+) -> tuple[DeleteMode, str]:
+    """The mode deletes use, and why: as configured, or (AUTO) what the registry supports,
+    asked in `repository` (a DELETE of a tag that does not exist; nothing changes)."""
+    if configured is not DeleteMode.AUTO:
+        return configured, f"cleanup.delete_mode is {configured.value}"
+    if client.supports_tag_delete(repository):
+        return DeleteMode.TAG, "the registry deletes single tags (distribution 3.x)"
+    return DeleteMode.DIGEST, "the registry deletes by digest only (distribution 2.x)"
 
 
 def restore(

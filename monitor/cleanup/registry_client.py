@@ -36,6 +36,9 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT"})
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 MAX_PAGES = 10_000
+PROBE_TAG = "registry-monitor-delete-probe-7f3c9b2e"
+"""A tag no client pushes; deleting it tells 3.x (404, tag unknown) from 2.8 (400, a tag is
+not a digest) without changing anything."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class RegistryClient(Protocol):
     def delete_manifest(self, repository: str, digest: str) -> None: ...
 
     def delete_tag(self, repository: str, tag: str) -> None: ...
+
+    def supports_tag_delete(self, repository: str) -> bool: ...
 
     def put_manifest(
         self, repository: str, reference: str, media_type: str, body: bytes
@@ -290,6 +295,35 @@ class HttpRegistryClient:
             scope=f"repository:{repository}:delete",
             ok=(202,),
         )
+
+    def supports_tag_delete(self, repository: str) -> bool:
+        """Whether the registry deletes single tags (distribution 3.x) or only digests (2.8).
+
+        Asks with `DELETE /v2/<repository>/manifests/<PROBE_TAG>` for a tag that does not
+        exist (checked first): 3.x answers 404 (tag unknown), 2.8 answers 400 (digest
+        invalid). Deletes disabled in the registry (405) are an error that says so.
+        """
+        if self.head_manifest(repository, PROBE_TAG) is not None:
+            raise RegistryError(
+                f"cannot probe tag deletes: {repository}:{PROBE_TAG} exists; "
+                "set cleanup.delete_mode to tag or digest"
+            )
+        try:
+            response = self._request(
+                "DELETE",
+                self._manifest_url(repository, PROBE_TAG),
+                scope=f"repository:{repository}:delete",
+                ok=(404, 400),
+            )
+        except RegistryError as exc:
+            if exc.details.get("status") == 405:
+                raise RegistryError(
+                    "the registry refuses deletes (405): set storage.delete.enabled: true "
+                    "in its config.yml",
+                    details=exc.details,
+                ) from exc
+            raise
+        return response.status_code == 404
 
     def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> str:
         response = self._request(

@@ -209,6 +209,7 @@ def apply_plan(
         skipped=len(result.outcomes(Outcome.SKIPPED)),
         failed=len(result.outcomes(Outcome.FAILED)),
         aborted=result.aborted,
+        delete_mode=result.delete_mode.value if result.delete_mode is not None else None,
     )
     if send_summary is not None:
         send_summary(apply_summary(current, result, escape=str))
@@ -253,6 +254,8 @@ def apply_summary(
     ]
     if result.aborted:
         lines.append(f"Stopped by a circuit breaker: {escape(result.aborted)}")
+    if result.delete_mode is not None:
+        lines.append(f"Deleted by {result.delete_mode.value}: {result.delete_mode_reason}.")
     for ref in deleted[:limit]:
         lines.append(f"• deleted `{escape(str(ref))}`")
     if len(deleted) > limit:

@@ -92,7 +92,16 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
     failed = bool(result.outcomes(Outcome.FAILED)) or result.aborted is not None
     if args.json:
         entries = [entry_to_dict(e) for e in result.entries]
-        print_json({"plan_id": result.plan_id, "aborted": result.aborted, "entries": entries})
+        mode = result.delete_mode.value if result.delete_mode is not None else None
+        print_json(
+            {
+                "plan_id": result.plan_id,
+                "aborted": result.aborted,
+                "delete_mode": mode,
+                "delete_mode_reason": result.delete_mode_reason or None,
+                "entries": entries,
+            }
+        )
         return 1 if failed else 0
     if result.aborted:
         raise CommandError(f"nothing applied: {result.aborted}", status=1)
@@ -102,6 +111,8 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(result.outcomes(Outcome.SKIPPED))} skipped, "
         f"{len(result.outcomes(Outcome.FAILED))} failed"
     )
+    if result.delete_mode is not None:
+        print(f"deleted by {result.delete_mode.value}: {result.delete_mode_reason}")
     return 1 if failed else 0
 
 

@@ -58,24 +58,39 @@ def brute_force(event: Event, state: DetectorState, at: datetime, ctx: RuleConte
     ]
 
 
+UNNAMED = "(not named) "
+"""Prefix of the account key of a failure whose user the registry did not log."""
+
+
 def password_spray(event: Event, state: DetectorState, at: datetime, ctx: RuleContext) -> list[Hit]:
-    """`threshold` distinct account names failing to log in from one group in `window`."""
+    """`threshold` distinct account names failing to log in from one group in `window`.
+
+    distribution 3.1 names no user when an unknown account fails: each such failure counts as
+    an account of its own, since nothing tells whether it was one name guessed again or many.
+    """
     config = ctx.config
-    if event.action is not Action.AUTH_FAILURE or not event.actor:
+    if event.action is not Action.AUTH_FAILURE:
         return []
     group = group_of(event, config.group_by, required=True)
     if group is None:
         return []
     window = span_us(config.window)
     key = window_key(config.name, group)
-    entries = add_distinct(state, key, event.actor, to_us(at), event.event_id, window, ctx.cap)
+    account = event.actor or UNNAMED + event.event_id
+    entries = add_distinct(state, key, account, to_us(at), event.event_id, window, ctx.cap)
     if len(entries) < config.threshold:
         return []
+    unnamed = sum(
+        1
+        for name, entry in state.distinct[key].items()
+        if name.startswith(UNNAMED) and to_us(at) - window <= entry[0] <= to_us(at)
+    )
+    not_named = f" ({unnamed} not named by the registry)" if unnamed else ""
     return [
         Hit(
             group=group,
             summary=(
-                f"failed logins for {len(entries)} different accounts in "
+                f"failed logins for {len(entries)} different accounts{not_named} in "
                 f"{human_span(config.window)} from {describe(group)}"
             ),
             evidence=tuple(e[1] for e in entries),

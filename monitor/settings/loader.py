@@ -251,6 +251,8 @@ def validate(settings: Settings) -> None:
     url = settings.database.effective_url()
     if not url.startswith(("sqlite:", "postgresql")):
         raise ConfigError("database.url", "only sqlite and postgresql URLs are supported")
+    if settings.cleanup.delete_mode not in {"auto", "tag", "digest"}:
+        raise ConfigError("cleanup.delete_mode", "expected auto, tag or digest")
     if settings.database.sqlite_synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("database.sqlite_synchronous", "expected FULL, NORMAL or EXTRA")
     if settings.logs.poll_seconds <= 0:

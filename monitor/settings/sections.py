@@ -192,8 +192,10 @@ class CleanupSettings:
     deployed_file: Path | None = setting(
         None, "File of image references in use (`repo:tag`, `repo@digest`, one per line)."
     )
-    tag_delete: bool = setting(
-        False, "The registry deletes single tags (distribution 3.x); otherwise by digest (2.8)."
+    delete_mode: str = setting(
+        "auto",
+        "How deletes are sent: `auto` (asks the registry before each apply), `tag` (one DELETE "
+        "per tag, distribution 3.x) or `digest` (DELETE by digest, 2.8).",
     )
     max_deletions: int = setting(100, "Most tags one apply may delete; above it nothing runs.")
     max_repository_share: float = setting(

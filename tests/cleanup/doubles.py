@@ -92,6 +92,10 @@ class MemoryRegistry:
             raise RegistryError("manifest unknown", details={"status": 404})
         del self.tag_map[(repository, tag)]
 
+    def supports_tag_delete(self, repository: str) -> bool:
+        self.calls.append(("PROBE", repository, ""))
+        return self.tag_delete
+
     def put_manifest(self, repository: str, reference: str, media_type: str, body: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         self.manifests[(repository, digest)] = body

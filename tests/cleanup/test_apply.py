@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from monitor.cleanup.apply import ApplyOptions, apply, restore
+import dataclasses
+
+from monitor.cleanup.apply import ApplyOptions, DeleteMode, apply, restore
 from monitor.cleanup.journal import Outcome, SkipReason
 from monitor.cleanup.model import TagRef, TagState
 from monitor.cleanup.plan import Plan
@@ -78,14 +80,34 @@ class TestApply:
         assert expected == [e.reason for e in result.outcomes(Outcome.SKIPPED)]
         assert "pr-1" in registry.tags("team/app")
 
-    def test_tag_delete_mode_deletes_by_tag(self) -> None:
-        """With tag delete (3.x) each planned tag is deleted by name."""
+    def test_a_registry_that_deletes_tags_gets_one_delete_per_tag(self) -> None:
+        """By default the registry is asked first; a 3.x registry gets each planned tag
+        deleted by name, and the result says which mode was used and why."""
         registry = seeded(tag_delete=True)
-        options = ApplyOptions(tag_delete=True, min_interval_seconds=0, max_repository_share=1.0)
-        apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=options)
+        result = apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=FAST)
         deletes = [c for c in registry.calls if c[0] == "DELETE"]
         expected = [("DELETE", "team/app", "pr-1"), ("DELETE", "team/app", "pr-1b")]
         assert expected == deletes
+        assert DeleteMode.TAG == result.delete_mode
+        assert "the registry deletes single tags (distribution 3.x)" == result.delete_mode_reason
+
+    def test_a_registry_that_cannot_delete_tags_gets_digest_deletes(self) -> None:
+        """A 2.8 registry answers the probe with 400: the digest is deleted once."""
+        registry = seeded()
+        result = apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=FAST)
+        deletes = [c for c in registry.calls if c[0] == "DELETE"]
+        assert 1 == len(deletes) and deletes[0][2].startswith("sha256:")
+        assert DeleteMode.DIGEST == result.delete_mode
+        assert "the registry deletes by digest only (distribution 2.x)" == result.delete_mode_reason
+
+    def test_a_configured_mode_is_used_without_asking(self) -> None:
+        """cleanup.delete_mode digest on a registry that could delete tags: no probe."""
+        registry = seeded(tag_delete=True)
+        options = dataclasses.replace(FAST, delete_mode=DeleteMode.DIGEST)
+        result = apply(make_plan(registry), registry, MemoryJournal(), clock=clock, options=options)
+        assert [] == [c for c in registry.calls if c[0] == "PROBE"]
+        assert DeleteMode.DIGEST == result.delete_mode
+        assert "cleanup.delete_mode is digest" == result.delete_mode_reason
 
     def test_run_limit_aborts_before_any_delete(self) -> None:
         """A plan above max_deletions deletes nothing and says why."""

@@ -1,4 +1,4 @@
-"""Plan, apply and restore against the real distribution 2.8 registry over TLS."""
+"""Plan, apply and restore against the real registries (2.8 and 3.1) over TLS."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cleanup.apply import ApplyOptions, apply, restore
+from monitor.cleanup.apply import ApplyOptions, DeleteMode, apply, resolve_delete_mode, restore
 from monitor.cleanup.journal import Outcome, SkipReason
 from monitor.cleanup.model import Blob, ManifestInfo, TagRef, TagState
 from monitor.cleanup.plan import Decision, Plan
@@ -30,6 +30,7 @@ from tests.registry_harness import (
     cert_dir_for,
     free_port,
     make_tls_cert,
+    registry_binary,
     registry_config,
     running_registry,
     skopeo_copy,
@@ -132,13 +133,15 @@ def clock() -> datetime:
 
 @pytest.fixture
 def basic_registry(
-    setup: Setup, tmp_path: Path
+    setup: Setup, tmp_path: Path, registry_version: str
 ) -> Iterator[tuple[RegistryHandle, HttpRegistryClient]]:
     htpasswd = write_htpasswd(path=tmp_path / "htpasswd", users=USERS)
     config = registry_config(
         root=tmp_path, port=free_port(), tls=(setup.cert, setup.key), htpasswd=htpasswd
     )
-    with running_registry(directory=tmp_path / "registry", config=config) as registry:
+    with running_registry(
+        directory=tmp_path / "registry", config=config, binary=registry_binary(registry_version)
+    ) as registry:
         push_all(setup, registry)
         with make_http_client(ca_file=setup.cert) as http:
             yield (
@@ -170,6 +173,21 @@ class TestRegistryEndToEnd:
         assert expected == (kept, sorted(client.tags(REPO)))
         expected_deleted = {TagRef(REPO, t) for t in ("pr-1", "pr-1b", "pr-3")}
         assert expected_deleted == result.deleted_tags()
+
+    def test_apply_asks_the_registry_how_to_delete(self, basic_registry, registry_version) -> None:
+        """Without a configured mode, 3.1 gets one DELETE per tag and 2.8 a DELETE per
+        digest; asking changes nothing in the registry."""
+        _, client = basic_registry
+        before = sorted(client.tags(REPO))
+        expected_mode = {"2.8": DeleteMode.DIGEST, "3.1": DeleteMode.TAG}[registry_version]
+        assert (expected_mode, before) == (
+            resolve_delete_mode(client, DeleteMode.AUTO, REPO)[0],
+            sorted(client.tags(REPO)),
+        )
+        result = apply(
+            make_plan(client, clock()), client, MemoryJournal(), clock=clock, options=OPTIONS
+        )
+        assert expected_mode == result.delete_mode
 
     def test_restore_brings_tags_back_with_same_digest(self, basic_registry, setup: Setup) -> None:
         """Restore PUTs the saved manifests back; each tag has its old digest again."""
@@ -225,7 +243,7 @@ class TestRegistryEndToEnd:
 
 @pytest.fixture
 def token_registry(
-    setup: Setup, tmp_path: Path
+    setup: Setup, tmp_path: Path, registry_version: str
 ) -> Iterator[tuple[TokenServer, HttpRegistryClient]]:
     with running_token_server(directory=tmp_path / "token", users=USERS) as tokens:
         config = registry_config(
@@ -234,7 +252,11 @@ def token_registry(
             tls=(setup.cert, setup.key),
             token=tokens.registry_auth(),
         )
-        with running_registry(directory=tmp_path / "registry", config=config) as registry:
+        with running_registry(
+            directory=tmp_path / "registry",
+            config=config,
+            binary=registry_binary(registry_version),
+        ) as registry:
             push_all(setup, registry)
             with make_http_client(ca_file=setup.cert) as http:
                 yield (

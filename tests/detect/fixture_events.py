@@ -20,7 +20,7 @@ from monitor.events import (
 )
 from monitor.ingest.logclassify import LogClassifier
 from tests.fixture_events import scenario_events as notification_scenario
-from tests.paths import fixtures
+from tests.paths import FIXTURES_31, fixture_file, fixtures
 
 
 def notification_events(run: str = "notifications") -> list[Event]:
@@ -33,6 +33,12 @@ def log_events() -> list[Event]:
     real log classifier reads them."""
     lines = (fixtures() / "registry-text.log").read_text(encoding="utf-8").splitlines()
     return LogClassifier().feed_many(lines)
+
+
+def log_events_31() -> list[Event]:
+    """The same from the distribution 3.1 capture: its unknown user's failures have no actor."""
+    path = fixture_file("registry-text.log", capture=FIXTURES_31)
+    return LogClassifier().feed_many(path.read_text(encoding="utf-8").splitlines())
 
 
 def scenario_events() -> list[Event]:

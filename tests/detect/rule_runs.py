@@ -22,3 +22,11 @@ def run_rule(
     return [
         (f.severity.value, tuple(f.subject.items()), f.count) for f in findings if f.rule == rule
     ]
+
+
+def run_findings(
+    rule: str, events: list[Event], options: dict[str, Any] | None = None
+) -> list[Any]:
+    """`rule`'s findings (the alerts as the detector makes them) over `events`."""
+    config = parse_detect_config({"rules": {rule: options or {}}})
+    return [f for f in replay(Detector(config, Roles()), events) if f.rule == rule]

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from monitor.events import Action, Event, Source
-from tests.detect.fixture_events import log_events, make_event, scenario_events
-from tests.detect.rule_runs import run_rule
+from tests.detect.fixture_events import log_events, log_events_31, make_event, scenario_events
+from tests.detect.rule_runs import run_findings, run_rule
 
 
 def failure(seconds: float, actor: str | None = "mallory", ip: str = "127.0.0.1") -> Event:
@@ -86,12 +86,45 @@ class TestPasswordSpray:
             ([failure(i, actor=f"user{i}") for i in range(4)], []),
             ([failure(i, actor=f"user{i}") for i in range(5)], [("warning", LOOPBACK, 1)]),
             ([failure(i * 200, actor=f"user{i}") for i in range(5)], []),
+            (
+                [*failures(3, actor=None), failure(4, actor="bob"), failure(5, actor="carol")],
+                [("warning", LOOPBACK, 1)],
+            ),
+            (log_events_31(), []),
         ],
-        ids=["fixture", "one-account", "four-accounts", "five-accounts", "slow"],
+        ids=[
+            "fixture",
+            "one-account",
+            "four-accounts",
+            "five-accounts",
+            "slow",
+            "unnamed-count-as-accounts",
+            "fixture-3.1",
+        ],
     )
     def test_table(self, events, expected):
-        """Five distinct account names failing from one address in ten minutes fire."""
+        """Five distinct account names failing from one address in ten minutes fire; a failure
+        whose user 3.1 did not log (an unknown account) counts as an account of its own."""
         assert expected == run_rule("password_spray", events)
+
+    def test_the_summary_says_how_many_accounts_were_not_named(self):
+        """The alert tells the named accounts from the failures 3.1 logged without a user."""
+        events = [*failures(3, actor=None), failure(4, actor="bob"), failure(5, actor="carol")]
+        [finding] = run_findings("password_spray", events)
+        expected = (
+            "failed logins for 5 different accounts (3 not named by the registry) in 10m "
+            "from remote_ip 127.0.0.1"
+        )
+        assert expected == finding.summary
+
+
+class TestUnnamedFailuresOn31:
+    def test_the_31_capture_counts_by_address(self):
+        """The 3.1 capture's four failed logins (three of an unknown user, unnamed) reach
+        brute_force_address's threshold of four from 127.0.0.1."""
+        options = {"threshold": 4}
+        expected = [("warning", LOOPBACK, 1)]
+        assert expected == run_rule("brute_force_address", log_events_31(), options)
 
 
 class TestSuccessAfterFailures:

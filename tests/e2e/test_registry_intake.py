@@ -32,7 +32,7 @@ from tests.harness import (
     wait_until,
 )
 from tests.registry_harness import RegistryHandle as Registry
-from tests.registry_harness import running_registry
+from tests.registry_harness import registry_binary, running_registry
 
 COMPARED = (
     "event_id",
@@ -89,7 +89,9 @@ def layout(tmp_path: Path) -> Images:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[tuple[Registry, MonitorProcess, Capture]]:
+def stack(
+    tmp_path: Path, db_url: str, registry_version: str
+) -> Iterator[tuple[Registry, MonitorProcess, Capture]]:
     with (
         running_monitor(
             tmp_path, db_url, REGISTRY_MONITOR_DATABASE_SQLITE_BUSY_TIMEOUT_SECONDS="0.5"
@@ -103,7 +105,11 @@ def stack(tmp_path: Path, db_url: str) -> Iterator[tuple[Registry, MonitorProces
                 endpoint("capture", capture.url),
             ],
         )
-        with running_registry(directory=tmp_path / "registry", config=config) as registry:
+        with running_registry(
+            directory=tmp_path / "registry",
+            config=config,
+            binary=registry_binary(registry_version),
+        ) as registry:
             yield registry, monitor, capture
 
 
