@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from monitor.ingest.tailer import Follower
+from monitor.ingest.tailer import Follower, read_lines
 from monitor.log_ingest import FollowJob, backfill
 from monitor.main import build_app
 from monitor.runtime import Services
@@ -141,6 +142,62 @@ class TestFollow:
         job.poll_once()
         job.stop()
         assert 11 == job.totals.lines
+
+
+def refuse_actor(services: Services, actor: str) -> None:
+    """Make the store itself refuse events of `actor` (a constraint, not an outage)."""
+    with services.engine.begin() as connection:
+        if services.engine.dialect.name == "sqlite":
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.actor = '{actor}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    "ALTER TABLE events ADD CONSTRAINT refuse "
+                    f"CHECK (actor IS NULL OR actor <> '{actor}')"
+                )
+            )
+
+
+class TestNeverStuck:
+    def test_a_batch_the_store_refuses_is_split_and_the_follower_moves_on(
+        self, services: Services, tmp_path: Path
+    ) -> None:
+        """The store refuses bob's failed login: it is quarantined, mallory's are stored, the
+        checkpoint moves past the file, and a new follower finds nothing left to read."""
+        refuse_actor(services, "bob")
+        log = tmp_path / "registry.log"
+        log.write_text("\n".join(fixture_lines("registry-text.log")) + "\n")
+        job = follow_job(services, log)
+        for _ in range(100):
+            if not job.poll_once():
+                break
+        job.stop()
+        assert 310 == job.totals.lines
+        assert job.totals.quarantined >= 1  # bob's failed login, and his other requests
+        assert Counter({"mallory": 3}) == failures(services)
+        again = follow_job(services, log)
+        again.poll_once()
+        again.stop()
+        assert 0 == again.totals.lines
+
+    def test_a_10_mb_line_with_an_unclosed_quote_is_quarantined_and_ingestion_finishes(
+        self, services: Services, tmp_path: Path
+    ) -> None:
+        """`ingest-log` of a file holding a 10 MB line: the line is quarantined (in the 1 MiB
+        pieces the reader cuts it into), every other line is ingested."""
+        lines = fixture_lines("registry-text.log")
+        log = tmp_path / "registry.log"
+        huge = 'time="2026-11-27T04:52:06Z" level=info msg="' + "a" * 10_000_000
+        log.write_text("\n".join([*lines[:50], huge, *lines[50:]]) + "\n")
+        with log.open("rb") as stream:
+            totals = backfill(read_lines(stream), writer=services.writer, metrics=services.metrics)
+        assert totals.quarantined >= 1
+        assert Counter({"mallory": 3, "bob": 1}) == failures(services)
 
 
 @pytest.fixture

@@ -328,3 +328,24 @@ class TestParseLineProperties:
         """Real lines with characters inserted or cut never raise; malformed ones say why."""
         parsed = parse_line(line)
         assert (parsed.kind is LineKind.MALFORMED) == (parsed.reason is not None)
+
+
+class TestHostileLines:
+    """Lines built to make a backtracking tokenizer take quadratic time parse in one pass; each
+    would take hours at a megabyte before keys had to follow whitespace."""
+
+    HEAD = 'time="2026-11-27T04:52:06Z" level=info '
+
+    @pytest.mark.parametrize(
+        "tail",
+        [
+            'msg="' + "a" * 1_000_000,
+            'msg="\\' + "a" * 1_000_000,
+            'msg="error authenticating user" x="' + "a" * 1_000_000,
+            'msg="x"' + ' k="\\"' * 150_000,
+        ],
+    )
+    def test_an_unclosed_quote_in_a_megabyte_line(self, tail: str) -> None:
+        """The line is read (app line or malformed), never stuck."""
+        parsed = parse_line(self.HEAD + tail)
+        assert parsed.kind in (LineKind.APP, LineKind.MALFORMED)
