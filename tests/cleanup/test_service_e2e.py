@@ -38,6 +38,7 @@ from tests.registry_harness import (
     RegistryHandle,
     free_port,
     make_tls_cert,
+    registry_binary,
     registry_config,
     running_registry,
     write_htpasswd,
@@ -163,7 +164,7 @@ def make_environ(
     }
 
 
-def _stack(tmp_path: Path, db_url: str, auth: dict[str, Any]) -> Iterator[Stack]:
+def _stack(tmp_path: Path, db_url: str, auth: dict[str, Any], version: str) -> Iterator[Stack]:
     cert, key = make_tls_cert(directory=tmp_path / "tls")
     images = build_images(tmp_path / "oci", salt=tmp_path.name)
     with running_monitor(tmp_path, db_url) as monitor:
@@ -173,7 +174,9 @@ def _stack(tmp_path: Path, db_url: str, auth: dict[str, Any]) -> Iterator[Stack]
             "events": {"includereferences": True},
             "endpoints": [endpoint("monitor", f"{monitor.url}/v1/notifications", token=TOKEN)],
         }
-        with running_registry(directory=tmp_path / "registry", config=config) as registry:
+        with running_registry(
+            directory=tmp_path / "registry", config=config, binary=registry_binary(version)
+        ) as registry:
             environ = make_environ(tmp_path, db_url, registry, cert)
             stack = Stack(registry, monitor, images, cert, db_url, environ)
             populate(stack)
@@ -182,16 +185,17 @@ def _stack(tmp_path: Path, db_url: str, auth: dict[str, Any]) -> Iterator[Stack]
 
 
 @pytest.fixture
-def stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+def stack(tmp_path: Path, db_url: str, registry_version: str) -> Iterator[Stack]:
     htpasswd = write_htpasswd(path=tmp_path / "htpasswd", users=USERS)
     auth = {"auth": {"htpasswd": {"realm": "harness-realm", "path": str(htpasswd)}}}
-    yield from _stack(tmp_path, db_url, auth)
+    yield from _stack(tmp_path, db_url, auth, registry_version)
 
 
 @pytest.fixture
-def token_stack(tmp_path: Path, db_url: str) -> Iterator[Stack]:
+def token_stack(tmp_path: Path, db_url: str, registry_version: str) -> Iterator[Stack]:
     with running_token_server(directory=tmp_path / "token", users=USERS) as tokens:
-        yield from _stack(tmp_path, db_url, {"auth": {"token": tokens.registry_auth()}})
+        auth = {"auth": {"token": tokens.registry_auth()}}
+        yield from _stack(tmp_path, db_url, auth, registry_version)
 
 
 class TestCleanupThroughTheCli:
