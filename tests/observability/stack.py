@@ -128,18 +128,6 @@ def exported_names(exposition: str) -> set[str]:
     return names
 
 
-def registry_major_version() -> int:
-    """The major version of the installed registry binary (`docker-registry --version`)."""
-    require_tools("docker-registry")
-    out = subprocess.run(
-        ["docker-registry", "--version"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-    found = re.search(r"\sv?(\d+)\.\d+", out)
-    if found is None:
-        raise AssertionError(f"cannot read the registry's version from {out!r}")
-    return int(found.group(1))
-
-
 # --- the processes -----------------------------------------------------------------------
 
 

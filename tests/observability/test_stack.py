@@ -34,12 +34,17 @@ from tests.observability.stack import (
     metric_names,
     prometheus_config,
     registry_config,
-    registry_major_version,
     rule_expressions,
     running_prometheus,
 )
 from tests.paths import fixtures
-from tests.registry_harness import free_port, running_registry, write_htpasswd
+from tests.registry_harness import (
+    REGISTRY_VERSIONS,
+    free_port,
+    registry_binary,
+    running_registry,
+    write_htpasswd,
+)
 from tests.slack_server import WEBHOOK_PATH, SlackServer, running
 
 FAILED_LOGINS = 6
@@ -154,8 +159,15 @@ def scenario(host: str, registry_url: str, monitor: ConfiguredMonitor, token: st
     )
 
 
+@pytest.fixture(scope="module", params=REGISTRY_VERSIONS)
+def stack_version(request: pytest.FixtureRequest) -> str:
+    """The registry line the whole stack runs with: every test here runs on 2.8 and 3.1."""
+    version: str = request.param
+    return version
+
+
 @pytest.fixture(scope="module")
-def slack() -> Iterator[SlackServer]:
+def slack(stack_version: str) -> Iterator[SlackServer]:
     yield from running()
 
 
@@ -164,6 +176,7 @@ def live(
     tmp_path_factory: pytest.TempPathFactory,
     postgres: PostgresDatabases,
     slack: SlackServer,
+    stack_version: str,
 ) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("stack")
     db_url = postgres.create()
@@ -202,7 +215,11 @@ def live(
     monitor.start()
     try:
         with (
-            running_registry(directory=tmp / "registry", config=registry.config) as reg,
+            running_registry(
+                directory=tmp / "registry",
+                config=registry.config,
+                binary=registry_binary(stack_version),
+            ) as reg,
             running_prometheus(
                 tmp / "prometheus",
                 prometheus_config(
@@ -228,7 +245,7 @@ def live(
                 prometheus=prometheus,
                 monitor_metrics=monitor.get("/metrics").text,
                 registry_metrics=httpx.get(debug, timeout=10).text,
-                registry_major=registry_major_version(),
+                registry_major=int(stack_version.split(".")[0]),
             )
     finally:
         monitor.stop()
