@@ -40,7 +40,7 @@ from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.audit import scheduled_audit, sources_from
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
-from monitor.pipeline.detection import detect_pass, record_detection
+from monitor.pipeline.detection import catch_up, detect_pass, record_detection
 from monitor.runtime import Clock, Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.checkpoints import StoreCheckpoints
@@ -273,6 +273,20 @@ def detect_once(services: Services) -> None:
     record_detection(services.metrics, report, now)
 
 
+def detect_backlog(services: Services) -> bool:
+    """Detection passes until caught up, growing while they come back full (at most 30 s);
+    True when it stopped with more left to judge."""
+    report = catch_up(
+        services.session_factory,
+        services.detector,
+        clock=services.clock,
+        settle=timedelta(seconds=services.settings.detect.settle_seconds),
+        on_pass=lambda pass_report, now: record_detection(services.metrics, pass_report, now),
+        transact=services.writer.transact,
+    )
+    return report.behind
+
+
 def deliver_once(services: Services) -> datetime | None:
     """One delivery pass; returns when Slack accepts more after a 429 (else None)."""
     if services.notifier is None:
@@ -296,15 +310,16 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _detection(services: Services, stop: asyncio.Event) -> None:
-    """Detection passes until `stop`; a pass in progress finishes first."""
+    """Detection until `stop`: caught up, then every interval; right away while behind."""
     interval = services.settings.detect.interval_seconds
     while not stop.is_set():
+        behind = False
         try:
-            await asyncio.to_thread(detect_once, services)
+            behind = await asyncio.to_thread(detect_backlog, services)
         except Exception as exc:
             services.metrics.store_errors.labels(operation="detect").inc()
             log.warning("detection pass failed", error=type(exc).__name__, detail=str(exc)[:300])
-        await _pause(stop, interval)
+        await _pause(stop, 0 if behind else interval)
 
 
 async def _delivery(services: Services, stop: asyncio.Event) -> None:

@@ -8,7 +8,6 @@ do not run; `mode: shadow` alerts are returned with `mode` shadow (to store, not
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from monitor.detect.findings import coalesce, record_hit
 from monitor.detect.roles import Roles
 from monitor.detect.rulebase import RuleContext, RuleSpec
 from monitor.detect.rules import RULES
-from monitor.detect.state import DetectorState, span_us, sweep, to_us
+from monitor.detect.state import DetectorState, copy_state, span_us, sweep, to_us
 from monitor.events import Event, utc
 
 
@@ -44,7 +43,7 @@ class Detector:
         self, events: Iterable[Event], state: DetectorState, now: datetime
     ) -> tuple[list[Alert], DetectorState]:
         """Alerts for `events` (one per incident touched) and the state after them."""
-        current = copy.deepcopy(state)
+        current = copy_state(state)
         now = utc(now)
         alerts: list[Alert] = []
         for event in sorted(events, key=lambda e: e.occurred_at):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,7 +68,9 @@ class DetectorState:
     incidents: dict[str, Incident] = dataclasses.field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=65_536)
 def window_key(rule: str, group: tuple[tuple[str, str], ...]) -> str:
+    """`<rule>|<JSON list of the group's values>`; cached, as the same groups recur."""
     return rule + "|" + json.dumps([value for _, value in group], ensure_ascii=False)
 
 
@@ -173,9 +176,37 @@ def _quiet(key: str, newest: int, now: int, windows: dict[str, int]) -> bool:
     return window is None or newest < now - window
 
 
+def copy_state(state: DetectorState) -> DetectorState:
+    """An independent copy (what `copy.deepcopy` gives, without its generic walk)."""
+    return DetectorState(
+        counts={k: list(v) for k, v in state.counts.items()},
+        distinct={k: dict(v) for k, v in state.distinct.items()},
+        volumes={k: dict(v) for k, v in state.volumes.items()},
+        baselines={
+            a: Baseline(since=b.since, addresses=dict(b.addresses))
+            for a, b in state.baselines.items()
+        },
+        tags=dict(state.tags),
+        incidents={
+            f: dataclasses.replace(i, evidence=list(i.evidence)) for f, i in state.incidents.items()
+        },
+    )
+
+
 def state_to_json(state: DetectorState) -> str:
     """The state as a JSON document (stable key order)."""
-    document = {"version": STATE_VERSION, **dataclasses.asdict(state)}
+    document = {
+        "version": STATE_VERSION,
+        "counts": state.counts,
+        "distinct": state.distinct,
+        "volumes": state.volumes,
+        "baselines": {
+            actor: {"since": b.since, "addresses": b.addresses}
+            for actor, b in state.baselines.items()
+        },
+        "tags": state.tags,
+        "incidents": {f: dataclasses.asdict(i) for f, i in state.incidents.items()},
+    }
     return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -1,4 +1,4 @@
-"""The live detection pass: stored events → detector → alerts and outbox rows.
+"""Detection passes: stored events → detector → alerts and outbox rows.
 
 A pass reads the detector's saved state and the events after its cursor (only those received at
 least `settle` ago, so a lower id still committing is not skipped) and runs `Detector.process`
@@ -6,28 +6,33 @@ outside any write transaction, so judging a large batch never holds the store's 
 (SQLite has one for the whole file, which intake needs for every commit). It then writes the
 outcome in one short transaction: it locks the detector's row and, only if the cursor and state
 are still the ones it read (no other replica ran a pass meanwhile), saves the new state and cursor
-with the alerts and the outbox rows they cause; otherwise it writes nothing.
+with the alerts and the outbox rows they cause, each kind in a few statements; otherwise it writes
+nothing.
 
 A restart therefore resumes with the same open windows. Shadow alerts are stored but never
 queued for Slack. A firing alert resolves once its incident has ended and nothing was seen for
 the rule's window and cooldown (`quiet_period`).
+
+`catch_up` runs passes back to back while they come back full, doubling the batch up to
+`BATCH_CAP`, so a backlog (a log backfill, a restart after an outage) is judged as fast as
+detection runs rather than one small batch per interval.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerting.outbox import Kind
-from monitor.alerts import Alert, AlertState, Mode
+from monitor.alerts import Alert, Digest, Mode
 from monitor.detect.engine import Detector
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
-from monitor.store.alerts import evidence_rows, resolve_alert, upsert_alert
+from monitor.store.alerts import evidence_rows_many, resolve_quiet, upsert_alerts
 from monitor.store.detector_state import (
     DEFAULT_DETECTOR,
     events_after,
@@ -36,16 +41,21 @@ from monitor.store.detector_state import (
     save_detector,
 )
 from monitor.store.engine import SessionFactory
-from monitor.store.outbox import enqueue
-from monitor.store.schema import AlertRow
+from monitor.store.outbox import enqueue_many
 
 DETECTOR_NAME = DEFAULT_DETECTOR
 BATCH_MAX = 1000
+"""Events in one pass when detection keeps up (and the first pass of a catch-up)."""
+BATCH_CAP = 32_000
+"""Most events in one pass while catching up."""
+
+Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DetectionReport:
-    """What one pass did."""
+    """What one pass did. `superseded`: another pass moved the detector first; nothing was
+    written and the events are judged by the next pass."""
 
     processed: int
     cursor: int
@@ -54,6 +64,7 @@ class DetectionReport:
     repeated: tuple[Alert, ...]
     resolved: tuple[Alert, ...]
     queued: int
+    superseded: bool = False
 
 
 def quiet_period(detector: Detector, rule: str) -> timedelta:
@@ -72,26 +83,12 @@ def _hits(found: Alert, before: DetectorState) -> int:
     return found.count
 
 
-def _queue(session: Session, kind: Kind, stored: Alert, now: datetime) -> None:
-    rows = evidence_rows(session, stored.evidence.event_ids)
-    enqueue(session, kind, stored.with_rows(rows), now=now)
-
-
-def _resolve_quiet(
-    session: Session, detector: Detector, state: DetectorState, at: datetime
-) -> list[Alert]:
-    resolved: list[Alert] = []
-    for fingerprint, rule, last_seen_at in session.execute(
-        select(AlertRow.fingerprint, AlertRow.rule, AlertRow.last_seen_at).where(
-            AlertRow.state == AlertState.FIRING.value
-        )
-    ):
-        if fingerprint in state.incidents or last_seen_at + quiet_period(detector, rule) > at:
-            continue
-        done = resolve_alert(session, fingerprint, at=at)
-        if done is not None:
-            resolved.append(done)
-    return resolved
+def _queue(session: Session, queued: list[tuple[Kind, Alert]], now: datetime) -> None:
+    rows = evidence_rows_many(session, [alert.evidence.event_ids for _, alert in queued])
+    messages: list[tuple[Kind, Alert | Digest]] = [
+        (kind, alert.with_rows(sample)) for (kind, alert), sample in zip(queued, rows, strict=True)
+    ]
+    enqueue_many(session, messages, now=now)
 
 
 def detect_pass(
@@ -102,7 +99,7 @@ def detect_pass(
     settle: timedelta,
     batch_max: int = BATCH_MAX,
     name: str = DETECTOR_NAME,
-    transact: Callable[[Callable[[Session], DetectionReport]], DetectionReport] | None = None,
+    transact: Transact | None = None,
 ) -> DetectionReport:
     """One detection pass at `now`. The outcome is written by `transact` when given (serve
     passes the intake writer's, so the short write takes turns with notifications), else in a
@@ -115,27 +112,24 @@ def detect_pass(
     at = min(now, max(e.occurred_at for e in events)) if events else now
     found_alerts, after = detector.process(events, before, at)
     after_json = state_to_json(after)
+    quiet = {rule: quiet_period(detector, rule) for rule in detector.config.rules}
 
     def write(session: Session) -> DetectionReport:
         current = lock_detector(session, name, now=now)
         if (current.cursor, current.state) != (saved.cursor, saved.state):
-            return DetectionReport(0, current.cursor, None, (), (), (), 0)
+            return DetectionReport(0, current.cursor, None, (), (), (), 0, superseded=True)
+        upserted = upsert_alerts(session, [(found, _hits(found, before)) for found in found_alerts])
         raised: list[Alert] = []
         repeated: list[Alert] = []
-        queued = 0
-        for found in found_alerts:
-            upserted = upsert_alert(session, found, hits=_hits(found, before))
-            fresh = upserted.created or upserted.refired
-            (raised if fresh else repeated).append(upserted.alert)
-            if found.mode is Mode.SHADOW:
-                continue
-            _queue(session, Kind.NEW if fresh else Kind.REPEAT, upserted.alert, now)
-            queued += 1
-        resolved = _resolve_quiet(session, detector, after, at)
-        for alert in resolved:
-            if alert.mode is not Mode.SHADOW:
-                _queue(session, Kind.RESOLVE, alert, now)
-                queued += 1
+        queue: list[tuple[Kind, Alert]] = []
+        for found, done in zip(found_alerts, upserted, strict=True):
+            fresh = done.created or done.refired
+            (raised if fresh else repeated).append(done.alert)
+            if found.mode is not Mode.SHADOW:
+                queue.append((Kind.NEW if fresh else Kind.REPEAT, done.alert))
+        resolved = resolve_quiet(session, quiet=quiet, ongoing=after.incidents, at=at)
+        queue.extend((Kind.RESOLVE, alert) for alert in resolved if alert.mode is not Mode.SHADOW)
+        _queue(session, queue, now)
         cursor = stored[-1].id if stored else saved.cursor
         save_detector(session, name, state=after_json, cursor=cursor, now=now)
         return DetectionReport(
@@ -145,13 +139,60 @@ def detect_pass(
             raised=tuple(raised),
             repeated=tuple(repeated),
             resolved=tuple(resolved),
-            queued=queued,
+            queued=len(queue),
         )
 
     if transact is not None:
         return transact(write)
     with session_factory() as session, session.begin():
         return write(session)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CatchUpReport:
+    """Passes run by `catch_up`; `behind` when it stopped at its time budget with more to do."""
+
+    passes: int
+    processed: int
+    behind: bool
+
+
+def catch_up(
+    session_factory: SessionFactory,
+    detector: Detector,
+    *,
+    clock: Callable[[], datetime],
+    settle: timedelta,
+    budget_seconds: float = 30.0,
+    on_pass: Callable[[DetectionReport, datetime], None] | None = None,
+    name: str = DETECTOR_NAME,
+    transact: Transact | None = None,
+) -> CatchUpReport:
+    """Passes until one comes back short of its batch (caught up) or `budget_seconds` ran out.
+    The batch doubles after each full pass, from BATCH_MAX up to BATCH_CAP."""
+    started = time.monotonic()
+    batch, passes, processed = BATCH_MAX, 0, 0
+    while True:
+        now = clock()
+        report = detect_pass(
+            session_factory,
+            detector,
+            now=now,
+            settle=settle,
+            batch_max=batch,
+            name=name,
+            transact=transact,
+        )
+        passes += 1
+        processed += report.processed
+        if on_pass is not None:
+            on_pass(report, now)
+        if report.processed < batch and not report.superseded:
+            return CatchUpReport(passes, processed, behind=False)
+        if time.monotonic() - started >= budget_seconds:
+            return CatchUpReport(passes, processed, behind=True)
+        if not report.superseded:
+            batch = min(batch * 2, BATCH_CAP)
 
 
 def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -> None:

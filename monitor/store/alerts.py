@@ -6,8 +6,10 @@ Functions take a session and never commit.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Container, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select
@@ -19,6 +21,9 @@ from monitor.store.schema import AlertRow, EventRow
 
 EVIDENCE_ROWS = 3
 """Sample event rows attached to an alert's Slack message."""
+
+CHUNK = 500
+"""Most values in one `IN (…)` list."""
 
 _ROW_FIELDS = ("action", "repository", "tag", "actor", "remote_ip", "user_agent")
 
@@ -33,7 +38,13 @@ class Upserted:
     refired: bool
 
 
-def _stored(row: AlertRow) -> Alert:
+_SNAPSHOT = (
+    "fingerprint", "rule", "severity", "mode", "subject", "summary", "evidence",
+    "first_seen_at", "last_seen_at", "count", "state", "resolved_at",
+)  # fmt: skip
+
+
+def _stored(row: AlertRow | SimpleNamespace) -> Alert:
     return Alert(
         id=row.id,
         fingerprint=row.fingerprint,
@@ -95,6 +106,105 @@ def upsert_alert(session: Session, found: Alert, *, hits: int) -> Upserted:
     return Upserted(_stored(row), created=False, refired=refired)
 
 
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+def upsert_alerts(session: Session, found: Sequence[tuple[Alert, int]]) -> list[Upserted]:
+    """`upsert_alert` for many (alert, hits) at once, in order: the stored rows are read a few
+    hundred fingerprints per query and written in one flush."""
+    rows: dict[str, AlertRow] = {}
+    for chunk in _chunks(list(dict.fromkeys(a.fingerprint for a, _ in found))):
+        for row in session.scalars(
+            select(AlertRow).where(AlertRow.fingerprint.in_(chunk)).with_for_update()
+        ):
+            rows[row.fingerprint] = row
+    # Each answer is the row as it stood after its own alert (the same fingerprint can come
+    # twice); ids of new rows are known after the one flush at the end.
+    pending: list[tuple[AlertRow, dict[str, Any], bool, bool]] = []
+
+    for alert, hits in found:
+        subject = orjson.dumps(dict(alert.subject)).decode()
+        evidence = orjson.dumps(list(alert.evidence.event_ids)).decode()
+        stored = rows.get(alert.fingerprint)
+        if stored is None:
+            row = AlertRow(
+                fingerprint=alert.fingerprint,
+                rule=alert.rule,
+                severity=alert.severity.value,
+                mode=alert.mode.value,
+                subject=subject,
+                summary=alert.summary,
+                evidence=evidence,
+                first_seen_at=alert.first_seen_at,
+                last_seen_at=alert.last_seen_at,
+                count=max(hits, 1),
+                state=AlertState.FIRING.value,
+                resolved_at=None,
+            )
+            session.add(row)
+            rows[alert.fingerprint] = row
+            pending.append((row, {n: getattr(row, n) for n in _SNAPSHOT}, True, False))
+            continue
+        row = stored
+        refired = row.state == AlertState.RESOLVED.value
+        row.severity = alert.severity.value
+        row.mode = alert.mode.value
+        row.subject = subject
+        row.summary = alert.summary
+        row.evidence = evidence
+        row.last_seen_at = max(row.last_seen_at, alert.last_seen_at)
+        row.count = row.count + max(hits, 0)
+        row.state = AlertState.FIRING.value
+        row.resolved_at = None
+        pending.append((row, {n: getattr(row, n) for n in _SNAPSHOT}, False, refired))
+    session.flush()
+    return [
+        Upserted(_stored(SimpleNamespace(id=row.id, **values)), created=created, refired=refired)
+        for row, values, created, refired in pending
+    ]
+
+
+def resolve_quiet(
+    session: Session,
+    *,
+    quiet: Mapping[str, timedelta],
+    ongoing: Container[str],
+    at: datetime,
+) -> list[Alert]:
+    """Resolve at `at` every firing alert whose rule has been quiet long enough: last seen at
+    least `quiet[rule]` before `at` (0 for a rule not in `quiet`), with its fingerprint not
+    among the `ongoing` incidents. One indexed read per rule; returned in id order."""
+    firing = AlertRow.state == AlertState.FIRING.value
+    candidates = select(AlertRow.id, AlertRow.fingerprint)
+    queries = [
+        candidates.where(AlertRow.rule == rule, firing, AlertRow.last_seen_at <= at - period)
+        for rule, period in quiet.items()
+    ]
+    queries.append(
+        candidates.where(AlertRow.rule.not_in(list(quiet)), firing, AlertRow.last_seen_at <= at)
+    )
+    ids = [
+        row_id
+        for query in queries
+        for row_id, fingerprint in session.execute(query)
+        if fingerprint not in ongoing
+    ]
+    rows = [
+        row
+        for chunk in _chunks(ids)
+        for row in session.scalars(
+            select(AlertRow).where(AlertRow.id.in_(chunk), firing).with_for_update()
+        )
+    ]
+    for row in rows:
+        row.state = AlertState.RESOLVED.value
+        row.resolved_at = at
+    session.flush()
+    return [_stored(row) for row in sorted(rows, key=lambda r: r.id)]
+
+
 def resolve_alert(session: Session, fingerprint: str, *, at: datetime) -> Alert | None:
     """Mark a firing alert resolved at `at`; None when it is not firing (or unknown)."""
     row = session.scalars(
@@ -110,22 +220,29 @@ def resolve_alert(session: Session, fingerprint: str, *, at: datetime) -> Alert 
 
 def evidence_rows(session: Session, event_ids: Sequence[str]) -> list[dict[str, str]]:
     """A few stored events among `event_ids`, as field -> value rows, oldest first."""
-    if not event_ids:
-        return []
-    rows = session.scalars(
-        select(EventRow)
-        .where(EventRow.event_id.in_(list(event_ids)))
-        .order_by(EventRow.occurred_at.asc(), EventRow.id.asc())
-        .limit(EVIDENCE_ROWS)
-    )
-    out: list[dict[str, str]] = []
-    for row in rows:
-        values = {"time": row.occurred_at.isoformat().replace("+00:00", "Z")}
-        for name in _ROW_FIELDS:
-            value = getattr(row, name)
-            if value is not None:
-                values[name] = str(value)
-        out.append(values)
+    return evidence_rows_many(session, [event_ids])[0]
+
+
+def evidence_rows_many(
+    session: Session, evidence: Sequence[Sequence[str]]
+) -> list[list[dict[str, str]]]:
+    """`evidence_rows` for each list of event ids, reading the events of all in a few queries."""
+    columns = [getattr(EventRow, name) for name in _ROW_FIELDS]
+    found: dict[str, tuple[datetime, int, dict[str, str]]] = {}
+    for chunk in _chunks(list({i: None for ids in evidence for i in ids})):
+        query = select(EventRow.event_id, EventRow.occurred_at, EventRow.id, *columns).where(
+            EventRow.event_id.in_(chunk)
+        )
+        for event_id, occurred_at, row_id, *fields in session.execute(query):
+            values = {"time": occurred_at.isoformat().replace("+00:00", "Z")}
+            for name, value in zip(_ROW_FIELDS, fields, strict=True):
+                if value is not None:
+                    values[name] = str(value)
+            found[event_id] = (occurred_at, row_id, values)
+    out: list[list[dict[str, str]]] = []
+    for ids in evidence:
+        present = sorted((found[i] for i in set(ids) if i in found), key=lambda f: f[:2])
+        out.append([values for _, _, values in present[:EVIDENCE_ROWS]])
     return out
 
 

@@ -18,6 +18,8 @@ from monitor.store.events import StoredEvent, stored_event
 from monitor.store.schema import DetectorStateRow, EventRow
 
 DEFAULT_DETECTOR = "default"
+EVENT_COLUMNS = tuple(EventRow.__table__.columns)
+"""Events are read as plain rows (no ORM objects): several times faster per event."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,8 +68,8 @@ def events_after(
 ) -> list[StoredEvent]:
     """Events with id > `cursor`, ascending, stopping before the first one received after
     `received_before` (a newer row may still be committing below it), at most `limit`."""
-    rows = session.scalars(
-        select(EventRow).where(EventRow.id > cursor).order_by(EventRow.id.asc()).limit(limit)
+    rows = session.execute(
+        select(*EVENT_COLUMNS).where(EventRow.id > cursor).order_by(EventRow.id.asc()).limit(limit)
     )
     out: list[StoredEvent] = []
     for row in rows:

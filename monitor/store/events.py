@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, delete, or_, select
+from sqlalchemy import Row, Table, and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -94,7 +94,7 @@ class StoredEvent:
         return out
 
 
-def _event(row: EventRow) -> StoredEvent:
+def _event(row: EventRow | Row[Any]) -> StoredEvent:
     return StoredEvent(
         id=row.id,
         received_at=row.received_at,
@@ -126,8 +126,8 @@ def _event(row: EventRow) -> StoredEvent:
     )
 
 
-def stored_event(row: EventRow) -> StoredEvent:
-    """The stored event of one `events` row."""
+def stored_event(row: EventRow | Row[Any]) -> StoredEvent:
+    """The stored event of one `events` row (an ORM object or a row of its columns)."""
     return _event(row)
 
 

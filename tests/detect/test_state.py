@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -14,6 +17,7 @@ from monitor.detect.state import (
     add_count,
     add_distinct,
     add_volume,
+    copy_state,
     state_from_json,
     state_to_json,
 )
@@ -30,6 +34,36 @@ class TestStateJson:
         detector = Detector(default_detect_config(), Roles())
         _, state = detector.process(scenario_events(), DetectorState(), BASE_TIME)
         assert state == state_from_json(state_to_json(state))
+
+    def test_json_is_what_asdict_gave(self):
+        """The document is byte for byte the one written from `dataclasses.asdict`, so states
+        saved by earlier versions and by this one compare and load the same."""
+        detector = Detector(default_detect_config(), Roles())
+        _, state = detector.process(scenario_events(), DetectorState(), BASE_TIME)
+        document = {"version": 1, **dataclasses.asdict(state)}
+        expected = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        assert expected == state_to_json(state)
+
+    def test_a_copy_is_equal_and_independent(self):
+        """copy_state equals a deep copy, and changing every container of the copy leaves the
+        state as it was."""
+        detector = Detector(default_detect_config(), Roles())
+        _, state = detector.process(scenario_events(), DetectorState(), BASE_TIME)
+        saved = state_to_json(state)
+        copied = copy_state(state)
+        assert copy.deepcopy(state) == copied
+        for entries in copied.counts.values():
+            entries.append((0, "x"))
+        for distinct in copied.distinct.values():
+            distinct["x"] = (0, "x")
+        for volume in copied.volumes.values():
+            volume["x"] = 1
+        copied.tags["x"] = "x"
+        for baseline in copied.baselines.values():
+            baseline.addresses["x"] = 0
+        for incident in copied.incidents.values():
+            incident.evidence.append("x")
+        assert (True, saved) == (bool(state.incidents and state.baselines), state_to_json(state))
 
     @pytest.mark.parametrize(
         "text",

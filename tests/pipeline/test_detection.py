@@ -9,7 +9,7 @@ import pytest
 
 from monitor.alerting.recording import RecordingNotifier
 from monitor.main import deliver_once, detect_once
-from monitor.pipeline.detection import detect_pass
+from monitor.pipeline.detection import BATCH_MAX, catch_up, detect_pass
 from monitor.runtime import Services
 from tests.conftest import PostgresDatabases
 from tests.detect.test_engine import SCENARIO_ALERTS
@@ -82,6 +82,24 @@ class TestDetectPass:
         clock.advance(5)
         run(live, clock, batch_max=batch_max)
         assert SCENARIO_ALERTS == alert_rows(live)
+
+    def test_a_backlog_is_judged_in_one_catch_up_of_growing_passes(self, live, clock, tmp_path):
+        """2.5 batches of failed logins: catch_up runs a full pass, then one twice as large
+        that comes back short, and stores the alerts that passes of 100 events store."""
+        backlog = BATCH_MAX * 5 // 2
+        reference = start_services(f"sqlite:///{tmp_path / 'reference.db'}", tmp_path / "r", clock)
+        for services in (live, reference):
+            store(services, failures(backlog, start=START))
+        clock.advance(3)
+        report = catch_up(live.session_factory, live.detector, clock=clock, settle=SETTLE)
+        run(reference, clock, batch_max=100)
+        expected = alert_rows(reference)
+        stop_services(reference)
+        assert ((2, backlog, False), 0, expected) == (
+            (report.passes, report.processed, report.behind),
+            run(live, clock),
+            alert_rows(live),
+        )
 
     def test_events_wait_until_they_settle(self, live, clock):
         """Events received less than settle_seconds ago are left for a later pass."""
