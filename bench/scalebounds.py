@@ -1,0 +1,341 @@
+"""Reads, reports and jobs on the scale store: what `/metrics`, `/v1/stats/daily`, cleanup
+planning, detection and `detect replay` cost on N events, and the RSS of `serve` after reads.
+
+    python -m bench.scalebounds [--events N] [--db sqlite|postgresql|both]
+        [--only serve,plan,detect,replay] [--backlog N]
+
+Run from a checkout: the code measured is the `monitor` package of the current directory, so
+the same script measures an older revision when run from an export of it (`git archive`).
+Reads run against a `serve` process on the kept store (started with --no-migrate; run
+`python -m bench.scale build` first, which migrates the kept store forward). Planning and
+detection change the store, so they run on a copy (suffix `_bounds`), dropped after.
+Prints one JSON object per store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path
+
+SUFFIX = "_bounds"
+POLICIES = """
+- name: everything
+  repositories: ["**"]
+  protect: {tags: ["latest"], grace_hours: 48, min_tags: 3}
+  keep: {most_recent: 5, pulled_within_days: 30}
+  delete:
+    - {not_pulled_days: 30}
+    - {untagged: true, older_than_days: 7}
+  pulls: {ignore_clients: [scanner, monitor]}
+"""
+READ_TOKEN = "bench-read"  # noqa: S105 (a throw-away token of the benchmark server)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[float, int]:
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (127.0.0.1 only)
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (127.0.0.1)
+        size = len(answer.read())
+    return (time.perf_counter() - started) * 1000, size
+
+
+def _rss(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def _times(url: str, count: int) -> dict[str, Any]:
+    runs = [_get(url) for _ in range(count)]
+    ms = [r[0] for r in runs]
+    return {
+        "p50_ms": round(statistics.median(ms), 1),
+        "max_ms": round(max(ms), 1),
+        "bytes": runs[-1][1],
+        "n": count,
+    }
+
+
+def _environment(url: str, data: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REGISTRY_MONITOR_DATABASE_URL": url,
+        "REGISTRY_MONITOR_DATABASE_DATA_DIR": str(data),
+        "REGISTRY_MONITOR_NOTIFICATIONS_TOKENS": "bench-intake",
+        "REGISTRY_MONITOR_API_TOKEN": READ_TOKEN,
+        "REGISTRY_MONITOR_CLEANUP_PLAN_SCHEDULE": "",
+        "REGISTRY_MONITOR_CLEANUP_RECONCILE_SCHEDULE": "",
+        "REGISTRY_MONITOR_LOGGING_LEVEL": "warning",
+    }
+
+
+def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
+    """`serve` on the kept store: scrapes, daily statistics, a tags page; RSS after."""
+    port = _free_port()
+    data = Path(tempfile.mkdtemp(prefix=f"bench-scalebounds-{store.kind}-"))
+    env = _environment(store.url(), data) | {"REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "serve", "--no-migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(data / "serve.log", "wb"),  # noqa: SIM115
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _get(base + "/readyz")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("serve did not come up") from None
+                time.sleep(0.2)
+        out: dict[str, Any] = {"rss_start_mib": _rss(server.pid)}
+        out["metrics"] = _times(base + "/metrics", 10)
+        out["rss_after_metrics_mib"] = _rss(server.pid)
+        end = datetime.fromisoformat(meta["end"]).date()
+        daily = f"{base}/v1/stats/daily?until={end + timedelta(days=1)}"
+        out["stats_daily"] = _times(daily, 3)
+        out["stats_daily_busiest"] = _times(f"{daily}&repository={meta['busiest']}", 3)
+        out["rss_after_stats_mib"] = _rss(server.pid)
+        out["tags_page"] = _times(base + "/v1/tags", 2)
+        out["events_page"] = _times(base + "/v1/events?limit=1000", 3)
+        out["rss_after_reads_mib"] = _rss(server.pid)
+        return out
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def copy_store(store: Store) -> str:
+    """A copy of the kept store for runs that change it."""
+    if store.kind == "sqlite":
+        source = _sqlite_path(store.url())
+        target = source.with_name(source.stem + SUFFIX + ".db")
+        for suffix in ("-wal", "-shm"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(source, target)
+        return f"sqlite:///{target}"
+    name = store.name + SUFFIX
+    with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{store.name}"'.encode())
+    return make_url(PG_ADMIN).set(database=name).render_as_string(False)
+
+
+def drop_copy(store: Store, url: str) -> None:
+    if store.kind == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{_sqlite_path(url)}{suffix}").unlink(missing_ok=True)
+        return
+    with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{store.name + SUFFIX}" WITH (FORCE)'.encode())
+
+
+PLAN_CHILD = """
+import json, resource, sys, time
+from datetime import datetime, timedelta
+from pathlib import Path
+from sqlalchemy import inspect, text
+from monitor.cleanup.policy import load_policies
+from monitor.cleanup.runner import PolicySet, make_plan
+from monitor.store.engine import make_engine, make_session_factory
+from monitor.settings import load_settings
+
+url, policies_text, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": url})
+engine = make_engine(settings.database)
+policies = load_policies(policies_text)
+import hashlib
+policy_set = PolicySet(policies, hashlib.sha256(policies_text.encode()).hexdigest())
+started = time.perf_counter()
+outcome = make_plan(make_session_factory(engine), policies=policy_set, now=now)
+seconds = time.perf_counter() - started
+columns = {c["name"] for c in inspect(engine).get_columns("cleanup_plans")}
+size_sql = "coalesce(length(body), 0)" + (
+    " + coalesce(length(encoded), 0)" if "encoded" in columns else ""
+)
+with engine.connect() as c:
+    size = c.execute(
+        text(f"SELECT coalesce({size_sql}, 0) FROM cleanup_plans WHERE id = :id"),
+        {"id": outcome.summary.id},
+    ).scalar()
+engine.dispose()
+print(json.dumps({
+    "seconds": round(seconds, 1),
+    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "stored_bytes": size,
+    "counts": outcome.plan.counts(),
+    "actions": len(outcome.plan.actions),
+}))
+"""
+
+
+def measure_plan(url: str, meta: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.fromisoformat(meta["end"])
+    done = subprocess.run(
+        [sys.executable, "-c", PLAN_CHILD, url, POLICIES, now.isoformat()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure_detection(
+    url: str, meta: dict[str, Any], backlog: int, warmup: int = 100_000
+) -> dict[str, Any]:
+    """Rewind the detector by `warmup` + `backlog` events with an empty state, judge the
+    `warmup` events untimed (so baselines are learnt, as on a running monitor), then time
+    passes judging the `backlog`, as `serve` would."""
+    from sqlalchemy import create_engine, text
+
+    from monitor.main import build_detector
+    from monitor.pipeline import detection
+    from monitor.settings import load_settings
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE detector_state SET cursor = :c, state = NULL"),
+            {"c": meta["last_id"] - backlog - warmup},
+        )
+    settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": url})
+    detector = build_detector(settings.detect)
+    from sqlalchemy.orm import sessionmaker
+
+    factory = sessionmaker(engine)
+    now = datetime.fromisoformat(meta["end"]) + timedelta(hours=1)
+    catch_up = getattr(detection, "catch_up", None)
+    warm = 0
+    while warm < warmup:
+        one = detection.detect_pass(
+            factory,
+            detector,
+            now=now,
+            settle=timedelta(seconds=2),
+            batch_max=min(10_000, warmup - warm),
+        )
+        warm += one.processed
+    with engine.connect() as connection:
+        alerts_before = connection.execute(text("SELECT count(*) FROM alerts")).scalar() or 0
+    started = time.perf_counter()
+    passes = processed = 0
+    if catch_up is not None:
+        report = catch_up(
+            factory, detector, clock=lambda: now, settle=timedelta(seconds=2), budget_seconds=3600
+        )
+        passes, processed = report.passes, report.processed
+    else:
+        while True:
+            one = detection.detect_pass(factory, detector, now=now, settle=timedelta(seconds=2))
+            passes += 1
+            processed += one.processed
+            if one.processed == 0:
+                break
+    seconds = time.perf_counter() - started
+    with engine.connect() as connection:
+        alerts = (
+            connection.execute(text("SELECT count(*) FROM alerts")).scalar() or 0
+        ) - alerts_before
+    engine.dispose()
+    return {
+        "events": processed,
+        "passes": passes,
+        "seconds": round(seconds, 1),
+        "events_per_s": round(processed / seconds) if seconds else None,
+        "new_alerts": alerts,
+        "warmup_events": warm,
+        "default_interval_s": settings.detect.interval_seconds,
+    }
+
+
+def measure_replay(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
+    """`detect replay` over the last full day of the store."""
+    end = datetime.fromisoformat(meta["end"]).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = end - timedelta(days=1)
+    env = _environment(store.url(), Path(tempfile.mkdtemp(prefix="bench-scalebounds-")))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "monitor", "detect", "replay", "--json",
+            "--since", since.isoformat().replace("+00:00", "Z"),
+            "--until", end.isoformat().replace("+00:00", "Z"),
+        ],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    doc = json.loads(done.stdout)
+    return {
+        "seconds": round(seconds, 1),
+        "events": doc["events"],
+        "findings": len(doc["findings"]),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--only", default="serve,plan,detect,replay")
+    parser.add_argument("--backlog", type=int, default=200_000)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    for kind in kinds:
+        store = Store(kind, args.events)
+        meta = store.meta()
+        result: dict[str, Any] = {
+            "store": store.name,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "load_before": os.getloadavg(),
+        }
+        if "replay" in only:  # first: its peak RSS is the children's peak so far
+            result["replay"] = measure_replay(store, meta)
+        if "serve" in only:
+            result["serve"] = measure_serve(store, meta)
+        if only & {"plan", "detect"}:
+            url = copy_store(store)
+            try:
+                if "plan" in only:
+                    result["plan"] = measure_plan(url, meta)
+                if "detect" in only:
+                    result["detect"] = measure_detection(url, meta, args.backlog)
+            finally:
+                drop_copy(store, url)
+        result["load_after"] = os.getloadavg()
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
