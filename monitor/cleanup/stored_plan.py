@@ -2,7 +2,8 @@
 
 A plan of 100k tags as one JSON object per decision (with its text) was 24 MB. Here the
 decisions of one repository are grouped by (decision, reason, policy, detail), each group a
-list of tags and a list of their digests, and the JSON is compressed with zlib. Decisions come
+list of tags and a list of their digests (`@` for a tag an action deletes: the action names
+the digest, so it is stored once), and the JSON is compressed with zlib. Decisions come
 back per repository in tag order, the order the planner makes (`encode` sorts them the same way,
 so any plan round-trips to its canonical order). Pure: bytes in, plan out.
 """
@@ -21,6 +22,8 @@ from monitor.errors import ParseError
 
 FORMAT = 2
 _PREFIX = "sha256:"
+_BY_ACTION = "@"
+"""Stored in place of the digest of a tag that an action deletes: the action names it."""
 
 GroupKey = tuple[str, str, str | None, str]
 
@@ -43,8 +46,19 @@ def canonical(plan: Plan) -> Plan:
     return Plan(plan.created_at, tuple(decisions), plan.actions, plan.bytes_freed)
 
 
+def _deleted_digests(actions: tuple[DigestAction, ...]) -> dict[tuple[str, str], str]:
+    return {(a.repository, tag): a.digest for a in actions for tag in a.tags}
+
+
 def encode(plan: Plan) -> bytes:
     """The compressed, grouped form of `plan`."""
+    by_action = _deleted_digests(plan.actions)
+
+    def digest_of(d: TagDecision) -> str:
+        if by_action.get((d.repository, d.tag)) == d.digest:
+            return _BY_ACTION
+        return _short(d.digest)
+
     repositories: dict[str, dict[GroupKey, list[TagDecision]]] = {}
     for decision in canonical(plan).decisions:
         groups = repositories.setdefault(decision.repository, defaultdict(list))
@@ -58,7 +72,7 @@ def encode(plan: Plan) -> bytes:
             [
                 name,
                 [
-                    [*key, [d.tag for d in members], [_short(d.digest) for d in members]]
+                    [*key, [d.tag for d in members], [digest_of(d) for d in members]]
                     for key, members in groups.items()
                 ],
             ]
@@ -78,21 +92,30 @@ def decode(data: bytes) -> Plan:
         document: Any = orjson.loads(zlib.decompress(data))
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise ValueError("not a stored plan of format 2")
+        actions = tuple(
+            DigestAction(repo, _long(digest), tuple(tags), Reason(reason), policy, media_type)
+            for repo, digest, tags, reason, policy, media_type in document["actions"]
+        )
+        by_action = _deleted_digests(actions)
         decisions: list[TagDecision] = []
         for name, groups in document["repositories"]:
             mine: list[TagDecision] = []
             for decision, reason, policy, detail, tags, digests in groups:
                 kind, why = Decision(decision), Reason(reason)
                 mine.extend(
-                    TagDecision(name, tag, _long(digest), kind, why, policy, detail)
+                    TagDecision(
+                        name,
+                        tag,
+                        by_action[(name, tag)] if digest == _BY_ACTION else _long(digest),
+                        kind,
+                        why,
+                        policy,
+                        detail,
+                    )
                     for tag, digest in zip(tags, digests, strict=True)
                 )
             mine.sort(key=lambda d: d.tag)
             decisions.extend(mine)
-        actions = tuple(
-            DigestAction(repo, _long(digest), tuple(tags), Reason(reason), policy, media_type)
-            for repo, digest, tags, reason, policy, media_type in document["actions"]
-        )
         return Plan(
             datetime.fromisoformat(document["created_at"]),
             tuple(decisions),
