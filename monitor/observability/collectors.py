@@ -23,10 +23,9 @@ from monitor.store.engine import SessionFactory
 from monitor.store.outbox import outbox_depth
 from monitor.store.stats import (
     cleanup_successes,
-    live_tags,
     newest_events,
     newest_plan_counts,
-    unused_tags,
+    tag_counts,
 )
 
 UNUSED_DAYS = (30, 90)
@@ -53,8 +52,7 @@ class StoreCollector(Collector):
         try:
             with self._session_factory() as session:
                 depth = outbox_depth(session)
-                tracked = live_tags(session)
-                unused = {days: unused_tags(session, now=now, days=days) for days in UNUSED_DAYS}
+                tracked, unused = tag_counts(session, now=now, unused_days=UNUSED_DAYS)
                 newest = newest_events(session)
                 plan_counts = newest_plan_counts(session)
                 successes = cleanup_successes(session)
