@@ -46,6 +46,8 @@ POLICIES = """
     - {untagged: true, older_than_days: 7}
   pulls: {ignore_clients: [scanner, monitor]}
 """
+TAG_POLICIES = POLICIES.replace("    - {untagged: true, older_than_days: 7}\n", "")
+"""The same policy without deleting untagged manifests (tags only)."""
 READ_TOKEN = "bench-read"  # noqa: S105 (a throw-away token of the benchmark server)
 
 
@@ -200,10 +202,10 @@ print(json.dumps({
 """
 
 
-def measure_plan(url: str, meta: dict[str, Any]) -> dict[str, Any]:
+def measure_plan(url: str, meta: dict[str, Any], policies: str = POLICIES) -> dict[str, Any]:
     now = datetime.fromisoformat(meta["end"])
     done = subprocess.run(
-        [sys.executable, "-c", PLAN_CHILD, url, POLICIES, now.isoformat()],
+        [sys.executable, "-c", PLAN_CHILD, url, policies, now.isoformat()],
         capture_output=True,
         text=True,
         check=True,
@@ -324,11 +326,13 @@ def main() -> None:
             result["replay"] = measure_replay(store, meta)
         if "serve" in only:
             result["serve"] = measure_serve(store, meta)
-        if only & {"plan", "detect"}:
+        if only & {"plan", "plan-tags", "detect"}:
             url = copy_store(store)
             try:
                 if "plan" in only:
                     result["plan"] = measure_plan(url, meta)
+                if "plan-tags" in only:
+                    result["plan_tags_only"] = measure_plan(url, meta, TAG_POLICIES)
                 if "detect" in only:
                     result["detect"] = measure_detection(url, meta, args.backlog)
             finally:
