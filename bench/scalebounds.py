@@ -86,6 +86,34 @@ def _times(url: str, count: int) -> dict[str, Any]:
     }
 
 
+def _walk(url: str, limit: int) -> dict[str, Any]:
+    """Every page of a paged list (`limit`, `cursor`): pages, items, seconds, slowest page."""
+    started = time.perf_counter()
+    pages = items = 0
+    slowest = 0.0
+    cursor: str | None = None
+    while True:
+        page_url = f"{url}{'&' if '?' in url else '?'}limit={limit}"
+        page_url += f"&cursor={cursor}" if cursor else ""
+        headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+        request = urllib.request.Request(page_url, headers=headers)  # noqa: S310 (127.0.0.1 only)
+        page_started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (127.0.0.1)
+            document = json.loads(answer.read())
+        slowest = max(slowest, time.perf_counter() - page_started)
+        pages += 1
+        items += len(document["items"])
+        cursor = document.get("next_cursor")
+        if not cursor or pages >= 10_000:
+            break
+    return {
+        "pages": pages,
+        "items": items,
+        "seconds": round(time.perf_counter() - started, 1),
+        "slowest_page_ms": round(slowest * 1000, 1),
+    }
+
+
 def _environment(url: str, data: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -128,6 +156,12 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
         daily = f"{base}/v1/stats/daily?until={end + timedelta(days=1)}"
         out["stats_daily"] = _times(daily, 3)
         out["stats_daily_busiest"] = _times(f"{daily}&repository={meta['busiest']}", 3)
+        if "paged" in os.environ.get("BENCH_SCALEBOUNDS_READS", "paged"):
+            try:
+                out["stats_daily_all_pages"] = _walk(daily, 1000)
+                out["tags_all_pages"] = _walk(base + "/v1/tags", 1000)
+            except (OSError, KeyError, ValueError) as exc:  # a server without paging
+                out["paging"] = f"not available: {type(exc).__name__}"
         out["rss_after_stats_mib"] = _rss(server.pid)
         out["tags_page"] = _times(base + "/v1/tags", 2)
         out["events_page"] = _times(base + "/v1/events?limit=1000", 3)
