@@ -4,7 +4,7 @@
     python -m bench.scale build [--events N] [--db sqlite|postgresql|both] [--force]
     python -m bench.scale info [--events N]
     python -m bench.scale intake [--events N] [--db ...] [--seconds S] [--empty-only]
-                                 [--no-busy] [--uvloop]
+                                 [--no-busy] [--uvloop PATH]
 
 `build` generates the history (bench/scalegen.py) and bulk-loads it through the store's schema
 (bench/scalestore.py) into REGISTRY_MONITOR_BENCH_DATA (default /work/bench-data); a store that
@@ -55,7 +55,13 @@ def main() -> None:
             command.add_argument("--seconds", type=float, default=20)
             command.add_argument("--empty-only", action="store_true")
             command.add_argument("--no-busy", action="store_true")
-            command.add_argument("--uvloop", action="store_true", help="also bare on uvloop")
+            command.add_argument(
+                "--uvloop",
+                default="",
+                metavar="PATH",
+                help="a directory holding uvloop and httptools (pip install --target PATH): "
+                "also the bare endpoint and serve on them",
+            )
     args = parser.parse_args()
     if args.command == "intake":
         stores = [Store(kind, args.events) for kind in kinds(args.db)]
@@ -66,7 +72,7 @@ def main() -> None:
             seconds=args.seconds,
             full=not args.empty_only,
             busy=not args.no_busy,
-            loops=["asyncio", "uvloop"] if args.uvloop else ["asyncio"],
+            uvloop_path=args.uvloop,
         )
         return
     for kind in kinds(args.db):

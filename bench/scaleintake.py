@@ -77,10 +77,16 @@ def _python() -> str:
     return sys.executable
 
 
-def bare(run: Run, *, loop: str = "asyncio", http: str = "h11") -> None:
+UVLOOP_SERVE = (
+    "import sys, uvloop; uvloop.install(); from monitor.cli import main; sys.exit(main(['serve']))"
+)
+
+
+def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") -> None:
     port = free_port()
     label = f"bare starlette ({loop}, {http})"
-    with server(bare_command(run.work, port, loop=loop, http=http), {}, port, run.log) as s:
+    env = {"PYTHONPATH": path} if path else {}
+    with server(bare_command(run.work, port, loop=loop, http=http), env, port, run.log) as s:
         for connections in (1, 64):
             result = wrk_intake(
                 s.url + "/v1/notifications", mixed_bodies(), connections=connections,
@@ -121,10 +127,29 @@ def empty_store(kind: str, work: Path) -> Iterator[str]:
             admin.execute(b'DROP DATABASE IF EXISTS "scale_empty" WITH (FORCE)')
 
 
-def serve(run: Run, url: str, **settings: str) -> Any:
+def serve(run: Run, url: str, *, uvloop_path: str = "", **settings: str) -> Any:
     port = free_port()
     env = monitor_env(url, port, **settings)
+    if uvloop_path:
+        env["PYTHONPATH"] = uvloop_path
+        return server([_python(), "-c", UVLOOP_SERVE], env, port, run.log)
     return server([_python(), *SERVE], env, port, run.log)
+
+
+def uvloop_serve(run: Run, path: str) -> None:
+    """serve on an empty SQLite store with uvloop as its event loop (its HTTP protocol stays
+    h11: the header-timeout protocol is an h11 subclass)."""
+    with (
+        empty_store("sqlite", run.work) as url,
+        serve(run, url, uvloop_path=path, database_sqlite_synchronous="FULL") as s,
+    ):
+        for connections in (1, 64):
+            result = wrk_intake(
+                s.url + "/v1/notifications", mixed_bodies(), connections=connections,
+                seconds=run.seconds, work=run.work,
+            )  # fmt: skip
+            run.add(Row("registry-monitor, SQLite FULL, uvloop", "empty", "captured mix",
+                        connections, result, s.peak_rss_mib, load_average()))  # fmt: skip
 
 
 def monitor_label(kind: str) -> str:
@@ -180,11 +205,12 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
     cut = datetime.now(UTC) - timedelta(days=days)
     due = int(_scalar(url, COUNT_BEFORE, cut=cut))
     last = int(_scalar(url, "SELECT MAX(id) FROM events"))
+    backlog = min(DETECT_BACKLOG, store.events // 10)
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(
             text("UPDATE detector_state SET cursor = :c WHERE name = 'default'"),
-            {"c": last - min(DETECT_BACKLOG, store.events // 10)},
+            {"c": last - backlog},
         )
     engine.dispose()
     settings = {
@@ -204,7 +230,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
             _wait(url, cut, last, started, marks)
         note = (
             f"expired {due:,} (events_days={days}) in {marks.get('retention', -1):.0f} s; "
-            f"detection caught up on {DETECT_BACKLOG:,} in {marks.get('detection', -1):.0f} s"
+            f"detection caught up on {backlog:,} in {marks.get('detection', -1):.0f} s"
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
@@ -267,14 +293,17 @@ def save(run: Run) -> Path:
 
 
 def main(
-    stores: list[Store], *, seconds: float, full: bool, busy: bool, loops: list[str],
+    stores: list[Store], *, seconds: float, full: bool, busy: bool, uvloop_path: str = "",
     progress: Callable[[str], None] = print,
 ) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(seconds, Path(tmp), DATA_DIR / "intake-servers.log")
         progress(f"start {datetime.now(UTC):%H:%M} UTC, load {load_average()}")
-        for loop in loops:
-            bare(run, loop=loop, http="httptools" if loop == "uvloop" else "h11")
+        bare(run)
+        if uvloop_path:
+            bare(run, loop="uvloop", http="h11", path=uvloop_path)
+            bare(run, loop="uvloop", http="httptools", path=uvloop_path)
+            uvloop_serve(run, uvloop_path)
         for store in stores:
             intake(run, store, full=full, busy=busy)
         progress(f"end {datetime.now(UTC):%H:%M} UTC, load {load_average()}")
