@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -43,14 +44,17 @@ def transaction_runner(session_factory: SessionFactory) -> Transact:
 
 def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_BATCH) -> int:
     """Delete raw events older than `days`, `batch` at a time, each batch in a transaction of
-    its own with its roll-up (per-tag state stays). `serve` passes `StoreWriter.transact`, so
-    the batches take turns with intake."""
+    its own (per-tag state and roll-ups stay). `serve` passes `StoreWriter.transact`, so a batch
+    runs only when no notification waits; after each batch the job rests as long as the batch
+    took, so expiry never has more than half of the store's write time."""
     cut = now - timedelta(days=days)
     removed = 0
     while True:
+        started = time.monotonic()
         done = transact(lambda s: expire_events(s, older_than=cut, limit=batch))
         removed += done
         if done < batch:
             break
+        time.sleep(min(time.monotonic() - started, 1.0))
     log.info("events expired", removed=removed, days=days)
     return removed

@@ -165,8 +165,8 @@ class InputSettings:
 class RetentionSettings:
     events_days: int = setting(
         180,
-        "Raw events older than this many days are deleted (2,000 at a time, each batch "
-        "committed by the intake writer between notifications); per-tag state and daily "
+        "Raw events older than this many days are deleted (500 at a time, each batch "
+        "committed by the intake writer when no notification waits); per-tag state and daily "
         "roll-ups (`GET /v1/stats/daily`) are kept.",
     )
     schedule: str = setting(

@@ -206,7 +206,7 @@ def query_events(
     return page, next_cursor
 
 
-EXPIRE_BATCH = 2_000
+EXPIRE_BATCH = 500
 
 
 def expire_events(session: Session, *, older_than: datetime, limit: int = EXPIRE_BATCH) -> int:

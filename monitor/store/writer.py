@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import itertools
 import queue
 import threading
 import time
@@ -62,6 +63,7 @@ class _Submission:
 
 
 _STOP = object()
+_INTAKE, _BACKGROUND, _STOPPING = 0, 1, 2
 
 
 class StoreWriter:
@@ -81,7 +83,12 @@ class StoreWriter:
         self._clock = clock
         self._batch_max = batch_max
         self._quarantine_max_rows = quarantine_max_rows
-        self._queue: queue.Queue[_Submission | object] = queue.Queue()
+        # (priority, order, item): intake before background work (expiry, detection outcomes),
+        # and stop after both; each in the order submitted.
+        self._queue: queue.PriorityQueue[tuple[int, int, _Submission | object]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -92,7 +99,7 @@ class StoreWriter:
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then end the thread."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._put(_STOPPING, _STOP)
             self._thread.join(timeout)
             self._thread = None
 
@@ -102,13 +109,21 @@ class StoreWriter:
         quarantined: Sequence[Quarantined] = (),
         *,
         also: Callable[[Session], None] | None = None,
+        background: bool = False,
     ) -> concurrent.futures.Future[CommitResult]:
+        """Queue a submission; intake's are committed in groups, a `background` one alone and
+        only when no intake submission is waiting."""
         future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
         if self._thread is None:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
-        self._queue.put(_Submission(events, quarantined, also, future))
+        self._put(
+            _BACKGROUND if background else _INTAKE, _Submission(events, quarantined, also, future)
+        )
         return future
+
+    def _put(self, priority: int, item: _Submission | object) -> None:
+        self._queue.put((priority, next(self._order), item))
 
     async def write(
         self,
@@ -123,30 +138,30 @@ class StoreWriter:
     def transact(self, work: Callable[[Session], T], timeout: float = 300.0) -> T:
         """Run `work` in a transaction of the writer thread and return its result (blocking).
 
-        Jobs that write much (expiry) go through here in small pieces: they take turns with
-        intake instead of contending for the store's write lock.
+        Jobs that write much (expiry) go through here in small pieces: a piece runs alone, only
+        when no notification is waiting, instead of contending for the store's write lock.
         """
         box: list[T] = []
-        self.submit((), also=lambda session: box.append(work(session))).result(timeout)
+        self.submit((), also=lambda s: box.append(work(s)), background=True).result(timeout)
         return box[-1]
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
+        while True:
+            priority, _, first = self._queue.get()
             if first is _STOP:
                 break
             assert isinstance(first, _Submission)
             batch = [first]
             size = len(first.events) + len(first.quarantined)
-            while size < self._batch_max:
+            while priority == _INTAKE and size < self._batch_max:
                 try:
-                    item = self._queue.get_nowait()
+                    queued = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    stopping = True
+                if queued[0] != _INTAKE:  # background work or stop: after this group
+                    self._queue.put(queued)
                     break
+                item = queued[2]
                 assert isinstance(item, _Submission)
                 batch.append(item)
                 size += len(item.events) + len(item.quarantined)
@@ -154,7 +169,7 @@ class StoreWriter:
         # Anything submitted after stop was requested is refused, never silently dropped.
         while True:
             try:
-                item = self._queue.get_nowait()
+                _, _, item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if isinstance(item, _Submission):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,35 @@ class TestStoreWriter:
             bad.result(timeout=30)
         again = services.writer.submit([events[20]]).result(timeout=30)
         assert (0, 1) == (len(again.inserted), again.duplicates)
+
+    def test_background_work_waits_for_queued_intake(self, services: Services) -> None:
+        """While the writer is busy, a background piece (expiry, detection) queued before a
+        notification still commits after it, alone: intake never waits behind queued jobs."""
+        release, started = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def hold(_session: Session) -> None:
+            order.append("busy")
+            started.set()
+            release.wait(30)
+
+        busy = services.writer.submit((), also=hold, background=True)
+        assert started.wait(30)
+        job = services.writer.submit((), also=lambda _s: order.append("job"), background=True)
+        intake = services.writer.submit(
+            scenario_events()[:1], also=lambda _s: order.append("intake")
+        )
+        release.set()
+        for future in (busy, job, intake):
+            future.result(timeout=30)
+        assert ["busy", "intake", "job"] == order
+
+    def test_transact_returns_what_the_work_returns(self, services: Services) -> None:
+        def count(session: Session) -> int:
+            return int(session.execute(text("SELECT COUNT(*) FROM events")).scalar_one())
+
+        services.writer.submit(scenario_events()).result(timeout=30)
+        assert len(scenario_events()) == services.writer.transact(count)
 
     def test_a_stopped_writer_refuses_instead_of_dropping(self, services: Services) -> None:
         """After stop, a submission fails at once; nothing is silently lost."""
