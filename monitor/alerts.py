@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from monitor.errors import ParseError
-from monitor.events import parse_timestamp, utc
+from monitor.events import format_timestamp, parse_timestamp, utc
 
 
 class Severity(StrEnum):
@@ -151,11 +151,13 @@ class Alert:
             "summary": self.summary,
             "evidence": list(self.evidence.event_ids),
             "evidence_rows": [dict(row) for row in self.evidence.rows],
-            "first_seen_at": _rfc3339(self.first_seen_at),
-            "last_seen_at": _rfc3339(self.last_seen_at),
+            "first_seen_at": format_timestamp(self.first_seen_at),
+            "last_seen_at": format_timestamp(self.last_seen_at),
             "count": self.count,
             "state": self.state.value,
-            "resolved_at": _rfc3339(self.resolved_at) if self.resolved_at is not None else None,
+            "resolved_at": format_timestamp(self.resolved_at)
+            if self.resolved_at is not None
+            else None,
             "repeat": self.repeat,
         }
         if fields is None:
@@ -211,14 +213,14 @@ class Digest:
 
     @property
     def fingerprint(self) -> str:
-        return f"digest:{self.rule}:{_rfc3339(self.window_start)}"
+        return f"digest:{self.rule}:{format_timestamp(self.window_start)}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, for storage."""
         return {
             "rule": self.rule,
-            "window_start": _rfc3339(self.window_start),
-            "window_end": _rfc3339(self.window_end),
+            "window_start": format_timestamp(self.window_start),
+            "window_end": format_timestamp(self.window_end),
             "alerts": [alert.to_dict() for alert in self.alerts],
         }
 
@@ -234,11 +236,6 @@ class Digest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError("invalid_digest", f"not a stored digest: {exc}") from exc
-
-
-def _rfc3339(value: datetime) -> str:
-    """`value` in UTC as RFC 3339 with a `Z`."""
-    return utc(value).isoformat().replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str:

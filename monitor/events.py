@@ -116,6 +116,12 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def format_timestamp(value: datetime) -> str:
+    """`value` as RFC 3339 in UTC with a `Z` (`2026-11-27T04:52:05.123456Z`); the inverse of
+    `parse_timestamp`. A naive value is taken to be UTC already."""
+    return utc(value).isoformat().replace("+00:00", "Z")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """One thing that happened at the registry, from a notification or a log line.
@@ -158,7 +164,7 @@ class Event:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
+                value = format_timestamp(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[field.name] = value

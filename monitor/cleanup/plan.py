@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from monitor.cleanup.model import TagRef
-from monitor.events import parse_timestamp
+from monitor.events import format_timestamp, parse_timestamp
 
 
 class Decision(StrEnum):
@@ -122,7 +122,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "plan_id": self.plan_id,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": format_timestamp(self.created_at),
             "bytes_freed": self.bytes_freed,
             "decisions": [
                 {

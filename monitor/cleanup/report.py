@@ -7,6 +7,7 @@ from typing import Any
 
 from monitor.cleanup.journal import JournalEntry
 from monitor.cleanup.plan import Plan, PlanDiff
+from monitor.events import format_timestamp
 from monitor.tables import table
 
 
@@ -53,7 +54,7 @@ def entry_to_dict(entry: JournalEntry) -> dict[str, Any]:
         "outcome": entry.outcome.value,
         "reason": str(entry.reason),
         "detail": entry.detail,
-        "at": entry.at.isoformat().replace("+00:00", "Z"),
+        "at": format_timestamp(entry.at),
     }
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.alerts import Alert, AlertState, Evidence, Mode, Severity
+from monitor.events import format_timestamp
 from monitor.store.events import decode_cursor, encode_cursor
 from monitor.store.schema import AlertRow, EventRow
 
@@ -234,7 +235,7 @@ def evidence_rows_many(
             EventRow.event_id.in_(chunk)
         )
         for event_id, occurred_at, row_id, *fields in session.execute(query):
-            values = {"time": occurred_at.isoformat().replace("+00:00", "Z")}
+            values = {"time": format_timestamp(occurred_at)}
             for name, value in zip(_ROW_FIELDS, fields, strict=True):
                 if value is not None:
                     values[name] = str(value)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from monitor.cleanup.plan import Plan
 from monitor.cleanup.stored_plan import decode, encode
 from monitor.errors import NotFound
+from monitor.events import format_timestamp
 from monitor.store.schema import CleanupPlanRow, SavedManifestRow
 
 
@@ -45,18 +46,14 @@ class PlanSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "created_at": _iso(self.created_at),
+            "created_at": format_timestamp(self.created_at),
             "policy_digest": self.policy_digest,
             "counts": dict(self.counts),
             "actions": self.actions,
             "bytes_freed": self.bytes_freed,
             "state": self.state.value,
-            "applied_at": _iso(self.applied_at) if self.applied_at else None,
+            "applied_at": format_timestamp(self.applied_at) if self.applied_at else None,
         }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _summary(row: CleanupPlanRow) -> PlanSummary:

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.errors import InvalidQuery
-from monitor.events import Action, Client, Event, Source, TargetKind
+from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -90,7 +90,7 @@ class StoredEvent:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
         out.update(self.event.to_dict())
-        out["received_at"] = self.received_at.isoformat().replace("+00:00", "Z")
+        out["received_at"] = format_timestamp(self.received_at)
         return out
 
 

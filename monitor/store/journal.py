@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
+from monitor.events import format_timestamp
 from monitor.store.schema import CleanupJournalRow, SavedManifestRow
 
 
@@ -110,7 +111,7 @@ class JournalRow:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["at"] = self.at.isoformat().replace("+00:00", "Z")
+        out["at"] = format_timestamp(self.at)
         return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from monitor.events import format_timestamp
 from monitor.ingest.boundary import safe_text
 from monitor.store.schema import QuarantineRow
 
@@ -85,7 +86,7 @@ class StoredQuarantine:
             "count": self.item.count,
             "size": len(self.item.body),
             "body_preview": self.item.body[:preview_bytes].decode("utf-8", "replace"),
-            "received_at": self.received_at.isoformat().replace("+00:00", "Z"),
+            "received_at": format_timestamp(self.received_at),
         }
 
 

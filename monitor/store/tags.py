@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from monitor.events import Action, Event, TargetKind
+from monitor.events import Action, Event, TargetKind, format_timestamp
 from monitor.store.schema import TagPullRow, TagStateRow, UTCDateTime
 
 
@@ -234,7 +234,7 @@ class TagState:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
+                value = format_timestamp(value)
             out[field.name] = value
         return out
 
