@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import orjson
 import structlog
 from sqlalchemy.orm import Session
 
+from monitor.clock import Clock, utc_now
 from monitor.errors import StoreUnavailable
 from monitor.events import Event
 from monitor.ingest.boundary import Window, screen_events, screen_lines
@@ -30,12 +31,6 @@ from monitor.store.quarantine import Quarantined, combine
 from monitor.store.writer import CommitResult, StoreWriter
 
 log = structlog.get_logger("monitor.log_ingest")
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclasses.dataclass
@@ -159,7 +154,7 @@ def backfill(
     progress: Callable[[IngestTotals], None] | None = None,
 ) -> IngestTotals:
     """Ingest a whole stream (a file or stdin) once; safe to repeat (deduplicated)."""
-    stream = LogStream(metrics, limits or LineLimits(_utc_now))
+    stream = LogStream(metrics, limits or LineLimits(utc_now))
     totals = IngestTotals()
     for chunk in chunks(lines, chunk_lines):
         fed = stream.feed_screened(chunk)

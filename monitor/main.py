@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from monitor.api.app import Lifespan, create_app
 from monitor.audit.model import check_ids
 from monitor.audit.probe import LiveProbe
 from monitor.cleanup.scheduled import JOB_IDS, run_scheduled
+from monitor.clock import Clock, utc_now
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
@@ -41,7 +42,7 @@ from monitor.pipeline.audit import scheduled_audit, sources_from
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import catch_up, detect_pass, record_detection
-from monitor.runtime import Clock, Services
+from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.engine import make_engine, make_session_factory
@@ -49,10 +50,6 @@ from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
 
 log = structlog.get_logger("monitor.main")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_notifier(settings: AlertingSettings) -> Notifier | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime
 
 import httpx
 from sqlalchemy import Engine
@@ -12,13 +10,12 @@ from sqlalchemy import Engine
 from monitor.alerting.notifier import Notifier
 from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.throttle import Budget
+from monitor.clock import Clock
 from monitor.detect.engine import Detector
 from monitor.observability.metrics import Metrics
 from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
 from monitor.store.writer import StoreWriter
-
-Clock = Callable[[], datetime]
 
 
 @dataclasses.dataclass(frozen=True)

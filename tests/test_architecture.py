@@ -9,9 +9,10 @@ from tests.paths import REPO
 
 LEAVES = (
     "monitor",
+    "monitor.alerts",
+    "monitor.clock",
     "monitor.errors",
     "monitor.events",
-    "monitor.alerts",
     "monitor.settings",
     "monitor.tables",
 )

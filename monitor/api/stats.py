@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -30,7 +30,7 @@ async def daily(request: Request) -> Response:
     services = read_services(request)
     params = request.query_params
     check_parameters(params, {"since", "until", "repository", "limit", "cursor"})
-    today = datetime.now(UTC).date()
+    today = services.clock().date()
     until = _day(params.get("until"), "until", today + timedelta(days=1))
     since = _day(params.get("since"), "since", until - timedelta(days=30))
     if since >= until or (until - since).days > MAX_DAYS:

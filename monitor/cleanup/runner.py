@@ -30,6 +30,7 @@ from monitor.cleanup.registry_client import (
     RegistryClient,
     make_http_client,
 )
+from monitor.clock import Clock
 from monitor.errors import ConfigError
 from monitor.observability.metrics import Metrics
 from monitor.settings import CleanupSettings
@@ -49,7 +50,6 @@ from monitor.store.locks import acquire_lock, release_lock, renew_lock
 
 log = structlog.get_logger("monitor.cleanup")
 T = TypeVar("T")
-Clock = Callable[[], datetime]
 SummarySender = Callable[[str], None]
 BREAKER_REASONS = frozenset({SkipReason.RUN_LIMIT_REACHED, SkipReason.REPOSITORY_SHARE_EXCEEDED})
 

@@ -14,7 +14,6 @@ import structlog
 from monitor.cleanup.apply import apply_options
 from monitor.cleanup.reconcile import reconcile
 from monitor.cleanup.runner import (
-    Clock,
     SummarySender,
     apply_plan,
     load_policy_set,
@@ -22,6 +21,7 @@ from monitor.cleanup.runner import (
     open_registry,
     run_locked,
 )
+from monitor.clock import Clock
 from monitor.observability.metrics import Metrics
 from monitor.settings import CleanupSettings
 from monitor.store.cleanup_plans import PlanState, latest_plan

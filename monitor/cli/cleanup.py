@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +28,7 @@ from monitor.cleanup.runner import (
 from monitor.cli.errors import CommandError
 from monitor.cli.output import print_json, show, when
 from monitor.cli.session import store_engine, store_session
+from monitor.clock import utc_now
 from monitor.observability.metrics import make_metrics
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.settings import Settings
@@ -37,17 +38,13 @@ from monitor.store.journal import list_journal
 from monitor.tables import table
 
 
-def clock() -> datetime:
-    return datetime.now(UTC)
-
-
 def plan(args: argparse.Namespace, settings: Settings) -> int:
     policies = load_policy_set(settings.cleanup)
     with store_engine(settings.database) as engine:
         outcome = make_plan(
             make_session_factory(engine),
             policies=policies,
-            now=clock(),
+            now=utc_now(),
             gap_tolerance=timedelta(seconds=settings.cleanup.coverage_gap_tolerance_seconds),
             metrics=make_metrics(CollectorRegistry()),
             plans_keep=settings.cleanup.plans_keep,
@@ -83,11 +80,11 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
                 session_factory,
                 client,
                 args.plan_id,
-                clock=clock,
+                clock=utc_now,
                 options=apply_options(settings.cleanup),
                 metrics=make_metrics(CollectorRegistry()),
                 # queued in the store; `serve` delivers it to Slack
-                send_summary=outbox_sender(session_factory, clock),
+                send_summary=outbox_sender(session_factory, utc_now),
             )
     failed = bool(result.outcomes(Outcome.FAILED)) or result.aborted is not None
     if args.json:
@@ -153,7 +150,7 @@ def restore(args: argparse.Namespace, settings: Settings) -> int:
     only = _tag_refs(args.tag)
     with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
         entries = restore_plan(
-            make_session_factory(engine), client, args.plan_id, clock=clock, only=only
+            make_session_factory(engine), client, args.plan_id, clock=utc_now, only=only
         )
     failed = any(e.outcome is Outcome.FAILED for e in entries)
     document = {"plan_id": args.plan_id, "entries": [entry_to_dict(e) for e in entries]}
@@ -243,7 +240,7 @@ def show_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def reconcile(_args: argparse.Namespace, settings: Settings) -> int:
     with store_engine(settings.database) as engine, open_registry(settings.cleanup) as client:
-        result = reconcile_tags(make_session_factory(engine), client, clock=clock)
+        result = reconcile_tags(make_session_factory(engine), client, clock=utc_now)
     print(
         f"{result.repositories} repositories, {result.tags} tags; learned {len(result.learned)}, "
         f"moved {len(result.moved)}, gone {result.vanished}; "

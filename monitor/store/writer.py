@@ -30,6 +30,7 @@ import orjson
 import structlog
 from sqlalchemy.orm import Session
 
+from monitor.clock import Clock
 from monitor.errors import StoreUnavailable
 from monitor.events import Action, Event, TargetKind
 from monitor.observability.metrics import PULL_METHODS, Metrics
@@ -42,7 +43,6 @@ from monitor.store.tags import apply_events
 
 log = structlog.get_logger("monitor.store.writer")
 
-Clock = Callable[[], datetime]
 T = TypeVar("T")
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from monitor import jobs
-from monitor.main import build_app
+from monitor.main import build_app, build_services
 from monitor.runtime import Services
+from monitor.settings import Settings
 from monitor.store.events import expire_events
 from monitor.store.rollups import daily_counts
 from monitor.store.schema import EventRow
@@ -101,6 +103,29 @@ class TestDailyApi:
         assert {("mount", "skopeo", 1), ("push", "skopeo", 2)} == {
             (i["action"], i["client"], i["count"]) for i in answer.json()["items"]
         }
+
+    def test_default_window_is_the_thirty_days_to_the_clocks_today(
+        self, settings: Settings
+    ) -> None:
+        """Without since/until the answer covers the 30 days up to the services' clock's today."""
+        for today, days in ((date(2026, 11, 27), {"2026-11-27"}), (date(2026, 12, 28), set())):
+            noon = datetime.combine(today, time(12), tzinfo=UTC)
+
+            def clock(noon: datetime = noon) -> datetime:
+                return noon
+
+            built = build_services(
+                settings, registry=CollectorRegistry(), migrate=True, clock=clock
+            )
+            built.writer.start()
+            try:
+                built.writer.submit(scenario_events()).result(timeout=30)
+                with TestClient(build_app(built, with_scheduler=False)) as test_client:
+                    items = test_client.get("/v1/stats/daily").json()["items"]
+            finally:
+                built.writer.stop()
+                built.engine.dispose()
+            assert days == {i["day"] for i in items}
 
     @pytest.mark.parametrize(
         "params",
