@@ -11,9 +11,9 @@ import dataclasses
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.events import StoredEvent, stored_event
 from monitor.store.schema import DetectorStateRow, EventRow
 
@@ -39,9 +39,8 @@ def read_detector(session: Session, name: str, *, now: datetime) -> SavedDetecto
 
 def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
     """The saved state of detector `name` (created empty when missing), locked until commit."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
-        insert(DetectorStateRow)
+        upsert(dialect_of(session), DetectorStateRow)
         .values(name=name, state=None, cursor=0, updated_at=now)
         .on_conflict_do_nothing(index_elements=[DetectorStateRow.name])
     )

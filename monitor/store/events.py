@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Row, Table, and_, delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.errors import InvalidQuery
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -57,9 +57,8 @@ def _insert_statement(dialect: str) -> Any:
     """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, built once per dialect."""
     table = EventRow.__table__
     assert isinstance(table, Table)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(table)
+        upsert(dialect, table)
         .on_conflict_do_nothing(index_elements=[table.c.event_id])
         .returning(table.c.event_id, sort_by_parameter_order=True)
     )
@@ -74,7 +73,7 @@ def insert_events(
         unique.setdefault(event.event_id, event)
     if not unique:
         return []
-    stmt = _insert_statement(session.get_bind().dialect.name)
+    stmt = _insert_statement(dialect_of(session))
     inserted = set(session.scalars(stmt, [_row_values(e, received_at) for e in unique.values()]))
     out = [e for e in unique.values() if e.event_id in inserted]
     count_inserted(session, out)

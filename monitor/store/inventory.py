@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import case, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.model import (
@@ -28,6 +27,7 @@ from monitor.cleanup.model import (
 )
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
 from monitor.store.coverage import covered_intervals
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import (
     BlobSizeRow,
     ManifestInfoRow,
@@ -38,12 +38,6 @@ from monitor.store.schema import (
 
 PLANNING_HORIZON = timedelta(days=3660)
 MAX_REPOSITORY, MAX_DIGEST = 255, 160  # the key columns of blob_sizes
-
-
-def _insert(session: Session, table: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 # --- tags in the registry -----------------------------------------------------------------
@@ -99,7 +93,7 @@ def record_tag_seen(
     """
     table = TagStateRow.__table__
     c = table.c
-    stmt = _insert(session, table).values(
+    stmt = upsert(dialect_of(session), table).values(
         repository=repository,
         tag=tag,
         digest=digest,
@@ -241,8 +235,9 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
 @functools.cache
 def _record_blob_size(dialect: str) -> Any:
     table: Any = BlobSizeRow.__table__
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing(index_elements=[table.c.repository, table.c.digest])
+    return upsert(dialect, table).on_conflict_do_nothing(
+        index_elements=[table.c.repository, table.c.digest]
+    )
 
 
 def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
@@ -262,7 +257,7 @@ def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
             sizes.setdefault((e.repository, e.digest), e.size)
     if sizes:
         session.execute(
-            _record_blob_size(session.get_bind().dialect.name),
+            _record_blob_size(dialect_of(session)),
             [{"repository": r, "digest": d, "size": s} for (r, d), s in sorted(sizes.items())],
         )
 
@@ -297,7 +292,7 @@ STREAM_ROWS = 2000
 def _by_name(session: Session, column: Any) -> Any:
     """`column` in code-point order on both stores (PostgreSQL's default collation may follow
     the locale), so three ordered streams merge by plain string comparison."""
-    return column.collate("C") if session.get_bind().dialect.name == "postgresql" else column
+    return column.collate("C") if dialect_of(session) == "postgresql" else column
 
 
 def _groups(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import JobLockRow
 
 
@@ -23,9 +23,7 @@ def acquire_lock(
 ) -> bool:
     """Take the lease `name` for `holder` until `now + ttl`; False while anyone holds it."""
     table: Any = JobLockRow.__table__
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(name=name, holder=holder, expires_at=now + ttl)
+    stmt = upsert(dialect_of(session), table).values(name=name, holder=holder, expires_at=now + ttl)
     c = table.c
     stmt = stmt.on_conflict_do_update(
         index_elements=[c.name],

@@ -19,6 +19,7 @@ from monitor.alerting.notifier import DeliveryRef
 from monitor.alerting.outbox import Kind, OutboxRow
 from monitor.alerting.throttle import Suppressed
 from monitor.alerts import Alert, Digest
+from monitor.store.dialect import dialect_of
 from monitor.store.schema import AlertOutboxRow
 
 PENDING, DONE, FAILED, SUPPRESSED = "pending", "done", "failed", "suppressed"
@@ -90,7 +91,7 @@ class SqlOutbox:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._postgres = session.get_bind().dialect.name == "postgresql"
+        self._postgres = dialect_of(session) == "postgresql"
 
     def _row(self, row_id: int) -> AlertOutboxRow:
         row = self._session.get(AlertOutboxRow, row_id)

@@ -17,10 +17,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, literal, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.events import Event
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import EventRollupRow, EventSourceRow
 
 
@@ -63,25 +63,24 @@ def rollup_key(event: Event) -> RollupKey:
 def _statements(dialect: str) -> tuple[Any, Any]:
     """The roll-up and newest-per-source upserts, built once per dialect (intake runs them
     in every commit)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Any = EventRollupRow.__table__
-    stmt = insert(table)
+    stmt = upsert(dialect, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.day, table.c.repository, table.c.action, table.c.client],
         set_={"count": table.c.count + stmt.excluded.count},
     )
     sources: Any = EventSourceRow.__table__
-    upsert = insert(sources)
+    newer = upsert(dialect, sources)
     greatest = func.greatest if dialect == "postgresql" else func.max
-    upsert = upsert.on_conflict_do_update(
+    newer = newer.on_conflict_do_update(
         index_elements=[sources.c.source],
         set_={
             "newest_occurred_at": greatest(
-                sources.c.newest_occurred_at, upsert.excluded.newest_occurred_at
+                sources.c.newest_occurred_at, newer.excluded.newest_occurred_at
             )
         },
     )
-    return stmt, upsert
+    return stmt, newer
 
 
 def count_inserted(session: Session, events: Iterable[Event]) -> None:
@@ -95,7 +94,7 @@ def count_inserted(session: Session, events: Iterable[Event]) -> None:
             newest[source] = event.occurred_at
     if not per_key:
         return
-    stmt, upsert = _statements(session.get_bind().dialect.name)
+    stmt, newer = _statements(dialect_of(session))
     # Sorted, so concurrent writers (replicas on PostgreSQL) lock rows in the same order.
     rows = [
         {"day": d, "repository": r, "action": a, "client": c, "count": n}
@@ -103,7 +102,7 @@ def count_inserted(session: Session, events: Iterable[Event]) -> None:
     ]
     session.execute(stmt, rows)
     session.execute(
-        upsert,
+        newer,
         [{"source": s, "newest_occurred_at": at} for s, at in sorted(newest.items())],
     )
 

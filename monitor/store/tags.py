@@ -14,19 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind, format_timestamp
+from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import TagPullRow, TagStateRow, UTCDateTime
-
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _insert(dialect: str, table: Any) -> Any:
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _later(column: Any, value: Any) -> ColumnElement[Any]:
@@ -47,7 +39,7 @@ class _Statements:
         c = state.c
         t = bindparam("t", type_=UTCDateTime())
 
-        push = _insert(dialect, state).values(
+        push = upsert(dialect, state).values(
             repository=bindparam("p_repository"),
             tag=bindparam("p_tag"),
             digest=bindparam("p_digest"),
@@ -75,7 +67,7 @@ class _Statements:
             },
         )
 
-        pull_tag = _insert(dialect, state).values(
+        pull_tag = upsert(dialect, state).values(
             repository=bindparam("p_repository"),
             tag=bindparam("p_tag"),
             digest=bindparam("p_digest"),
@@ -106,7 +98,7 @@ class _Statements:
             .values(last_pulled_at=_later(c.last_pulled_at, t), pull_count=c.pull_count + 1)
         )
 
-        credit = _insert(dialect, pulls).values(
+        credit = upsert(dialect, pulls).values(
             repository=bindparam("p_repository"),
             tag=bindparam("p_tag"),
             http_method=bindparam("p_method"),
@@ -121,7 +113,7 @@ class _Statements:
         )
 
         not_repushed = or_(c.last_pushed_at.is_(None), c.last_pushed_at <= t)
-        delete_tag = _insert(dialect, state).values(
+        delete_tag = upsert(dialect, state).values(
             repository=bindparam("p_repository"),
             tag=bindparam("p_tag"),
             digest=bindparam("p_digest"),
@@ -147,7 +139,7 @@ def _statements(dialect: str) -> _Statements:
 
 def apply_events(session: Session, events: Iterable[Event]) -> None:
     """Fold new (never seen before) events into the tag state."""
-    statements = _statements(_dialect(session))
+    statements = _statements(dialect_of(session))
     for event in events:
         if event.repository is None:
             continue
