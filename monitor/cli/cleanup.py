@@ -32,7 +32,7 @@ from monitor.clock import utc_now
 from monitor.observability.metrics import make_metrics
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.settings import Settings
-from monitor.store.cleanup_plans import PlanState, PlanSummary, list_plans, load_plan
+from monitor.store.cleanup_plans import PlanState, PlanSummary, load_plan, query_plans
 from monitor.store.engine import make_session_factory
 from monitor.store.journal import list_journal
 from monitor.tables import table
@@ -163,7 +163,7 @@ def restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def plans(args: argparse.Namespace, settings: Settings) -> int:
     with store_session(settings.database) as session:
-        items = list_plans(session, limit=args.limit)
+        items, _ = query_plans(session, limit=args.limit)
     rows = [
         (
             p.id,

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerts import Alert, AlertState, Evidence, Mode, Severity
 from monitor.events import format_timestamp
-from monitor.store.events import decode_cursor, encode_cursor
+from monitor.store.pages import fetch_page
 from monitor.store.schema import AlertRow, EventRow
 
 EVIDENCE_ROWS = 3
@@ -276,19 +276,10 @@ def query_alerts(
         query = query.where(row.last_seen_at >= where.since)
     if where.until is not None:
         query = query.where(row.last_seen_at < where.until)
-    if cursor is not None:
-        at, row_id = decode_cursor(cursor)
-        query = query.where(
-            or_(row.last_seen_at < at, and_(row.last_seen_at == at, row.id < row_id))
-        )
-    query = query.order_by(row.last_seen_at.desc(), row.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(query))
-    page = [_stored(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(last.last_seen_at, last.id)
-    return page, next_cursor
+    rows, next_cursor = fetch_page(
+        session, query, time=row.last_seen_at, key=row.id, limit=limit, cursor=cursor
+    )
+    return [_stored(r) for r in rows], next_cursor
 
 
 def get_alert(session: Session, fingerprint: str) -> Alert | None:

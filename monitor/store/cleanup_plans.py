@@ -20,6 +20,7 @@ from monitor.cleanup.plan import Plan
 from monitor.cleanup.stored_plan import decode, encode
 from monitor.errors import NotFound
 from monitor.events import format_timestamp
+from monitor.store.pages import beyond, fetch_page
 from monitor.store.schema import CleanupPlanRow, SavedManifestRow
 
 
@@ -110,34 +111,34 @@ def load_plan(session: Session, plan_id: str) -> tuple[PlanSummary, Plan]:
     return _summary(row), Plan.from_dict(orjson.loads(row.body or "{}"))
 
 
-def list_plans(
-    session: Session, *, limit: int = 50, before: tuple[datetime, str] | None = None
-) -> list[PlanSummary]:
-    """Plans newest first; `before` = (created_at, id) of the last plan of the previous page."""
-    query = select(CleanupPlanRow).order_by(
-        CleanupPlanRow.created_at.desc(), CleanupPlanRow.id.desc()
+def query_plans(
+    session: Session, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[PlanSummary], str | None]:
+    """A page of plans, newest first, and the cursor of the next page."""
+    rows, next_cursor = fetch_page(
+        session,
+        select(CleanupPlanRow),
+        time=CleanupPlanRow.created_at,
+        key=CleanupPlanRow.id,
+        limit=limit,
+        cursor=cursor,
     )
-    if before is not None:
-        at, plan_id = before
-        query = query.where(
-            (CleanupPlanRow.created_at < at)
-            | ((CleanupPlanRow.created_at == at) & (CleanupPlanRow.id < plan_id))
-        )
-    return [_summary(row) for row in session.scalars(query.limit(limit))]
+    return [_summary(row) for row in rows], next_cursor
 
 
 def latest_plan(session: Session, *, before: str | None = None) -> tuple[PlanSummary, Plan] | None:
     """The newest stored plan (older than plan `before`, when given)."""
-    cursor: tuple[datetime, str] | None = None
+    row = CleanupPlanRow
+    query = select(row.id).order_by(row.created_at.desc(), row.id.desc()).limit(1)
     if before is not None:
-        row = session.get(CleanupPlanRow, before)
-        if row is None:
+        older = session.get(row, before)
+        if older is None:
             raise NotFound(f"no cleanup plan {before!r}")
-        cursor = (row.created_at, row.id)
-    found = list_plans(session, limit=1, before=cursor)
-    if not found:
+        query = query.where(beyond(row.created_at, row.id, (older.created_at, older.id)))
+    found = session.scalars(query).first()
+    if found is None:
         return None
-    return load_plan(session, found[0].id)
+    return load_plan(session, found)
 
 
 def set_plan_state(

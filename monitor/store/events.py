@@ -5,7 +5,6 @@ Functions take a session and never commit.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -16,9 +15,9 @@ import orjson
 from sqlalchemy import Row, Table, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.errors import InvalidQuery
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.store.dialect import dialect_of, upsert
+from monitor.store.pages import fetch_page
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -144,25 +143,6 @@ class EventFilter:
     until: datetime | None = None
 
 
-def encode_cursor(occurred_at: datetime, row_id: int) -> str:
-    raw = orjson.dumps([occurred_at.isoformat(), row_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, row_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(row_id, int) or isinstance(row_id, bool):
-            raise TypeError("cursor id")
-        value = datetime.fromisoformat(stamp)
-        if value.tzinfo is None:
-            raise ValueError("naive")
-        return value, row_id
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from exc
-
-
 def query_events(
     session: Session,
     *,
@@ -182,27 +162,16 @@ def query_events(
         query = query.where(row.occurred_at >= where.since)
     if where.until is not None:
         query = query.where(row.occurred_at < where.until)
-    if cursor is not None:
-        at, row_id = decode_cursor(cursor)
-        if ascending:
-            query = query.where(
-                or_(row.occurred_at > at, and_(row.occurred_at == at, row.id > row_id))
-            )
-        else:
-            query = query.where(
-                or_(row.occurred_at < at, and_(row.occurred_at == at, row.id < row_id))
-            )
-    if ascending:
-        query = query.order_by(row.occurred_at.asc(), row.id.asc())
-    else:
-        query = query.order_by(row.occurred_at.desc(), row.id.desc())
-    rows = list(session.scalars(query.limit(limit + 1)))
-    page = [_event(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = page[-1]
-        next_cursor = encode_cursor(last.event.occurred_at, last.id)
-    return page, next_cursor
+    rows, next_cursor = fetch_page(
+        session,
+        query,
+        time=row.occurred_at,
+        key=row.id,
+        limit=limit,
+        cursor=cursor,
+        ascending=ascending,
+    )
+    return [_event(r) for r in rows], next_cursor
 
 
 EXPIRE_BATCH = 500

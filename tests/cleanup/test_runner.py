@@ -19,7 +19,7 @@ from monitor.errors import ConfigError
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.settings import CleanupSettings, Settings
-from monitor.store.cleanup_plans import PlanState, list_plans, load_plan
+from monitor.store.cleanup_plans import PlanState, load_plan, query_plans
 from monitor.store.coverage import record_heartbeat
 from monitor.store.inventory import record_tag_seen
 from monitor.store.journal import list_journal
@@ -209,7 +209,7 @@ class TestScheduledJobs:
         finally:
             other.engine.dispose()
         with services.session_factory() as session:
-            plans = list_plans(session)
+            plans, _ = query_plans(session)
         assert ([False, True], False, 1) == (sorted(ran), late, len(plans))
 
     def test_apply_job_is_a_dry_run_by_default(self, services: Services, tmp_path: Path) -> None:

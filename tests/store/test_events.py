@@ -8,7 +8,8 @@ import pytest
 
 from monitor.errors import InvalidQuery
 from monitor.runtime import Services
-from monitor.store.events import EventFilter, decode_cursor, expire_events, query_events
+from monitor.store.events import EventFilter, expire_events, query_events
+from monitor.store.pages import decode_cursor
 from tests.fixture_events import scenario_events
 
 

@@ -20,9 +20,9 @@ from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecisi
 from monitor.events import Client
 from monitor.store.cleanup_plans import (
     PlanState,
-    list_plans,
     load_plan,
     prune_plans,
+    query_plans,
     save_plan,
     set_plan_state,
 )
@@ -105,7 +105,7 @@ class TestPrunePlans:
         with Session(engine) as session, session.begin():
             pruned = prune_plans(session, keep=2)
         with Session(engine) as session:
-            left = {p.id for p in list_plans(session, limit=100)}
+            left = {p.id for p in query_plans(session, limit=100)[0]}
             saved_for = set(session.scalars(select(SavedManifestRow.plan_id)))
             journal = session.scalar(select(func.count()).select_from(CleanupJournalRow))
         ids = [p.plan_id for p in plans]

@@ -1,0 +1,82 @@
+"""Keyset pagination, one way for every list: rows ordered by (a time, a unique key), a page of
+`limit` rows, and an opaque cursor that names the last row of the page.
+
+A cursor is the base64 of `[time, key]`; the next page holds the rows strictly beyond it in the
+order asked for, so rows added meanwhile neither repeat nor shift a page.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from monitor.errors import InvalidQuery
+from monitor.events import format_timestamp, parse_timestamp
+
+R = TypeVar("R")
+Position = tuple[datetime, int | str]
+"""Where a row stands in the order: its time and its unique key."""
+
+
+def encode_cursor(at: datetime, key: int | str) -> str:
+    raw = orjson.dumps([format_timestamp(at), key])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, key_type: type[int] | type[str] = int) -> Position:
+    """The position in `cursor`; InvalidQuery for anything this server did not issue."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        stamp, key = orjson.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(stamp, str) or type(key) is not key_type:
+            raise TypeError("cursor parts")
+        return parse_timestamp(stamp), key
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from exc
+
+
+def beyond(
+    time: InstrumentedAttribute[Any],
+    key: InstrumentedAttribute[Any],
+    position: Position,
+    *,
+    ascending: bool = False,
+) -> ColumnElement[bool]:
+    """The rows after `position` in the order (time, key), ascending or descending."""
+    at, last = position
+    if ascending:
+        return or_(time > at, and_(time == at, key > last))
+    return or_(time < at, and_(time == at, key < last))
+
+
+def fetch_page(
+    session: Session,
+    query: Select[R],
+    *,
+    time: InstrumentedAttribute[Any],
+    key: InstrumentedAttribute[Any],
+    limit: int,
+    cursor: str | None = None,
+    ascending: bool = False,
+) -> tuple[Sequence[R], str | None]:
+    """The rows of `query` on the page after `cursor` (the first page without one), and the cursor
+    of the next page (None on the last page)."""
+    if cursor is not None:
+        key_type = key.type.python_type
+        position = decode_cursor(cursor, str if key_type is str else int)
+        query = query.where(beyond(time, key, position, ascending=ascending))
+    if ascending:
+        query = query.order_by(time.asc(), key.asc())
+    else:
+        query = query.order_by(time.desc(), key.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(getattr(last, time.key), getattr(last, key.key))
