@@ -174,9 +174,9 @@ class Event:
 def parse_timestamp(text: str) -> datetime:
     """RFC 3339 with up to nanoseconds (the registry's format) → aware UTC datetime.
 
-    Raises ValueError on anything else.
+    The one RFC 3339 parser: raises ValueError on anything else (a time out of range included).
     """
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
     date, clock, fraction, zone = match.groups()
@@ -191,4 +191,6 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"time {text[:64]!r} is outside the years 1-9999 in UTC") from None
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})", re.A
+)

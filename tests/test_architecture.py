@@ -20,6 +20,8 @@ PURE = (
     "monitor.ingest.boundary",
     "monitor.ingest.notification",
     "monitor.ingest.logline",
+    "monitor.ingest.timestamps",
+    "monitor.ingest.memo",
     "monitor.ingest.logclassify",
     "monitor.ingest.logtriage",
     "monitor.ingest.logevents",

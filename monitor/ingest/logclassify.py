@@ -29,20 +29,11 @@ import orjson
 
 from monitor.events import Action, Event
 from monitor.ingest import logtriage as triage
+from monitor.ingest import memo
 from monitor.ingest.logevents import access_event, app_event, line_event_id, request_event_id
-from monitor.ingest.logline import (
-    CLF_TIMES_SEEN,
-    COMBINED_PLAIN,
-    MINUTES_SEEN,
-    LineKind,
-    ParsedLine,
-    is_rfc3339,
-    parse_clf_time,
-    parse_line,
-    parse_rfc3339,
-    unquote_go,
-)
-from monitor.ingest.routes import ROUTES, ROUTES_SEEN, is_enumeration, route_of
+from monitor.ingest.logline import COMBINED_PLAIN, LineKind, ParsedLine, parse_line, unquote_go
+from monitor.ingest.routes import ROUTES, is_enumeration, route_of
+from monitor.ingest.timestamps import is_rfc3339, parse_clf_time, parse_rfc3339
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 _STATUS_CLASS = {int(name[0]): name for name in STATUS_CLASSES}
@@ -108,8 +99,8 @@ class LogClassifier:
         # (status as written, route kind) → access lines counted inline, added up at the end
         responses: dict[tuple[str, str], int] = {}
         text_head, access_line = triage.TEXT_HEAD_PLAIN.match, COMBINED_PLAIN.match
-        minutes, clf_times = MINUTES_SEEN, CLF_TIMES_SEEN
-        categories, routes = triage.MSG_CATEGORY, ROUTES_SEEN
+        minutes, clf_times = memo.RFC3339_MINUTES, memo.CLF_TIMES
+        categories, routes = memo.MSG_CATEGORIES, memo.ROUTES
         plain_msg, response, anonymous_msg = triage.PLAIN, triage.RESPONSE, triage.ANONYMOUS
         categorise, may_matter = triage.categorise, triage.text_response_may_matter
         pending, other, consume = self._pending, self._feed_other, self.consume
@@ -221,7 +212,7 @@ class LogClassifier:
 
         `document` is the decoded JSON object of a JSON line, None for a text line.
         """
-        category = triage.MSG_CATEGORY.get(msg)
+        category = memo.MSG_CATEGORIES.get(msg)
         if category is None:
             category = triage.categorise(msg)
         if category == triage.FULL:

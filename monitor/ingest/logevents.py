@@ -6,6 +6,7 @@ import hashlib
 from datetime import datetime
 
 from monitor.events import Action, Client, Event, Source, classify_client, host_of
+from monitor.ingest import memo
 from monitor.ingest.logline import ParsedLine
 from monitor.ingest.routes import (
     reference_of,
@@ -15,18 +16,12 @@ from monitor.ingest.routes import (
     target_kind,
 )
 
-_CLIENTS: dict[str | None, Client] = {}
-_CLIENTS_MAX = 1024
-
 
 def client_of(user_agent: str | None) -> Client:
     """`classify_client`, memoised: a registry sees few distinct user agents."""
-    client = _CLIENTS.get(user_agent)
+    client = memo.CLIENTS.get(user_agent)
     if client is None:
-        client = classify_client(user_agent)
-        if len(_CLIENTS) >= _CLIENTS_MAX:
-            _CLIENTS.clear()
-        _CLIENTS[user_agent] = client
+        client = memo.CLIENTS.remember(user_agent, classify_client(user_agent))
     return client
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from monitor.errors import ParseError
+from monitor.ingest.timestamps import parse_clf_time, parse_rfc3339
 
 
 class LineKind(StrEnum):
@@ -202,158 +203,6 @@ def _flatten_into(fields: dict[str, str], key: str, value: Any) -> None:
         fields[key] = orjson.dumps(value).decode()
     else:
         fields[key] = str(value)
-
-
-# ---------------------------------------------------------------------------- timestamps
-
-# Memo tables: every key is a valid time (an RFC 3339 second, a combined-log time).
-SECONDS_SEEN: dict[str, datetime] = {}
-MINUTES_SEEN: dict[str, datetime] = {}  # `YYYY-MM-DDTHH:MM` → that minute, second 0
-_SECOND_CACHE_MAX = 4096
-
-
-def parse_rfc3339(text: str) -> datetime | None:
-    """RFC 3339 with up to nanoseconds → aware UTC datetime; None when it is not one."""
-    length = len(text)
-    if length >= 20 and text[-1] in "Zz" and text[10] in "Tt " and text[4] == "-":
-        head = text[:19]
-        base = SECONDS_SEEN.get(head)
-        if base is None:
-            base = _new_second(head)
-            if base is None:
-                return None
-        if length == 20:
-            return base
-        if text[19] != "." or length == 21:
-            return None
-        fraction = text[20:-1]
-        if not fraction.isascii() or not fraction.isdigit():
-            return None
-        return base.replace(microsecond=int(fraction[:6].ljust(6, "0")))
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        return None
-    date, clock, fraction, zone = match.groups()
-    micro = (fraction or ".")[1:7].ljust(6, "0")
-    try:
-        base = datetime.fromisoformat(f"{date}T{clock}.{micro}")
-        if zone in ("Z", "z"):
-            return base.replace(tzinfo=UTC)
-        sign = 1 if zone[0] == "+" else -1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
-        return base.replace(tzinfo=timezone(offset)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _new_second(head: str) -> datetime | None:
-    """The time of `YYYY-MM-DDTHH:MM:SS` (memoised), from its minute when that was seen before."""
-    minute_base = MINUTES_SEEN.get(head[:16])
-    seconds = head[17:]
-    if (
-        minute_base is not None
-        and head[16] == ":"
-        and seconds.isascii()
-        and seconds.isdigit()
-        and seconds < "60"
-    ):
-        base = minute_base.replace(second=int(seconds))
-    else:
-        match = _SECONDS.fullmatch(head)
-        if match is None:
-            return None
-        try:
-            year, month, day, hour, minute, second = map(int, match.groups())
-            base = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-        except ValueError:
-            return None
-        if len(MINUTES_SEEN) >= _SECOND_CACHE_MAX:
-            MINUTES_SEEN.clear()
-        MINUTES_SEEN[head[:16]] = base.replace(second=0)
-    if len(SECONDS_SEEN) >= _SECOND_CACHE_MAX:
-        SECONDS_SEEN.clear()
-    SECONDS_SEEN[head] = base
-    return base
-
-
-def is_rfc3339(text: str) -> bool:
-    """Whether `parse_rfc3339(text)` gives a time; cheaper when the second was seen before."""
-    length = len(text)
-    if (
-        length >= 20
-        and text[-1] in "Zz"
-        and text[4] == "-"
-        and text[10] in "Tt "
-        and text[:19] in SECONDS_SEEN
-    ):
-        if length == 20:
-            return True
-        if text[19] != "." or length == 21:
-            return False
-        fraction = text[20:-1]
-        return fraction.isascii() and fraction.isdigit()
-    return parse_rfc3339(text) is not None
-
-
-_SECONDS = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})", re.A)
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})", re.A
-)
-
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
-        start=1,
-    )
-}
-CLF_TIMES_SEEN: dict[str, datetime] = {}
-# `DD/Mon/YYYY:HH:MM` + ` ±hhmm` → that minute in UTC, for a new second of a known minute.
-CLF_MINUTES_SEEN: dict[str, datetime] = {}
-
-
-def parse_clf_time(text: str) -> datetime | None:
-    """A combined-log time `27/Nov/2026:04:52:05 +0000` → aware UTC datetime; None if invalid."""
-    cached = CLF_TIMES_SEEN.get(text)
-    if cached is not None:
-        return cached
-    if len(text) == 26 and text[17] == ":":
-        minute_base = CLF_MINUTES_SEEN.get(text[:17] + text[20:])
-        seconds = text[18:20]
-        if minute_base is not None and seconds.isascii() and seconds.isdigit() and seconds < "60":
-            value = minute_base + timedelta(seconds=int(seconds))
-            return _remember_clf(text, value)
-    match = _CLF_TIME.fullmatch(text)
-    if match is None:
-        return None
-    day, month_name, year, hour, minute, second, sign, zone_h, zone_m = match.groups()
-    month = _MONTHS.get(month_name)
-    if month is None:
-        return None
-    try:
-        offset = timedelta(hours=int(zone_h), minutes=int(zone_m))
-        zone = timezone(offset if sign == "+" else -offset)
-        value = datetime(
-            int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=zone
-        ).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-    if len(CLF_MINUTES_SEEN) >= _SECOND_CACHE_MAX:
-        CLF_MINUTES_SEEN.clear()
-    CLF_MINUTES_SEEN[text[:17] + text[20:]] = value - timedelta(seconds=int(second))
-    return _remember_clf(text, value)
-
-
-def _remember_clf(text: str, value: datetime) -> datetime:
-    if len(CLF_TIMES_SEEN) >= _SECOND_CACHE_MAX:
-        CLF_TIMES_SEEN.clear()
-    CLF_TIMES_SEEN[text] = value
-    return value
-
-
-_CLF_TIME = re.compile(
-    r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})", re.A
-)
 
 
 # ---------------------------------------------------------------------------- combined format

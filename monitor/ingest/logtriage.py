@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from monitor.ingest import memo
 from monitor.ingest.routes import route_of
 
 ANONYMOUS_REASONS = frozenset({"invalid authorization credential", "authorization token required"})
@@ -32,8 +33,6 @@ TEXT_HEAD = re.compile(rf"time={_QUOTED_OR_BARE}\s+level={_QUOTED_OR_BARE}\s+msg
 
 
 PLAIN, RESPONSE, ANONYMOUS, FULL = range(4)
-MSG_CATEGORY: dict[str, int] = {}
-MSG_CATEGORY_MAX = 4096
 
 
 def categorise(msg: str) -> int:
@@ -46,10 +45,7 @@ def categorise(msg: str) -> int:
         category = ANONYMOUS
     else:
         category = FULL
-    if len(MSG_CATEGORY) >= MSG_CATEGORY_MAX:
-        MSG_CATEGORY.clear()
-    MSG_CATEGORY[msg] = category
-    return category
+    return memo.MSG_CATEGORIES.remember(msg, category)
 
 
 def status_of(text: str | None) -> int | None:

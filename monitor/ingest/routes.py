@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from monitor.events import TargetKind
+from monitor.ingest import memo
 
 ROUTES = ("base", "manifest", "blob", "upload", "tags", "catalog", "other")
-
-# Memo of `route_of` by URI (bounded; every value is the route of its key).
-ROUTES_SEEN: dict[str, str] = {}
-_ROUTES_SEEN_MAX = 4096
 
 
 def route_of(uri: str | None) -> str:
     """The route kind of a request URI: base, manifest, blob, upload, tags, catalog or other."""
     if not uri:
         return "other"
-    route = ROUTES_SEEN.get(uri)
+    route = memo.ROUTES.get(uri)
     if route is None:
-        route = _route_of(uri)
-        if len(ROUTES_SEEN) >= _ROUTES_SEEN_MAX:
-            ROUTES_SEEN.clear()
-        ROUTES_SEEN[uri] = route
+        route = memo.ROUTES.remember(uri, _route_of(uri))
     return route
 
 

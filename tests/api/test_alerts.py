@@ -89,6 +89,7 @@ class TestAlertsApi:
             ("?x=1", "unknown_parameter"),
             ("?cursor=nope", "invalid_cursor"),
             ("?since=yesterday", "invalid_since"),
+            ("?until=0001-01-01T00:30:00%2B01:00", "invalid_until"),
         ],
     )
     def test_bad_queries_are_400(self, client, query, code):

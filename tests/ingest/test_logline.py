@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -12,9 +12,7 @@ from monitor.errors import ParseError
 from monitor.ingest.logline import (
     LineKind,
     ParsedLine,
-    parse_clf_time,
     parse_line,
-    parse_rfc3339,
     unquote_go,
 )
 from tests.ingest.scenario import LOG_FILES, expected_log, log_lines
@@ -198,86 +196,6 @@ class TestParseLineHandWritten:
         """A non-string input is the one case that raises, as ParseError."""
         with pytest.raises(ParseError):
             parse_line(b"bytes")  # type: ignore[arg-type]
-
-
-class TestTimes:
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("2026-11-27T04:52:04.547968093Z", datetime(2026, 11, 27, 4, 52, 4, 547968, UTC)),
-            ("2026-11-27T04:52:04Z", datetime(2026, 11, 27, 4, 52, 4, tzinfo=UTC)),
-            ("2026-11-27T05:52:04.5+01:00", datetime(2026, 11, 27, 4, 52, 4, 500000, UTC)),
-            ("2026-11-27T04:52:04.Z", None),
-            ("2026-13-27T04:52:04Z", None),
-            ("2026-11-27T04:52:04.12x4Z", None),
-            ("not a time", None),
-        ],
-    )
-    def test_rfc3339(self, text: str, expected: datetime | None) -> None:
-        """RFC 3339 with up to nanoseconds and any offset becomes UTC; anything else None."""
-        assert expected == parse_rfc3339(text)
-
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("27/Nov/2026:04:52:05 +0000", datetime(2026, 11, 27, 4, 52, 5, tzinfo=UTC)),
-            ("27/Nov/2026:01:52:05 -0300", datetime(2026, 11, 27, 4, 52, 5, tzinfo=UTC)),
-            ("27/Foo/2026:04:52:05 +0000", None),
-            ("31/Feb/2026:04:52:05 +0000", None),
-        ],
-    )
-    def test_combined_log_time(self, text: str, expected: datetime | None) -> None:
-        """The access log's time with its offset becomes UTC; an impossible date gives None."""
-        assert expected == parse_clf_time(text)
-
-    def test_offset_times_are_utc(self) -> None:
-        """A parsed time always has the UTC zone object, whatever the offset written."""
-        parsed = parse_rfc3339("2026-11-27T04:52:04-02:30")
-        assert parsed is not None
-        assert (UTC, datetime(2026, 11, 27, 7, 22, 4, tzinfo=timezone(timedelta(0)))) == (
-            parsed.tzinfo,
-            parsed,
-        )
-
-
-_SECOND_TIMES = st.datetimes(
-    min_value=datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None),
-    max_value=datetime(9998, 12, 31, tzinfo=UTC).replace(tzinfo=None),
-)
-
-
-class TestTimesOfKnownMinutes:
-    @given(_SECOND_TIMES, st.integers(min_value=0, max_value=59))
-    def test_rfc3339_new_second_of_known_minute(self, when: datetime, second: int) -> None:
-        """A second first seen after another second of its minute parses like any other."""
-        parse_rfc3339(f"{when:%Y-%m-%dT%H:%M:%S}Z")
-        later = when.replace(second=second, microsecond=0, tzinfo=UTC)
-        assert later == parse_rfc3339(f"{later:%Y-%m-%dT%H:%M:%S}.000Z")
-
-    @given(_SECOND_TIMES)
-    def test_rfc3339_second_60_of_known_minute(self, when: datetime) -> None:
-        """Second 60 is refused even when its minute was seen."""
-        parse_rfc3339(f"{when:%Y-%m-%dT%H:%M:%S}Z")
-        assert None is parse_rfc3339(f"{when:%Y-%m-%dT%H:%M}:60Z")
-
-    @given(
-        _SECOND_TIMES,
-        st.integers(min_value=0, max_value=59),
-        st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
-    )
-    def test_clf_new_second_of_known_minute(self, when: datetime, second: int, offset: int) -> None:
-        """A combined-log second first seen after another of its minute and offset is exact."""
-        zone = f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
-        parse_clf_time(f"{when:%d/%b/%Y:%H:%M:%S} {zone}")
-        later = when.replace(second=second, microsecond=0)
-        expected = later.replace(tzinfo=timezone(timedelta(minutes=offset))).astimezone(UTC)
-        assert expected == parse_clf_time(f"{later:%d/%b/%Y:%H:%M:%S} {zone}")
-
-    @given(_SECOND_TIMES)
-    def test_clf_second_60_of_known_minute(self, when: datetime) -> None:
-        """Second 60 in a combined-log time is refused even when its minute was seen."""
-        parse_clf_time(f"{when:%d/%b/%Y:%H:%M:%S} +0000")
-        assert None is parse_clf_time(f"{when:%d/%b/%Y:%H:%M}:60 +0000")
 
 
 class TestUnquoteGo:
