@@ -17,7 +17,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from enum import StrEnum
 
 from monitor.cleanup.journal import (
@@ -30,6 +29,7 @@ from monitor.cleanup.journal import (
 from monitor.cleanup.model import TagRef
 from monitor.cleanup.plan import DigestAction, Plan
 from monitor.cleanup.registry_client import RegistryClient
+from monitor.clock import Clock
 from monitor.errors import MonitorError, RegistryError
 from monitor.events import INDEX_MEDIA_TYPES
 from monitor.settings import CleanupSettings
@@ -107,7 +107,7 @@ class _Run:
         client: RegistryClient,
         journal: ApplyJournal,
         options: ApplyOptions,
-        clock: Callable[[], datetime],
+        clock: Clock,
         sleep: Callable[[float], None],
     ) -> None:
         self.plan_id = plan_id
@@ -254,7 +254,7 @@ def apply(
     client: RegistryClient,
     journal: ApplyJournal,
     *,
-    clock: Callable[[], datetime],
+    clock: Clock,
     options: ApplyOptions | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
@@ -316,7 +316,7 @@ def restore(
     journal: ApplyJournal,
     plan_id: str,
     *,
-    clock: Callable[[], datetime],
+    clock: Clock,
     only: Collection[TagRef] | None = None,
 ) -> list[JournalEntry]:
     """PUT back what `plan_id` deleted: index children first, then each manifest under its tags.

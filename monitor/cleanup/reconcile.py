@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
-from datetime import datetime
 
 from monitor.cleanup.model import Blob, ManifestInfo, TagRef
 from monitor.cleanup.registry_client import RegistryClient
+from monitor.clock import Clock
 from monitor.errors import RegistryError
 from monitor.events import INDEX_MEDIA_TYPES
 from monitor.store.engine import SessionFactory
@@ -71,7 +70,7 @@ def reconcile(
     session_factory: SessionFactory,
     client: RegistryClient,
     *,
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> ReconcileResult:
     """One pass over the registry; each repository is committed on its own."""
     repositories = client.catalog()
@@ -125,7 +124,7 @@ def _fetch_manifests(
     client: RegistryClient,
     repository: str,
     wanted: set[str],
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> int:
     pending = sorted(wanted)
     done: set[str] = set()

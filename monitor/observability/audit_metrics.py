@@ -9,8 +9,7 @@ certificate) the families are exported without samples. A store failure counts a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.audit.model import Status
+from monitor.clock import Clock
 from monitor.store.audit import latest_audit
 from monitor.store.engine import SessionFactory
 
@@ -29,7 +29,7 @@ class AuditCollector(Collector):
         self,
         session_factory: SessionFactory,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         store_errors: Counter,
     ) -> None:
         self._session_factory = session_factory

@@ -10,14 +10,15 @@ When the store does not answer, the scrape exports none of them and counts a sto
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC
 
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.clock import Clock
 from monitor.store.detector_state import oldest_unjudged
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import outbox_depth
@@ -37,7 +38,7 @@ class StoreCollector(Collector):
         self,
         session_factory: SessionFactory,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         store_errors: Counter,
     ) -> None:
         self._session_factory = session_factory

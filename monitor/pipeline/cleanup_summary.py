@@ -8,6 +8,7 @@ from datetime import datetime
 
 from monitor.alerting.outbox import Kind
 from monitor.alerts import Alert, Evidence, Severity
+from monitor.clock import Clock
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue
 
@@ -28,9 +29,7 @@ def summary_alert(text: str, *, now: datetime) -> Alert:
     )
 
 
-def outbox_sender(
-    session_factory: SessionFactory, clock: Callable[[], datetime]
-) -> Callable[[str], None]:
+def outbox_sender(session_factory: SessionFactory, clock: Clock) -> Callable[[str], None]:
     """A `send_summary` for cleanup.runner: queues the text for the delivery job."""
 
     def send(text: str) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from monitor.audit.model import CheckResult, Status
+from monitor.events import format_timestamp
 from monitor.store.schema import AuditRunRow
 
 KEEP_RUNS = 500
@@ -33,12 +34,10 @@ class AuditRun:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "checked_at": self.checked_at.isoformat().replace("+00:00", "Z"),
+            "checked_at": format_timestamp(self.checked_at),
             "failed": self.failed,
             "cert_not_after": (
-                self.cert_not_after.isoformat().replace("+00:00", "Z")
-                if self.cert_not_after is not None
-                else None
+                format_timestamp(self.cert_not_after) if self.cert_not_after is not None else None
             ),
             "checks": [r.to_dict() for r in self.results],
         }
