@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 from monitor.alerts import Mode, Severity
+from monitor.detect import values
 from monitor.errors import ConfigError
 from monitor.events import Client, Event
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpNetwork = values.IpNetwork
 
 
 GROUP_FIELDS = ("actor", "remote_ip", "repository", "tag", "action", "client")
@@ -167,59 +165,14 @@ class DetectConfig:
     allow: AllowList = AllowList()
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(key: str, value: Any) -> timedelta:
-    """Seconds (a number) or `<n>s|m|h|d` → timedelta; ConfigError naming `key` otherwise."""
-    if isinstance(value, bool):
-        raise ConfigError(key, f"expected a duration like 10m, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if match is None:
-            raise ConfigError(key, f"expected a duration like 30s, 10m, 1h or 7d, got {value!r}")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ConfigError(key, "must not be negative")
-    return timedelta(seconds=seconds)
-
-
-def _mapping(key: str, value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _strings(key: str, value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, tuple):
-        value = list(value)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(key, "expected a list of strings")
-    return list(value)
-
-
 def _allow(key: str, value: Any) -> AllowList:
-    document = _mapping(key, value)
+    document = values.mapping(key, value)
     for name in document:
         if name not in {"cidrs", "users", "clients"}:
             raise ConfigError(f"{key}.{name}", "unknown setting")
-    cidrs: list[IpNetwork] = []
-    for text in _strings(f"{key}.cidrs", document.get("cidrs")):
-        try:
-            cidrs.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ConfigError(f"{key}.cidrs", f"not a CIDR: {text!r}") from None
+    cidrs = values.networks(f"{key}.cidrs", values.strings(f"{key}.cidrs", document.get("cidrs")))
     clients: set[Client] = set()
-    for text in _strings(f"{key}.clients", document.get("clients")):
+    for text in values.strings(f"{key}.clients", document.get("clients")):
         try:
             clients.add(Client(text))
         except ValueError:
@@ -227,31 +180,12 @@ def _allow(key: str, value: Any) -> AllowList:
             raise ConfigError(
                 f"{key}.clients", f"unknown client {text!r}; one of {known}"
             ) from None
-    users = frozenset(_strings(f"{key}.users", document.get("users")))
-    return AllowList(cidrs=tuple(cidrs), users=users, clients=frozenset(clients))
-
-
-def _networks(key: str, texts: list[str]) -> tuple[IpNetwork, ...]:
-    networks: list[IpNetwork] = []
-    for text in texts:
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ConfigError(key, f"not a CIDR: {text!r}") from None
-    return tuple(networks)
-
-
-def _clock(key: str, value: Any) -> time:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = f"{value // 60:02d}:{value % 60:02d}"  # YAML 1.1 reads 09:00 as 540
-    try:
-        return time.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(key, f"expected HH:MM, got {value!r}") from None
+    users = frozenset(values.strings(f"{key}.users", document.get("users")))
+    return AllowList(cidrs=cidrs, users=users, clients=frozenset(clients))
 
 
 def _business_hours(value: Any) -> BusinessHours:
-    document = _mapping("business_hours", value)
+    document = values.mapping("business_hours", value)
     for name in document:
         if name not in {"timezone", "weekdays", "start", "end"}:
             raise ConfigError(f"business_hours.{name}", "unknown setting")
@@ -263,13 +197,15 @@ def _business_hours(value: Any) -> BusinessHours:
         raise ConfigError("business_hours.timezone", f"unknown IANA time zone {zone!r}") from None
     weekdays = default.weekdays
     if "weekdays" in document:
-        names = [n.lower()[:3] for n in _strings("business_hours.weekdays", document["weekdays"])]
+        names = [
+            n.lower()[:3] for n in values.strings("business_hours.weekdays", document["weekdays"])
+        ]
         for name in names:
             if name not in WEEKDAYS:
                 raise ConfigError("business_hours.weekdays", f"unknown weekday {name!r}")
         weekdays = frozenset(WEEKDAYS.index(n) for n in names)
-    start = _clock("business_hours.start", document.get("start", "09:00"))
-    end = _clock("business_hours.end", document.get("end", "18:00"))
+    start = values.clock_time("business_hours.start", document.get("start", "09:00"))
+    end = values.clock_time("business_hours.end", document.get("end", "18:00"))
     if start == end:
         raise ConfigError("business_hours.end", "must differ from start")
     return BusinessHours(timezone=zone, weekdays=weekdays, start=start, end=end)
@@ -285,8 +221,8 @@ def _option(key: str, default: Any, value: Any) -> Any:
             raise ConfigError(key, f"expected a non-negative integer, got {value!r}")
         return value
     if isinstance(default, list):
-        return _strings(key, value)
-    return parse_duration(key, value)
+        return values.strings(key, value)
+    return values.parse_duration(key, value)
 
 
 def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfig:
@@ -298,10 +234,10 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
     threshold = document.get("threshold", base.threshold)
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ConfigError(f"{prefix}.threshold", f"expected an integer >= 1, got {threshold!r}")
-    window = parse_duration(f"{prefix}.window", document.get("window", base.window))
+    window = values.parse_duration(f"{prefix}.window", document.get("window", base.window))
     if window <= timedelta(0):
         raise ConfigError(f"{prefix}.window", "must be positive")
-    cooldown = parse_duration(f"{prefix}.cooldown", document.get("cooldown", base.cooldown))
+    cooldown = values.parse_duration(f"{prefix}.cooldown", document.get("cooldown", base.cooldown))
     try:
         severity = Severity(document.get("severity", base.severity))
     except ValueError:
@@ -310,7 +246,7 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
         mode = Mode(document.get("mode", base.mode))
     except ValueError:
         raise ConfigError(f"{prefix}.mode", "expected alert, shadow or off") from None
-    group_by = tuple(_strings(f"{prefix}.group_by", document.get("group_by", base.group_by)))
+    group_by = tuple(values.strings(f"{prefix}.group_by", document.get("group_by", base.group_by)))
     allowed = _FIXED_GROUPS.get(name, frozenset(GROUP_FIELDS))
     if not group_by or any(field not in allowed for field in group_by):
         choices = ", ".join(sorted(allowed))
@@ -323,7 +259,7 @@ def _rule(name: str, document: Mapping[str, Any], allow: AllowList) -> RuleConfi
         for key, default in base.options.items()
     }
     if "networks" in options:
-        options["networks"] = _networks(f"{prefix}.networks", options["networks"])
+        options["networks"] = values.networks(f"{prefix}.networks", options["networks"])
     return RuleConfig(
         name=name,
         threshold=threshold,
@@ -343,22 +279,22 @@ def parse_detect_config(document: Any, *, allow_cidrs: Sequence[str] = ()) -> De
     `allow_cidrs` (the `detect.allow_cidrs` setting) are added to the networks of
     `source_not_allowed`: with any, access from outside them fires it.
     """
-    root = _mapping("detect", document)
+    root = values.mapping("detect", document)
     for key in root:
         if key not in {"business_hours", "allow", "rules"}:
             raise ConfigError(str(key), "unknown setting")
     allow = _allow("allow", root.get("allow"))
-    rules_doc = _mapping("rules", root.get("rules"))
+    rules_doc = values.mapping("rules", root.get("rules"))
     for name in rules_doc:
         if name not in DEFAULTS:
             raise ConfigError(f"rules.{name}", f"unknown rule; one of {', '.join(DEFAULTS)}")
     rules = {
-        name: _rule(name, _mapping(f"rules.{name}", rules_doc.get(name)), allow)
+        name: _rule(name, values.mapping(f"rules.{name}", rules_doc.get(name)), allow)
         for name in DEFAULTS
     }
     if allow_cidrs:
         source = rules["source_not_allowed"]
-        extra = _networks("detect.allow_cidrs", list(allow_cidrs))
+        extra = values.networks("detect.allow_cidrs", list(allow_cidrs))
         networks = source.option("networks") + extra
         rules["source_not_allowed"] = dataclasses.replace(
             source, options={**source.options, "networks": networks}
@@ -372,17 +308,7 @@ def default_detect_config() -> DetectConfig:
     return parse_detect_config(None)
 
 
-def read_yaml(path: Path, key: str) -> Any:
-    """The parsed YAML document in `path`; ConfigError naming `key` when unreadable."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(key, f"{path} is not valid YAML: {exc}") from exc
-
-
 def load_detect_config(path: Path | None, *, allow_cidrs: Sequence[str] = ()) -> DetectConfig:
     """Rules from the YAML file at `path`, or the defaults when `path` is None."""
-    document = None if path is None else read_yaml(path, "detect.rules_file")
+    document = None if path is None else values.read_yaml(path, "detect.rules_file")
     return parse_detect_config(document, allow_cidrs=allow_cidrs)

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from monitor.detect.config import read_yaml
+from monitor.detect.values import read_yaml
 from monitor.errors import ConfigError
 from monitor.events import Action
 

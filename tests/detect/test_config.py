@@ -12,8 +12,8 @@ from monitor.detect.config import (
     default_detect_config,
     load_detect_config,
     parse_detect_config,
-    parse_duration,
 )
+from monitor.detect.values import parse_duration
 from monitor.errors import ConfigError
 from monitor.events import Client
 from tests.detect.fixture_events import make_event
