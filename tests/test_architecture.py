@@ -1,8 +1,10 @@
-"""Imports point one way: delivery → orchestration → adapters → pure domain → leaves."""
+"""Imports point one way, down the layers of `LAYERS` (the diagram in the README's development
+section), and modules stay small."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.paths import REPO
@@ -17,16 +19,7 @@ LEAVES = (
     "monitor.tables",
 )
 PURE = (
-    "monitor.ingest.boundary",
-    "monitor.ingest.notification",
-    "monitor.ingest.logline",
-    "monitor.ingest.timestamps",
-    "monitor.ingest.memo",
-    "monitor.ingest.logclassify",
-    "monitor.ingest.logtriage",
-    "monitor.ingest.logevents",
-    "monitor.ingest.routes",
-    "monitor.ingest.shipped",
+    "monitor.ingest",  # every ingest module but the file follower
     "monitor.detect",
     "monitor.alerting.notifier",
     "monitor.alerting.outbox",
@@ -49,14 +42,15 @@ PURE = (
     "monitor.audit.checks_access",
     "monitor.audit.checks_exposure",
 )
-ADAPTERS = (
-    "monitor.store",
-    "monitor.observability",
+OUTSIDE_SYSTEMS = (
     "monitor.ingest.tailer",
-    "monitor.alerting",
     "monitor.cleanup.registry_client",
     "monitor.audit.probe",
 )
+OBSERVABILITY = ("monitor.observability",)
+ALERTING = ("monitor.alerting",)
+STORE = ("monitor.store",)
+STORE_METRICS = ("monitor.observability.collectors", "monitor.observability.audit_metrics")
 ORCHESTRATION = (
     "monitor.pipeline",
     "monitor.cleanup",
@@ -65,16 +59,40 @@ ORCHESTRATION = (
     "monitor.runtime",
     "monitor.audit",
 )
+DELIVERY = ("monitor.api", "monitor.cli", "monitor.main", "monitor.server", "monitor.__main__")
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("leaves", LEAVES),
+    ("pure", PURE),
+    ("outside systems", OUTSIDE_SYSTEMS),
+    ("observability", OBSERVABILITY),
+    ("alerting", ALERTING),
+    ("store", STORE),
+    ("store metrics", STORE_METRICS),
+    ("orchestration", ORCHESTRATION),
+    ("delivery", DELIVERY),
+)
+"""Bottom first. A module belongs to the layer of the longest prefix that names it (so
+`monitor.alerting.model` is pure while the rest of `monitor.alerting` is alerting)."""
 
 
 def layer(module: str) -> int:
-    """0 leaves, 1 pure, 2 adapters, 3 orchestration, 4 delivery (api, cli, main)."""
-    for rank, prefixes in ((1, PURE), (2, ADAPTERS), (3, ORCHESTRATION)):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return rank
-    if any(module == p or module.startswith(p + ".") for p in LEAVES[1:]) or module == "monitor":
-        return 0
-    return 4
+    """The rank of `module` in LAYERS; -1 when no layer names it."""
+    best, rank = -1, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            named = module == prefix or (prefix != "monitor" and module.startswith(prefix + "."))
+            if named and len(prefix) > best:
+                best, rank = len(prefix), index
+    return rank
+
+
+def modules() -> list[str]:
+    return [
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for path in sorted((REPO / "monitor").rglob("*.py"))
+        if "migrations" not in path.parts
+    ]
 
 
 def imports() -> list[tuple[str, str]]:
@@ -102,10 +120,27 @@ def imports() -> list[tuple[str, str]]:
 
 
 class TestLayers:
+    def test_every_module_is_in_a_layer(self) -> None:
+        """A new module is placed in a layer, so the import rule covers it."""
+        assert [] == [m for m in modules() if layer(m) < 0]
+
     def test_no_module_imports_a_higher_layer(self) -> None:
-        """Pure code never imports adapters; adapters never import orchestration or delivery."""
-        upward = [(src, dst) for src, dst in imports() if layer(dst) > layer(src)]
+        """Imports point down: pure code imports only leaves, the store never imports the
+        metrics that read it, alerting never imports the store, nothing below delivery imports
+        the api, the cli or main."""
+        upward = [
+            (src, dst, LAYERS[layer(src)][0], LAYERS[layer(dst)][0])
+            for src, dst in imports()
+            if layer(dst) > layer(src)
+        ]
         assert [] == upward
+
+    def test_the_readme_shows_these_layers(self) -> None:
+        """The development section of the README draws the same layers, top first."""
+        readme = (REPO / "README.md").read_text()
+        block = readme.split("<!-- layers:start -->", 1)[1].split("<!-- layers:end -->", 1)[0]
+        drawn = re.findall(r"^ *(\w[\w ]*?) {2,}", block, re.M)
+        assert [name for name, _ in reversed(LAYERS)] == drawn
 
     def test_nothing_imports_the_api_or_main(self) -> None:
         """Only the entry points (cli, __main__, main, server) reach the api and the composition
