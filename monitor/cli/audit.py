@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from monitor.audit.checks import evaluate
 from monitor.audit.facts import Activity
@@ -18,6 +18,8 @@ from monitor.audit.probe import LiveProbe
 from monitor.cli.errors import CommandError
 from monitor.cli.output import show, when
 from monitor.cli.session import store_session
+from monitor.clock import utc_now
+from monitor.events import format_timestamp
 from monitor.settings import DatabaseSettings, Settings
 from monitor.store.accounts import last_successes, listening_since
 
@@ -54,7 +56,7 @@ def sources(args: argparse.Namespace, settings: Settings) -> Sources:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     accepted = check_ids(args.accept or settings.audit.accept, key="audit.accept")
-    now = datetime.now(UTC)
+    now = utc_now()
     facts = gather(
         sources(args, settings),
         probe=LiveProbe(timeout=settings.audit.timeout_seconds),
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     results = accept(evaluate(facts, now), accepted)
     failing = failed(results)
     document = {
-        "checked_at": now.isoformat().replace("+00:00", "Z"),
+        "checked_at": format_timestamp(now),
         "failed": failing,
         "checks": [r.to_dict() for r in results],
     }
