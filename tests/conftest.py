@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +13,15 @@ import psycopg
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry
+from psycopg import sql
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.settings import Settings, load_settings
+from monitor.store.migrate import upgrade
 from tests.registry_harness import REGISTRY_VERSIONS
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -42,16 +48,40 @@ class PostgresDatabases:
                 f"{exc}. Run scripts/postgres-start (needs the postgresql package)."
             ) from exc
 
-    def create(self) -> str:
+    def create(self, *, template: str | None = None) -> str:
+        """A new database: empty, or a copy of the database at URL `template`."""
         name = f"t_{uuid.uuid4().hex[:16]}"
+        copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
         with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
     def drop(self, url: str) -> None:
         name = make_url(url).database
         with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def rename(self, url: str) -> str:
+        """Give database `url` a new name after ending its sessions; returns its new URL."""
+        name = make_url(url).database
+        fresh = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            deadline = time.monotonic() + 10
+            while True:  # a session ended by pg_terminate_backend leaves a moment later
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+                try:
+                    conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{fresh}"')
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            conn.execute(f'ALTER DATABASE "{fresh}" WITH ALLOW_CONNECTIONS true')
+        return make_url(self.admin_url).set(database=fresh).render_as_string(hide_password=False)
 
     def set_allow_connections(self, url: str, allowed: bool) -> None:
         """Simulate a database outage: refuse new connections and end the open ones."""
@@ -102,8 +132,118 @@ def postgres() -> PostgresDatabases:
     return PostgresDatabases(POSTGRES_ADMIN_URL)
 
 
+class MigratedStores:
+    """Stores with the schema at head, migrated once per test session instead of once per test.
+
+    SQLite: each test gets a copy of one migrated file. PostgreSQL: each test gets a database
+    created from a migrated template (`CREATE DATABASE … TEMPLATE`); when the test is done its
+    database is emptied (`TRUNCATE … RESTART IDENTITY`) and renamed, so the URL the test used
+    reaches nothing, and a later test gets it instead of a new one. Creating and dropping a
+    database each costs PostgreSQL a checkpoint; emptying one does not.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._sqlite: Path | None = None
+        self._template: str | None = None
+        self._databases: PostgresDatabases | None = None
+        self._schema: tuple[frozenset[str], str] | None = None
+        self._recycle = True
+        self._idle: list[str] = []
+
+    def sqlite_file(self) -> Path:
+        if self._sqlite is None:
+            path = self.folder / "migrated.db"
+            _migrate(f"sqlite:///{path}")
+            self._sqlite = path
+        return self._sqlite
+
+    def checkout(self, databases: PostgresDatabases) -> str:
+        """The URL of a PostgreSQL database with the schema at head and no rows, for one test."""
+        if self._idle:
+            return self._idle.pop()
+        if self._template is None:
+            self._databases = databases
+            self._template = databases.create()
+            _migrate(self._template)
+            self._schema = _schema(self._template)
+            # A migration that adds rows would need them copied back: then drop, never recycle.
+            self._recycle = not _has_rows(self._template)
+        return databases.create(template=self._template)
+
+    def checkin(self, databases: PostgresDatabases, url: str) -> None:
+        """Take back a test's database: emptied under a new name, or dropped when it cannot be
+        (its schema changed, or it cannot be renamed or emptied)."""
+        if not self._recycle:
+            databases.drop(url)
+            return
+        try:
+            fresh = databases.rename(url)
+            if _schema(fresh) != self._schema:
+                databases.drop(fresh)
+                return
+            _empty(fresh)
+        except psycopg.Error:
+            databases.drop(url)
+            return
+        self._idle.append(fresh)
+
+    def close(self) -> None:
+        if self._databases is not None:
+            for url in [*self._idle, *([self._template] if self._template else [])]:
+                self._databases.drop(url)
+
+
+def _schema(url: str) -> tuple[frozenset[str], str]:
+    """The tables of a database and its alembic revision."""
+    with psycopg.connect(_libpq(url)) as conn:
+        tables = frozenset(
+            str(row[0])
+            for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+    return tables, str(revision)
+
+
+def _has_rows(url: str) -> bool:
+    tables, _ = _schema(url)
+    with psycopg.connect(_libpq(url)) as conn:
+        return any(
+            conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(t))
+            ).fetchone()
+            == (True,)
+            for t in tables - {"alembic_version"}
+        )
+
+
+def _empty(url: str) -> None:
+    """Delete every row but the alembic revision and restart every id sequence."""
+    tables, _ = _schema(url)
+    names = sql.SQL(", ").join(sql.Identifier(t) for t in sorted(tables - {"alembic_version"}))
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
+
+
+def _migrate(url: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedStores]:
+    stores = MigratedStores(tmp_path_factory.mktemp("migrated"))
+    try:
+        yield stores
+    finally:
+        stores.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty database, on each supported store."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
@@ -114,6 +254,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         databases.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_stores: MigratedStores
+) -> Iterator[str]:
+    """A URL of a database of its own with the schema at head, on each supported store."""
+    if request.param == "sqlite":
+        path = tmp_path / "store.db"
+        shutil.copyfile(migrated_stores.sqlite_file(), path)
+        yield f"sqlite:///{path}"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres")
+    url = migrated_stores.checkout(databases)
+    try:
+        yield url
+    finally:
+        migrated_stores.checkin(databases, url)
 
 
 def make_settings(db_url: str, tmp_path: Path, **env: str) -> Settings:

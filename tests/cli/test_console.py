@@ -78,12 +78,12 @@ class TestNoUsableStore:
         )
         assert expected == (done.returncode, done.stdout, done.stderr, list(tmp_path.iterdir()))
 
-    def test_an_empty_database_has_no_schema(self, tmp_path: Path, db_url: str) -> None:
+    def test_an_empty_database_has_no_schema(self, tmp_path: Path, empty_db_url: str) -> None:
         """An empty SQLite file or PostgreSQL database: no schema, run `db upgrade`."""
-        if db_url.startswith("sqlite"):
-            Path(make_url(db_url).database or "").touch()
-        done = run("events", cwd=tmp_path, env={"REGISTRY_MONITOR_DATABASE_URL": db_url})
-        expected = (2, f"registry-monitor: no schema in {shown(db_url)}: {UPGRADE}\n")
+        if empty_db_url.startswith("sqlite"):
+            Path(make_url(empty_db_url).database or "").touch()
+        done = run("events", cwd=tmp_path, env={"REGISTRY_MONITOR_DATABASE_URL": empty_db_url})
+        expected = (2, f"registry-monitor: no schema in {shown(empty_db_url)}: {UPGRADE}\n")
         assert expected == (done.returncode, done.stderr)
 
     def test_unreachable_postgresql(self, tmp_path: Path) -> None:

@@ -57,9 +57,13 @@ class TestCommands:
         assert (2, True) == (code, "invalid setting http.addr" in err)
 
     def test_db_upgrade_then_current(
-        self, capsys: pytest.CaptureFixture[str], environ: dict[str, str]
+        self, capsys: pytest.CaptureFixture[str], empty_db_url: str
     ) -> None:
         """`db upgrade` migrates an empty store; `db current` shows it at head."""
+        environ = {
+            "REGISTRY_MONITOR_DATABASE_URL": empty_db_url,
+            "REGISTRY_MONITOR_LOGGING_LEVEL": "error",
+        }
         code, out, _ = run(capsys, environ, "db", "upgrade")
         assert (0, True) == (code, out.startswith("schema at revision"))
         code, out, _ = run(capsys, environ, "db", "current")

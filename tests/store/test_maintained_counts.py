@@ -107,10 +107,10 @@ class TestMaintainedCounts:
 
 
 class TestUpgrade:
-    def test_upgrade_counts_stored_events_once(self, db_url: str) -> None:
+    def test_upgrade_counts_stored_events_once(self, empty_db_url: str) -> None:
         """A store from before the counts were kept at insert: the upgrade adds the events still
         stored to the roll-ups of expired days and records the newest event per source."""
-        engine = create_engine(db_url)
+        engine = create_engine(empty_db_url)
         upgrade(engine, "0006")
         stored = [
             Event(f"e{i}", Source.LOG, Action.PULL, START + timedelta(hours=7 * i))
