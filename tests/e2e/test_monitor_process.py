@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from monitor.store.coverage import covered_intervals, gaps
 from tests.fixture_events import iter_posts
-from tests.harness import TOKEN, running_monitor, wait_for_port
+from tests.harness import TOKEN, running_monitor, wait_until
 from tests.registry_harness import make_tls_cert
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
@@ -48,22 +47,40 @@ class TestMonitorProcess:
     def test_coverage_is_recorded_and_a_restart_is_a_gap(self, tmp_path: Path, db_url: str) -> None:
         """While serving, heartbeats cover time; the time it was stopped is a gap."""
         started = datetime.now(UTC)
-        with running_monitor(tmp_path, db_url) as monitor:
-            time.sleep(2.5)
-            monitor.stop()
-            stopped = datetime.now(UTC)
-            time.sleep(4)
-            monitor.start()
-            wait_for_port(monitor.port)
-            time.sleep(2.5)
-        ended = datetime.now(UTC)
         engine = create_engine(db_url)
-        with Session(engine) as session:
-            covered = covered_intervals(session, source="notification", since=started, until=ended)
-        engine.dispose()
-        holes = gaps(covered, since=started, until=ended)
-        assert 2 == len(covered)
-        assert any(
-            a <= stopped + timedelta(seconds=1) and b >= stopped + timedelta(seconds=3)
-            for a, b in holes
-        )
+
+        def covered() -> list[tuple[datetime, datetime]]:
+            with Session(engine) as session:
+                return covered_intervals(
+                    session, source="notification", since=started, until=datetime.now(UTC)
+                )
+
+        def spans(count: int) -> bool:
+            """`count` intervals, the last of them spanning at least one heartbeat."""
+            found = covered()
+            return len(found) == count and found[-1][1] > found[-1][0]
+
+        try:
+            with running_monitor(tmp_path, db_url) as monitor:
+                wait_until(lambda: spans(1), timeout=30, what="heartbeats after the start")
+                monitor.stop()
+                stopped = datetime.now(UTC)
+                # Down longer than a heartbeat may lag (2.5 heartbeats): the next one starts anew.
+                wait_until(
+                    lambda: datetime.now(UTC) - covered()[-1][1] > timedelta(seconds=2.5),
+                    timeout=30,
+                    what="the last heartbeat to be older than the gap a heartbeat may leave",
+                )
+                restarted = datetime.now(UTC)
+                monitor.start()
+                wait_until(lambda: spans(2), timeout=30, what="heartbeats after the restart")
+            ended = datetime.now(UTC)
+            with Session(engine) as session:
+                intervals = covered_intervals(
+                    session, source="notification", since=started, until=ended
+                )
+        finally:
+            engine.dispose()
+        holes = gaps(intervals, since=started, until=ended)
+        assert 2 == len(intervals)
+        assert any(a <= stopped and b >= restarted for a, b in holes)
