@@ -16,7 +16,6 @@ import concurrent.futures
 import copy
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.harness import wait_for_port
 from tests.paths import FIXTURES
+from tests.registry_harness import free_port
 
 FIXTURE = FIXTURES / "notifications" / "022-pull-manifest-library_hello-1.0.json"
 HEADERS = {
@@ -51,31 +52,13 @@ app = Starlette(routes=[Route("/v1/notifications", receive, methods=["POST"])])
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited during start")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
 @contextmanager
 def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for(port, process)
+        wait_for_port(port, process=process, timeout=30)
         yield f"http://127.0.0.1:{port}/v1/notifications"
     finally:
         process.terminate()
