@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,6 @@ T0 = datetime(2026, 11, 27, 4, 52, 6, tzinfo=UTC)
 def fixture_path(*parts: str) -> Path:
     """A path inside the 2.8 capture; fails loudly when it is not there."""
     return fixture_file(*parts)
-
-
-def notification_events() -> list[tuple[str, dict[str, Any]]]:
-    """(file name, event) for every captured notification, in capture order."""
-    directory = fixture_path("notifications")
-    out = []
-    for path in sorted(directory.glob("*.json")):
-        body = json.loads(path.read_text(encoding="utf-8"))["body"]
-        for event in body["events"]:
-            out.append((path.name, event))
-    if not out:
-        raise AssertionError(f"no notifications in {directory}")
-    return out
 
 
 def subject_of(event: dict[str, Any]) -> dict[str, str]:

@@ -22,7 +22,8 @@ from monitor.alerting.render import (
     truncate,
 )
 from monitor.alerts import AlertState, Digest, Evidence, Severity
-from tests.alerting.factories import T0, make_alert, notification_events, subject_of
+from tests.alerting.factories import T0, make_alert, subject_of
+from tests.fixture_events import raw_events
 
 HOSTILE = [
     ("<!channel>", "&lt;!channel&gt;"),
@@ -126,7 +127,7 @@ class TestTruncate:
 
 
 class TestRenderAlert:
-    @pytest.mark.parametrize(("name", "event"), notification_events(), ids=lambda v: str(v)[:40])
+    @pytest.mark.parametrize(("name", "event"), raw_events(), ids=lambda v: str(v)[:40])
     def test_captured_values_render_escaped_and_within_limits(
         self, name: str, event: dict[str, Any]
     ) -> None:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, TagState
 from monitor.events import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, classify_client, parse_timestamp
-from tests.paths import fixture_file
-
-
-def _events() -> list[dict[str, object]]:
-    directory = fixture_file("notifications")
-    out: list[dict[str, object]] = []
-    for path in sorted(directory.glob("*.json")):
-        out.extend(json.loads(path.read_text())["body"]["events"])
-    return out
+from tests.fixture_events import raw_events
 
 
 def fixture_state() -> tuple[list[TagState], list[ManifestInfo]]:
     """Live tags (with their pulls) and manifests as a store would hold them after scenario 1."""
     tags: dict[tuple[str, str], TagState] = {}
     manifests: dict[tuple[str, str], ManifestInfo] = {}
-    for event in _events():
+    for _, event in raw_events():
         target = event["target"]
         assert isinstance(target, dict)
         media = target.get("mediaType")

@@ -5,8 +5,9 @@ from typing import ClassVar
 import pytest
 
 from monitor.events import Action, Event, Source, TargetKind
-from tests.detect.fixture_events import log_events, make_event, notification_events
+from tests.detect.fixture_events import log_events, notification_events
 from tests.detect.rule_runs import run_rule
+from tests.fixture_events import make_event
 
 LOOPBACK = (("remote_ip", "127.0.0.1"),)
 ALICE = (("actor", "alice"),)

@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 
 from monitor.events import Action, Event, Source
-from tests.detect.fixture_events import log_events, log_events_31, make_event, scenario_events
+from tests.detect.fixture_events import log_events, log_events_31, scenario_events
 from tests.detect.rule_runs import run_findings, run_rule
+from tests.fixture_events import make_event
 
 
 def failure(seconds: float, actor: str | None = "mallory", ip: str = "127.0.0.1") -> Event:

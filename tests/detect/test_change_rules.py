@@ -7,8 +7,9 @@ import pytest
 
 from monitor.detect.roles import parse_roles
 from monitor.events import Action, Event, TargetKind
-from tests.detect.fixture_events import make_event, notification_events
+from tests.detect.fixture_events import notification_events
 from tests.detect.rule_runs import run_rule
+from tests.fixture_events import make_event
 
 ROLES = parse_roles(
     {

@@ -16,7 +16,7 @@ from monitor.detect.config import (
 from monitor.detect.values import parse_duration
 from monitor.errors import ConfigError
 from monitor.events import Client
-from tests.detect.fixture_events import make_event
+from tests.fixture_events import make_event
 
 
 class TestParseDetectConfig:

@@ -10,13 +10,8 @@ from monitor.detect.engine import Detector, replay
 from monitor.detect.roles import Roles, parse_roles
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.events import Action, Event, Source, TargetKind
-from tests.detect.fixture_events import (
-    BASE_TIME,
-    make_event,
-    notification_events,
-    scenario_events,
-    shifted,
-)
+from tests.detect.fixture_events import notification_events, scenario_events, shifted
+from tests.fixture_events import BASE_TIME, make_event
 
 # alice pushes and copies into these namespaces; bob only reads. Developers may not delete.
 SCENARIO_ROLES = parse_roles(

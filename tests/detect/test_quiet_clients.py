@@ -13,7 +13,7 @@ from monitor.detect.engine import Detector, replay
 from monitor.detect.roles import Roles, parse_roles
 from monitor.detect.state import DetectorState
 from monitor.events import Action, Event, Source, TargetKind, classify_client
-from tests.detect.fixture_events import make_event
+from tests.fixture_events import make_event
 
 MONITOR_AGENT = "registry-monitor/0.1.0"
 SCANNER_AGENT = "Trivy/0.50.0"

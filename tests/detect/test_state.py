@@ -23,7 +23,8 @@ from monitor.detect.state import (
 )
 from monitor.errors import ParseError
 from monitor.events import Action, Source
-from tests.detect.fixture_events import BASE_TIME, make_event, scenario_events
+from tests.detect.fixture_events import scenario_events
+from tests.fixture_events import BASE_TIME, make_event
 
 S = 1_000_000
 

@@ -21,7 +21,7 @@ from monitor.runtime import Services
 from monitor.store.schema import AlertOutboxRow, AlertRow
 from tests.conftest import make_settings
 from tests.detect import fixture_events as detect_fixture
-from tests.fixture_events import iter_posts
+from tests.fixture_events import iter_posts, make_event
 
 SCENARIO_ROLES = {
     "accounts": {
@@ -102,7 +102,7 @@ def post_scenario(services: Services) -> None:
 def failures(count: int, *, start: datetime, actor: str = "mallory") -> list[Event]:
     """`count` failed logins of `actor` from 127.0.0.1, one a second from `start`."""
     return [
-        detect_fixture.make_event(
+        make_event(
             event_id=f"fail-{actor}-{start.timestamp()}-{i}",
             source=Source.LOG,
             action=Action.AUTH_FAILURE,

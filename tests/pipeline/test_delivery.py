@@ -10,7 +10,7 @@ import pytest
 from monitor.events import Action, TargetKind
 from monitor.main import deliver_once, detect_once
 from monitor.runtime import Services
-from tests.detect.fixture_events import make_event
+from tests.fixture_events import make_event
 from tests.pipeline.support import (
     START,
     Clock,

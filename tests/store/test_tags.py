@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from monitor.events import Action, Client, Event, Source, TargetKind
+from monitor.events import Action, Event, TargetKind
 from monitor.runtime import Services
 from monitor.store.tags import TagState, list_tag_pulls, list_tags
-from tests.fixture_events import scenario_events, scenario_steps
+from tests.fixture_events import make_event, scenario_events, scenario_steps
 
 HELLO = "sha256:62fe1501080ca69f6d148785d0cbf8f360beacebbdf35f38400cee06ce1858f0"
 APP_V1 = "sha256:f792ae1af37059a839aab474d3d19bd5593bf014f430613653b77e0692ac4ab5"
@@ -32,20 +33,16 @@ def tags(services: Services) -> dict[tuple[str, str], TagState]:
         return {(t.repository, t.tag): t for t in list_tags(session)}
 
 
-def manifest(action: Action, at: int, **fields: object) -> Event:
-    base: dict[str, object] = {
+def manifest(action: Action, at: int, **fields: Any) -> Event:
+    """A manifest event of `action` `at` minutes after T0 (no digest unless given)."""
+    values: dict[str, Any] = {
         "event_id": f"{action.value}-{at}-{fields.get('tag')}-{fields.get('digest')}",
-        "source": Source.NOTIFICATION,
         "action": action,
         "occurred_at": T0 + timedelta(minutes=at),
-        "target_kind": TargetKind.MANIFEST,
-        "repository": "team/app",
-        "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "digest": None,
         "http_method": "GET" if action is Action.PULL else "PUT",
-        "client": Client.DOCKER,
     }
-    base.update(fields)
-    return Event(**base)  # type: ignore[arg-type]
+    return make_event(**{**values, **fields})
 
 
 class TestScenarioTagState:
