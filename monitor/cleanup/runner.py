@@ -21,7 +21,7 @@ from monitor.alerting.render import escape_mrkdwn
 from monitor.cleanup.apply import ApplyOptions, ApplyResult, apply, restore
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest, SkipReason
 from monitor.cleanup.model import TagRef
-from monitor.cleanup.plan import Decision, Plan, PlanDiff, diff_plans
+from monitor.cleanup.plan import Plan, PlanDiff, diff_plans
 from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.policy import Policy, load_policies, parse_image_references
 from monitor.cleanup.registry_client import (
@@ -147,9 +147,6 @@ def make_plan(
         summary = save_plan(session, current, policy_digest=policies.digest)
         if plans_keep is not None:
             prune_plans(session, keep=plans_keep)
-    if metrics is not None:
-        for decision, count in current.counts().items():
-            metrics.cleanup_plan_tags.labels(decision=decision).set(count)
     previous_plan = previous[1] if previous and previous[0].id != summary.id else None
     return PlanOutcome(
         summary,
@@ -269,10 +266,6 @@ def apply_summary(
     return "\n".join(lines)
 
 
-def decision_counts(plan: Plan) -> dict[Decision, int]:
-    return {Decision(k): v for k, v in plan.counts().items()}
-
-
 class _Renewer:
     """Renews a lease every `ttl / 3` until stopped."""
 
@@ -336,12 +329,4 @@ def run_locked(
             release_lock(session, name=name, holder=holder, until=until)
     if metrics is not None and kind is not None:
         metrics.cleanup_runs.labels(kind=kind, result="ok").inc()
-        metrics.cleanup_last_success.labels(kind=kind).set(clock().timestamp())
     return True, result
-
-
-def record_run(metrics: Metrics, kind: str, *, ok: bool, now: datetime) -> None:
-    """Count one cleanup run (for runs outside `run_locked`, e.g. the CLI)."""
-    metrics.cleanup_runs.labels(kind=kind, result="ok" if ok else "error").inc()
-    if ok:
-        metrics.cleanup_last_success.labels(kind=kind).set(now.timestamp())

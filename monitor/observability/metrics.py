@@ -61,8 +61,6 @@ class Metrics:
     cleanup_deletions: Counter
     cleanup_bytes_freed: Counter
     cleanup_breaker_trips: Counter
-    cleanup_last_success: Gauge
-    cleanup_plan_tags: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -204,18 +202,6 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}cleanup_breaker_trips_total",
             "Applies stopped or narrowed by a circuit breaker (run limit, repository share).",
             registry=registry,
-        ),
-        cleanup_last_success=Gauge(
-            f"{prefix}cleanup_last_success_timestamp_seconds",
-            "Unix time of the last successful cleanup run, by kind.",
-            ["kind"],
-            registry=None,
-        ),
-        cleanup_plan_tags=Gauge(
-            f"{prefix}cleanup_plan_tags",
-            "Tags per decision (delete, keep, protected, unknown) in the newest stored plan.",
-            ["decision"],
-            registry=None,
         ),
     )
     preinitialise(metrics)

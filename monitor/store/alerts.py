@@ -280,8 +280,3 @@ def query_alerts(
         session, query, time=row.last_seen_at, key=row.id, limit=limit, cursor=cursor
     )
     return [_stored(r) for r in rows], next_cursor
-
-
-def get_alert(session: Session, fingerprint: str) -> Alert | None:
-    row = session.scalars(select(AlertRow).where(AlertRow.fingerprint == fingerprint)).first()
-    return _stored(row) if row is not None else None

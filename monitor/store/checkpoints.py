@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.ingest.tailer import Checkpoint
@@ -30,11 +29,6 @@ def save_checkpoint(session: Session, checkpoint: Checkpoint, *, now: datetime) 
     row.head_len = checkpoint.head_len
     row.head_hash = checkpoint.head_hash
     row.updated_at = now
-
-
-def list_checkpoints(session: Session) -> list[Checkpoint]:
-    rows = session.scalars(select(LogCheckpointRow).order_by(LogCheckpointRow.path))
-    return [Checkpoint(r.path, r.device, r.inode, r.offset, r.head_len, r.head_hash) for r in rows]
 
 
 class StoreCheckpoints:
