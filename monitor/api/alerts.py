@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.alerts import LISTED_FIELDS, AlertState, Mode, Severity
-from monitor.api.read import parse_limit, parse_time, query_store, read_services
+from monitor.api.read import parse_limit, parse_range, query_store, read_services, refuse_unknown
 from monitor.errors import InvalidQuery
 from monitor.store.alerts import AlertFilter, query_alerts
 
@@ -22,16 +22,12 @@ _CHOICES = {
 def parse_alert_filter(params: Mapping[str, str]) -> AlertFilter:
     """Query parameters → AlertFilter; InvalidQuery names the bad parameter."""
     known = {"rule", "state", "severity", "mode", "since", "until", "limit", "cursor"}
-    for name in params:
-        if name not in known:
-            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
+    refuse_unknown(params, known)
     for name, choices in _CHOICES.items():
         value = params.get(name)
         if value is not None and value not in choices:
             raise InvalidQuery(f"invalid_{name}", f"{name} must be one of {choices}")
-    since, until = parse_time(params, "since"), parse_time(params, "until")
-    if since is not None and until is not None and since > until:
-        raise InvalidQuery("invalid_range", "since is after until")
+    since, until = parse_range(params)
     return AlertFilter(
         rule=params.get("rule") or None,
         state=params.get("state"),

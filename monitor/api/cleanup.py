@@ -7,8 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from monitor.api.read import _query, _services, parse_limit
-from monitor.errors import InvalidQuery
+from monitor.api.read import _query, _services, parse_limit, refuse_unknown
 from monitor.store.cleanup_plans import load_plan, query_plans
 from monitor.store.journal import list_journal
 
@@ -16,9 +15,7 @@ from monitor.store.journal import list_journal
 async def plans(request: Request) -> Response:
     services = _services(request)
     params = request.query_params
-    for name in params:
-        if name not in ("limit", "cursor"):
-            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
+    refuse_unknown(params, {"limit", "cursor"})
     limit = parse_limit(params, default=50)
     cursor = params.get("cursor") or None
     items, next_cursor = await _query(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from monitor.alerts import Alert, AlertState, Evidence, Mode, Severity
 from monitor.events import format_timestamp
-from monitor.store.pages import fetch_page
+from monitor.store.pages import fetch_page, matching
 from monitor.store.schema import AlertRow, EventRow
 
 EVIDENCE_ROWS = 3
@@ -267,15 +267,8 @@ def query_alerts(
 ) -> tuple[list[Alert], str | None]:
     """A page of alerts, most recently seen first, and the cursor of the next page."""
     row = AlertRow
-    query = select(row)
-    for name in ("rule", "state", "severity", "mode"):
-        value = getattr(where, name)
-        if value is not None:
-            query = query.where(getattr(row, name) == value)
-    if where.since is not None:
-        query = query.where(row.last_seen_at >= where.since)
-    if where.until is not None:
-        query = query.where(row.last_seen_at < where.until)
+    equal = ("rule", "state", "severity", "mode")
+    query = matching(select(row), row, where, equal=equal, time=row.last_seen_at)
     rows, next_cursor = fetch_page(
         session, query, time=row.last_seen_at, key=row.id, limit=limit, cursor=cursor
     )

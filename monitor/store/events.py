@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.store.dialect import dialect_of, upsert
-from monitor.store.pages import fetch_page
+from monitor.store.pages import fetch_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -153,15 +153,8 @@ def query_events(
 ) -> tuple[list[StoredEvent], str | None]:
     """A page of events, newest first (or oldest first), and the cursor of the next page."""
     row = EventRow
-    query = select(row)
-    for name in ("action", "repository", "tag", "actor", "remote_ip", "source"):
-        value = getattr(where, name)
-        if value is not None:
-            query = query.where(getattr(row, name) == value)
-    if where.since is not None:
-        query = query.where(row.occurred_at >= where.since)
-    if where.until is not None:
-        query = query.where(row.occurred_at < where.until)
+    equal = ("action", "repository", "tag", "actor", "remote_ip", "source")
+    query = matching(select(row), row, where, equal=equal, time=row.occurred_at)
     rows, next_cursor = fetch_page(
         session,
         query,

@@ -55,6 +55,27 @@ def beyond(
     return or_(time < at, and_(time == at, key < last))
 
 
+def matching(
+    query: Select[R],
+    row: Any,
+    where: Any,
+    *,
+    equal: Sequence[str],
+    time: InstrumentedAttribute[Any],
+) -> Select[R]:
+    """`query` narrowed to the rows whose columns `equal` match the same fields of `where`
+    (None matches any) and whose `time` is in [`where.since`, `where.until`)."""
+    for name in equal:
+        value = getattr(where, name)
+        if value is not None:
+            query = query.where(getattr(row, name) == value)
+    if where.since is not None:
+        query = query.where(time >= where.since)
+    if where.until is not None:
+        query = query.where(time < where.until)
+    return query
+
+
 def fetch_page(
     session: Session,
     query: Select[R],
