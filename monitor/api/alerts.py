@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.alerts import LISTED_FIELDS, AlertState, Mode, Severity
-from monitor.api.read import parse_limit, parse_range, query_store, read_services, refuse_unknown
+from monitor.api.read import check_parameters, parse_limit, parse_range, query_store, read_services
 from monitor.errors import InvalidQuery
 from monitor.store.alerts import AlertFilter, query_alerts
 
@@ -22,7 +22,7 @@ _CHOICES = {
 def parse_alert_filter(params: Mapping[str, str]) -> AlertFilter:
     """Query parameters → AlertFilter; InvalidQuery names the bad parameter."""
     known = {"rule", "state", "severity", "mode", "since", "until", "limit", "cursor"}
-    refuse_unknown(params, known)
+    check_parameters(params, known)
     for name, choices in _CHOICES.items():
         value = params.get(name)
         if value is not None and value not in choices:

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from monitor.api.read import _query, _services, parse_limit, refuse_unknown
+from monitor.api.read import _query, _services, check_parameters, parse_limit
 from monitor.store.cleanup_plans import load_plan, query_plans
 from monitor.store.journal import list_journal
 
@@ -15,7 +15,7 @@ from monitor.store.journal import list_journal
 async def plans(request: Request) -> Response:
     services = _services(request)
     params = request.query_params
-    refuse_unknown(params, {"limit", "cursor"})
+    check_parameters(params, {"limit", "cursor"})
     limit = parse_limit(params, default=50)
     cursor = params.get("cursor") or None
     items, next_cursor = await _query(

@@ -94,13 +94,6 @@ def parse_time(params: Mapping[str, str], name: str) -> datetime | None:
         ) from None
 
 
-def refuse_unknown(params: Mapping[str, str], known: set[str]) -> None:
-    """InvalidQuery naming the first query parameter not in `known`."""
-    for name in params:
-        if name not in known:
-            raise InvalidQuery("unknown_parameter", f"unknown query parameter {name!r}")
-
-
 def parse_range(params: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
     """`since` and `until` (RFC 3339, either may be missing); InvalidQuery when since > until."""
     since, until = parse_time(params, "since"), parse_time(params, "until")
@@ -112,7 +105,7 @@ def parse_range(params: Mapping[str, str]) -> tuple[datetime | None, datetime | 
 def parse_event_filter(params: Mapping[str, str]) -> EventFilter:
     """Query parameters → EventFilter; InvalidQuery names the bad parameter."""
     known = {"action", "repository", "tag", "actor", "remote_ip", "source", "since", "until"}
-    refuse_unknown(params, known | {"limit", "cursor", "order"})
+    check_parameters(params, known | {"limit", "cursor", "order"})
     action = params.get("action")
     if action is not None and action not in {a.value for a in Action}:
         raise InvalidQuery("invalid_action", f"action must be one of {[a.value for a in Action]}")

@@ -1,23 +1,22 @@
-"""Keyset pagination, one way for every list: rows ordered by (a time, a unique key), a page of
-`limit` rows, and an opaque cursor that names the last row of the page.
+"""Keyset pagination by time, one way for every list ordered by (a time, a unique key): a page
+of `limit` rows, and an opaque cursor (`monitor.store.cursors`) naming the last row of the page.
 
-A cursor is the base64 of `[time, key]`; the next page holds the rows strictly beyond it in the
-order asked for, so rows added meanwhile neither repeat nor shift a page.
+The next page holds the rows strictly beyond the cursor in the order asked for, so rows added
+meanwhile neither repeat nor shift a page.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from monitor.errors import InvalidQuery
 from monitor.events import format_timestamp, parse_timestamp
+from monitor.store.cursors import decode_key, encode_key
 
 R = TypeVar("R")
 Position = tuple[datetime, int | str]
@@ -25,20 +24,21 @@ Position = tuple[datetime, int | str]
 
 
 def encode_cursor(at: datetime, key: int | str) -> str:
-    raw = orjson.dumps([format_timestamp(at), key])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_key([format_timestamp(at), str(key)])
 
 
 def decode_cursor(cursor: str, key_type: type[int] | type[str] = int) -> Position:
     """The position in `cursor`; InvalidQuery for anything this server did not issue."""
+    stamp, key = decode_key(cursor, 2)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        stamp, key = orjson.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(stamp, str) or type(key) is not key_type:
-            raise TypeError("cursor parts")
-        return parse_timestamp(stamp), key
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from exc
+        at = parse_timestamp(stamp)
+    except ValueError:
+        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from None
+    if key_type is str:
+        return at, key
+    if not key.isascii() or not key.isdigit():
+        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued")
+    return at, int(key)
 
 
 def beyond(

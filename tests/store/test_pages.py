@@ -68,22 +68,18 @@ class TestCursors:
         assert (T0, 41) == decode_cursor(encode_cursor(T0, 41))
         assert (T0, "ab12") == decode_cursor(encode_cursor(T0, "ab12"), str)
 
-    def test_offset_times_of_earlier_cursors_still_decode(self) -> None:
-        """A cursor written with `+00:00` instead of `Z` names the same position."""
-        raw = base64.urlsafe_b64encode(orjson.dumps([T0.isoformat(), 41])).decode()
-        assert (T0, 41) == decode_cursor(raw)
-
     @pytest.mark.parametrize(
         "parts",
-        [["2026-11-27T04:00:00Z", "41"], ["2026-11-27T04:00:00Z", True], ["2026-11-27", 41]],
+        [
+            ["2026-11-27T04:00:00Z", "x41"],
+            ["2026-11-27T04:00:00Z", 41],
+            ["2026-11-27", "41"],
+            ["2026-11-27T04:00:00Z"],
+        ],
     )
     def test_a_key_or_time_of_the_wrong_kind_is_refused(self, parts: list[object]) -> None:
-        """A cursor whose key is not an id of this list, or whose time is not RFC 3339, is refused."""
+        """A cursor whose key is not an id, whose time is not RFC 3339, or with a part missing is
+        refused."""
         raw = base64.urlsafe_b64encode(orjson.dumps(parts)).decode()
         with pytest.raises(InvalidQuery):
             decode_cursor(raw)
-
-    def test_an_id_cursor_is_refused_by_a_list_keyed_by_text(self, services: Services) -> None:
-        """The events' cursor (an integer key) handed to the plans list is a 400, not a 500."""
-        with services.session_factory() as session, pytest.raises(InvalidQuery):
-            query_plans(session, cursor=encode_cursor(T0, 41))
