@@ -55,9 +55,9 @@ class TestMigrations:
 
 
 class TestBlobSizesMigration:
-    def test_upgrade_learns_blob_sizes_from_the_events_kept(self, db_url: str) -> None:
+    def test_upgrade_learns_blob_sizes_from_the_events_kept(self, empty_db_url: str) -> None:
         """A store upgraded to blob_sizes knows the sizes of the blobs its events name."""
-        engine = create_engine(db_url)
+        engine = create_engine(empty_db_url)
         upgrade(engine, "0009")
         blobs = [e for e in scenario_events() if e.target_kind is TargetKind.BLOB]
         with Session(engine) as session, session.begin():
