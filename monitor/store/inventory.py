@@ -5,7 +5,6 @@ tag state, pulls, manifests and intake coverage. Functions take a session and ne
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -26,10 +25,10 @@ from monitor.cleanup.model import (
     TagState,
 )
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
+from monitor.store.blob_sizes import blob_sizes, record_blob_sizes
 from monitor.store.coverage import covered_intervals
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import (
-    BlobSizeRow,
     ManifestInfoRow,
     RegistryTagRow,
     TagPullRow,
@@ -37,7 +36,6 @@ from monitor.store.schema import (
 )
 
 PLANNING_HORIZON = timedelta(days=3660)
-MAX_REPOSITORY, MAX_DIGEST = 255, 160  # the key columns of blob_sizes
 
 
 # --- tags in the registry -----------------------------------------------------------------
@@ -230,49 +228,6 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
                 blobs=blobs, pushed_at=event.occurred_at,
             )  # fmt: skip
         save_manifest_info(session, info, now=now)
-
-
-@functools.cache
-def _record_blob_size(dialect: str) -> Any:
-    table: Any = BlobSizeRow.__table__
-    return upsert(dialect, table).on_conflict_do_nothing(
-        index_elements=[table.c.repository, table.c.digest]
-    )
-
-
-def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
-    """Remember the size of every blob the events name (a digest's size never changes, so the
-    first one recorded stands). One statement per call, keyed lookups only."""
-    sizes: dict[tuple[str, str], int] = {}
-    for e in events:
-        if (
-            e.target_kind is TargetKind.BLOB
-            and e.repository
-            and e.digest
-            and e.size is not None
-            and e.size >= 0
-            and len(e.repository) <= MAX_REPOSITORY
-            and len(e.digest) <= MAX_DIGEST
-        ):
-            sizes.setdefault((e.repository, e.digest), e.size)
-    if sizes:
-        session.execute(
-            _record_blob_size(dialect_of(session)),
-            [{"repository": r, "digest": d, "size": s} for (r, d), s in sorted(sizes.items())],
-        )
-
-
-def blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dict[str, int]:
-    """Known sizes of `digests` in `repository` (a primary-key lookup per digest)."""
-    wanted = sorted(set(digests))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(BlobSizeRow.digest, BlobSizeRow.size).where(
-            BlobSizeRow.repository == repository, BlobSizeRow.digest.in_(wanted)
-        )
-    )
-    return {d: int(s) for d, s in rows}
 
 
 # --- the planner's input ------------------------------------------------------------------

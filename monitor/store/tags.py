@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind, format_timestamp
+from monitor.store.columns import UTCDateTime
 from monitor.store.dialect import dialect_of, upsert
-from monitor.store.schema import TagPullRow, TagStateRow, UTCDateTime
+from monitor.store.schema import TagPullRow, TagStateRow
 
 
 def _later(column: Any, value: Any) -> ColumnElement[Any]:

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from monitor.cleanup.model import Blob
 from monitor.events import Action, TargetKind
 from monitor.runtime import Services
+from monitor.store.blob_sizes import blob_sizes
 from monitor.store.events import expire_events
 from monitor.store.inventory import (
-    blob_sizes,
     list_manifests,
     mark_missing_deleted,
     planner_input,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from monitor.store.schema import UTCDateTime
+from monitor.store.columns import UTCDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"
