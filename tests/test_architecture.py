@@ -59,7 +59,14 @@ ORCHESTRATION = (
     "monitor.runtime",
     "monitor.audit",
 )
-DELIVERY = ("monitor.api", "monitor.cli", "monitor.main", "monitor.server", "monitor.__main__")
+DELIVERY = (
+    "monitor.api",
+    "monitor.cli",
+    "monitor.main",
+    "monitor.server",
+    "monitor.server_limits",
+    "monitor.__main__",
+)
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("leaves", LEAVES),
