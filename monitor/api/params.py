@@ -5,16 +5,13 @@ a time outside the years the store keeps) is a 400 naming the parameter, never a
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from datetime import UTC, datetime
-
-import orjson
 
 from monitor.errors import InvalidQuery
 from monitor.events import parse_timestamp
 from monitor.ingest.boundary import MAX_BIGINT, is_safe_key
+from monitor.store.cursors import cursor_json
 
 MAX_PARAMETER_CHARS = 1024
 READ_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,12 +69,9 @@ def _time_in_window(text: str) -> bool:
 
 def _cursor_in_range(cursor: str) -> bool:
     """A cursor that decodes must hold only values the store can compare."""
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        return True  # not decodable: the endpoint refuses it
+    values = cursor_json(cursor)
     if not isinstance(values, list):
-        return True
+        return True  # not a list of values: the endpoint refuses it
     for value in values:
         if isinstance(value, bool):
             return False
