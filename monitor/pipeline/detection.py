@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from monitor.alerting.outbox import Kind
 from monitor.alerts import Alert, Digest, Mode
+from monitor.clock import Clock
 from monitor.detect.engine import Detector
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
@@ -161,7 +162,7 @@ def catch_up(
     session_factory: SessionFactory,
     detector: Detector,
     *,
-    clock: Callable[[], datetime],
+    clock: Clock,
     settle: timedelta,
     budget_seconds: float = 30.0,
     on_pass: Callable[[DetectionReport, datetime], None] | None = None,
