@@ -6,6 +6,7 @@
     ├── AuthError                missing or wrong credentials
     ├── PayloadTooLarge          a request body above the configured limit
     ├── RequestTimeout           a request body that did not arrive in time
+    ├── Busy                     too much work of one kind at once (retry later)
     ├── NotFound                 an object that does not exist
     ├── StoreUnavailable         the store cannot commit or answer right now
     ├── RegistryError            the registry's HTTP API failed or answered unexpectedly
@@ -67,6 +68,12 @@ class AuthError(MonitorError):
 
 class PayloadTooLarge(MonitorError):
     code = "payload_too_large"
+
+
+class Busy(MonitorError):
+    """Too much work of one kind at once; the client should retry (503 with Retry-After)."""
+
+    code = "busy"
 
 
 class RequestTimeout(MonitorError):

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from monitor.api import alerts, audit, cleanup, health, logs, notifications, read, stats
+from monitor.api.body import LargeBodies
 from monitor.api.errors import handle_http_error, handle_monitor_error
 from monitor.errors import MonitorError
 from monitor.runtime import Services
@@ -47,4 +48,5 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
         lifespan=lifespan or no_lifespan,
     )
     app.state.services = services
+    app.state.large_bodies = LargeBodies(services.settings.http.large_body_slots)
     return app

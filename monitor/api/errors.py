@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from monitor.errors import (
     AuthError,
+    Busy,
     ConfigError,
     InvalidQuery,
     MonitorError,
@@ -28,6 +29,7 @@ _STATUS: tuple[tuple[type[MonitorError], int], ...] = (
     (ConfigError, 400),
     (NotFound, 404),
     (StoreUnavailable, 503),
+    (Busy, 503),
 )
 
 
@@ -50,7 +52,7 @@ def error_response(exc: MonitorError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, AuthError):
         headers["WWW-Authenticate"] = 'Bearer realm="registry-monitor"'
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | Busy):
         headers["Retry-After"] = "1"
     details = {k: v for k, v in exc.details.items() if k in ("reason", "key")}
     return JSONResponse(error_body(exc.code, exc.message, details), status, headers=headers)

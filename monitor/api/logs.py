@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.api.auth import require_token
-from monitor.api.body import read_limited
+from monitor.api.body import LargeBodies, read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
 from monitor.ingest.shipped import parse_shipped
@@ -27,18 +27,23 @@ async def receive(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     remote = request.client.host if request.client else None
+    content_type = request.headers.get("content-type")
+    stream = LogStream(services.metrics, LineLimits.of(settings.input, services.clock))
     try:
         require_token(request, settings.notifications.tokens, what="logs")
-        body = await read_limited(
-            request, settings.logs.max_body_bytes, settings.http.body_timeout_seconds
-        )
-        content_type = request.headers.get("content-type")
-        batch = parse_shipped(body, content_type, max_records=settings.input.max_records_per_body)
+        large_bodies: LargeBodies = request.app.state.large_bodies
+        async with large_bodies.slot(request, settings.http.body_timeout_seconds):
+            body = await read_limited(
+                request, settings.logs.max_body_bytes, settings.http.body_timeout_seconds
+            )
+            batch = await run_in_threadpool(
+                parse_shipped, body, content_type, max_records=settings.input.max_records_per_body
+            )
+            del body
+            fed = await run_in_threadpool(stream.feed_screened, list(batch.lines))
     except MonitorError as exc:
         log.warning("log batch refused", code=exc.code, remote_ip=remote)
         return error_response(exc)
-    stream = LogStream(services.metrics, LineLimits.of(settings.input, services.clock))
-    fed = await run_in_threadpool(stream.feed_screened, list(batch.lines))
     parts = [
         (
             reason,

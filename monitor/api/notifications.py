@@ -7,15 +7,17 @@ queue; 401 and 413 are the only refusals; 503 when the store cannot commit.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import timedelta
 
 import structlog
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from monitor.api.auth import require_token
-from monitor.api.body import read_limited
+from monitor.api.body import SMALL_BODY_BYTES, LargeBodies, read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
 from monitor.ingest.boundary import Window
@@ -51,21 +53,29 @@ def window(services: Services) -> Window:
 
 async def _receive(request: Request, services: Services) -> Response:
     settings = services.settings
-    try:
-        require_token(request, settings.notifications.tokens, what="notifications")
-        body = await read_limited(
-            request, settings.http.max_body_bytes, settings.http.body_timeout_seconds
-        )
-    except MonitorError as exc:
-        log.warning("notification refused", code=exc.code, remote_ip=_client_ip(request))
-        return error_response(exc)
     content_type = request.headers.get("content-type")
-    envelope = parse_envelope(
-        body,
-        content_type,
+    parse = functools.partial(
+        parse_envelope,
+        content_type=content_type,
         window=window(services),
         max_events=settings.input.max_events_per_body,
     )
+    try:
+        require_token(request, settings.notifications.tokens, what="notifications")
+        large_bodies: LargeBodies = request.app.state.large_bodies
+        async with large_bodies.slot(request, settings.http.body_timeout_seconds):
+            body = await read_limited(
+                request, settings.http.max_body_bytes, settings.http.body_timeout_seconds
+            )
+            # A registry's envelope is a few kB and parsed here; a large body is parsed on a
+            # worker thread so that it never holds the event loop answering other requests.
+            if len(body) <= SMALL_BODY_BYTES:
+                envelope = parse(body)
+            else:
+                envelope = await run_in_threadpool(parse, body)
+    except MonitorError as exc:
+        log.warning("notification refused", code=exc.code, remote_ip=_client_ip(request))
+        return error_response(exc)
     quarantined: list[Quarantined] = []
     if envelope.rejected:
         reason, message = describe_rejected(envelope)

@@ -40,6 +40,7 @@ BLOB_MEDIA_TYPE = "application/octet-stream"
 MAX_FIELD_CHARS = 4096
 # The registry's own limits (distribution's reference grammar); the store's keys rely on them.
 MAX_LENGTHS = {"id": 255, "repository": 255, "fromRepository": 255, "tag": 128, "digest": 160}
+OBJECTS_PER_EVENT = 16  # an event holds about 6 (target, request, actor, source, references)
 _ACTIONS = {a.value: a for a in (Action.PUSH, Action.PULL, Action.DELETE, Action.MOUNT)}
 
 
@@ -91,6 +92,13 @@ def parse_envelope(
             "unsupported_media_type",
             f"content type {safe_text(media_type, 80) or '(none)'!r} is not a registry "
             "notification type",
+        )
+    objects = body.count(b"{")
+    if objects > OBJECTS_PER_EVENT * max_events:
+        # Refused before decoding: a megabyte of `{}` would otherwise become 350,000 objects.
+        return _reject_all(
+            "too_many_events",
+            f"{objects} JSON objects, more than {max_events} events can hold",
         )
     try:
         document = orjson.loads(body)

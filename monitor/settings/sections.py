@@ -76,9 +76,9 @@ class HttpSettings:
     tls_key: Path | None = setting(None, "PEM private key file for `tls_cert`.")
     max_body_bytes: int = setting(1024 * 1024, "Largest accepted request body; above it, 413.")
     max_connections: int = setting(
-        1000,
-        "Most connections (and requests in progress) at once; above it, new requests are "
-        "answered 503 at once (uvicorn's `limit_concurrency`).",
+        4096,
+        "Most open connections (and requests in progress) at once; above it, every new request "
+        "is answered 503 at once (uvicorn's `limit_concurrency`) until idle ones are closed.",
     )
     keep_alive_seconds: float = setting(
         5.0, "An idle keep-alive connection is closed after this long (uvicorn's default)."
@@ -88,6 +88,11 @@ class HttpSettings:
     )
     body_timeout_seconds: float = setting(
         30.0, "A request whose body has not arrived whole after this is answered 408."
+    )
+    large_body_slots: int = setting(
+        2,
+        "Request bodies above 64 KiB read and parsed at once (log batches, hostile bodies); "
+        "others wait up to `body_timeout_seconds`, then 503. Bounds memory.",
     )
     max_header_bytes: int = setting(
         16 * 1024, "Largest request line plus headers; above it, the connection is closed (400)."

@@ -145,12 +145,15 @@ class TestPoisonNotifications:
     def test_a_list_longer_than_the_limit_is_one_quarantine_row(
         self, client: TestClient, services: Services
     ) -> None:
-        """1 MB of `{}` events is one quarantine row counting them all, answered 200."""
-        items = 349_000
-        body = b'{"events":[' + b",".join([b"{}"] * items) + b"]}"
+        """1 MB of `{}` events is refused before it is decoded: one quarantine row, 200; a list
+        just above the limit counts its events."""
+        body = b'{"events":[' + b",".join([b"{}"] * 349_000) + b"]}"
         response = client.post("/v1/notifications", content=body, headers=AUTH)
-        assert (200, items) == (response.status_code, response.json()["quarantined"])
-        assert [("too_many_events", items)] == quarantine_rows(services)
+        assert (200, 1) == (response.status_code, response.json()["quarantined"])
+        above = b'{"events":[' + b",".join([b"{}"] * 1001) + b"]}"
+        response = client.post("/v1/notifications", content=above, headers=AUTH)
+        assert (200, 1001) == (response.status_code, response.json()["quarantined"])
+        assert [("too_many_events", 1), ("too_many_events", 1001)] == quarantine_rows(services)
 
     def test_many_bad_events_below_the_limit_are_one_quarantine_row(
         self, client: TestClient, services: Services
