@@ -32,7 +32,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.intake import FIXTURE, free_port, wait_for
+from bench.intake import FIXTURE
+from tests.harness import wait_for_port
+from tests.registry_harness import free_port
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
 AUTH = {"Authorization": "Bearer bench"}
@@ -95,7 +97,7 @@ def monitor(db_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(port, process)
+        wait_for_port(port, process=process, timeout=30)
         yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
+
+import httpx
 
 from tests.harness import (
     TOKEN,
@@ -71,3 +74,45 @@ class TestFollowingTheRegistryLog:
 
                 wait_until(lambda: len(actors()) >= 2, timeout=30, what="the later failed login")
                 assert sorted([actor, later_actor], key=str) == sorted(actors(), key=str)
+
+
+class TestHostileLogins:
+    def test_a_login_with_a_nul_in_the_user_never_stops_log_ingestion(
+        self, tmp_path: Path, db_url: str, registry_version: str
+    ) -> None:
+        """`Authorization: Basic base64("bo\\0b:pw")` on `/v2/`: the failed login is stored
+        (the NUL written out where the registry names the user), and a later failed login is
+        stored too: the follower is not stuck on it (it was, on PostgreSQL)."""
+        registry_dir = tmp_path / "registry"
+        log = registry_dir / "registry.log"
+        registry_dir.mkdir()
+        log.touch()
+        with running_monitor(tmp_path, db_url, REGISTRY_MONITOR_LOGS_PATHS=str(log)) as monitor:
+            config = notifying_registry_config(
+                registry_dir,
+                endpoints=[endpoint("monitor", f"{monitor.url}/v1/notifications", token=TOKEN)],
+            )
+            with running_registry(
+                directory=registry_dir, config=config, binary=registry_binary(registry_version)
+            ) as registry:
+                credentials = base64.b64encode(b"bo\x00b:pw").decode()
+                answer = httpx.get(
+                    f"{registry.url}/v2/",
+                    headers={"Authorization": f"Basic {credentials}"},
+                    verify=False,  # noqa: S501 - the registry's self-signed test certificate
+                    timeout=10,
+                )
+                assert 401 == answer.status_code
+                later = skopeo(
+                    "login", "--tls-verify=false", "-u", "zed", "-p", "guess-456", registry.host,
+                    check=False,
+                )  # fmt: skip
+                assert 0 != later.returncode
+
+                def actors() -> list[str | None]:
+                    items = monitor.get("/v1/events", action="auth_failure").json()["items"]
+                    return sorted((e["actor"] for e in items), key=str)
+
+                wait_until(lambda: len(actors()) >= 2, timeout=30, what="both failed logins")
+                expected = {"2.8": ["bo\\x00b", "zed"], "3.1": [None, None]}[registry_version]
+                assert expected == actors()
