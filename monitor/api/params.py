@@ -10,12 +10,10 @@ from datetime import UTC, datetime
 
 from monitor.errors import InvalidQuery
 from monitor.events import parse_timestamp
-from monitor.ingest.boundary import MAX_BIGINT, is_safe_key
+from monitor.ingest.boundary import MAX_BIGINT, READ_CEILING, READ_FLOOR, is_safe_key
 from monitor.store.cursors import cursor_json
 
 MAX_PARAMETER_CHARS = 1024
-READ_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
-READ_CEILING = datetime(9999, 1, 1, tzinfo=UTC)
 TIME_PARAMETERS = ("since", "until")
 NUMBER_PARAMETERS = ("limit", "before")
 

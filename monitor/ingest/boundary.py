@@ -29,6 +29,10 @@ TIME_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 
 MAX_BIGINT = 2**63 - 1
 
+READ_FLOOR = datetime(1970, 1, 1, tzinfo=UTC)
+READ_CEILING = datetime(9999, 1, 1, tzinfo=UTC)
+"""Times a query may name (`since`, `until`, a cursor): any the stores can compare."""
+
 # Fields that identify something: refused when unsafe, never rewritten (column limits).
 KEY_LIMITS: dict[str, int] = {
     "event_id": 255,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from monitor.errors import InvalidQuery
 from monitor.events import format_timestamp, parse_timestamp
+from monitor.ingest.boundary import MAX_BIGINT, READ_CEILING, READ_FLOOR
 from monitor.store.cursors import decode_key, encode_key
 
 R = TypeVar("R")
@@ -34,9 +35,11 @@ def decode_cursor(cursor: str, key_type: type[int] | type[str] = int) -> Positio
         at = parse_timestamp(stamp)
     except ValueError:
         raise InvalidQuery("invalid_cursor", "cursor is not one this server issued") from None
+    if not READ_FLOOR <= at < READ_CEILING:  # no row is dated there; the stores cannot compare
+        raise InvalidQuery("invalid_cursor", "cursor is not one this server issued")
     if key_type is str:
         return at, key
-    if not key.isascii() or not key.isdigit():
+    if not key.isascii() or not key.isdigit() or int(key) > MAX_BIGINT:
         raise InvalidQuery("invalid_cursor", "cursor is not one this server issued")
     return at, int(key)
 

@@ -317,6 +317,8 @@ class TestReadApiParameters:
             ("/v1/stats/daily", "until=0001-01-05", "invalid_until"),
             ("/v1/stats/daily", "since=9999-12-31", "invalid_since"),
             ("/v1/events", "cursor=" + b64(["2026-11-27T04:52:00Z", 2**64]), "invalid_cursor"),
+            ("/v1/events", "cursor=" + b64(["2026-11-27T04:52:00Z", str(2**64)]), "invalid_cursor"),
+            ("/v1/alerts", "cursor=" + b64(["0001-01-01T00:00:00Z", "1"]), "invalid_cursor"),
             ("/v1/events", "cursor=" + b64(["0001-01-01T00:00:00+01:00", 1]), "invalid_cursor"),
             ("/v1/events", "cursor=" + b64(["0001-01-01T00:00:00Z", 1]), "invalid_cursor"),
             ("/v1/alerts", "cursor=" + b64(["2026-11-27T04:52:00Z", 2**63]), "invalid_cursor"),
