@@ -153,6 +153,8 @@ class Event:
     instance: str | None = None
     references: tuple[str, ...] = ()
     detail: str | None = None
+    # Rebuilt from the registry's log because its notification never arrived.
+    reconstructed: bool = False
 
     @property
     def is_index(self) -> bool:

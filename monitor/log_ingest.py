@@ -23,11 +23,13 @@ from monitor.errors import StoreUnavailable
 from monitor.events import Event
 from monitor.ingest.boundary import Window, screen_events, screen_lines
 from monitor.ingest.logclassify import LogClassifier, LogCounters
+from monitor.ingest.requestlog import RegistryStart, RequestRecord, screen_records
 from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics
 from monitor.settings import InputSettings
 from monitor.store.checkpoints import save_checkpoint
 from monitor.store.quarantine import Quarantined, combine
+from monitor.store.requestlog import record_requests, record_starts
 from monitor.store.writer import CommitResult, StoreWriter
 
 log = structlog.get_logger("monitor.log_ingest")
@@ -61,6 +63,13 @@ class Fed:
 
     events: list[Event]
     rejected: list[tuple[str, str, bytes]]
+    records: list[RequestRecord] = dataclasses.field(default_factory=list)
+    starts: list[RegistryStart] = dataclasses.field(default_factory=list)
+
+    def save_records(self, session: Session) -> None:
+        """Keep the batch's request records and registry starts (in the events' transaction)."""
+        record_requests(session, self.records)
+        record_starts(session, self.starts)
 
     @property
     def quarantined(self) -> list[Quarantined]:
@@ -103,7 +112,9 @@ class LogStream:
             for line in long
         ]
         parts += [(u.reason, u.message, _event_json(u.event)) for u in unsafe]
-        return Fed(safe, parts)
+        records, starts = self.classifier.take_records()
+        window = Window(limits.clock(), limits.skew)
+        return Fed(safe, parts, screen_records(records, window), starts)
 
     def _export(self) -> None:
         now, seen, metrics = self.classifier.counters, self._seen, self._metrics
@@ -159,7 +170,7 @@ def backfill(
     for chunk in chunks(lines, chunk_lines):
         fed = stream.feed_screened(chunk)
         events = fed.events
-        result = writer.submit(events, fed.quarantined).result()
+        result = writer.submit(events, fed.quarantined, also=fed.save_records).result()
         totals.lines += len(chunk)
         totals.events += len(events)
         totals.stored += len(result.inserted)
@@ -239,6 +250,7 @@ class FollowJob:
         """Commit until stored; only a store outage is retried (the writer salvages the rest)."""
 
         def save(session: Session) -> None:
+            fed.save_records(session)
             save_checkpoint(session, checkpoint, now=self._clock())
 
         quarantined = fed.quarantined

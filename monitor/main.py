@@ -42,6 +42,7 @@ from monitor.pipeline.audit import scheduled_audit, sources_from
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_pass, record_delivery
 from monitor.pipeline.detection import catch_up, detect_pass, record_detection
+from monitor.pipeline.reconcile import scheduled_reconcile
 from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.checkpoints import StoreCheckpoints
@@ -157,7 +158,37 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         )
     _add_cleanup_jobs(scheduler, services, defaults)
     _add_audit_job(scheduler, services, defaults)
+    _add_reconcile_job(scheduler, services, defaults)
     return scheduler
+
+
+def _add_reconcile_job(
+    scheduler: BackgroundScheduler, services: Services, defaults: dict[str, Any]
+) -> None:
+    """Rebuild the events of logged requests whose notifications never came, every
+    `reconcile.interval_seconds` (0: never), once across replicas."""
+    reconcile = services.settings.reconcile
+    if reconcile.interval_seconds <= 0:
+        return
+
+    def run() -> None:
+        try:
+            scheduled_reconcile(
+                services.session_factory,
+                services.writer,
+                now=services.clock(),
+                holder=services.replica,
+                settle_seconds=reconcile.settle_seconds,
+                interval_seconds=reconcile.interval_seconds,
+                metrics=services.metrics,
+            )
+        except Exception as exc:
+            services.metrics.store_errors.labels(operation="reconcile").inc()
+            log.warning("reconcile failed", error=type(exc).__name__, detail=str(exc)[:300])
+
+    scheduler.add_job(
+        run, "interval", id="reconcile-events", seconds=reconcile.interval_seconds, **defaults
+    )
 
 
 def _add_audit_job(

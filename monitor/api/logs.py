@@ -61,7 +61,7 @@ async def receive(request: Request) -> Response:
     )
     rows = [quarantined] if quarantined is not None else []
     try:
-        result = await services.writer.write(fed.events, rows)
+        result = await services.writer.write(fed.events, rows, also=fed.save_records)
     except MonitorError as exc:
         return error_response(exc)
     return JSONResponse(

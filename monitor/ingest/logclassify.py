@@ -32,6 +32,7 @@ from monitor.ingest import logtriage as triage
 from monitor.ingest import memo
 from monitor.ingest.logevents import access_event, app_event, line_event_id, request_event_id
 from monitor.ingest.logline import COMBINED_PLAIN, LineKind, ParsedLine, parse_line, unquote_go
+from monitor.ingest.requestlog import RegistryStart, RequestRecord, record_of
 from monitor.ingest.routes import ROUTES, is_enumeration, route_of
 from monitor.ingest.timestamps import is_rfc3339, parse_clf_time, parse_rfc3339
 
@@ -86,6 +87,15 @@ class LogClassifier:
         self._same_second_stamp: datetime | None = None
         # Lines recognised by `feed` without a full parse (for profiling; not a metric).
         self.shortcuts = 0
+        # Requests that emit notification events, and registry starts; `take_records` drains.
+        self.records: list[RequestRecord] = []
+        self.starts: list[RegistryStart] = []
+
+    def take_records(self) -> tuple[list[RequestRecord], list[RegistryStart]]:
+        """The request records and registry starts seen since the last call."""
+        records, starts = self.records, self.starts
+        self.records, self.starts = [], []
+        return records, starts
 
     @property
     def pending(self) -> int:
@@ -262,6 +272,13 @@ class LogClassifier:
         fields = parsed.fields
         request_id = fields.get("http.request.id")
         self._app_seen = True
+        if msg.startswith(triage.STARTUP_MSG):
+            instance = fields.get("instance.id")
+            if instance and parsed.time is not None:
+                self.starts.append(
+                    RegistryStart(instance, parsed.time, fields.get("version") or None)
+                )
+            return []
         if msg.startswith(triage.AUTH_CONTEXT_PREFIX):
             reason = msg.rpartition(": ")[2]
             actor = self._pending.pop(request_id, None) if request_id is not None else None
@@ -289,6 +306,11 @@ class LogClassifier:
                 return []
             uri = fields.get("http.request.uri")
             actor = fields.get("auth.user.name") or None
+            if msg == triage.RESPONSE_MSG and 200 <= status < 300:
+                when = parsed.time or self._last_time()
+                record = record_of(fields, when) if when is not None else None
+                if record is not None:
+                    self.records.append(record)
             if status == 403:
                 self.counters.access_denied += 1
                 return self._app_event(

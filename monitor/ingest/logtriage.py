@@ -20,6 +20,7 @@ AUTH_USER_PREFIX = "error authenticating user "
 AUTH_USER_31 = "user failed to authenticate"
 RESPONSE_MSG = "response completed"
 RESPONSE_ERROR_MSG = "response completed with error"
+STARTUP_MSG = "listening on "
 
 # The head of a text line in the usual form (a UTC time, no escape but `\"` in msg): what
 # `TEXT_HEAD` reads, only faster. Groups: time and msg without their quotes.
@@ -37,7 +38,7 @@ PLAIN, RESPONSE, ANONYMOUS, FULL = range(4)
 
 def categorise(msg: str) -> int:
     """What the shortcut may do with an app line of this message (memoised, bounded)."""
-    if not msg.startswith(("error auth", "user failed", RESPONSE_MSG)):
+    if not msg.startswith(("error auth", "user failed", RESPONSE_MSG, STARTUP_MSG)):
         category = PLAIN
     elif msg in (RESPONSE_MSG, RESPONSE_ERROR_MSG):
         category = RESPONSE
@@ -62,9 +63,29 @@ def text_response_may_matter(line: str) -> bool:
     """
     if "\\" in line or "/_catalog" in line or "/tags/list" in line:
         return True
+    if text_response_emits(line):
+        return True
     if "status=403" in line or 'status="403' in line:
         return True
     return "/manifests/" in line and ("status=404" in line or 'status="404' in line)
+
+
+EMITTING_STATUSES = frozenset({200, 201, 202, "200", "201", "202"})
+
+
+def text_response_emits(line: str) -> bool:
+    """False only when a text response line certainly is no request that emits notification
+    events (a manifest or blob request answered 200, 201 or 202)."""
+    if "/manifests/" not in line and "/blobs/" not in line:
+        return False
+    if "status=20" not in line and 'status="20' not in line:
+        return False
+    if "/manifests/" in line or "/blobs/uploads/" not in line:
+        return True
+    # an upload's POST and PATCH answer 202 and emit nothing; its last PUT answers 201
+    return any(
+        status in line for status in ("status=200", "status=201", 'status="200', 'status="201')
+    )
 
 
 def json_response_may_matter(document: dict[str, Any], line: str) -> bool:
@@ -80,4 +101,6 @@ def json_response_may_matter(document: dict[str, Any], line: str) -> bool:
     if type(uri) is not str:
         return True
     route = route_of(uri)
+    if route in ("manifest", "blob", "upload") and status in EMITTING_STATUSES:
+        return True
     return route in ("catalog", "tags") or (route == "manifest" and status in (404, "404"))

@@ -24,7 +24,7 @@ LATENCY_BUCKETS = (
 PULL_METHODS = ("GET", "HEAD")
 INTAKE_CODES = ("200", "401", "413", "500", "503")
 STORE_OPERATIONS = (
-    "commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver", "audit",
+    "commit", "query", "ping", "heartbeat", "scrape", "detect", "deliver", "audit", "reconcile",
 )  # fmt: skip
 LOG_LINE_RESULTS = ("parsed", "ignored", "malformed")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
@@ -41,6 +41,7 @@ class Metrics:
     events: Counter
     pulls: Counter
     duplicates: Counter
+    events_reconstructed: Counter
     quarantined: Counter
     quarantine_expired: Counter
     intake_requests: Counter
@@ -89,6 +90,12 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}events_duplicate_total",
             "Events received again (same event id) and not stored twice.",
             ["source"],
+            registry=registry,
+        ),
+        events_reconstructed=Counter(
+            f"{prefix}events_reconstructed_total",
+            "Events the registry never delivered as notifications, rebuilt from its log "
+            "(notifications lost in a restart, a crash or an outage).",
             registry=registry,
         ),
         quarantined=Counter(

@@ -257,6 +257,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("database.sqlite_synchronous", "expected FULL, NORMAL or EXTRA")
     if settings.logs.poll_seconds <= 0:
         raise ConfigError("logs.poll_seconds", "must be positive")
+    if settings.reconcile.settle_seconds < 0:
+        raise ConfigError("reconcile.settle_seconds", "must not be negative")
+    if settings.reconcile.interval_seconds < 0:
+        raise ConfigError("reconcile.interval_seconds", "must not be negative")
     if settings.logs.max_body_bytes < 1024:
         raise ConfigError("logs.max_body_bytes", "must be at least 1024")
     if settings.notifications.batch_max < 1:

@@ -332,6 +332,19 @@ class AuditSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReconcileSettings:
+    settle_seconds: float = setting(
+        120.0,
+        "A request read from the registry's log whose notification has not arrived this many "
+        "seconds later gets its events rebuilt from the log (the registry may still be retrying).",
+    )
+    interval_seconds: float = setting(
+        30.0,
+        "Seconds between reconcile passes in `serve` (0: never).",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
@@ -346,3 +359,4 @@ class Settings:
     alerting: AlertingSettings = dataclasses.field(default_factory=AlertingSettings)
     registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
     audit: AuditSettings = dataclasses.field(default_factory=AuditSettings)
+    reconcile: ReconcileSettings = dataclasses.field(default_factory=ReconcileSettings)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.pages import fetch_page, matching
+from monitor.ingest.requestlog import event_match_key
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -48,6 +49,7 @@ def _row_values(event: Event, received_at: datetime) -> dict[str, Any]:
         "detail": event.detail,
         "occurred_at": event.occurred_at,
         "received_at": received_at,
+        "reconstructed": event.reconstructed,
     }
 
 
@@ -72,11 +74,61 @@ def insert_events(
         unique.setdefault(event.event_id, event)
     if not unique:
         return []
+    for merged in merge_late_notifications(session, list(unique.values())):
+        del unique[merged]
+    if not unique:
+        return []
     stmt = _insert_statement(dialect_of(session))
     inserted = set(session.scalars(stmt, [_row_values(e, received_at) for e in unique.values()]))
     out = [e for e in unique.values() if e.event_id in inserted]
     count_inserted(session, out)
     return out
+
+
+def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[str]:
+    """Fold notifications whose event was already rebuilt from the log into that event.
+
+    The rebuilt row takes the notification's `event_id` (so a re-delivery is a duplicate) and
+    what only the notification knows (media type, size, digest, references, instance). Returns
+    the event ids merged. One indexed lookup by request id for the whole batch.
+    """
+    wanted = {
+        e.request_id: e
+        for e in events
+        if e.source is Source.NOTIFICATION and e.request_id is not None
+    }
+    if not wanted:
+        return []
+    rows = list(
+        session.scalars(
+            select(EventRow).where(
+                EventRow.request_id.in_(list(wanted)), EventRow.reconstructed.is_(True)
+            )
+        )
+    )
+    if not rows:
+        return []
+    taken = {row.event_id for row in rows}
+    open_rows = {(row.request_id, event_match_key(_event(row).event)): row for row in rows}
+    merged: list[str] = []
+    for event in events:
+        if event.source is not Source.NOTIFICATION or event.event_id in taken:
+            continue
+        row = open_rows.get((event.request_id, event_match_key(event)))
+        if row is None or not row.event_id.startswith("log:"):
+            continue
+        row.event_id = event.event_id
+        row.media_type = row.media_type or event.media_type
+        row.size = row.size if row.size is not None else event.size
+        row.digest = row.digest or event.digest
+        row.actor = row.actor or event.actor
+        row.instance = row.instance or event.instance
+        if event.references and not row.references:
+            row.references = orjson.dumps(list(event.references)).decode()
+        taken.add(event.event_id)
+        merged.append(event.event_id)
+    session.flush()
+    return merged
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,6 +172,7 @@ def _event(row: EventRow | Row[Any]) -> StoredEvent:
             instance=row.instance,
             references=tuple(orjson.loads(row.references)) if row.references else (),
             detail=row.detail,
+            reconstructed=row.reconstructed,
         ),
     )
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,8 +61,10 @@ class EventRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reconstructed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
+        Index("ix_events_request_id", "request_id"),
         Index("ix_events_occurred_at_id", "occurred_at", "id"),
         Index("ix_events_repository_occurred_at", "repository", "occurred_at"),
         Index("ix_events_action_occurred_at", "action", "occurred_at"),
@@ -364,3 +367,42 @@ class AuditRunRow(Base):
     failed: Mapped[int] = mapped_column(Integer)
     results: Mapped[str] = mapped_column(Text)
     cert_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LogRequestRow(Base):
+    """A registry request that emits notification events, read from its log line; `state` is
+    `pending` until the reconcile pass finds its notifications (`matched`) or rebuilds the
+    missing events (`reconstructed`)."""
+
+    __tablename__ = "log_requests"
+
+    request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(16))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    repository: Mapped[str] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String(160))
+    from_repository: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(Text)
+    remote_ip: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    http_method: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int] = mapped_column(Integer)
+    request_uri: Mapped[str | None] = mapped_column(Text)
+    instance: Mapped[str | None] = mapped_column(Text)
+    reconstructed_events: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_log_requests_state_occurred_at", "state", "occurred_at"),)
+
+
+class RegistryInstanceRow(Base):
+    """A registry process seen starting in its log (a restart loses its queued notifications)."""
+
+    __tablename__ = "registry_instances"
+
+    instance: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[str | None] = mapped_column(Text)

@@ -49,7 +49,12 @@ class TestResponseMayMatter:
         ("uri", "status", "expected"),
         [
             ("/v2/a/blobs/sha256:00", "404", False),
-            ("/v2/a/manifests/1.0", "200", False),
+            ("/v2/", "200", False),
+            ("/v2/a/blobs/uploads/u1?_state=s", "202", False),
+            ("/v2/a/manifests/1.0", "200", True),
+            ("/v2/a/manifests/sha256:00", "202", True),
+            ("/v2/a/blobs/sha256:00", "200", True),
+            ("/v2/a/blobs/uploads/u1?_state=s&digest=sha256:00", "201", True),
             ("/v2/a/manifests/1.0", "404", True),
             ("/v2/a/blobs/sha256:00", "403", True),
             ("/v2/_catalog", "200", True),
@@ -58,7 +63,8 @@ class TestResponseMayMatter:
         ],
     )
     def test_text_lines(self, uri: str, status: str, expected: bool) -> None:
-        """A text response line may complete an event when its URI or status could say so."""
+        """A text response line may complete an event or record a request that sends
+        notifications (a manifest or blob answered 2xx) when its URI or status could say so."""
         line = _RESPONSE.format(uri=uri, status=status)
         assert expected == triage.text_response_may_matter(line)
 
@@ -67,6 +73,9 @@ class TestResponseMayMatter:
         [
             ({"http.request.uri": "/v2/a/blobs/x", "http.response.status": 404}, False),
             ({"http.request.uri": "/v2/a/manifests/x", "http.response.status": 404}, True),
+            ({"http.request.uri": "/v2/a/manifests/x", "http.response.status": 200}, True),
+            ({"http.request.uri": "/v2/a/blobs/x", "http.response.status": 200}, True),
+            ({"http.request.uri": "/v2/", "http.response.status": 200}, False),
             ({"http.request.uri": "/v2/a/blobs/x", "http.response.status": "403"}, True),
             ({"http.request.uri": ["/v2/_catalog"], "http.response.status": 200}, True),
             ({"http.response.status": 200}, False),

@@ -6,14 +6,24 @@ from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import MetaData, Table, create_engine, inspect, select
 from sqlalchemy.orm import Session
 
-from monitor.events import TargetKind
+from monitor.events import Event, TargetKind
 from monitor.store.events import insert_events
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
-from monitor.store.schema import Base, BlobSizeRow
+from monitor.store.schema import Base, BlobSizeRow, EventRow
 from tests.fixture_events import scenario_events
+
+
+def insert_old_events(session: Session, events: list[Event], *, received_at: datetime) -> None:
+    """Insert `events` into the events table as an older revision has it (only its columns)."""
+    old = Table("events", MetaData(), autoload_with=session.connection())
+    with Session(create_engine("sqlite://")) as scratch, scratch.begin():
+        EventRow.metadata.create_all(scratch.connection())
+        insert_events(scratch, events, received_at=received_at)
+        rows = [dict(row._mapping) for row in scratch.execute(select(EventRow.__table__))]
+    session.execute(old.insert(), [{k: v for k, v in r.items() if k in old.c} for r in rows])
 
 
 class TestMigrations:
@@ -61,7 +71,7 @@ class TestBlobSizesMigration:
         upgrade(engine, "0009")
         blobs = [e for e in scenario_events() if e.target_kind is TargetKind.BLOB]
         with Session(engine) as session, session.begin():
-            insert_events(session, blobs, received_at=datetime(2026, 11, 27, tzinfo=UTC))
+            insert_old_events(session, blobs, received_at=datetime(2026, 11, 27, tzinfo=UTC))
         upgrade(engine)
         with Session(engine) as session:
             known = {(r.repository, r.digest): r.size for r in session.scalars(select(BlobSizeRow))}
