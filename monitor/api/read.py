@@ -105,7 +105,7 @@ def parse_range(params: Mapping[str, str]) -> tuple[datetime | None, datetime | 
 def parse_event_filter(params: Mapping[str, str]) -> EventFilter:
     """Query parameters → EventFilter; InvalidQuery names the bad parameter."""
     known = {"action", "repository", "tag", "actor", "remote_ip", "source", "since", "until"}
-    check_parameters(params, known | {"limit", "cursor", "order"})
+    check_parameters(params, known | {"reconstructed", "limit", "cursor", "order"})
     action = params.get("action")
     if action is not None and action not in {a.value for a in Action}:
         raise InvalidQuery("invalid_action", f"action must be one of {[a.value for a in Action]}")
@@ -113,7 +113,11 @@ def parse_event_filter(params: Mapping[str, str]) -> EventFilter:
     if source is not None and source not in {s.value for s in Source}:
         raise InvalidQuery("invalid_source", "source must be notification or log")
     since, until = parse_range(params)
+    reconstructed = params.get("reconstructed")
+    if reconstructed is not None and reconstructed not in ("true", "false"):
+        raise InvalidQuery("invalid_reconstructed", "reconstructed must be true or false")
     return EventFilter(
+        reconstructed=None if reconstructed is None else reconstructed == "true",
         action=action,
         repository=params.get("repository"),
         tag=params.get("tag"),

@@ -104,6 +104,11 @@ def _events(sub: argparse._SubParsersAction[Parser]) -> None:
         "--since", type=timestamp, metavar="TIME", help="RFC 3339 time, e.g. 2026-11-27T00:00:00Z"
     )
     events.add_argument("--until", type=timestamp, metavar="TIME", help="RFC 3339 time (exclusive)")
+    events.add_argument(
+        "--reconstructed",
+        action="store_true",
+        help="only events rebuilt from the registry's log (their notification never came)",
+    )
     _limit(events, 50, "events")
     events.add_argument(
         "--cursor", metavar="CURSOR", help="continue after the page that printed this cursor"
@@ -111,8 +116,28 @@ def _events(sub: argparse._SubParsersAction[Parser]) -> None:
     _json(events)
 
 
+def _reconcile(sub: argparse._SubParsersAction[Parser]) -> None:
+    reconcile = _command(
+        sub,
+        "reconcile-events",
+        "reconcile:run",
+        "rebuild the events of logged requests whose notifications never came",
+    )
+    reconcile.add_argument(
+        "--since", type=timestamp, required=True, metavar="TIME", help="RFC 3339 time"
+    )
+    reconcile.add_argument(
+        "--until", type=timestamp, required=True, metavar="TIME", help="RFC 3339 time (exclusive)"
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="show what would be rebuilt; store nothing"
+    )
+    _json(reconcile)
+
+
 def _reads(sub: argparse._SubParsersAction[Parser]) -> None:
     _events(sub)
+    _reconcile(sub)
     tags = _command(sub, "tags", "query:tags", "per-tag state: last push, last pull, pulls")
     tags.add_argument("--repository", metavar="NAME", help="only this repository (exact)")
     tags.add_argument("--live", action="store_true", help="hide deleted tags")

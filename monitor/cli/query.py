@@ -27,6 +27,7 @@ def events(args: argparse.Namespace, settings: Settings) -> int:
         source=args.source,
         since=args.since,
         until=args.until,
+        reconstructed=True if args.reconstructed else None,
     )
     with store_session(settings.database) as session:
         page, cursor = query_events(session, where=where, limit=args.limit, cursor=args.cursor)

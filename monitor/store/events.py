@@ -16,9 +16,9 @@ from sqlalchemy import Row, Table, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
+from monitor.ingest.requestlog import event_match_key
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.pages import fetch_page, matching
-from monitor.ingest.requestlog import event_match_key
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 
@@ -194,6 +194,7 @@ class EventFilter:
     source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    reconstructed: bool | None = None
 
 
 def query_events(
@@ -206,7 +207,7 @@ def query_events(
 ) -> tuple[list[StoredEvent], str | None]:
     """A page of events, newest first (or oldest first), and the cursor of the next page."""
     row = EventRow
-    equal = ("action", "repository", "tag", "actor", "remote_ip", "source")
+    equal = ("action", "repository", "tag", "actor", "remote_ip", "source", "reconstructed")
     query = matching(select(row), row, where, equal=equal, time=row.occurred_at)
     rows, next_cursor = fetch_page(
         session,
