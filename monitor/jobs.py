@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from monitor.store.coverage import record_heartbeat
 from monitor.store.engine import SessionFactory
 from monitor.store.events import EXPIRE_BATCH, expire_events
+from monitor.store.requestlog import expire_requests
 
 Transact = Callable[[Callable[[Session], int]], int]
 
@@ -56,5 +57,11 @@ def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_
         if done < batch:
             break
         time.sleep(min(time.monotonic() - started, 1.0))
-    log.info("events expired", removed=removed, days=days)
+    requests = 0
+    while True:
+        done = transact(lambda s: expire_requests(s, older_than=cut, limit=batch))
+        requests += done
+        if done < batch:
+            break
+    log.info("events expired", removed=removed, days=days, requests=requests)
     return removed

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -223,3 +223,16 @@ def settle(session: Session, states: dict[str, tuple[str, int]], *, now: datetim
             .where(row.request_id == request_id)
             .values(state=state, reconstructed_events=count, settled_at=now)
         )
+
+
+def expire_requests(session: Session, *, older_than: datetime, limit: int = RECONCILE_BATCH) -> int:
+    """Delete up to `limit` request records older than `older_than` (the raw events' retention);
+    returns how many: fewer than `limit` means none is left."""
+    row = LogRequestRow
+    due = select(row.request_id).where(
+        row.state.in_((PENDING, MATCHED, RECONSTRUCTED)), row.occurred_at < older_than
+    )
+    ids = list(session.scalars(due.limit(limit)))
+    if ids:
+        session.execute(delete(row).where(row.request_id.in_(ids)))
+    return len(ids)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
+from monitor import jobs
 from monitor.events import Action, Event, Source, TargetKind
 from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import RequestRecord
@@ -158,3 +159,20 @@ class TestDroppedNotifications:
         count = len(notified(version, run))
         drop = data.draw(st.sets(st.integers(0, count - 1)))
         check_drop(services, version, log, run, drop)
+
+
+class TestRetention:
+    def test_request_records_expire_with_the_raw_events(self, services: Services) -> None:
+        """The expiry job deletes request records older than `retention.events_days` in
+        batches, as it does raw events; newer ones stay."""
+        services.writer.submit(notified("3.1", "notifications")).result()
+        backfill(
+            log_lines("3.1", "registry-text.log"), writer=services.writer, metrics=services.metrics
+        )
+        reconcile(services, "3.1", "registry-text.log")
+        logged = records("3.1", "registry-text.log")
+        cut = sorted(r.occurred_at for r in logged)[10]
+        jobs.expire(services.writer.transact, now=cut + timedelta(days=1), days=1, batch=4)
+        with services.session_factory() as session:
+            left = sorted(session.scalars(select(LogRequestRow.occurred_at)))
+        assert sorted(r.occurred_at for r in logged if r.occurred_at >= cut) == left
