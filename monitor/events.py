@@ -162,15 +162,21 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (enums as their values, times as RFC 3339)."""
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, datetime):
-                value = format_timestamp(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[field.name] = value
-        return out
+        return json_fields(self)
+
+
+def json_fields(record: Any) -> dict[str, Any]:
+    """The fields of dataclass `record` as JSON-ready values: times as RFC 3339
+    (`format_timestamp`), tuples as lists, everything else as it is."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, datetime):
+            value = format_timestamp(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[field.name] = value
+    return out
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from monitor.events import Action, Event, TargetKind, format_timestamp
+from monitor.events import Action, Event, TargetKind, json_fields
 from monitor.store.columns import UTCDateTime
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.schema import TagPullRow, TagStateRow
@@ -223,13 +223,7 @@ class TagState:
     deleted_at: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, datetime):
-                value = format_timestamp(value)
-            out[field.name] = value
-        return out
+        return json_fields(self)
 
 
 def _state(row: TagStateRow) -> TagState:
