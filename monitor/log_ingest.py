@@ -10,9 +10,11 @@ produced, so a restart neither loses nor repeats lines.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import structlog
@@ -28,6 +30,7 @@ from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics
 from monitor.settings import InputSettings
 from monitor.store.checkpoints import save_checkpoint
+from monitor.store.coverage import extend_log_coverage
 from monitor.store.quarantine import Quarantined, combine
 from monitor.store.requestlog import record_requests, record_starts
 from monitor.store.writer import CommitResult, StoreWriter
@@ -65,11 +68,17 @@ class Fed:
     rejected: list[tuple[str, str, bytes]]
     records: list[RequestRecord] = dataclasses.field(default_factory=list)
     starts: list[RegistryStart] = dataclasses.field(default_factory=list)
+    # the stream's coverage key and the span of log time this batch read without a gap
+    coverage: tuple[str, datetime, datetime] | None = None
 
     def save_records(self, session: Session) -> None:
-        """Keep the batch's request records and registry starts (in the events' transaction)."""
+        """Keep the batch's request records, registry starts and log coverage (in the events'
+        transaction)."""
         record_requests(session, self.records)
         record_starts(session, self.starts)
+        if self.coverage is not None:
+            key, since, until = self.coverage
+            extend_log_coverage(session, key=key, since=since, until=until)
 
     @property
     def quarantined(self) -> list[Quarantined]:
@@ -85,7 +94,12 @@ class LogStream:
     parsed, an event that cannot be made safe is not stored; both go to quarantine.
     """
 
-    def __init__(self, metrics: Metrics, limits: LineLimits) -> None:
+    def __init__(
+        self, metrics: Metrics, limits: LineLimits, *, coverage_key: str | None = None
+    ) -> None:
+        """`coverage_key` names a stream read without gaps (a followed file, a whole file):
+        the log time it spans is recorded as log coverage."""
+        self.coverage_key = coverage_key
         self.classifier = LogClassifier()
         self._metrics = metrics
         self._limits = limits
@@ -98,7 +112,9 @@ class LogStream:
     def feed_screened(self, lines: list[str]) -> Fed:
         limits = self._limits
         short, long = screen_lines(lines, limits.max_line_chars)
+        before = self.classifier.last_time()
         events = self.classifier.feed_many(short)
+        after = self.classifier.last_time()
         self._export()
         if long:
             self._metrics.log_lines.labels(result="malformed").inc(len(long))
@@ -114,7 +130,12 @@ class LogStream:
         parts += [(u.reason, u.message, _event_json(u.event)) for u in unsafe]
         records, starts = self.classifier.take_records()
         window = Window(limits.clock(), limits.skew)
-        return Fed(safe, parts, screen_records(records, window), starts)
+        kept = screen_records(records, window)
+        coverage = None
+        if self.coverage_key is not None and after is not None and after <= window.latest:
+            first = before or min([r.occurred_at for r in kept] + [after])
+            coverage = (self.coverage_key, first, after)
+        return Fed(safe, parts, kept, starts, coverage)
 
     def _export(self) -> None:
         now, seen, metrics = self.classifier.counters, self._seen, self._metrics
@@ -144,6 +165,13 @@ def _event_json(event: Event) -> bytes:
         return repr(event).encode("utf-8", "backslashreplace")
 
 
+def followed_key(path: str) -> str:
+    """The coverage key of a followed file (the same across restarts: reading resumes at the
+    checkpoint, so its coverage continues)."""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=16)
+    return "log:" + digest.hexdigest()
+
+
 def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for line in lines:
@@ -163,9 +191,14 @@ def backfill(
     limits: LineLimits | None = None,
     chunk_lines: int = 20_000,
     progress: Callable[[IngestTotals], None] | None = None,
+    coverage_key: str | None = None,
 ) -> IngestTotals:
-    """Ingest a whole stream (a file or stdin) once; safe to repeat (deduplicated)."""
-    stream = LogStream(metrics, limits or LineLimits(utc_now))
+    """Ingest a whole stream (a file or stdin) once; safe to repeat (deduplicated).
+
+    The log time it spans counts as covered (under `coverage_key`, by default one of its own).
+    """
+    key = coverage_key or f"log:backfill:{uuid.uuid4()}"
+    stream = LogStream(metrics, limits or LineLimits(utc_now), coverage_key=key)
     totals = IngestTotals()
     for chunk in chunks(lines, chunk_lines):
         fed = stream.feed_screened(chunk)
@@ -233,7 +266,9 @@ class FollowJob:
         for batch in batches:
             stream = self._streams.get(batch.path)
             if stream is None:
-                stream = self._streams[batch.path] = LogStream(self._metrics, self._limits)
+                stream = self._streams[batch.path] = LogStream(
+                    self._metrics, self._limits, coverage_key=followed_key(batch.path)
+                )
             fed = stream.feed_screened(list(batch.lines))
             result = self._commit(fed, batch.checkpoint)
             if result is None:

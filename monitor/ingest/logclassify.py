@@ -97,6 +97,10 @@ class LogClassifier:
         self.records, self.starts = [], []
         return records, starts
 
+    def last_time(self) -> datetime | None:
+        """The time of the newest line seen, if any had one."""
+        return self._last_time()
+
     @property
     def pending(self) -> int:
         """Requests whose user name is known but whose final auth line has not arrived."""

@@ -33,6 +33,25 @@ def record_heartbeat(
     session.add(CoverageRow(replica=replica, source=source, started_at=now, last_seen_at=now))
 
 
+LOG = "log"
+
+
+def extend_log_coverage(session: Session, *, key: str, since: datetime, until: datetime) -> None:
+    """Log stream `key` was read without a gap from `since` to `until` (log time): extend its
+    interval (a stream's batches follow each other), or start one."""
+    latest = session.scalars(
+        select(CoverageRow)
+        .where(CoverageRow.replica == key, CoverageRow.source == LOG)
+        .order_by(CoverageRow.last_seen_at.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        session.add(CoverageRow(replica=key, source=LOG, started_at=since, last_seen_at=until))
+        return
+    latest.started_at = min(latest.started_at, since)
+    latest.last_seen_at = max(latest.last_seen_at, until)
+
+
 def covered_intervals(
     session: Session, *, source: str, since: datetime, until: datetime
 ) -> list[Interval]:

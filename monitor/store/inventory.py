@@ -26,8 +26,9 @@ from monitor.cleanup.model import (
 )
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
 from monitor.store.blob_sizes import blob_sizes, record_blob_sizes
-from monitor.store.coverage import covered_intervals
+from monitor.store.coverage import LOG, covered_intervals, merge_intervals
 from monitor.store.dialect import dialect_of, upsert
+from monitor.store.requestlog import oldest_pending
 from monitor.store.schema import (
     ManifestInfoRow,
     RegistryTagRow,
@@ -344,10 +345,14 @@ def _merge_repositories(
 
 
 def planning_coverage(session: Session, *, now: datetime) -> list[Interval]:
-    """Intake coverage over the planning horizon up to `now`."""
-    return covered_intervals(
-        session, source="notification", since=now - PLANNING_HORIZON, until=now
-    )
+    """Coverage over the planning horizon up to `now`: intake's, and the registry log's up to
+    its oldest request still unreconciled (a window whose requests were all matched against
+    notifications or rebuilt from the log lost nothing)."""
+    since = now - PLANNING_HORIZON
+    intake = covered_intervals(session, source="notification", since=since, until=now)
+    settled_until = min(now, oldest_pending(session) or now)
+    logged = covered_intervals(session, source=LOG, since=since, until=settled_until)
+    return merge_intervals(intake + [(a, b) for a, b in logged if a < b])
 
 
 def planner_input(

@@ -236,3 +236,11 @@ def expire_requests(session: Session, *, older_than: datetime, limit: int = RECO
     if ids:
         session.execute(delete(row).where(row.request_id.in_(ids)))
     return len(ids)
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    """The time of the oldest request not reconciled yet (an index on state and time)."""
+    row = LogRequestRow
+    return session.scalar(
+        select(row.occurred_at).where(row.state == PENDING).order_by(row.occurred_at).limit(1)
+    )
