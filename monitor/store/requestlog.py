@@ -82,21 +82,6 @@ def record_starts(session: Session, starts: Sequence[RegistryStart]) -> None:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RegistryInstance:
-    instance: str
-    started_at: datetime
-    version: str | None
-
-
-def list_instances(session: Session, *, limit: int = 100) -> list[RegistryInstance]:
-    """The newest registry starts seen, newest first."""
-    rows = session.scalars(
-        select(RegistryInstanceRow).order_by(RegistryInstanceRow.started_at.desc()).limit(limit)
-    )
-    return [RegistryInstance(r.instance, r.started_at, r.version) for r in rows]
-
-
 def _record(row: LogRequestRow) -> RequestRecord:
     return RequestRecord(
         request_id=row.request_id,

@@ -24,7 +24,7 @@ from monitor.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
 from monitor.store.events import EventFilter, query_events
-from monitor.store.schema import Base, EventRow, LogRequestRow
+from monitor.store.schema import Base, EventRow, LogRequestRow, RegistryInstanceRow
 from tests.request_captures import RUN_IDS, RUNS, log_lines, notified, schema1_config_pulls
 
 SETTLE = 120.0
@@ -176,3 +176,19 @@ class TestRetention:
         with services.session_factory() as session:
             left = sorted(session.scalars(select(LogRequestRow.occurred_at)))
         assert sorted(r.occurred_at for r in logged if r.occurred_at >= cut) == left
+
+
+class TestRegistryStarts:
+    def test_each_registry_start_is_recorded_once(self, services: Services) -> None:
+        """The `listening on` line of each run is one registry instance (id, time, version);
+        ingesting the logs again adds none."""
+        for _ in range(2):
+            for version, log, _run in RUNS:
+                backfill(log_lines(version, log), writer=services.writer, metrics=services.metrics)
+        with services.session_factory() as session:
+            rows = session.execute(
+                select(RegistryInstanceRow.version, func.count()).group_by(
+                    RegistryInstanceRow.version
+                )
+            ).all()
+        assert {("2.8.2+ds1", 2), ("v3.1.1", 2)} == set(rows)
