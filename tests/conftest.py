@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -14,7 +15,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 from psycopg import sql
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -93,6 +94,36 @@ class PostgresDatabases:
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                     (name,),
                 )
+
+
+@contextlib.contextmanager
+def store_refusing(engine: Engine, column: str, value: str) -> Iterator[None]:
+    """The store itself refuses events whose `column` is `value` (a trigger on SQLite, a CHECK
+    constraint on PostgreSQL: a refusal of the data, not an outage); removed afterwards, since
+    a PostgreSQL test database is emptied and reused."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.{column} = '{value}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    "ALTER TABLE events ADD CONSTRAINT refuse "
+                    f"CHECK ({column} IS NULL OR {column} <> '{value}')"
+                )
+            )
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            if engine.dialect.name == "sqlite":
+                connection.execute(text("DROP TRIGGER refuse"))
+            else:
+                connection.execute(text("ALTER TABLE events DROP CONSTRAINT refuse"))
 
 
 class SqliteWriteLock:

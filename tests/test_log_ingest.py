@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from monitor.ingest.tailer import Follower, read_lines
@@ -17,6 +16,7 @@ from monitor.main import build_app
 from monitor.runtime import Services
 from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.events import EventFilter, query_events
+from tests.conftest import store_refusing
 from tests.paths import fixtures
 
 LOGS = ("registry-text.log", "registry-json.log")
@@ -144,46 +144,27 @@ class TestFollow:
         assert 11 == job.totals.lines
 
 
-def refuse_actor(services: Services, actor: str) -> None:
-    """Make the store itself refuse events of `actor` (a constraint, not an outage)."""
-    with services.engine.begin() as connection:
-        if services.engine.dialect.name == "sqlite":
-            connection.execute(
-                text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.actor = '{actor}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                )
-            )
-        else:
-            connection.execute(
-                text(
-                    "ALTER TABLE events ADD CONSTRAINT refuse "
-                    f"CHECK (actor IS NULL OR actor <> '{actor}')"
-                )
-            )
-
-
 class TestNeverStuck:
     def test_a_batch_the_store_refuses_is_split_and_the_follower_moves_on(
         self, services: Services, tmp_path: Path
     ) -> None:
         """The store refuses bob's failed login: it is quarantined, mallory's are stored, the
         checkpoint moves past the file, and a new follower finds nothing left to read."""
-        refuse_actor(services, "bob")
-        log = tmp_path / "registry.log"
-        log.write_text("\n".join(fixture_lines("registry-text.log")) + "\n")
-        job = follow_job(services, log)
-        for _ in range(100):
-            if not job.poll_once():
-                break
-        job.stop()
-        assert 310 == job.totals.lines
-        assert job.totals.quarantined >= 1  # bob's failed login, and his other requests
-        assert Counter({"mallory": 3}) == failures(services)
-        again = follow_job(services, log)
-        again.poll_once()
-        again.stop()
-        assert 0 == again.totals.lines
+        with store_refusing(services.engine, "actor", "bob"):
+            log = tmp_path / "registry.log"
+            log.write_text("\n".join(fixture_lines("registry-text.log")) + "\n")
+            job = follow_job(services, log)
+            for _ in range(100):
+                if not job.poll_once():
+                    break
+            job.stop()
+            assert 310 == job.totals.lines
+            assert job.totals.quarantined >= 1  # bob's failed login, and his other requests
+            assert Counter({"mallory": 3}) == failures(services)
+            again = follow_job(services, log)
+            again.poll_once()
+            again.stop()
+            assert 0 == again.totals.lines
 
     def test_a_10_mb_line_with_an_unclosed_quote_is_quarantined_and_ingestion_finishes(
         self, services: Services, tmp_path: Path

@@ -16,7 +16,7 @@ from monitor.errors import StoreUnavailable
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.store.quarantine import Quarantined
-from tests.conftest import make_settings
+from tests.conftest import make_settings, store_refusing
 from tests.fixture_events import scenario_events
 
 
@@ -107,59 +107,39 @@ class TestStoreWriter:
             services.writer.submit(scenario_events()[:1]).result(timeout=5)
 
 
-def refuse_repository(services: Services, repository: str) -> None:
-    """Make the store itself refuse events of `repository` (not an outage: a constraint)."""
-    with services.engine.begin() as connection:
-        if services.engine.dialect.name == "sqlite":
-            connection.execute(
-                text(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON events "
-                    f"WHEN NEW.repository = '{repository}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                )
-            )
-        else:
-            connection.execute(
-                text(
-                    "ALTER TABLE events ADD CONSTRAINT refuse "
-                    f"CHECK (repository IS NULL OR repository <> '{repository}')"
-                )
-            )
-
-
 class TestRefusedBatches:
     def test_a_refused_batch_is_split_stored_and_the_rest_quarantined(
         self, services: Services
     ) -> None:
         """3 events the store refuses among 100: 97 stored, one quarantine row counting 3,
         and the submission's own work (a checkpoint) committed once."""
-        refuse_repository(services, "poison")
-        base = scenario_events()[0]
-        events = [
-            dataclasses.replace(
-                base, event_id=f"e-{i}", repository="poison" if i in (5, 50, 99) else "ok/app"
+        with store_refusing(services.engine, "repository", "poison"):
+            base = scenario_events()[0]
+            events = [
+                dataclasses.replace(
+                    base, event_id=f"e-{i}", repository="poison" if i in (5, 50, 99) else "ok/app"
+                )
+                for i in range(100)
+            ]
+            calls: list[int] = []
+
+            def also(session: Session) -> None:
+                calls.append(1)
+
+            result = services.writer.submit(events, also=also).result(timeout=60)
+            assert (97, 0, 3) == (len(result.inserted), result.duplicates, result.quarantined)
+            assert 1 == sum(calls)
+            with services.engine.connect() as connection:
+                rows = connection.execute(text("SELECT reason, count, body FROM quarantine")).all()
+            ((reason, count, body),) = rows
+            assert ("store_refused", 3) == (reason, count)
+            assert {"e-5", "e-50", "e-99"} == {
+                json.loads(line)["event_id"] for line in bytes(body).splitlines()
+            }
+            assert 3.0 == services.metrics.registry.get_sample_value(
+                "registry_monitor_quarantined_total",
+                {"source": base.source.value, "reason": "store_refused"},
             )
-            for i in range(100)
-        ]
-        calls: list[int] = []
-
-        def also(session: Session) -> None:
-            calls.append(1)
-
-        result = services.writer.submit(events, also=also).result(timeout=60)
-        assert (97, 0, 3) == (len(result.inserted), result.duplicates, result.quarantined)
-        assert 1 == sum(calls)
-        with services.engine.connect() as connection:
-            rows = connection.execute(text("SELECT reason, count, body FROM quarantine")).all()
-        ((reason, count, body),) = rows
-        assert ("store_refused", 3) == (reason, count)
-        assert {"e-5", "e-50", "e-99"} == {
-            json.loads(line)["event_id"] for line in bytes(body).splitlines()
-        }
-        assert 3.0 == services.metrics.registry.get_sample_value(
-            "registry_monitor_quarantined_total",
-            {"source": base.source.value, "reason": "store_refused"},
-        )
 
     def test_the_quarantine_keeps_at_most_its_cap(self, db_url: str, tmp_path: Path) -> None:
         """With a cap of 5 rows, 12 quarantined bodies leave the newest 5; 7 counted expired."""
