@@ -11,10 +11,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Date, Engine, cast, create_engine, delete, func, insert, select
+from sqlalchemy import (
+    Date,
+    Engine,
+    cast,
+    column,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.events import Action, Client, Event, Source
+from monitor.store.columns import UTCDateTime
 from monitor.store.events import expire_events, insert_events
 from monitor.store.migrate import upgrade
 from monitor.store.rollups import daily_counts, newest_per_source
@@ -120,8 +132,15 @@ class TestUpgrade:
         with engine.begin() as connection:
             connection.execute(insert(EventRollupRow), [{**expired, "count": 4}])
         with sessionmaker(engine)() as session, session.begin():
+            # the events table as it was at 0006 (the model has columns added later)
+            events_0006 = table(
+                "events",
+                *(column(name) for name in ("event_id", "source", "action", "client")),
+                column("occurred_at", UTCDateTime()),
+                column("received_at", UTCDateTime()),
+            )
             session.execute(
-                insert(EventRow),
+                insert(events_0006),
                 [
                     {
                         "event_id": e.event_id,
