@@ -11,34 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.audit.model import Status
-from monitor.clock import Clock
+from monitor.observability.collectors import PREFIX, StoreReadingCollector
 from monitor.store.audit import latest_audit
-from monitor.store.engine import SessionFactory
-
-PREFIX = "registry_monitor_"
 
 
-class AuditCollector(Collector):
-    def __init__(
-        self,
-        session_factory: SessionFactory,
-        *,
-        clock: Clock,
-        store_errors: Counter,
-    ) -> None:
-        self._session_factory = session_factory
-        self._clock = clock
-        self._store_errors = store_errors
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        return []
-
+class AuditCollector(StoreReadingCollector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self._session_factory() as session:

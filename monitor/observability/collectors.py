@@ -33,7 +33,10 @@ UNUSED_DAYS = (30, 90)
 PREFIX = "registry_monitor_"
 
 
-class StoreCollector(Collector):
+class StoreReadingCollector(Collector):
+    """A collector whose families are read from the store at each scrape (described as none,
+    so registering it reads nothing); a failed read counts in `store_errors`."""
+
     def __init__(
         self,
         session_factory: SessionFactory,
@@ -48,6 +51,8 @@ class StoreCollector(Collector):
     def describe(self) -> list[GaugeMetricFamily]:
         return []
 
+
+class StoreCollector(StoreReadingCollector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self._clock()
         try:
