@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 
 from monitor.main import build_app, build_services
 from monitor.runtime import Services
+from monitor.settings import Settings
 from tests.conftest import PostgresDatabases, SqliteWriteLock, make_settings
 from tests.fixture_events import iter_posts
 from tests.live import live_server
@@ -277,6 +279,45 @@ class TestStoreOutage:
                 finally:
                     postgres.set_allow_connections(db_url, True)
             assert 200 == client.get("/readyz").status_code
+
+
+class BrokenClock:
+    """A clock that fails while `broken` is set: an unexpected error inside the handler."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def __call__(self) -> datetime:
+        if self.broken:
+            raise RuntimeError("the clock failed")
+        return datetime.now(UTC)
+
+
+class TestUnexpectedFailure:
+    def test_an_unexpected_error_is_a_500_that_the_intake_counter_counts(
+        self, settings: Settings
+    ) -> None:
+        """A failure nothing foresees answers 500 and is counted under code 500 like every
+        other answer (the dashboard's intake panel shows it); the next request is served."""
+        clock = BrokenClock()
+        services = build_services(settings, clock=clock, registry=CollectorRegistry(), migrate=True)
+        services.writer.start()
+        try:
+            app = build_app(services, with_scheduler=False)
+            with TestClient(app, raise_server_exceptions=False) as client:
+                clock.broken = True
+                failed = client.post("/v1/notifications", content=first_post(), headers=AUTH)
+                clock.broken = False
+                stored = client.post("/v1/notifications", content=first_post(), headers=AUTH)
+                metrics = client.get("/metrics").text
+            stored_events = event_count(services)
+        finally:
+            services.writer.stop()
+            services.engine.dispose()
+        assert (500, 200) == (failed.status_code, stored.status_code)
+        assert 'registry_monitor_intake_requests_total{code="500"} 1.0' in metrics
+        assert 'registry_monitor_intake_requests_total{code="200"} 1.0' in metrics
+        assert 1 == stored_events
 
 
 class TestLogs:
