@@ -203,7 +203,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from sqlalchemy import inspect, text
 from monitor.cleanup.policy import load_policies
-from monitor.cleanup.runner import PolicySet, make_plan
+from monitor.pipeline.cleanup import PolicySet, make_plan
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.settings import load_settings
 

@@ -54,8 +54,6 @@ STORE_METRICS = ("monitor.observability.collectors", "monitor.observability.audi
 ORCHESTRATION = (
     "monitor.pipeline",
     "monitor.cleanup",
-    "monitor.log_ingest",
-    "monitor.jobs",
     "monitor.runtime",
     "monitor.audit",
 )

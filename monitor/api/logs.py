@@ -16,7 +16,7 @@ from monitor.api.body import LargeBodies, read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
 from monitor.ingest.shipped import parse_shipped
-from monitor.log_ingest import LineLimits, LogStream
+from monitor.pipeline.log_ingest import LineLimits, LogStream
 from monitor.runtime import Services
 from monitor.store.quarantine import combine
 

@@ -18,18 +18,18 @@ from monitor.cleanup.report import (
     entries_table,
     entry_to_dict,
 )
-from monitor.cleanup.runner import (
+from monitor.cli.errors import CommandError
+from monitor.cli.output import print_json, show, when
+from monitor.cli.session import store_engine, store_session
+from monitor.clock import utc_now
+from monitor.observability.metrics import make_metrics
+from monitor.pipeline.cleanup import (
     apply_plan,
     load_policy_set,
     make_plan,
     open_registry,
     restore_plan,
 )
-from monitor.cli.errors import CommandError
-from monitor.cli.output import print_json, show, when
-from monitor.cli.session import store_engine, store_session
-from monitor.clock import utc_now
-from monitor.observability.metrics import make_metrics
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.settings import Settings
 from monitor.store.cleanup_plans import PlanState, PlanSummary, load_plan, query_plans

@@ -18,8 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.cli.errors import CommandError
 from monitor.cli.session import prepare_directory, problem
 from monitor.ingest.tailer import read_lines
-from monitor.log_ingest import IngestTotals, LineLimits, backfill
-from monitor.main import build_follow_job, build_services
+from monitor.main import build_services
+from monitor.pipeline.jobs import build_follow_job, follow_logs_job
+from monitor.pipeline.log_ingest import IngestTotals, LineLimits, backfill
+from monitor.pipeline.scheduler import JobRunner
 from monitor.settings import Settings
 
 
@@ -84,8 +86,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             progress.done(totals)
             return 0
-        job = build_follow_job(services, list(args.paths))
-        assert job is not None
+        stopping = threading.Event()
+        job = build_follow_job(services, list(args.paths), stopping=stopping)
+        if job is None:
+            raise CommandError("--follow needs at least one path")
+        runner = JobRunner(
+            [follow_logs_job(services, job)],
+            session_factory=services.session_factory,
+            holder=services.replica,
+            clock=services.clock,
+            metrics=services.metrics,
+            stopping=stopping,
+        )
         stopped = threading.Event()
 
         def interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -95,10 +107,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous = signal.signal(signum, interrupt)
                 stack.callback(signal.signal, signum, previous)
-            job.start()
+            runner.start()
             while not stopped.wait(0.5):
                 progress(job.totals)
-            job.stop()
+            runner.stop()
         progress.done(job.totals)
         return 0
     finally:

@@ -1,9 +1,10 @@
 """Following registry log files across rotation, with checkpoints; the only file I/O of ingest.
 
 `Follower(globs, checkpoints).poll()` returns the complete lines appended since the last poll as
-`LineBatch`es; after the caller has committed what it made of a batch it calls `commit(batch)`,
-which saves the batch's `Checkpoint` (device, inode, offset, a hash of the first bytes). So a
-restart resumes exactly after the last committed line: nothing lost, nothing repeated.
+`LineBatch`es, each with the `Checkpoint` after it (device, inode, offset, a hash of the first
+bytes). The caller saves that checkpoint in the transaction that commits what it made of the
+batch, and a new follower loads it: a restart resumes exactly after the last committed line,
+nothing lost, nothing repeated.
 
 Handled: rotation by rename + create (the rest of the old file is read through the still-open
 descriptor first), copytruncate (the file shrinks or its first bytes change: start again at 0), a
@@ -46,11 +47,13 @@ class Checkpoint:
 
 
 class CheckpointStore(Protocol):
-    """Where checkpoints live between runs (the SQL store in production)."""
+    """Where checkpoints live between runs (the SQL store in production).
+
+    The follower only loads them. Whoever processes a `LineBatch` saves its `checkpoint` with
+    the result (the store writer commits it with the batch's events).
+    """
 
     def load(self, path: str) -> Checkpoint | None: ...
-
-    def save(self, checkpoint: Checkpoint) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,11 +131,6 @@ class Follower:
             for path in sorted(set(self._open) - set(matched)):
                 batches.extend(self._drain(self._open.pop(path)))
             return batches
-
-    def commit(self, batch: LineBatch) -> None:
-        """Record that `batch` was processed: the next run resumes after it."""
-        with self._lock:
-            self._checkpoints.save(batch.checkpoint)
 
     def close(self) -> None:
         """Close every open file; a later poll opens them again from the committed checkpoints."""

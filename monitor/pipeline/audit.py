@@ -4,7 +4,7 @@ check that changed to fail since the previous run (through the alert outbox, nev
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -19,15 +19,15 @@ from monitor.audit.gather import ActivityReader, Sources, gather
 from monitor.audit.model import CheckResult, Status, accept
 from monitor.audit.probe import Probe
 from monitor.errors import StoreUnavailable
+from monitor.pipeline.scheduler import Job
 from monitor.settings import AuditSettings, CleanupSettings, LogsSettings
 from monitor.store.accounts import last_successes, listening_since
 from monitor.store.audit import AuditRun, latest_audit, record_audit
 from monitor.store.engine import SessionFactory
-from monitor.store.locks import acquire_lock
 from monitor.store.outbox import enqueue
 
 RULE = "registry_audit"
-LOCK = "audit"
+JOB = "registry-audit"
 log = structlog.get_logger("monitor.pipeline.audit")
 
 
@@ -114,20 +114,25 @@ def audit_once(
     return AuditOutcome(run=run, notified=tuple(r.id for r in changed))
 
 
-def scheduled_audit(
+def audit_job(
     session_factory: SessionFactory,
     *,
     sources: Sources,
     probe: Probe,
-    now: datetime,
-    holder: str,
+    clock: Callable[[], datetime],
     interval_seconds: float,
     accepted: Sequence[str] = (),
-) -> AuditOutcome | None:
-    """`audit_once` on one replica per interval: the lease is taken for most of the interval
-    and left to lapse. None when another replica holds it."""
-    ttl = timedelta(seconds=interval_seconds * 0.9)
-    with session_factory() as session, session.begin():
-        if not acquire_lock(session, name=LOCK, holder=holder, now=now, ttl=ttl):
-            return None
-    return audit_once(session_factory, sources=sources, probe=probe, now=now, accepted=accepted)
+) -> Job:
+    """`audit_once` every `interval_seconds` (first at start) on one replica per interval: the
+    lease is held for most of the interval and left to lapse."""
+
+    def run() -> None:
+        audit_once(session_factory, sources=sources, probe=probe, now=clock(), accepted=accepted)
+
+    return Job(
+        JOB,
+        run,
+        interval=interval_seconds,
+        lease=timedelta(seconds=interval_seconds * 0.9),
+        errors="audit",
+    )

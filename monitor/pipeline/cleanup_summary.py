@@ -30,7 +30,7 @@ def summary_alert(text: str, *, now: datetime) -> Alert:
 
 
 def outbox_sender(session_factory: SessionFactory, clock: Clock) -> Callable[[str], None]:
-    """A `send_summary` for cleanup.runner: queues the text for the delivery job."""
+    """A `send_summary` for `apply_plan` (pipeline.cleanup): queues the text for delivery."""
 
     def send(text: str) -> None:
         now = clock()

@@ -33,6 +33,7 @@ from monitor.clock import Clock
 from monitor.detect.engine import Detector
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
+from monitor.runtime import Services
 from monitor.store.alerts import evidence_rows_many, resolve_quiet, upsert_alerts
 from monitor.store.detector_state import (
     DEFAULT_DETECTOR,
@@ -204,3 +205,30 @@ def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -
         ).inc()
     if report.newest_occurred_at is not None:
         metrics.detect_lag.set(max((now - report.newest_occurred_at).total_seconds(), 0.0))
+
+
+def detect_once(services: Services) -> None:
+    """One detection pass at the services' clock, counted in the metrics."""
+    now = services.clock()
+    report = detect_pass(
+        services.session_factory,
+        services.detector,
+        now=now,
+        settle=timedelta(seconds=services.settings.detect.settle_seconds),
+        transact=services.writer.transact,
+    )
+    record_detection(services.metrics, report, now)
+
+
+def detect_backlog(services: Services) -> bool:
+    """Detection passes until caught up, growing while they come back full (at most 30 s);
+    True when it stopped with more left to judge."""
+    report = catch_up(
+        services.session_factory,
+        services.detector,
+        clock=services.clock,
+        settle=timedelta(seconds=services.settings.detect.settle_seconds),
+        on_pass=lambda pass_report, now: record_detection(services.metrics, pass_report, now),
+        transact=services.writer.transact,
+    )
+    return report.behind

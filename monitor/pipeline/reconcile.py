@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from monitor.alerting.outbox import Kind
 from monitor.alerts import Alert, Evidence, Severity
+from monitor.clock import Clock
 from monitor.events import Event
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.scheduler import Job
 from monitor.store.engine import SessionFactory
-from monitor.store.locks import acquire_lock
 from monitor.store.outbox import enqueue
 from monitor.store.requestlog import plan_reconcile, settle
 from monitor.store.writer import StoreWriter
@@ -127,25 +128,32 @@ def reconcile_events(
     return outcome
 
 
-LOCK = "reconcile-events"
+JOB = "reconcile-events"
 
 
-def scheduled_reconcile(
+def reconcile_job(
     session_factory: SessionFactory,
     writer: StoreWriter,
     *,
-    now: datetime,
-    holder: str,
+    clock: Clock,
     settle_seconds: float,
     interval_seconds: float,
     metrics: Metrics | None = None,
-) -> ReconcileOutcome | None:
-    """`reconcile_events` over the pending requests on one replica at a time (a lease taken for
-    most of the interval); None when another replica holds it."""
-    ttl = timedelta(seconds=max(interval_seconds * 0.9, 1.0))
-    with session_factory() as session, session.begin():
-        if not acquire_lock(session, name=LOCK, holder=holder, now=now, ttl=ttl):
-            return None
-    return reconcile_events(
-        session_factory, writer, now=now, settle_seconds=settle_seconds, metrics=metrics
+) -> Job:
+    """`reconcile_events` over the pending requests every `interval_seconds` (the first one
+    interval after start), on one replica at a time: the lease is held for most of the
+    interval and left to lapse."""
+
+    def run() -> None:
+        reconcile_events(
+            session_factory, writer, now=clock(), settle_seconds=settle_seconds, metrics=metrics
+        )
+
+    return Job(
+        JOB,
+        run,
+        interval=interval_seconds,
+        lease=timedelta(seconds=max(interval_seconds * 0.9, 1.0)),
+        errors="reconcile",
+        first_after_interval=True,
     )

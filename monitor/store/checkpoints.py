@@ -32,10 +32,10 @@ def save_checkpoint(session: Session, checkpoint: Checkpoint, *, now: datetime) 
 
 
 class StoreCheckpoints:
-    """The follower's CheckpointStore: loads from the store.
+    """The follower's `CheckpointStore`: loads from the store.
 
-    Saving happens inside the writer's transaction that stores the batch's events (see
-    monitor.logs), so `save` here is only for batches that produced no events.
+    Checkpoints are saved by the store writer, in the transaction that stores the events of
+    the lines read up to them (`StoreWriter.submit(..., checkpoint=)`).
     """
 
     def __init__(self, session_factory: SessionFactory) -> None:
@@ -44,6 +44,3 @@ class StoreCheckpoints:
     def load(self, path: str) -> Checkpoint | None:
         with self._session_factory() as session:
             return load_checkpoint(session, path)
-
-    def save(self, checkpoint: Checkpoint) -> None:
-        """Nothing to do: the writer saved it with the events (or will with the next batch)."""

@@ -1,6 +1,6 @@
 """The cleanup journal: one audit row per action on a tag, and the manifests saved for restore.
 
-Functions take a session and never commit; `monitor.cleanup.runner.SqlJournal` commits each
+Functions take a session and never commit; `monitor.pipeline.cleanup.SqlJournal` commits each
 call on its own so that a crash mid-apply leaves a journal a new run resumes from.
 """
 

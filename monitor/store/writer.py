@@ -1,16 +1,17 @@
 """The intake writer: one thread that commits what concurrent requests hand it, in groups.
 
-Requests submit events (and quarantined inputs) and wait for the commit. While one
-transaction is being committed, new submissions queue up and go into the next one, so the
-number of fsyncs grows with commits, not with requests (group commit). A submission's future
-resolves only after its transaction committed; if the store is unavailable it resolves with
-StoreUnavailable and nothing of that submission is stored.
+Requests submit events (and quarantined inputs, a followed log file's checkpoint, and other
+rows of the same transaction) and wait for the commit. While one transaction is being
+committed, new submissions queue up and go into the next one, so the number of fsyncs grows
+with commits, not with requests (group commit). A submission's future resolves only after its
+transaction committed; if the store is unavailable it resolves with StoreUnavailable and
+nothing of that submission is stored.
 
 A submission the store refuses for another reason (a value it will not take) is never failed
 as a whole, since its sender would retry it forever: its events are split in halves until each
-part is stored or is one event, which is quarantined. The submission's quarantined items and
-its `also` work are committed after that, so a followed file's checkpoint only moves once every
-event of its lines is stored or quarantined.
+part is stored or is one event, which is quarantined. The submission's quarantined items, its
+checkpoint and its `also` rows are committed after that, so a followed file's checkpoint only
+moves once every event of its lines is stored or quarantined.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from sqlalchemy.orm import Session
 from monitor.clock import Clock
 from monitor.errors import StoreUnavailable
 from monitor.events import Action, Event, TargetKind
+from monitor.ingest.tailer import Checkpoint
 from monitor.observability.metrics import PULL_METHODS, Metrics
+from monitor.store.checkpoints import save_checkpoint
 from monitor.store.engine import SessionFactory
 from monitor.store.events import insert_events
 from monitor.store.failures import is_outage
@@ -58,6 +61,7 @@ class CommitResult:
 class _Submission:
     events: Sequence[Event]
     quarantined: Sequence[Quarantined]
+    checkpoint: Checkpoint | None
     also: Callable[[Session], None] | None
     future: concurrent.futures.Future[CommitResult]
 
@@ -108,17 +112,21 @@ class StoreWriter:
         events: Sequence[Event],
         quarantined: Sequence[Quarantined] = (),
         *,
+        checkpoint: Checkpoint | None = None,
         also: Callable[[Session], None] | None = None,
         background: bool = False,
     ) -> concurrent.futures.Future[CommitResult]:
         """Queue a submission; intake's are committed in groups, a `background` one alone and
-        only when no intake submission is waiting."""
+        only when no intake submission is waiting. `checkpoint` (where a followed log file was
+        read up to) is saved in the transaction of the events its lines produced; `also` writes
+        the rows that belong with them (a log batch's request records)."""
         future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
         if self._thread is None:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
         self._put(
-            _BACKGROUND if background else _INTAKE, _Submission(events, quarantined, also, future)
+            _BACKGROUND if background else _INTAKE,
+            _Submission(events, quarantined, checkpoint, also, future),
         )
         return future
 
@@ -130,10 +138,13 @@ class StoreWriter:
         events: Sequence[Event],
         quarantined: Sequence[Quarantined] = (),
         *,
+        checkpoint: Checkpoint | None = None,
         also: Callable[[Session], None] | None = None,
     ) -> CommitResult:
         """Submit and wait (without blocking the event loop) until committed."""
-        return await asyncio.wrap_future(self.submit(events, quarantined, also=also))
+        return await asyncio.wrap_future(
+            self.submit(events, quarantined, checkpoint=checkpoint, also=also)
+        )
 
     def transact(self, work: Callable[[Session], T], timeout: float = 300.0) -> T:
         """Run `work` in a transaction of the writer thread and return its result (blocking).
@@ -235,6 +246,8 @@ class StoreWriter:
         now = self._clock()
         with self._session_factory() as session, session.begin():
             self._add_quarantined(session, quarantined, now)
+            if submission.checkpoint is not None:
+                save_checkpoint(session, submission.checkpoint, now=now)
             if submission.also is not None:
                 submission.also(session)
         return CommitResult(
@@ -271,6 +284,8 @@ class StoreWriter:
                 apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
                 learn_manifests(session, inserted, now=now)
                 self._add_quarantined(session, submission.quarantined, now)
+                if submission.checkpoint is not None:
+                    save_checkpoint(session, submission.checkpoint, now=now)
                 if submission.also is not None:
                     submission.also(session)
                 results.append(

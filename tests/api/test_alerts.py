@@ -7,7 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from monitor.api.app import create_app
-from monitor.main import detect_once
+from monitor.pipeline.detection import detect_once
 from monitor.runtime import Services
 from tests.pipeline.support import Clock, post_scenario, start_services, stop_services
 

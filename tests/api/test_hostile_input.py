@@ -36,7 +36,7 @@ LOG_AUTH = {"Authorization": "Bearer s3cret"}
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+    with TestClient(build_app(services, with_jobs=False)) as test_client:
         yield test_client
 
 
@@ -270,7 +270,7 @@ class TestReadOnlyDatabase:
         """While read-only: intake 503 and /readyz 503. Writable again: both 200, no restart;
         every event sent is stored once."""
         services, url = pg_services
-        with TestClient(build_app(services, with_scheduler=False)) as client:
+        with TestClient(build_app(services, with_jobs=False)) as client:
             assert 200 == post(client, good(0)).status_code
             set_read_only(postgres, url, True)
             try:

@@ -29,7 +29,7 @@ AUTH = {"Authorization": "Bearer s3cret", "Content-Type": V1}
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+    with TestClient(build_app(services, with_jobs=False)) as test_client:
         yield test_client
 
 
@@ -104,7 +104,7 @@ class TestIntake:
     def test_one_event_posted_five_times_at_once_is_stored_once(self, services: Services) -> None:
         """Five concurrent deliveries of one event: all answered 2xx, one row."""
         with (
-            live_server(build_app(services, with_scheduler=False)) as url,
+            live_server(build_app(services, with_jobs=False)) as url,
             concurrent.futures.ThreadPoolExecutor(5) as pool,
         ):
             answers = list(
@@ -247,7 +247,7 @@ class TestStoreOutage:
         """
         services = impatient
         outage = Outage(db_url, postgres)
-        with TestClient(build_app(services, with_scheduler=False)) as client:
+        with TestClient(build_app(services, with_jobs=False)) as client:
             outage.start()
             try:
                 down = client.post("/v1/notifications", content=first_post(), headers=AUTH)
@@ -270,7 +270,7 @@ class TestStoreOutage:
         self, services: Services, db_url: str, postgres: PostgresDatabases
     ) -> None:
         """/readyz answers 503 while the store cannot be reached, 200 again after."""
-        with TestClient(build_app(services, with_scheduler=False)) as client:
+        with TestClient(build_app(services, with_jobs=False)) as client:
             assert 200 == client.get("/readyz").status_code
             if db_url.startswith("postgresql"):
                 postgres.set_allow_connections(db_url, False)
@@ -303,7 +303,7 @@ class TestUnexpectedFailure:
         services = build_services(settings, clock=clock, registry=CollectorRegistry(), migrate=True)
         services.writer.start()
         try:
-            app = build_app(services, with_scheduler=False)
+            app = build_app(services, with_jobs=False)
             with TestClient(app, raise_server_exceptions=False) as client:
                 clock.broken = True
                 failed = client.post("/v1/notifications", content=first_post(), headers=AUTH)

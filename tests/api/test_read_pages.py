@@ -20,7 +20,7 @@ DAY_RANGE = {"since": "2026-11-26", "until": "2026-11-29"}
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
     services.writer.submit(scenario_events()).result(timeout=30)
-    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+    with TestClient(build_app(services, with_jobs=False)) as test_client:
         yield test_client
 
 

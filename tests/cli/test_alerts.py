@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from monitor.cli import main
-from monitor.main import detect_once
+from monitor.pipeline.detection import detect_once
 from tests.pipeline.support import (
     Clock,
     alert_rows,

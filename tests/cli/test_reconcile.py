@@ -8,8 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from monitor.cli import main
-from monitor.log_ingest import backfill
 from monitor.main import build_app
+from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
 from tests.request_captures import log_lines
@@ -88,7 +88,7 @@ class TestApiFilter:
         reconcile_events(
             logged.session_factory, logged.writer, now=logged.clock(), settle_seconds=120
         )
-        with TestClient(build_app(logged, with_scheduler=False)) as client:
+        with TestClient(build_app(logged, with_jobs=False)) as client:
             rebuilt = client.get("/v1/events", params={"reconstructed": "true", "limit": "100"})
             others = client.get("/v1/events", params={"reconstructed": "false", "limit": "100"})
             bad = client.get("/v1/events", params={"reconstructed": "yes"})

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from monitor.ingest.tailer import (
     MAX_LINE_BYTES,
     Checkpoint,
-    CheckpointStore,
     Follower,
     LineBatch,
     read_lines,
@@ -21,7 +20,9 @@ from monitor.ingest.tailer import (
 
 
 class MemoryCheckpoints:
-    """An in-memory `CheckpointStore`, as the SQL one behaves: last save per path wins."""
+    """An in-memory `CheckpointStore`, as the SQL one behaves: last save per path wins.
+
+    `save` stands for the store writer committing a batch's checkpoint with its events."""
 
     def __init__(self) -> None:
         self.saved: dict[str, Checkpoint] = {}
@@ -51,7 +52,7 @@ def follow() -> Iterator[Follow]:
         follower.close()
 
 
-def _store() -> CheckpointStore:
+def _store() -> MemoryCheckpoints:
     return MemoryCheckpoints()
 
 
@@ -60,8 +61,9 @@ def _append(path: Path, text: str) -> None:
         handle.write(text.encode())
 
 
-def _drain(follower: Follower, *, commit: bool = True) -> list[str]:
-    """Poll until nothing new arrives (bounded), committing each batch; the lines read."""
+def _drain(follower: Follower, store: MemoryCheckpoints | None = None) -> list[str]:
+    """Poll until nothing new arrives (bounded); the lines read. With `store`, each batch is
+    committed there (its checkpoint saved), as the writer does with the batch's events."""
     lines: list[str] = []
     for _ in range(100):
         batches = follower.poll()
@@ -69,8 +71,8 @@ def _drain(follower: Follower, *, commit: bool = True) -> list[str]:
             return lines
         for batch in batches:
             lines.extend(batch.lines)
-            if commit:
-                follower.commit(batch)
+            if store is not None:
+                store.save(batch.checkpoint)
     raise AssertionError("follower kept returning batches")
 
 
@@ -143,11 +145,11 @@ class TestFollower:
         log.write_text(_text(_lines("a", 3)))
         store = _store()
         first = follow([str(log)], store)
-        read = _drain(first)
+        read = _drain(first, store)
         first.close()
         _append(log, _text(_lines("b", 2)))
         second = follow([str(log)], store)
-        assert _lines("a", 3) + _lines("b", 2) == read + _drain(second)
+        assert _lines("a", 3) + _lines("b", 2) == read + _drain(second, store)
 
     def test_uncommitted_lines_are_read_again_after_restart(
         self, tmp_path: Path, follow: Follow
@@ -157,9 +159,9 @@ class TestFollower:
         log.write_text(_text(_lines("a", 2)))
         store = _store()
         first = follow([str(log)], store)
-        _drain(first, commit=False)
+        _drain(first)
         first.close()
-        assert _lines("a", 2) == _drain(follow([str(log)], store))
+        assert _lines("a", 2) == _drain(follow([str(log)], store), store)
 
     def test_file_replaced_while_down(self, tmp_path: Path, follow: Follow) -> None:
         """After a rotation while stopped, the old file's unread tail comes before the new file."""
@@ -167,13 +169,13 @@ class TestFollower:
         log.write_text(_text(_lines("a", 2)))
         store = _store()
         first = follow([str(log)], store)
-        _drain(first)
+        _drain(first, store)
         first.close()
         _append(log, _text(_lines("tail", 2)))
         log.rename(tmp_path / "registry.log.1")
         log.write_text(_text(_lines("new", 1)))
         second = follow([str(log)], store)
-        assert _lines("tail", 2) + _lines("new", 1) == _drain(second)
+        assert _lines("tail", 2) + _lines("new", 1) == _drain(second, store)
         assert (second.rotations, second.missed_rotations) == (1, 0)
 
     def test_file_replaced_and_old_one_gone(self, tmp_path: Path, follow: Follow) -> None:
@@ -181,11 +183,11 @@ class TestFollower:
         log = tmp_path / "registry.log"
         log.write_text(_text(_lines("a", 2)))
         store = _store()
-        _drain(follow([str(log)], store))
+        _drain(follow([str(log)], store), store)
         log.unlink()
         log.write_text(_text(_lines("new", 2)))
         second = follow([str(log)], store)
-        assert _lines("new", 2) == _drain(second)
+        assert _lines("new", 2) == _drain(second, store)
         assert second.missed_rotations == 1
 
     def test_truncated_while_down(self, tmp_path: Path, follow: Follow) -> None:
@@ -193,11 +195,11 @@ class TestFollower:
         log = tmp_path / "registry.log"
         log.write_text(_text(_lines("a", 5)))
         store = _store()
-        _drain(follow([str(log)], store))
+        _drain(follow([str(log)], store), store)
         with log.open("r+b") as handle:
             handle.truncate(0)
             handle.write(_text(_lines("b", 1)).encode())
-        assert _lines("b", 1) == _drain(follow([str(log)], store))
+        assert _lines("b", 1) == _drain(follow([str(log)], store), store)
 
     def test_start_at_end_skips_existing_lines(self, tmp_path: Path, follow: Follow) -> None:
         """Without a checkpoint, `start_at_end` reads only lines written after start."""
@@ -270,11 +272,17 @@ class TestFollower:
         store = _store()
         follower = Follower([str(log)], store)
         try:
-            self._run(follower, log, steps)
+            self._run(follower, store, log, steps)
         finally:
             follower.close()
 
-    def _run(self, follower: Follower, log: Path, steps: list[tuple[str, str]]) -> None:
+    def _run(
+        self,
+        follower: Follower,
+        store: MemoryCheckpoints,
+        log: Path,
+        steps: list[tuple[str, str]],
+    ) -> None:
         directory = log.parent
         written = ""
         read: list[str] = []
@@ -288,10 +296,10 @@ class TestFollower:
                 follower.close()  # the next poll resumes from the store, as a new process would
             _append(log, text)
             written += text
-            read.extend(_drain(follower))
+            read.extend(_drain(follower, store))
         _append(log, "\n")
         written += "\n"
-        read.extend(_drain(follower))
+        read.extend(_drain(follower, store))
         assert written.splitlines() == read
 
 

@@ -9,8 +9,9 @@ from sqlalchemy.orm import sessionmaker
 
 from monitor.cleanup.journal import JournalEntry, Outcome
 from monitor.cleanup.plan import Decision, Plan, Reason, TagDecision
-from monitor.main import deliver_once, detect_once
 from monitor.observability.collectors import StoreCollector
+from monitor.pipeline.delivery import deliver_once
+from monitor.pipeline.detection import detect_once
 from monitor.store.cleanup_plans import PlanState, save_plan, set_plan_state
 from monitor.store.inventory import replace_registry_tags
 from monitor.store.journal import record_entry

@@ -15,7 +15,8 @@ from monitor.api.app import create_app
 from monitor.audit.gather import Sources
 from monitor.audit.model import Status
 from monitor.audit.probe import LiveProbe
-from monitor.pipeline.audit import RULE, audit_once, scheduled_audit
+from monitor.pipeline.audit import RULE, audit_job, audit_once
+from monitor.pipeline.scheduler import run_job
 from monitor.store.schema import AlertOutboxRow
 from tests.audit.support import htpasswd_line, make_certificate
 from tests.paths import fixture_file
@@ -118,23 +119,20 @@ def test_one_replica_per_interval(db_url: str, tmp_path: Path) -> None:
     try:
         sources = Sources(url=f"http://127.0.0.1:{free_port()}")  # nothing listens: skipped
         probe = LiveProbe(timeout=2)
-        ran = [
-            scheduled_audit(
-                services.session_factory,
-                sources=sources,
-                probe=probe,
-                now=at,
-                holder=holder,
-                interval_seconds=3600,
+        job = audit_job(
+            services.session_factory,
+            sources=sources,
+            probe=probe,
+            clock=clock,
+            interval_seconds=3600,
+        )
+        ran = []
+        for holder, seconds in (("a", 0), ("b", 5), ("b", 3595)):
+            clock.advance(seconds)
+            ran.append(
+                run_job(job, session_factory=services.session_factory, holder=holder, clock=clock)
             )
-            for holder, at in (
-                ("a", clock.now),
-                ("b", clock.now + timedelta(seconds=5)),
-                ("b", clock.now + timedelta(seconds=3600)),
-            )
-        ]
-
-        assert [True, False, True] == [outcome is not None for outcome in ran]
+        assert [True, False, True] == [did for did, _ in ran]
     finally:
         stop_services(services)
 

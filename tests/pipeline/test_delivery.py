@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.events import Action, TargetKind
-from monitor.main import deliver_once, detect_once
+from monitor.pipeline.delivery import deliver_once
+from monitor.pipeline.detection import detect_once
 from monitor.runtime import Services
 from tests.fixture_events import make_event
 from tests.pipeline.support import (

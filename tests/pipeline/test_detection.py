@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.alerting.recording import RecordingNotifier
-from monitor.main import deliver_once, detect_once
-from monitor.pipeline.detection import BATCH_MAX, catch_up, detect_pass
+from monitor.pipeline.delivery import deliver_once
+from monitor.pipeline.detection import BATCH_MAX, catch_up, detect_once, detect_pass
 from monitor.runtime import Services
 from tests.conftest import PostgresDatabases
 from tests.detect.test_engine import SCENARIO_ALERTS

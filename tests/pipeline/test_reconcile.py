@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
-from monitor import jobs
 from monitor.events import Action, Event, Source, TargetKind
 from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import RequestRecord
-from monitor.log_ingest import backfill
+from monitor.pipeline.housekeeping import expire
+from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
 from monitor.store.events import EventFilter, query_events
@@ -172,7 +172,7 @@ class TestRetention:
         reconcile(services, "3.1", "registry-text.log")
         logged = records("3.1", "registry-text.log")
         cut = sorted(r.occurred_at for r in logged)[10]
-        jobs.expire(services.writer.transact, now=cut + timedelta(days=1), days=1, batch=4)
+        expire(services.writer.transact, now=cut + timedelta(days=1), days=1, batch=4)
         with services.session_factory() as session:
             left = sorted(session.scalars(select(LogRequestRow.occurred_at)))
         assert sorted(r.occurred_at for r in logged if r.occurred_at >= cut) == left

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import RequestRecord
-from monitor.log_ingest import backfill
+from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
 from monitor.store.inventory import planning_coverage

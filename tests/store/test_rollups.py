@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from monitor import jobs
 from monitor.main import build_app, build_services
+from monitor.pipeline import housekeeping
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.events import expire_events
@@ -61,7 +61,7 @@ class TestRollups:
         """The scheduled job expires everything due, in batches committed by the writer thread,
         and the roll-ups then hold every count."""
         services.writer.submit(scenario_events()).result(timeout=30)
-        removed = jobs.expire(
+        removed = housekeeping.expire(
             services.writer.transact, now=datetime(2026, 12, 1, tzinfo=UTC), days=1, batch=4
         )
         with services.session_factory() as session:
@@ -72,8 +72,10 @@ class TestRollups:
     def test_expire_job_without_a_writer(self, services: Services) -> None:
         """Where no writer runs (the command line), each batch is a transaction of its own."""
         services.writer.submit(scenario_events()).result(timeout=30)
-        transact = jobs.transaction_runner(services.session_factory)
-        removed = jobs.expire(transact, now=datetime(2026, 12, 1, tzinfo=UTC), days=1, batch=10)
+        transact = housekeeping.transaction_runner(services.session_factory)
+        removed = housekeeping.expire(
+            transact, now=datetime(2026, 12, 1, tzinfo=UTC), days=1, batch=10
+        )
         assert 43 == removed
         assert expected() == counts(services)
 
@@ -88,7 +90,7 @@ class TestRollups:
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+    with TestClient(build_app(services, with_jobs=False)) as test_client:
         yield test_client
 
 
@@ -120,7 +122,7 @@ class TestDailyApi:
             built.writer.start()
             try:
                 built.writer.submit(scenario_events()).result(timeout=30)
-                with TestClient(build_app(built, with_scheduler=False)) as test_client:
+                with TestClient(build_app(built, with_jobs=False)) as test_client:
                     items = test_client.get("/v1/stats/daily").json()["items"]
             finally:
                 built.writer.stop()

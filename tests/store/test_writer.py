@@ -13,8 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from monitor.errors import StoreUnavailable
+from monitor.ingest.tailer import Checkpoint
 from monitor.main import build_services
 from monitor.runtime import Services
+from monitor.store.checkpoints import load_checkpoint
 from monitor.store.quarantine import Quarantined
 from tests.conftest import make_settings, store_refusing
 from tests.fixture_events import scenario_events
@@ -53,17 +55,17 @@ class TestStoreWriter:
         )
 
     def test_a_failing_submission_does_not_fail_its_group(self, services: Services) -> None:
-        """One submission whose work fails gets StoreUnavailable; the others commit.
+        """One submission whose checkpoint the store refuses gets StoreUnavailable; the others
+        commit.
 
         Its event is stored all the same (the store took it), so a retry finds it stored.
         """
         events = scenario_events()
 
-        def broken(_session: Session) -> None:
-            raise RuntimeError("disk full")
-
+        # An offset no BIGINT column holds: both stores refuse the row.
+        broken = Checkpoint("/var/log/registry.log", 1, 2, 2**64, 0, "")
         futures = [services.writer.submit([e]) for e in events[:20]]
-        bad = services.writer.submit([events[20]], also=broken)
+        bad = services.writer.submit([events[20]], checkpoint=broken)
         futures += [services.writer.submit([e]) for e in events[21:40]]
         assert [1] * 39 == [len(f.result(timeout=30).inserted) for f in futures]
         with pytest.raises(StoreUnavailable):
@@ -100,6 +102,14 @@ class TestStoreWriter:
         services.writer.submit(scenario_events()).result(timeout=30)
         assert len(scenario_events()) == services.writer.transact(count)
 
+    def test_a_checkpoint_is_committed_with_its_events(self, services: Services) -> None:
+        """A followed file's checkpoint is stored in the transaction of its batch's events."""
+        checkpoint = Checkpoint("/var/log/registry.log", 1, 2, 4096, 10, "ab" * 32)
+        result = services.writer.submit(scenario_events()[:3], checkpoint=checkpoint)
+        result.result(timeout=30)
+        with services.session_factory() as session:
+            assert checkpoint == load_checkpoint(session, checkpoint.path)
+
     def test_a_stopped_writer_refuses_instead_of_dropping(self, services: Services) -> None:
         """After stop, a submission fails at once; nothing is silently lost."""
         services.writer.stop()
@@ -112,7 +122,7 @@ class TestRefusedBatches:
         self, services: Services
     ) -> None:
         """3 events the store refuses among 100: 97 stored, one quarantine row counting 3,
-        and the submission's own work (a checkpoint) committed once."""
+        and the submission's checkpoint and its own work committed once."""
         with store_refusing(services.engine, "repository", "poison"):
             base = scenario_events()[0]
             events = [
@@ -121,14 +131,19 @@ class TestRefusedBatches:
                 )
                 for i in range(100)
             ]
+            checkpoint = Checkpoint("/var/log/registry.log", 1, 2, 4096, 10, "ab" * 32)
             calls: list[int] = []
 
             def also(session: Session) -> None:
                 calls.append(1)
 
-            result = services.writer.submit(events, also=also).result(timeout=60)
+            result = services.writer.submit(events, checkpoint=checkpoint, also=also).result(
+                timeout=60
+            )
             assert (97, 0, 3) == (len(result.inserted), result.duplicates, result.quarantined)
             assert 1 == sum(calls)
+            with services.session_factory() as session:
+                assert checkpoint == load_checkpoint(session, checkpoint.path)
             with services.engine.connect() as connection:
                 rows = connection.execute(text("SELECT reason, count, body FROM quarantine")).all()
             ((reason, count, body),) = rows

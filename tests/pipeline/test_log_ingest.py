@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from monitor.ingest.tailer import Follower, read_lines
-from monitor.log_ingest import FollowJob, backfill
 from monitor.main import build_app
+from monitor.pipeline.log_ingest import FollowJob, LineLimits, backfill
 from monitor.runtime import Services
 from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.events import EventFilter, query_events
@@ -42,8 +42,7 @@ def follow_job(services: Services, path: Path) -> FollowJob:
         Follower([str(path)], StoreCheckpoints(services.session_factory)),
         writer=services.writer,
         metrics=services.metrics,
-        clock=services.clock,
-        poll_seconds=0.05,
+        limits=LineLimits(services.clock),
     )
 
 
@@ -116,13 +115,13 @@ class TestFollow:
         log.write_text("\n".join(lines[:100]) + "\n")
         first = follow_job(services, log)
         assert first.poll_once()
-        first.stop()
+        first.close()
         with log.open("a") as out:
             out.write("\n".join(lines[100:]) + "\n")
         second = follow_job(services, log)
         while second.poll_once():
             pass
-        second.stop()
+        second.close()
         assert (100, 210) == (first.totals.lines, second.totals.lines)
         assert 0 == first.totals.duplicates + second.totals.duplicates
         assert Counter({"mallory": 3, "bob": 1}) == failures(services)
@@ -140,7 +139,7 @@ class TestFollow:
         with log.open("a") as out:
             out.write(lines[10][20:] + "\n")
         job.poll_once()
-        job.stop()
+        job.close()
         assert 11 == job.totals.lines
 
 
@@ -157,13 +156,13 @@ class TestNeverStuck:
             for _ in range(100):
                 if not job.poll_once():
                     break
-            job.stop()
+            job.close()
             assert 310 == job.totals.lines
             assert job.totals.quarantined >= 1  # bob's failed login, and his other requests
             assert Counter({"mallory": 3}) == failures(services)
             again = follow_job(services, log)
             again.poll_once()
-            again.stop()
+            again.close()
             assert 0 == again.totals.lines
 
     def test_a_10_mb_line_with_an_unclosed_quote_is_quarantined_and_ingestion_finishes(
@@ -183,7 +182,7 @@ class TestNeverStuck:
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(build_app(services, with_scheduler=False)) as test_client:
+    with TestClient(build_app(services, with_jobs=False)) as test_client:
         yield test_client
 
 

@@ -1,4 +1,5 @@
-"""Plain, idempotent job functions with explicit arguments; the scheduler calls them."""
+"""The housekeeping jobs: the intake heartbeat and the expiry of raw events. Plain, idempotent
+functions with explicit arguments; the job table (monitor.pipeline.jobs) schedules them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from monitor.store.requestlog import expire_requests
 
 Transact = Callable[[Callable[[Session], int]], int]
 
-log = structlog.get_logger("monitor.jobs")
+log = structlog.get_logger("monitor.pipeline.housekeeping")
 
 
 def heartbeat(

@@ -13,10 +13,17 @@ from prometheus_client import CollectorRegistry
 from monitor.cleanup.apply import ApplyOptions, ApplyResult
 from monitor.cleanup.journal import JournalEntry, Outcome
 from monitor.cleanup.plan import Plan
-from monitor.cleanup.runner import PolicySet, apply_plan, apply_summary, load_policy_set, make_plan
-from monitor.cleanup.scheduled import run_scheduled
 from monitor.errors import ConfigError
 from monitor.main import build_services
+from monitor.pipeline.cleanup import (
+    PolicySet,
+    apply_plan,
+    apply_summary,
+    load_policy_set,
+    make_plan,
+)
+from monitor.pipeline.cleanup_jobs import cleanup_job
+from monitor.pipeline.scheduler import run_job
 from monitor.runtime import Services
 from monitor.settings import CleanupSettings, Settings
 from monitor.store.cleanup_plans import PlanState, load_plan, query_plans
@@ -188,10 +195,13 @@ class TestScheduledJobs:
 
         def fire(replica: Services) -> None:
             barrier.wait(timeout=10)
-            result = run_scheduled(
+            job = cleanup_job(
                 "plan", session_factory=replica.session_factory, settings=cleanup,
-                holder=replica.replica, clock=clock, metrics=replica.metrics,
-                next_fire=lambda now: now + timedelta(days=1),
+                clock=clock, metrics=replica.metrics,
+            )  # fmt: skip
+            result, _ = run_job(
+                job, session_factory=replica.session_factory, holder=replica.replica,
+                clock=clock, next_fire=NOW + timedelta(days=1),
             )  # fmt: skip
             with lock:
                 ran.append(result)
@@ -202,10 +212,13 @@ class TestScheduledJobs:
                 thread.start()
             for thread in threads:
                 thread.join(timeout=60)
-            late = run_scheduled(
+            job = cleanup_job(
                 "plan", session_factory=other.session_factory, settings=cleanup,
-                holder=other.replica, clock=clock, metrics=other.metrics,
+                clock=clock, metrics=other.metrics,
             )  # fmt: skip
+            late, _ = run_job(
+                job, session_factory=other.session_factory, holder=other.replica, clock=clock
+            )
         finally:
             other.engine.dispose()
         with services.session_factory() as session:
@@ -217,10 +230,11 @@ class TestScheduledJobs:
         registry = MemoryRegistry()
         seed(services, registry)
         outcome = make_plan(services.session_factory, policies=policies(tmp_path), now=NOW)
-        ran = run_scheduled(
+        job = cleanup_job(
             "apply", session_factory=services.session_factory, settings=CleanupSettings(),
-            holder="a", clock=clock, metrics=services.metrics,
+            clock=clock, metrics=services.metrics,
         )  # fmt: skip
+        ran, _ = run_job(job, session_factory=services.session_factory, holder="a", clock=clock)
         with services.session_factory() as session:
             state = load_plan(session, outcome.summary.id)[0].state
         runs = services.metrics.registry.get_sample_value(

@@ -4,7 +4,8 @@ Each stream of lines (a file, stdin, one `POST /v1/logs`) has its own `LogClassi
 joins the app lines of one request. Events go through the store writer like notifications,
 so they are deduplicated on their deterministic `event_id`: ingesting the same file twice adds
 nothing. A followed file's checkpoint is saved in the same transaction as the events its lines
-produced, so a restart neither loses nor repeats lines.
+produced (`StoreWriter.submit(..., checkpoint=)`), so a restart neither loses nor repeats lines.
+`FollowJob` is the `follow-logs` row of the job table (monitor.pipeline.jobs).
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from monitor.ingest.requestlog import RegistryStart, RequestRecord, screen_recor
 from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics
 from monitor.settings import InputSettings
-from monitor.store.checkpoints import save_checkpoint
 from monitor.store.coverage import extend_log_coverage
 from monitor.store.quarantine import Quarantined, combine
 from monitor.store.requestlog import record_requests, record_starts
 from monitor.store.writer import CommitResult, StoreWriter
 
-log = structlog.get_logger("monitor.log_ingest")
+log = structlog.get_logger("monitor.pipeline.log_ingest")
 
 
 @dataclasses.dataclass
@@ -215,7 +215,11 @@ def backfill(
 
 
 class FollowJob:
-    """Follows log files until stopped, committing events and checkpoints together."""
+    """Follows log files, committing each batch's events with the file's checkpoint.
+
+    `run` is one run of the `follow-logs` job; `stopping` ends the wait of a batch the store
+    cannot take yet (it is retried every second until then).
+    """
 
     def __init__(
         self,
@@ -223,42 +227,24 @@ class FollowJob:
         *,
         writer: StoreWriter,
         metrics: Metrics,
-        clock: Clock,
-        poll_seconds: float,
-        limits: LineLimits | None = None,
+        limits: LineLimits,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._follower = follower
         self._writer = writer
         self._metrics = metrics
-        self._clock = clock
-        self._limits = limits or LineLimits(clock)
-        self._poll_seconds = poll_seconds
+        self._limits = limits
+        self._stopping = stopping if stopping is not None else threading.Event()
         self._streams: dict[str, LogStream] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.totals = IngestTotals()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="log-follower", daemon=True)
-        self._thread.start()
+    def run(self) -> float | None:
+        """Poll once; after lines were read, ask to run again at once (else the interval)."""
+        return 0.0 if self.poll_once() else None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (it closes the files), or close them when polled without one."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        else:
-            self._follower.close()
-
-    def run(self) -> None:
-        """Poll, ingest, commit; until `stop()`. Lines not committed are read again next run."""
-        try:
-            while not self._stop.is_set():
-                if not self.poll_once():
-                    self._stop.wait(self._poll_seconds)
-        finally:
-            self._follower.close()
+    def close(self) -> None:
+        """Close the files; a later poll opens them again from the committed checkpoints."""
+        self._follower.close()
 
     def poll_once(self) -> bool:
         """One poll; True when lines were read. Returns False early when stopping."""
@@ -273,7 +259,6 @@ class FollowJob:
             result = self._commit(fed, batch.checkpoint)
             if result is None:
                 return False
-            self._follower.commit(batch)
             self.totals.lines += len(batch.lines)
             self.totals.events += len(fed.events)
             self.totals.stored += len(result.inserted)
@@ -283,16 +268,14 @@ class FollowJob:
 
     def _commit(self, fed: Fed, checkpoint: Checkpoint) -> CommitResult | None:
         """Commit until stored; only a store outage is retried (the writer salvages the rest)."""
-
-        def save(session: Session) -> None:
-            fed.save_records(session)
-            save_checkpoint(session, checkpoint, now=self._clock())
-
         quarantined = fed.quarantined
         while True:
             try:
-                return self._writer.submit(fed.events, quarantined, also=save).result()
+                future = self._writer.submit(
+                    fed.events, quarantined, checkpoint=checkpoint, also=fed.save_records
+                )
+                return future.result()
             except StoreUnavailable:
                 log.warning("log batch not stored; retrying", path=checkpoint.path)
-                if self._stop.wait(1.0):
+                if self._stopping.wait(1.0):
                     return None

@@ -1,8 +1,7 @@
-"""Cleanup runs against the store: plan and store, apply a stored plan, restore one, and the
-lease-holding wrapper the scheduler calls so each job runs once across replicas.
+"""Cleanup runs against the store: plan and store, apply a stored plan, restore one.
 
 Each function takes its resources (session factory, registry client, clock, metrics) as
-arguments; `monitor.main` and `monitor.cli` build them.
+arguments; the scheduled jobs (monitor.pipeline.cleanup_jobs) and the command line call them.
 """
 
 from __future__ import annotations
@@ -10,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import threading
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import structlog
 
@@ -46,10 +43,8 @@ from monitor.store.cleanup_plans import (
 from monitor.store.engine import SessionFactory
 from monitor.store.inventory import planning_coverage, stream_repositories
 from monitor.store.journal import deleted_digests, record_entry, save_manifest, saved_manifests
-from monitor.store.locks import acquire_lock, release_lock, renew_lock
 
 log = structlog.get_logger("monitor.cleanup")
-T = TypeVar("T")
 SummarySender = Callable[[str], None]
 BREAKER_REASONS = frozenset({SkipReason.RUN_LIMIT_REACHED, SkipReason.REPOSITORY_SHARE_EXCEEDED})
 
@@ -264,69 +259,3 @@ def apply_summary(
             f" ({escape(str(entry.reason))})"
         )
     return "\n".join(lines)
-
-
-class _Renewer:
-    """Renews a lease every `ttl / 3` until stopped."""
-
-    def __init__(
-        self, session_factory: SessionFactory, name: str, holder: str, ttl: timedelta, clock: Clock
-    ) -> None:
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(session_factory, name, holder, ttl, clock), daemon=True
-        )
-
-    def _run(
-        self, session_factory: SessionFactory, name: str, holder: str, ttl: timedelta, clock: Clock
-    ) -> None:
-        while not self.stop.wait(ttl.total_seconds() / 3):
-            try:
-                with session_factory() as session, session.begin():
-                    if not renew_lock(session, name=name, holder=holder, now=clock(), ttl=ttl):
-                        return
-            except Exception as exc:
-                log.warning("lease renewal failed", job=name, error=type(exc).__name__)
-
-
-def run_locked(
-    session_factory: SessionFactory,
-    *,
-    name: str,
-    holder: str,
-    clock: Clock,
-    ttl: timedelta,
-    work: Callable[[], T],
-    metrics: Metrics | None = None,
-    kind: str | None = None,
-    hold_until: datetime | None = None,
-) -> tuple[bool, T | None]:
-    """Run `work` if this replica gets the lease `name`: (ran, result).
-
-    The lease is renewed while `work` runs; afterwards it lapses at `hold_until` (e.g. just
-    before the job's next fire time, so a replica whose clock fires late does not run the same
-    slot again) or at once. With `kind`, cleanup_runs_total and the last-success gauge follow.
-    """
-    with session_factory() as session, session.begin():
-        got = acquire_lock(session, name=name, holder=holder, now=clock(), ttl=ttl)
-    if not got:
-        log.info("job skipped: another replica holds it", job=name)
-        return False, None
-    renewer = _Renewer(session_factory, name, holder, ttl, clock)
-    renewer.thread.start()
-    try:
-        result = work()
-    except Exception:
-        if metrics is not None and kind is not None:
-            metrics.cleanup_runs.labels(kind=kind, result="error").inc()
-        raise
-    finally:
-        renewer.stop.set()
-        renewer.thread.join(timeout=10)
-        now = clock()
-        with session_factory() as session, session.begin():
-            until = hold_until if hold_until is not None and hold_until > now else now
-            release_lock(session, name=name, holder=holder, until=until)
-    if metrics is not None and kind is not None:
-        metrics.cleanup_runs.labels(kind=kind, result="ok").inc()
-    return True, result

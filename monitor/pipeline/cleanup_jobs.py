@@ -1,28 +1,29 @@
 """The scheduled cleanup jobs: reconcile, plan, and (only when configured) apply.
 
-Each runs under a lease named after its job id, so several replicas on one PostgreSQL run
-each firing once. `hold_until` keeps the lease until just before the next firing.
+Each is a row of the job table with its cron schedule from the settings and a lease named
+after its job id (held `cleanup.lock_seconds`, renewed while it runs), so several replicas on
+one PostgreSQL run each firing once. Runs are counted in `registry_monitor_cleanup_runs_total`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
 from monitor.cleanup.apply import apply_options
 from monitor.cleanup.reconcile import reconcile
-from monitor.cleanup.runner import (
+from monitor.clock import Clock
+from monitor.observability.metrics import Metrics
+from monitor.pipeline.cleanup import (
     SummarySender,
     apply_plan,
     load_policy_set,
     make_plan,
     open_registry,
-    run_locked,
 )
-from monitor.clock import Clock
-from monitor.observability.metrics import Metrics
+from monitor.pipeline.scheduler import Job
 from monitor.settings import CleanupSettings
 from monitor.store.cleanup_plans import PlanState, latest_plan
 from monitor.store.engine import SessionFactory
@@ -96,18 +97,16 @@ def _reconcile(session_factory: SessionFactory, settings: CleanupSettings, clock
     return result.tags
 
 
-def run_scheduled(
+def cleanup_job(
     kind: str,
     *,
     session_factory: SessionFactory,
     settings: CleanupSettings,
-    holder: str,
     clock: Clock,
     metrics: Metrics,
     send_summary: SummarySender | None = None,
-    next_fire: Callable[[datetime], datetime | None] | None = None,
-) -> bool:
-    """Run the cleanup job `kind` (reconcile, plan, apply) if this replica gets its lease."""
+) -> Job:
+    """The cleanup job `kind` (reconcile, plan, apply) as a row of the job table."""
     work: Callable[[], object]
     if kind == "plan":
         work = lambda: _plan(session_factory, settings, clock, metrics)  # noqa: E731
@@ -117,18 +116,39 @@ def run_scheduled(
         work = lambda: _reconcile(session_factory, settings, clock)  # noqa: E731
     else:
         raise ValueError(f"unknown cleanup job {kind!r}")
-    now = clock()
-    following = next_fire(now) if next_fire is not None else None
-    hold = following - timedelta(seconds=1) if following is not None else None
-    ran, _ = run_locked(
-        session_factory,
-        name=JOB_IDS[kind],
-        holder=holder,
-        clock=clock,
-        ttl=timedelta(seconds=settings.lock_seconds),
-        work=work,
-        metrics=metrics,
-        kind=kind,
-        hold_until=hold,
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            metrics.cleanup_runs.labels(kind=kind, result="error").inc()
+            raise
+        metrics.cleanup_runs.labels(kind=kind, result="ok").inc()
+
+    schedules = {
+        "reconcile": settings.reconcile_schedule,
+        "plan": settings.plan_schedule,
+        "apply": settings.apply_schedule,
+    }
+    return Job(
+        JOB_IDS[kind],
+        run,
+        cron=schedules[kind],
+        lease=timedelta(seconds=settings.lock_seconds),
     )
-    return ran
+
+
+def wanted_cleanup_jobs(settings: CleanupSettings) -> list[str]:
+    """The kinds of cleanup job the settings ask for: reconcile with a registry URL, plan with
+    policies, apply with both and `apply_on_schedule`; never one with an empty schedule."""
+    wanted = {
+        "reconcile": (settings.registry_url is not None, settings.reconcile_schedule),
+        "plan": (settings.policies_file is not None, settings.plan_schedule),
+        "apply": (
+            settings.apply_on_schedule
+            and settings.registry_url is not None
+            and settings.policies_file is not None,
+            settings.apply_schedule,
+        ),
+    }
+    return [kind for kind, (enabled, cron) in wanted.items() if enabled and cron.strip()]

@@ -1,0 +1,173 @@
+"""The job table: every long-running loop and scheduled job that `serve` runs, in one place.
+
+    job                schedule (settings)                  lease
+    heartbeat          every notifications.heartbeat_seconds  -  (each replica records itself)
+    detect             every detect.interval_seconds          -  (the detector row is locked;
+                                                                at once while behind)
+    deliver            every alerting.interval_seconds        -  (rows taken FOR UPDATE SKIP LOCKED)
+    follow-logs        every logs.poll_seconds                -
+    expire-events      cron retention.schedule                -  (idempotent; batches through
+                                                                the writer, between intake)
+    cleanup-reconcile  cron cleanup.reconcile_schedule        cleanup.lock_seconds
+    cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds
+    cleanup-apply      cron cleanup.apply_schedule            cleanup.lock_seconds
+    registry-audit     every audit.interval_seconds           0.9 x the interval
+    reconcile-events   every reconcile.interval_seconds       0.9 x the interval (at least 1 s)
+                       (the first one interval after start)
+
+A row is there only when its settings ask for it (Slack for `deliver`, `logs.paths` for
+`follow-logs`, and so on). `monitor.pipeline.scheduler` runs the table.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import structlog
+
+from monitor.audit.model import check_ids
+from monitor.audit.probe import LiveProbe
+from monitor.ingest.tailer import Follower
+from monitor.pipeline.audit import audit_job, sources_from
+from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
+from monitor.pipeline.cleanup_summary import outbox_sender
+from monitor.pipeline.delivery import deliver_and_wait
+from monitor.pipeline.detection import detect_backlog
+from monitor.pipeline.housekeeping import expire, heartbeat
+from monitor.pipeline.log_ingest import FollowJob, LineLimits
+from monitor.pipeline.reconcile import reconcile_job
+from monitor.pipeline.scheduler import Job
+from monitor.runtime import Services
+from monitor.store.checkpoints import StoreCheckpoints
+
+log = structlog.get_logger("monitor.pipeline.jobs")
+
+
+def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ...]:
+    """The jobs `serve` runs with these services; `stopping` is the runner's stop signal."""
+    settings = services.settings
+    rows = [
+        Job(
+            "heartbeat",
+            lambda: _heartbeat(services),
+            interval=settings.notifications.heartbeat_seconds,
+            errors="heartbeat",
+        ),
+        Job(
+            "detect",
+            lambda: _detect(services),
+            interval=settings.detect.interval_seconds,
+            errors="detect",
+        ),
+    ]
+    if services.notifier is None:
+        log.warning("no Slack configured: alerts are stored and counted, not sent")
+    else:
+        rows.append(
+            Job(
+                "deliver",
+                lambda: deliver_and_wait(services),
+                interval=settings.alerting.interval_seconds,
+                errors="deliver",
+            )
+        )
+    follow = build_follow_job(services, stopping=stopping)
+    if follow is not None:
+        rows.append(follow_logs_job(services, follow))
+    if settings.retention.schedule.strip():
+        rows.append(
+            Job("expire-events", lambda: _expire(services), cron=settings.retention.schedule)
+        )
+    rows.extend(
+        cleanup_job(
+            kind,
+            session_factory=services.session_factory,
+            settings=settings.cleanup,
+            clock=services.clock,
+            metrics=services.metrics,
+            send_summary=outbox_sender(services.session_factory, services.clock),
+        )
+        for kind in wanted_cleanup_jobs(settings.cleanup)
+    )
+    audit = settings.audit
+    if audit.registry_config is not None or audit.url is not None:
+        rows.append(
+            audit_job(
+                services.session_factory,
+                sources=sources_from(audit, settings.logs, settings.cleanup),
+                probe=LiveProbe(timeout=audit.timeout_seconds),
+                clock=services.clock,
+                interval_seconds=audit.interval_seconds,
+                accepted=check_ids(audit.accept, key="audit.accept"),
+            )
+        )
+    reconcile = settings.reconcile
+    if reconcile.interval_seconds > 0:
+        rows.append(
+            reconcile_job(
+                services.session_factory,
+                services.writer,
+                clock=services.clock,
+                settle_seconds=reconcile.settle_seconds,
+                interval_seconds=reconcile.interval_seconds,
+                metrics=services.metrics,
+            )
+        )
+    return tuple(rows)
+
+
+def build_follow_job(
+    services: Services,
+    globs: Sequence[str] | None = None,
+    *,
+    stopping: threading.Event | None = None,
+) -> FollowJob | None:
+    """The follower of `logs.paths` (or `globs`), checkpointed in the store; None without paths."""
+    paths = services.settings.logs.paths if globs is None else list(globs)
+    if not paths:
+        return None
+    follower = Follower(
+        paths,
+        StoreCheckpoints(services.session_factory),
+        start_at_end=services.settings.logs.start_at_end,
+    )
+    return FollowJob(
+        follower,
+        writer=services.writer,
+        metrics=services.metrics,
+        limits=LineLimits.of(services.settings.input, services.clock),
+        stopping=stopping,
+    )
+
+
+def follow_logs_job(services: Services, follow: FollowJob) -> Job:
+    """The `follow-logs` row for `follow`: polls every `logs.poll_seconds`, closes at stop."""
+    return Job(
+        "follow-logs",
+        follow.run,
+        interval=services.settings.logs.poll_seconds,
+        close=follow.close,
+    )
+
+
+def _heartbeat(services: Services) -> None:
+    heartbeat(
+        services.session_factory,
+        replica=services.replica,
+        now=services.clock(),
+        interval=services.settings.notifications.heartbeat_seconds,
+    )
+
+
+def _detect(services: Services) -> float | None:
+    """Caught up: wait the interval; still behind a backlog: run again at once."""
+    return 0.0 if detect_backlog(services) else None
+
+
+def _expire(services: Services) -> None:
+    expire(
+        services.writer.transact,
+        now=services.clock(),
+        days=services.settings.retention.events_days,
+    )
