@@ -199,12 +199,15 @@ def running_registry(
     binary: str = REGISTRY_BINARY,
     startup_timeout: float = 15.0,
     overrides: Mapping[str, str] | None = None,
+    append_log: bool = False,
 ) -> Iterator[RegistryHandle]:
     """Start the registry with `config` (written to `directory`); yield a handle; stop it.
 
     `binary` is Debian's 2.8 by default; pass `tests.paths.registry3_binary()` for 3.x.
     `overrides` are `REGISTRY_<SECTION>_<KEY>` variables the registry reads over the file
-    (`REGISTRY_HTTP_ADDR` decides where it listens and what the handle's URL is)."""
+    (`REGISTRY_HTTP_ADDR` decides where it listens and what the handle's URL is).
+    `append_log` keeps what an earlier run wrote to `registry.log` (a restarted registry
+    writing on, as `docker logs` keeps a container's output across restarts)."""
     require_tools(binary)
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.yml"
@@ -213,7 +216,7 @@ def running_registry(
     addr = (overrides or {}).get("REGISTRY_HTTP_ADDR", config["http"]["addr"])
     port = int(addr.rsplit(":", 1)[1])
     scheme = "https" if "tls" in config["http"] else "http"
-    with log_path.open("wb") as log:
+    with log_path.open("ab" if append_log else "wb") as log:
         process = subprocess.Popen(
             [binary, "serve", str(config_path)],
             stdout=log,
