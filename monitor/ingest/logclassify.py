@@ -18,7 +18,6 @@ reported once, from the app lines); a stream of access or proxy lines alone yiel
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -30,41 +29,14 @@ import orjson
 from monitor.events import Action, Event
 from monitor.ingest import logtriage as triage
 from monitor.ingest import memo
+from monitor.ingest.logcounters import LogCounters
 from monitor.ingest.logevents import access_event, app_event, line_event_id, request_event_id
 from monitor.ingest.logline import COMBINED_PLAIN, LineKind, ParsedLine, parse_line, unquote_go
 from monitor.ingest.requestlog import RegistryStart, RequestRecord, record_of
-from monitor.ingest.routes import ROUTES, is_enumeration, route_of
+from monitor.ingest.routes import is_enumeration, route_of
 from monitor.ingest.timestamps import is_rfc3339, parse_clf_time, parse_rfc3339
 
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-_STATUS_CLASS = {int(name[0]): name for name in STATUS_CLASSES}
 _USER_IN_MSG = re.compile(r'error authenticating user ("[^"\\]*(?:\\.[^"\\]*)*"|\S+)')
-
-
-@dataclasses.dataclass
-class LogCounters:
-    """Plain counters for metrics; keys are bounded (results, kinds, statuses, route kinds)."""
-
-    lines_by_result: dict[str, int] = dataclasses.field(
-        default_factory=lambda: {"parsed": 0, "ignored": 0, "malformed": 0}
-    )
-    lines_by_kind: dict[str, int] = dataclasses.field(
-        default_factory=lambda: {kind.value: 0 for kind in LineKind}
-    )
-    auth_failures: int = 0
-    anonymous_challenges: int = 0
-    access_denied: int = 0
-    unattributed_401: int = 0
-    events_without_time: int = 0
-    responses_by_status: dict[int, int] = dataclasses.field(default_factory=dict)
-    responses_by_class: dict[str, int] = dataclasses.field(
-        default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0)
-    )
-    responses_by_route: dict[str, int] = dataclasses.field(
-        default_factory=lambda: dict.fromkeys(ROUTES, 0)
-    )
-    # (status class, route kind) pairs, for the registry_responses_total metric
-    responses: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
 class LogClassifier:
@@ -176,7 +148,7 @@ class LogClassifier:
             self._last_when = last_when
             access_lines = sum(responses.values())
             for (status_text, route), count in responses.items():
-                self._count_response(int(status_text), route, count)
+                counters.count_response(int(status_text), route, count)
             counters.lines_by_result["parsed"] += app_lines + access_lines
             counters.lines_by_kind["app"] += app_lines
             counters.lines_by_kind["access"] += access_lines
@@ -386,22 +358,11 @@ class LogClassifier:
             return not self._app_seen
         return self._access_events
 
-    def _count_response(self, status: int, route: str, count: int = 1) -> None:
-        counters = self.counters
-        by_status = counters.responses_by_status
-        by_status[status] = by_status.get(status, 0) + count
-        status_class = _STATUS_CLASS.get(status // 100)
-        if status_class is not None:
-            counters.responses_by_class[status_class] += count
-            key = (status_class, route)
-            counters.responses[key] = counters.responses.get(key, 0) + count
-        counters.responses_by_route[route] += count
-
     def _access(self, parsed: ParsedLine) -> list[Event]:
         counters = self.counters
         status = parsed.status or 0
         route = route_of(parsed.uri)
-        self._count_response(status, route)
+        counters.count_response(status, route)
         if not self._emits_access():
             return []
         if status == 401:

@@ -25,7 +25,8 @@ from monitor.clock import Clock, utc_now
 from monitor.errors import StoreUnavailable
 from monitor.events import Event
 from monitor.ingest.boundary import Window, screen_events, screen_lines
-from monitor.ingest.logclassify import LogClassifier, LogCounters
+from monitor.ingest.logclassify import LogClassifier
+from monitor.ingest.logcounters import LogCounters
 from monitor.ingest.requestlog import RegistryStart, RequestRecord, screen_records
 from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics

@@ -20,8 +20,8 @@ from monitor.cleanup.plan import Plan
 from monitor.cleanup.stored_plan import decode, encode
 from monitor.errors import NotFound
 from monitor.events import format_timestamp
+from monitor.store.cleanup_tables import CleanupPlanRow, SavedManifestRow
 from monitor.store.pages import beyond, fetch_page
-from monitor.store.schema import CleanupPlanRow, SavedManifestRow
 
 
 class PlanState(StrEnum):

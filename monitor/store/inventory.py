@@ -26,15 +26,11 @@ from monitor.cleanup.model import (
 )
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
 from monitor.store.blob_sizes import blob_sizes, record_blob_sizes
+from monitor.store.cleanup_tables import ManifestInfoRow, RegistryTagRow
 from monitor.store.coverage import LOG, covered_intervals, merge_intervals
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.requestlog import oldest_pending
-from monitor.store.schema import (
-    ManifestInfoRow,
-    RegistryTagRow,
-    TagPullRow,
-    TagStateRow,
-)
+from monitor.store.schema import TagPullRow, TagStateRow
 
 PLANNING_HORIZON = timedelta(days=3660)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.events import format_timestamp
-from monitor.store.schema import CleanupJournalRow, SavedManifestRow
+from monitor.store.cleanup_tables import CleanupJournalRow, SavedManifestRow
 
 
 def record_entry(session: Session, entry: JournalEntry) -> None:

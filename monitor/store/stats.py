@@ -9,13 +9,9 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from monitor.store.cleanup_tables import CleanupJournalRow, CleanupPlanRow, RegistryTagRow
 from monitor.store.rollups import newest_per_source
-from monitor.store.schema import (
-    CleanupJournalRow,
-    CleanupPlanRow,
-    RegistryTagRow,
-    TagStateRow,
-)
+from monitor.store.schema import TagStateRow
 
 
 def live_tags(session: Session) -> int:

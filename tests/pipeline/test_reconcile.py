@@ -24,7 +24,7 @@ from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
 from monitor.store.events import EventFilter, query_events
-from monitor.store.schema import Base, EventRow, LogRequestRow, RegistryInstanceRow
+from monitor.store.schema import METADATA, EventRow, LogRequestRow, RegistryInstanceRow
 from tests.request_captures import RUN_IDS, RUNS, log_lines, notified, schema1_config_pulls
 
 SETTLE = 120.0
@@ -32,7 +32,7 @@ SETTLE = 120.0
 
 def empty_store(services: Services) -> None:
     with services.session_factory() as session, session.begin():
-        for table in reversed(Base.metadata.sorted_tables):
+        for table in reversed(METADATA.sorted_tables):
             session.execute(delete(table))
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from monitor.events import Event, TargetKind
 from monitor.store.events import insert_events
 from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
-from monitor.store.schema import Base, BlobSizeRow, EventRow
+from monitor.store.schema import METADATA, BlobSizeRow, EventRow
 from tests.fixture_events import scenario_events
 
 
@@ -32,7 +32,7 @@ class TestMigrations:
         engine = create_engine(empty_db_url)
         upgrade(engine)
         assert head_revision() == current_revision(engine)
-        assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+        assert set(METADATA.tables) <= set(inspect(engine).get_table_names())
         engine.dispose()
 
     def test_models_and_migrations_agree(self, empty_db_url: str) -> None:
@@ -41,7 +41,7 @@ class TestMigrations:
         upgrade(engine)
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert [] == compare_metadata(context, Base.metadata)
+            assert [] == compare_metadata(context, METADATA)
         engine.dispose()
 
     def test_downgrade_and_upgrade_round_trip(self, empty_db_url: str) -> None:

@@ -26,17 +26,16 @@ from monitor.store.cleanup_plans import (
     save_plan,
     set_plan_state,
 )
-from monitor.store.inventory import stream_repositories
-from monitor.store.journal import record_entry, save_manifest
-from monitor.store.migrate import upgrade
-from monitor.store.schema import (
+from monitor.store.cleanup_tables import (
     CleanupJournalRow,
     CleanupPlanRow,
     ManifestInfoRow,
     SavedManifestRow,
-    TagPullRow,
-    TagStateRow,
 )
+from monitor.store.inventory import stream_repositories
+from monitor.store.journal import record_entry, save_manifest
+from monitor.store.migrate import upgrade
+from monitor.store.schema import TagPullRow, TagStateRow
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DIGEST = "sha256:" + "ab" * 32
