@@ -70,41 +70,51 @@ def upsert_alert(session: Session, found: Alert, *, hits: int) -> Upserted:
     `hits` is how many occurrences the alert adds (the incident's count grew by that much).
     A resolved alert that fires again becomes firing; its first seen stays.
     """
-    subject = orjson.dumps(dict(found.subject)).decode()
-    evidence = orjson.dumps(list(found.evidence.event_ids)).decode()
     row = session.scalars(
         select(AlertRow).where(AlertRow.fingerprint == found.fingerprint).with_for_update()
     ).one_or_none()
     if row is None:
-        row = AlertRow(
-            fingerprint=found.fingerprint,
-            rule=found.rule,
-            severity=found.severity.value,
-            mode=found.mode.value,
-            subject=subject,
-            summary=found.summary,
-            evidence=evidence,
-            first_seen_at=found.first_seen_at,
-            last_seen_at=found.last_seen_at,
-            count=max(hits, 1),
-            state=AlertState.FIRING.value,
-            resolved_at=None,
-        )
+        row = _new_row(found, hits)
         session.add(row)
         session.flush()
         return Upserted(_stored(row), created=True, refired=False)
+    refired = _fire_again(row, found, hits)
+    session.flush()
+    return Upserted(_stored(row), created=False, refired=refired)
+
+
+def _new_row(alert: Alert, hits: int) -> AlertRow:
+    """The row of an alert never stored: firing, counting its hits (at least one)."""
+    return AlertRow(
+        fingerprint=alert.fingerprint,
+        rule=alert.rule,
+        severity=alert.severity.value,
+        mode=alert.mode.value,
+        subject=orjson.dumps(dict(alert.subject)).decode(),
+        summary=alert.summary,
+        evidence=orjson.dumps(list(alert.evidence.event_ids)).decode(),
+        first_seen_at=alert.first_seen_at,
+        last_seen_at=alert.last_seen_at,
+        count=max(hits, 1),
+        state=AlertState.FIRING.value,
+        resolved_at=None,
+    )
+
+
+def _fire_again(row: AlertRow, alert: Alert, hits: int) -> bool:
+    """A stored alert seen again: it takes the new text, gains `hits` and a later last seen,
+    and is firing; True when it had been resolved."""
     refired = row.state == AlertState.RESOLVED.value
-    row.severity = found.severity.value
-    row.mode = found.mode.value
-    row.subject = subject
-    row.summary = found.summary
-    row.evidence = evidence
-    row.last_seen_at = max(row.last_seen_at, found.last_seen_at)
+    row.severity = alert.severity.value
+    row.mode = alert.mode.value
+    row.subject = orjson.dumps(dict(alert.subject)).decode()
+    row.summary = alert.summary
+    row.evidence = orjson.dumps(list(alert.evidence.event_ids)).decode()
+    row.last_seen_at = max(row.last_seen_at, alert.last_seen_at)
     row.count = row.count + max(hits, 0)
     row.state = AlertState.FIRING.value
     row.resolved_at = None
-    session.flush()
-    return Upserted(_stored(row), created=False, refired=refired)
+    return refired
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
@@ -126,40 +136,14 @@ def upsert_alerts(session: Session, found: Sequence[tuple[Alert, int]]) -> list[
     pending: list[tuple[AlertRow, dict[str, Any], bool, bool]] = []
 
     for alert, hits in found:
-        subject = orjson.dumps(dict(alert.subject)).decode()
-        evidence = orjson.dumps(list(alert.evidence.event_ids)).decode()
         stored = rows.get(alert.fingerprint)
         if stored is None:
-            row = AlertRow(
-                fingerprint=alert.fingerprint,
-                rule=alert.rule,
-                severity=alert.severity.value,
-                mode=alert.mode.value,
-                subject=subject,
-                summary=alert.summary,
-                evidence=evidence,
-                first_seen_at=alert.first_seen_at,
-                last_seen_at=alert.last_seen_at,
-                count=max(hits, 1),
-                state=AlertState.FIRING.value,
-                resolved_at=None,
-            )
+            row = rows[alert.fingerprint] = _new_row(alert, hits)
             session.add(row)
-            rows[alert.fingerprint] = row
             pending.append((row, {n: getattr(row, n) for n in _SNAPSHOT}, True, False))
-            continue
-        row = stored
-        refired = row.state == AlertState.RESOLVED.value
-        row.severity = alert.severity.value
-        row.mode = alert.mode.value
-        row.subject = subject
-        row.summary = alert.summary
-        row.evidence = evidence
-        row.last_seen_at = max(row.last_seen_at, alert.last_seen_at)
-        row.count = row.count + max(hits, 0)
-        row.state = AlertState.FIRING.value
-        row.resolved_at = None
-        pending.append((row, {n: getattr(row, n) for n in _SNAPSHOT}, False, refired))
+        else:
+            refired = _fire_again(stored, alert, hits)
+            pending.append((stored, {n: getattr(stored, n) for n in _SNAPSHOT}, False, refired))
     session.flush()
     return [
         Upserted(_stored(SimpleNamespace(id=row.id, **values)), created=created, refired=refired)
