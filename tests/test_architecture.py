@@ -187,6 +187,26 @@ class TestLayers:
         }
         assert {} == long
 
+    def test_the_command_line_imports_lazily_only_on_purpose(self) -> None:
+        """A function of monitor/cli imports inside itself only to keep start-up fast, and says
+        so: each group of such imports sits under a `# deliberately lazy` comment."""
+        unexplained = []
+        for path in sorted((REPO / "monitor" / "cli").glob("*.py")):
+            lines = path.read_text().splitlines()
+            for function in ast.walk(ast.parse("\n".join(lines))):
+                if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                bodies = [getattr(node, "body", None) for node in ast.walk(function)]
+                for body in [b for b in bodies if isinstance(b, list)]:
+                    previous: ast.stmt | None = None
+                    for statement in body:
+                        local = isinstance(statement, ast.Import | ast.ImportFrom)
+                        first = local and not isinstance(previous, ast.Import | ast.ImportFrom)
+                        if first and "# deliberately lazy" not in lines[statement.lineno - 2]:
+                            unexplained.append(f"{path.name}:{statement.lineno}")
+                        previous = statement
+        assert [] == unexplained
+
 
 def test_every_package_has_an_init() -> None:
     """Every folder under monitor/ is a package."""

@@ -74,6 +74,7 @@ def _run(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def warn_unknown_variables(env: Mapping[str, str]) -> None:
     """A warning for each REGISTRY_MONITOR_* variable no setting reads, naming the closest."""
+    # deliberately lazy: `--help` and `--version` never load structlog (start-up time)
     import structlog
 
     log = structlog.get_logger("monitor.cli")

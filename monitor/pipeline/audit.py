@@ -4,7 +4,7 @@ check that changed to fail since the previous run (through the alert outbox, nev
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,6 +18,7 @@ from monitor.audit.facts import Activity
 from monitor.audit.gather import ActivityReader, Sources, gather
 from monitor.audit.model import CheckResult, Status, accept
 from monitor.audit.probe import Probe
+from monitor.clock import Clock
 from monitor.errors import StoreUnavailable
 from monitor.pipeline.scheduler import Job
 from monitor.settings import AuditSettings, CleanupSettings, LogsSettings
@@ -119,7 +120,7 @@ def audit_job(
     *,
     sources: Sources,
     probe: Probe,
-    clock: Callable[[], datetime],
+    clock: Clock,
     interval_seconds: float,
     accepted: Sequence[str] = (),
 ) -> Job:
