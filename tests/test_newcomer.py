@@ -84,9 +84,12 @@ class TestFirstHour:
             def settled() -> bool:
                 tags = httpx.get(f"{served.url}/v1/tags", timeout=10).json()["items"]
                 alerts = httpx.get(f"{served.url}/v1/alerts", timeout=10).json()["items"]
-                return {"pr-1", "latest"} <= {t["tag"] for t in tags} and bool(alerts)
+                rules = {a["rule"] for a in alerts}
+                return {"pr-1", "latest"} <= {t["tag"] for t in tags} and (
+                    "delete_outside_cleanup" in rules
+                )
 
-            wait_until(settled, timeout=60, what="the pushes stored and the first alerts")
+            wait_until(settled, timeout=60, what="the pushes stored and the delete alerted")
 
             events = run_console("events", "--limit", "100", cwd=home)
             tags = run_console("tags", cwd=home)
