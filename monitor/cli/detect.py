@@ -8,31 +8,19 @@ from monitor.alerts import FOUND_FIELDS
 from monitor.cli.errors import CommandError
 from monitor.cli.output import show, when
 from monitor.cli.session import store_session
-from monitor.detect.engine import replay as replay_events
-from monitor.events import Event
+from monitor.detect.engine import replay_in_order
 from monitor.main import build_detector
 from monitor.settings import Settings
-from monitor.store.events import EventFilter, query_events
-
-PAGE = 1000
+from monitor.store.events import judged_events_between
 
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.since > args.until:
         raise CommandError("--since is after --until")
-    where = EventFilter(since=args.since, until=args.until)
     detector = build_detector(settings.detect)
-    events: list[Event] = []
     with store_session(settings.database) as session:
-        cursor: str | None = None
-        while True:
-            page, cursor = query_events(
-                session, where=where, limit=PAGE, cursor=cursor, ascending=True
-            )
-            events.extend(e.event for e in page)
-            if cursor is None:
-                break
-    findings = replay_events(detector, events, now=args.until)
+        batches = judged_events_between(session, since=args.since, until=args.until)
+        findings, judged = replay_in_order(detector, batches, now=args.until)
     rows = [
         (
             when(f.last_seen_at),
@@ -46,9 +34,9 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     ]
     show(
         args.json,
-        {"events": len(events), "findings": [f.to_dict(FOUND_FIELDS) for f in findings]},
+        {"events": judged, "findings": [f.to_dict(FOUND_FIELDS) for f in findings]},
         rows,
         ("last seen (UTC)", "rule", "severity", "mode", "count", "subject"),
-        [f"{len(findings)} findings over {len(events)} events; nothing was sent"],
+        [f"{len(findings)} findings over {judged} events; nothing was sent"],
     )
     return 0

@@ -146,20 +146,19 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
     if not is_notification_success(event) or not event.actor or not event.remote_ip:
         return []
     moment = to_us(at)
-    forget = span_us(config.option("forget_after"))
+    cutoff = moment - span_us(config.option("forget_after"))
     baseline = state.baselines.get(event.actor)
-    if baseline is not None and max(baseline.addresses.values(), default=0) <= moment - forget:
+    last_seen = None if baseline is None else baseline.addresses.get(event.remote_ip)
+    known = last_seen is not None and last_seen > cutoff
+    # A known address is newer than the cutoff, so the account has not forgotten everything.
+    if baseline is not None and not known and max(baseline.addresses.values(), default=0) <= cutoff:
         baseline = None  # every address forgotten: the account learns again
     if baseline is None:
         state.baselines[event.actor] = Baseline(since=moment, addresses={event.remote_ip: moment})
         return []
-    last_seen = baseline.addresses.get(event.remote_ip)
-    known = last_seen is not None and last_seen > moment - forget
-    baseline.addresses[event.remote_ip] = max(moment, baseline.addresses.get(event.remote_ip, 0))
-    limit = config.option("max_addresses")
-    if len(baseline.addresses) > limit:
-        newest = sorted(baseline.addresses.items(), key=lambda item: (item[1], item[0]))[-limit:]
-        baseline.addresses = dict(newest)
+    addresses = baseline.addresses
+    addresses[event.remote_ip] = max(moment, 0 if last_seen is None else last_seen)
+    _keep_newest(baseline, config.option("max_addresses"))
     learning = moment - baseline.since < span_us(config.option("learning_period"))
     if known or learning:
         return []
@@ -176,6 +175,18 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
             last_seen_at=at,
         )
     ]
+
+
+def _keep_newest(baseline: Baseline, limit: int) -> None:
+    """Keep the `limit` addresses seen last (ties: the greater address is kept)."""
+    addresses = baseline.addresses
+    if len(addresses) <= limit:
+        return
+    if len(addresses) == limit + 1:  # one address was just added: drop the oldest
+        del addresses[min(zip(addresses.values(), addresses.keys(), strict=True))[1]]
+        return
+    newest = sorted(addresses.items(), key=lambda item: (item[1], item[0]))[-limit:]
+    baseline.addresses = dict(newest)
 
 
 def source_not_allowed(

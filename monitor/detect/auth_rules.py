@@ -125,7 +125,10 @@ def success_after_failures(
         group = group_of(event, (field,), required=True)
         if group is None:
             continue
-        failures = in_window(state, window_key(f"{config.name}/{FAILURES}", group), moment, window)
+        key = window_key(f"{config.name}/{FAILURES}", group)
+        if key not in state.counts:  # no failure recorded for the group
+            continue
+        failures = in_window(state, key, moment, window)
         if len(failures) < config.threshold:
             continue
         hits.append(

@@ -3,6 +3,7 @@ not made by cleanup."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
@@ -57,7 +58,13 @@ def off_hours_write(
 
 
 def _protected(ctx: RuleContext, tag: str) -> bool:
-    return any(fnmatchcase(tag, pattern) for pattern in ctx.config.option("patterns"))
+    return _matches_any(tag, tuple(ctx.config.option("patterns")))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _matches_any(tag: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `tag` matches one of the glob `patterns` (cached: the same tags recur)."""
+    return any(fnmatchcase(tag, pattern) for pattern in patterns)
 
 
 def tag_moved(event: Event, state: DetectorState, at: datetime, ctx: RuleContext) -> list[Hit]:
@@ -94,7 +101,7 @@ def tag_moved(event: Event, state: DetectorState, at: datetime, ctx: RuleContext
 def _forget(state: DetectorState, event: Event) -> None:
     if event.tag:
         state.tags.pop(f"{event.repository}:{event.tag}", None)
-    elif event.digest:
+    elif event.digest and event.digest in state.tags.values():
         prefix = f"{event.repository}:"
         for key in [k for k, v in state.tags.items() if k.startswith(prefix) and v == event.digest]:
             del state.tags[key]

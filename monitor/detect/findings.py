@@ -9,6 +9,7 @@ the same fingerprint and `first_seen_at`, so delivery can thread them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from datetime import datetime
@@ -33,6 +34,7 @@ class Hit:
     severity: Severity | None = None
 
 
+@functools.lru_cache(maxsize=65_536)
 def fingerprint(rule: str, group: Group) -> str:
     """`<rule>:<hash of the group>`: stable across restarts, bounded, free of client text."""
     canonical = json.dumps([rule, [list(pair) for pair in group]], ensure_ascii=False)

@@ -39,17 +39,45 @@ class RuleContext:
 RuleFunction = Callable[[Event, DetectorState, datetime, RuleContext], list[Hit]]
 
 
+ALL_ACTIONS = frozenset(Action)
+
+
 @dataclasses.dataclass(frozen=True)
 class RuleSpec:
     """A rule and how the engine calls it.
 
+    `actions`: the actions of the events the rule looks at; it returns no hit and leaves the
+    state untouched for any other, so the engine does not call it for them.
     `sees_allowed`: the rule also sees allow-listed events (to keep its state true) and
     the engine drops its hits for them.
     """
 
     name: str
     evaluate: RuleFunction
+    actions: frozenset[Action] = ALL_ACTIONS
     sees_allowed: bool = False
+
+
+EVENT_FIELDS = (
+    "event_id",
+    "source",
+    "action",
+    "occurred_at",
+    "target_kind",
+    "repository",
+    "tag",
+    "digest",
+    "size",
+    "actor",
+    "remote_ip",
+    "http_method",
+    "http_status",
+    "request_uri",
+    "client",
+    "route",
+)
+"""The event fields that rules, allow-lists, roles and groups read: detection loads only these
+from the store (the others keep their defaults)."""
 
 
 def group_of(event: Event, fields: tuple[str, ...], *, required: bool) -> Group | None:

@@ -15,6 +15,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from monitor.errors import ParseError
 
 STATE_VERSION = 1
@@ -107,25 +109,32 @@ def add_distinct(
     previous = values.get(value)
     if previous is None or previous[0] <= at:
         values[value] = (at, event_id)
-    newest = max(entry[0] for entry in values.values())
-    kept = sorted(
-        ((entry, name) for name, entry in values.items() if entry[0] >= newest - window),
-        reverse=True,
-    )[:cap]
-    state.distinct[key] = {name: entry for entry, name in kept}
-    return sorted(e for e in state.distinct[key].values() if at - window <= e[0] <= at)
+    times = [entry[0] for entry in values.values()]
+    floor = max(times) - window
+    if len(values) > cap or min(times) < floor:  # else every value is kept as it is
+        kept = sorted(
+            ((entry, name) for name, entry in values.items() if entry[0] >= floor),
+            reverse=True,
+        )[:cap]
+        values = state.distinct[key] = {name: entry for entry, name in kept}
+    return sorted(e for e in values.values() if at - window <= e[0] <= at)
 
 
 def add_volume(state: DetectorState, key: str, amount: int, at: int, window: int) -> int:
     """Add `amount` at `at`; the total in the window ending at `at` (buckets of window/12)."""
     width = _bucket_width(window)
     buckets = state.volumes.setdefault(key, {})
-    start = at - at % width
-    buckets[str(start)] = buckets.get(str(start), 0) + amount
-    newest = max(int(s) for s in buckets)
-    for name in [s for s in buckets if int(s) + width <= newest - window]:
-        del buckets[name]
-    return sum(v for s, v in buckets.items() if at - window < int(s) + width and int(s) <= at)
+    name = str(at - at % width)
+    buckets[name] = buckets.get(name, 0) + amount
+    starts = [(int(s), s) for s in buckets]
+    floor = max(starts)[0] - window
+    total = 0
+    for start, s in starts:
+        if start + width <= floor:
+            del buckets[s]  # too old for any window ending at or after the newest bucket
+        elif at - window < start + width and start <= at:
+            total += buckets[s]
+    return total
 
 
 def sweep(
@@ -205,15 +214,27 @@ def state_to_json(state: DetectorState) -> str:
             for actor, b in state.baselines.items()
         },
         "tags": state.tags,
-        "incidents": {f: dataclasses.asdict(i) for f, i in state.incidents.items()},
+        "incidents": {
+            f: {
+                "rule": i.rule,
+                "fired": i.fired,
+                "first_seen": i.first_seen,
+                "last_seen": i.last_seen,
+                "count": i.count,
+                "severity": i.severity,
+                "evidence": i.evidence,
+            }
+            for f, i in state.incidents.items()
+        },
     }
-    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    # orjson writes what json.dumps(sort_keys, ensure_ascii=False, compact) writes, faster.
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def state_from_json(text: str) -> DetectorState:
     """The state saved by `state_to_json`; ParseError when it is not one."""
     try:
-        document = json.loads(text)
+        document = orjson.loads(text)
         if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
             raise ValueError(f"expected a version {STATE_VERSION} detector state")
         return _from_document(document)

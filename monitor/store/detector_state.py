@@ -14,12 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.store.dialect import dialect_of, upsert
-from monitor.store.events import StoredEvent, stored_event
+from monitor.store.events import EVENTS, JUDGED_COLUMNS, StoredEvent, judged_event
 from monitor.store.schema import DetectorStateRow, EventRow
 
 DEFAULT_DETECTOR = "default"
-EVENT_COLUMNS = tuple(EventRow.__table__.columns)
-"""Events are read as plain rows (no ORM objects): several times faster per event."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,15 +64,22 @@ def events_after(
     session: Session, cursor: int, *, received_before: datetime, limit: int
 ) -> list[StoredEvent]:
     """Events with id > `cursor`, ascending, stopping before the first one received after
-    `received_before` (a newer row may still be committing below it), at most `limit`."""
+    `received_before` (a newer row may still be committing below it), at most `limit`.
+
+    Only the fields detection reads (`EVENT_FIELDS`) are loaded; the others keep their
+    defaults."""
+    key = EVENTS.c.id
     rows = session.execute(
-        select(*EVENT_COLUMNS).where(EventRow.id > cursor).order_by(EventRow.id.asc()).limit(limit)
+        select(key, EVENTS.c.received_at, *JUDGED_COLUMNS)
+        .where(key > cursor)
+        .order_by(key.asc())
+        .limit(limit)
     )
     out: list[StoredEvent] = []
-    for row in rows:
-        if row.received_at > received_before:
+    for row_id, received_at, *values in rows:
+        if received_at > received_before:
             break
-        out.append(stored_event(row))
+        out.append(StoredEvent(row_id, judged_event(values), received_at))
     return out
 
 

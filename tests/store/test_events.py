@@ -6,10 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.errors import InvalidQuery
+from monitor.events import Event
 from monitor.runtime import Services
-from monitor.store.events import EventFilter, expire_events, query_events
+from monitor.store.detector_state import events_after
+from monitor.store.events import EventFilter, expire_events, judged_events_between, query_events
 from monitor.store.pages import decode_cursor
+from tests.detect.fixture_events import log_events
 from tests.fixture_events import scenario_events
 
 
@@ -87,3 +91,44 @@ class TestExpiry:
         assert (before, 43 - before) == (removed, len(page))
         assert all(e.event.occurred_at >= cut for e in page)
         assert cut - timedelta(days=1) < cut
+
+
+def judged(event: Event) -> Event:
+    """`event` with only the fields detection reads; the others at their defaults."""
+    return Event(**{name: getattr(event, name) for name in EVENT_FIELDS})
+
+
+@pytest.fixture
+def stored_mix(services: Services) -> tuple[Services, list[Event]]:
+    """The notification capture and the failures and listings of the registry log."""
+    events = scenario_events() + log_events()
+    services.writer.submit(events).result(timeout=30)
+    return services, events
+
+
+class TestJudgedEvents:
+    def test_detection_reads_the_fields_rules_read(self, stored_mix) -> None:
+        """The events a detection pass reads are the stored ones with every field of
+        EVENT_FIELDS (the others at their defaults), in id order."""
+        services, events = stored_mix
+        received_before = datetime.now(UTC) + timedelta(days=1)
+        with services.session_factory() as session:
+            read = events_after(session, 0, received_before=received_before, limit=1000)
+        by_id = {e.event_id: judged(e) for e in events}
+        expected = ([by_id[s.event.event_id] for s in read], len(events))
+        assert expected == ([s.event for s in read], len(read))
+
+    def test_judged_batches_cover_the_span_once_in_time_order(self, stored_mix) -> None:
+        """Batches of 7 hold every event of [since, until) once, in (time, id) order: the
+        order of the ascending event pages."""
+        services, events = stored_mix
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        since, until = ordered[3].occurred_at, ordered[-2].occurred_at
+        with services.session_factory() as session:
+            batches = list(judged_events_between(session, since=since, until=until, batch=7))
+            page, _ = query_events(
+                session, where=EventFilter(since=since, until=until), limit=1000, ascending=True
+            )
+        expected = ([judged(s.event) for s in page], True)
+        actual = ([e for b in batches for e in b], all(0 < len(b) <= 7 for b in batches))
+        assert expected == actual
