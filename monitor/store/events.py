@@ -22,6 +22,7 @@ from monitor.store.dialect import dialect_of, upsert
 from monitor.store.pages import fetch_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
+from monitor.store.tags import fill_rebuilt_push
 
 
 def _row_values(event: Event, received_at: datetime) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[
         row = open_rows.get((event.request_id, event_match_key(event)))
         if row is None or not row.event_id.startswith("log:"):
             continue
+        fill_rebuilt_push(session, _event(row).event, event)
         row.event_id = event.event_id
         row.media_type = row.media_type or event.media_type
         row.size = row.size if row.size is not None else event.size

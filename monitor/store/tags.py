@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind, json_fields
@@ -51,11 +51,14 @@ class _Statements:
             pull_count=0,
         )
         newer = or_(c.last_pushed_at.is_(None), c.last_pushed_at <= t)
+        # A push rebuilt from the registry's log has no digest (the log does not name what a
+        # tag was pushed to): the tag keeps the digest it had until a notification tells.
+        named = and_(newer, push.excluded.digest.is_not(None))
         self.push = push.on_conflict_do_update(
             index_elements=[c.repository, c.tag],
             set_={
-                "digest": case((newer, push.excluded.digest), else_=c.digest),
-                "media_type": case((newer, push.excluded.media_type), else_=c.media_type),
+                "digest": case((named, push.excluded.digest), else_=c.digest),
+                "media_type": case((named, push.excluded.media_type), else_=c.media_type),
                 "last_pushed_by": case(
                     (newer, push.excluded.last_pushed_by), else_=c.last_pushed_by
                 ),
@@ -131,6 +134,19 @@ class _Statements:
             },
         )
         self.delete_digest = update(state).where(live_on_digest, not_repushed).values(deleted_at=t)
+        self.fill_push = (
+            update(state)
+            .where(
+                c.repository == bindparam("p_repository"),
+                c.tag == bindparam("p_tag"),
+                c.last_pushed_at == t,
+            )
+            .values(
+                digest=bindparam("p_digest"),
+                media_type=func.coalesce(bindparam("p_media_type"), c.media_type),
+                last_pushed_by=func.coalesce(c.last_pushed_by, bindparam("p_actor")),
+            )
+        )
 
 
 @functools.cache
@@ -160,6 +176,30 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
             _record_pull(session, statements, event)
         elif event.action is Action.DELETE:
             _record_delete(session, statements, event)
+
+
+def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None:
+    """A notification arrived for a push by tag that was rebuilt from the log: the tag takes
+    the digest (and media type, and user) it names, if that push is still the tag's latest."""
+    if not (
+        rebuilt.action is Action.PUSH
+        and rebuilt.target_kind is TargetKind.MANIFEST
+        and rebuilt.tag
+        and rebuilt.repository
+        and notified.digest
+    ):
+        return
+    session.execute(
+        _statements(dialect_of(session)).fill_push,
+        {
+            "p_repository": rebuilt.repository,
+            "p_tag": rebuilt.tag,
+            "p_digest": notified.digest,
+            "p_media_type": notified.media_type,
+            "p_actor": notified.actor,
+            "t": rebuilt.occurred_at,
+        },
+    )
 
 
 def _record_pull(session: Session, statements: _Statements, event: Event) -> None:

@@ -133,9 +133,9 @@ class TestRegistryKilledWhileTheMonitorIsDown:
     def test_the_store_ends_with_exactly_the_events_of_the_control_run(
         self, tmp_path: Path, db_url: str, registry_version: str
     ) -> None:
-        """Pushes and pulls delivered; then, with the monitor down, an index push, a push by
-        tag, pulls by tag and by digest and a delete by digest (whose tag deletes come from
-        the per-tag state) are queued and lost to SIGKILL; both restart, a pull is delivered
+        """Pushes and pulls delivered; then, with the monitor down, an index push, pushes by
+        tag (a new tag, and a tag again), pulls by tag and by digest and a delete by digest
+        (whose tag deletes come from the tags' history) are queued and lost to SIGKILL; both restart, a pull is delivered
         by the new registry process. Every captured event is stored once: the delivered ones
         as sent, the lost ones rebuilt from the followed log with every field it names."""
         layout = build_images(tmp_path / "oci", salt=tmp_path.name)
@@ -179,6 +179,7 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 monitor.stop()
                 push(layout, "multi", f"{host}/team/app:multi", extra=("--all",))
                 push(layout, "app", f"{host}/team/app:v2", extra=("--format", "v2s2"))
+                push(layout, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
                 pull(f"{host}/team/app:v1", tmp_path / "pull-2")
                 pull(f"{host}/library/hello@{layout.digests['hello']}", tmp_path / "pull-3")
                 delete_manifest(registry, "library/hello", layout.digests["hello"])
@@ -218,12 +219,13 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 instances = {e["instance"] for e in control.values()}
 
         assert 2 == len(instances)  # the control run saw the registry restart
-        # lost: the index push (4 blobs, 2 children, the index), the push of v2 (3 blob HEADs,
-        # the manifest), the pulls by tag and by digest, the delete and its two tags
+        # lost: the index push (4 blobs, 2 children, the index), the pushes of v2 and again of
+        # v1 (3 blob HEADs and the manifest each), the pulls by tag and by digest, the delete
+        # and its two tags
         assert {
             ("push", "blob"): 4,
-            ("push", "manifest"): 4,
-            ("pull", "blob"): 8,
+            ("push", "manifest"): 5,
+            ("pull", "blob"): 11,
             ("pull", "manifest"): 2,
             ("delete", "manifest"): 1,
             ("delete", "tag"): 2,
@@ -248,4 +250,12 @@ class TestRegistryKilledWhileTheMonitorIsDown:
         assert tags[("library/hello", "1.0")]["deleted_at"] is not None
         assert tags[("library/hello", "latest")]["deleted_at"] is not None
         assert tags[("team/app", "v1")]["deleted_at"] is None
+        # pushed again while notifications were lost: the log names no digest, the tag keeps
+        # the one its first (notified) push gave it
+        (v1_digest,) = {
+            e["digest"]
+            for i, e in control.items()
+            if i not in lost and e["action"] == "push" and e["tag"] == "v1"
+        }
+        assert v1_digest == tags[("team/app", "v1")]["digest"]
         assert tags[("team/app", "v2")]["last_pushed_at"] is not None

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from monitor.events import Action, Event, TargetKind
+from monitor.ingest.logclassify import LogClassifier
+from monitor.ingest.requestlog import expected_events
 from monitor.runtime import Services
 from monitor.store.tags import TagState, list_tag_pulls, list_tags
 from tests.fixture_events import make_event, scenario_events, scenario_steps
+from tests.request_captures import log_lines, notified
 
 HELLO = "sha256:62fe1501080ca69f6d148785d0cbf8f360beacebbdf35f38400cee06ce1858f0"
 APP_V1 = "sha256:f792ae1af37059a839aab474d3d19bd5593bf014f430613653b77e0692ac4ab5"
@@ -162,3 +165,81 @@ class TestOutOfOrderAndRevival:
         )
         state = tags(services)
         assert (1, 1) == (state[("team/app", "a")].pull_count, state[("team/app", "b")].pull_count)
+
+
+def logged_push(version: str, repository: str, tag: str) -> tuple[Event, Event]:
+    """The push by tag of a captured run as the log rebuilds it (no digest, no media type) and
+    as the registry notified it (request ids match)."""
+    classifier = LogClassifier()
+    classifier.feed_many(log_lines(version, "registry-text.log"))
+    (record,) = [
+        r
+        for r in classifier.take_records()[0]
+        if r.action is Action.PUSH and (r.repository, r.tag) == (repository, tag)
+    ]
+    (rebuilt,) = expected_events(record)
+    (sent,) = [e for e in notified(version, "notifications") if e.request_id == record.request_id]
+    return rebuilt, sent
+
+
+@pytest.mark.parametrize("version", ["2.8", "3.1"])
+class TestRebuiltPushes:
+    """A push by tag rebuilt from the registry's log: the log does not name the digest."""
+
+    def test_a_rebuilt_push_keeps_the_digest_the_tag_had(
+        self, services: Services, version: str
+    ) -> None:
+        """The tag was on a known digest; a push whose notification was lost moves its last
+        push time and leaves the digest and media type as they were (never blanked)."""
+        rebuilt, _ = logged_push(version, "library/hello", "latest")
+        before = rebuilt.occurred_at - timedelta(hours=1)
+        earlier = make_event(
+            action=Action.PUSH,
+            repository="library/hello",
+            tag="latest",
+            occurred_at=before,
+            http_method="PUT",
+        )
+        store(services, [earlier], one_by_one=True)
+        store(services, [rebuilt], one_by_one=True)
+        state = tags(services)[("library/hello", "latest")]
+        assert (earlier.digest, earlier.media_type, rebuilt.occurred_at) == (
+            state.digest,
+            state.media_type,
+            state.last_pushed_at,
+        )
+
+    def test_its_late_notification_gives_the_tag_the_digest(
+        self, services: Services, version: str
+    ) -> None:
+        """A tag first seen in a rebuilt push has no digest; the notification that arrives
+        late merges into the rebuilt event and gives the tag its digest, type and user."""
+        rebuilt, sent = logged_push(version, "library/hello", "latest")
+        store(services, [rebuilt])
+        unknown = tags(services)[("library/hello", "latest")].digest
+        store(services, [sent])
+        state = tags(services)[("library/hello", "latest")]
+        assert (None, sent.digest, sent.media_type, sent.actor) == (
+            unknown,
+            state.digest,
+            state.media_type,
+            state.last_pushed_by,
+        )
+
+    def test_a_late_notification_does_not_move_a_tag_pushed_again_since(
+        self, services: Services, version: str
+    ) -> None:
+        """After the rebuilt push the tag was pushed again (notified): the late notification
+        of the older push leaves the newer digest."""
+        rebuilt, sent = logged_push(version, "library/hello", "latest")
+        later = make_event(
+            action=Action.PUSH,
+            repository="library/hello",
+            tag="latest",
+            occurred_at=rebuilt.occurred_at + timedelta(minutes=5),
+            http_method="PUT",
+        )
+        store(services, [rebuilt, later], one_by_one=True)
+        store(services, [sent])
+        assert later.digest == tags(services)[("library/hello", "latest")].digest
+        assert later.digest != sent.digest
