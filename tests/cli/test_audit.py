@@ -15,6 +15,7 @@ import pytest
 
 from monitor.cli import main
 from tests.audit.support import htpasswd_line, make_certificate
+from tests.harness import wait_until
 from tests.registry_harness import (
     REGISTRY_VERSIONS,
     free_port,
@@ -74,7 +75,12 @@ def test_badly_configured_registry_fails_exactly_those_checks(
         binary=registry_binary(version),
         overrides=overrides,
     ) as registry:
-        assert f"listening on 127.0.0.1:{port}" in registry.log()
+        # the registry may accept connections a moment before it logs where it listens
+        wait_until(
+            lambda: f"listening on 127.0.0.1:{port}" in registry.log(),
+            timeout=10,
+            what="the registry to log where it listens",
+        )
         code, out, err = audit(
             capsys,
             tmp_path,
