@@ -32,6 +32,7 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
             Route("/v1/events", read.events, methods=["GET"]),
             Route("/v1/tags", read.tags, methods=["GET"]),
             Route("/v1/quarantine", read.quarantine, methods=["GET"]),
+            Route("/v1/registry/starts", read.registry_starts, methods=["GET"]),
             Route("/v1/stats/daily", stats.daily, methods=["GET"]),
             Route("/v1/alerts", alerts.alerts, methods=["GET"]),
             Route("/v1/audit", audit.audit, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The read API: `GET /v1/events`, `/v1/tags`, `/v1/quarantine`.
+"""The read API: `GET /v1/events`, `/v1/tags`, `/v1/registry/starts`, `/v1/quarantine`.
 
 Every list pages with `limit` and an opaque `cursor`; the store is read and the JSON built on a
 worker thread, never on the event loop that answers intake.
@@ -26,6 +26,7 @@ from monitor.store.cursors import decode_key, encode_key
 from monitor.store.events import EventFilter, query_events
 from monitor.store.failures import is_outage
 from monitor.store.quarantine import list_quarantined
+from monitor.store.requestlog import list_registry_starts
 from monitor.store.tags import TagState, list_tags
 
 T = TypeVar("T")
@@ -189,6 +190,17 @@ async def tags(request: Request) -> Response:
         return items[:limit], encode_key([last.repository, last.tag])
 
     return await page_response(services, page)
+
+
+async def registry_starts(request: Request) -> Response:
+    services = _services(request)
+    params = request.query_params
+    check_parameters(params, {"limit", "cursor"})
+    limit = parse_limit(params)
+    cursor = params.get("cursor") or None
+    return await page_response(
+        services, lambda s: list_registry_starts(s, limit=limit, cursor=cursor)
+    )
 
 
 async def quarantine(request: Request) -> Response:

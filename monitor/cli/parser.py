@@ -153,6 +153,18 @@ def _reads(sub: argparse._SubParsersAction[Parser]) -> None:
     _limit(alerts, 50, "alerts")
     _json(alerts)
 
+    starts = _command(
+        sub,
+        "registry-starts",
+        "query:registry_starts",
+        "registry processes seen starting in its log, newest first",
+    )
+    _limit(starts, 20, "starts")
+    starts.add_argument(
+        "--cursor", metavar="CURSOR", help="continue after the page that printed this cursor"
+    )
+    _json(starts)
+
     quarantine = _command(
         sub, "quarantine", "query:quarantine", "inputs that were kept aside, newest first"
     )

@@ -1,4 +1,5 @@
-"""`registry-monitor events | tags | alerts | quarantine`: read the store, print a table or JSON."""
+"""`registry-monitor events | tags | alerts | registry-starts | quarantine`: read the store,
+print a table or JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from monitor.settings import Settings
 from monitor.store.alerts import AlertFilter, query_alerts
 from monitor.store.events import EventFilter, query_events
 from monitor.store.quarantine import list_quarantined
+from monitor.store.requestlog import list_registry_starts
 from monitor.store.tags import list_tags
 
 
@@ -97,6 +99,20 @@ def alerts(args: argparse.Namespace, settings: Settings) -> int:
     headers = ("last seen (UTC)", "rule", "severity", "mode", "state", "count", "subject")
     document = {"items": [a.to_dict(LISTED_FIELDS) for a in items], "next_cursor": cursor}
     show(args.json, document, rows, headers)
+    return 0
+
+
+def registry_starts(args: argparse.Namespace, settings: Settings) -> int:
+    with store_session(settings.database) as session:
+        items, cursor = list_registry_starts(session, limit=args.limit, cursor=args.cursor)
+    rows = [(when(s.started_at), s.instance, s.version) for s in items]
+    show(
+        args.json,
+        {"items": [s.to_dict() for s in items], "next_cursor": cursor},
+        rows,
+        ("started (UTC)", "instance", "version"),
+        [f"more: --cursor {cursor}"] if cursor else [],
+    )
     return 0
 
 

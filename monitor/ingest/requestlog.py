@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 from monitor.errors import ParseError
-from monitor.events import Action, Event, Source, TargetKind, host_of
+from monitor.events import Action, Event, Source, TargetKind, host_of, json_fields
 from monitor.ingest.boundary import Window, make_safe
 from monitor.ingest.logevents import client_of, event_id
 from monitor.ingest.routes import reference_of, repository_of, route_of, split_reference
@@ -70,6 +71,9 @@ class RegistryStart:
     instance: str
     started_at: datetime
     version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_fields(self)
 
 
 def _query(uri: str) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +22,7 @@ from monitor.clock import Clock
 from monitor.store.detector_state import oldest_unjudged
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import outbox_depth
+from monitor.store.requestlog import registry_start_summary
 from monitor.store.stats import (
     cleanup_successes,
     newest_events,
@@ -53,7 +54,7 @@ class StoreReadingCollector(Collector):
 
 
 class StoreCollector(StoreReadingCollector):
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         now = self._clock()
         try:
             with self._session_factory() as session:
@@ -63,6 +64,7 @@ class StoreCollector(StoreReadingCollector):
                 plan_counts = newest_plan_counts(session)
                 successes = cleanup_successes(session)
                 unjudged = oldest_unjudged(session)
+                starts, last_start = registry_start_summary(session)
         except SQLAlchemyError:
             self._store_errors.labels(operation="scrape").inc()
             return
@@ -114,3 +116,17 @@ class StoreCollector(StoreReadingCollector):
         for kind, at in sorted(successes.items()):
             success.add_metric([kind], at.timestamp())
         yield success
+        yield CounterMetricFamily(
+            f"{PREFIX}registry_starts",
+            "Registry processes seen starting in its log (each a new instance id); a restart "
+            "loses the notifications it still queued.",
+            value=starts,
+        )
+        started = GaugeMetricFamily(
+            f"{PREFIX}registry_last_start_timestamp_seconds",
+            "Unix time of the newest registry start seen in its log.",
+        )
+        if last_start is not None:
+            moment = last_start if last_start.tzinfo is not None else last_start.replace(tzinfo=UTC)
+            started.add_metric([], moment.timestamp())
+        yield started

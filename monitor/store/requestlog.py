@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind
 from monitor.ingest.requestlog import RegistryStart, RequestRecord, missing_events
 from monitor.store.events import stored_event
+from monitor.store.pages import fetch_page
 from monitor.store.schema import EventRow, LogRequestRow, RegistryInstanceRow
 
 PENDING, MATCHED, RECONSTRUCTED = "pending", "matched", "reconstructed"
@@ -80,6 +81,26 @@ def record_starts(session: Session, starts: Sequence[RegistryStart]) -> None:
             for s in {s.instance: s for s in starts}.values()
         ],
     )
+
+
+def list_registry_starts(
+    session: Session, *, limit: int, cursor: str | None = None
+) -> tuple[list[RegistryStart], str | None]:
+    """The registry starts recorded, newest first, a page of `limit` after `cursor`."""
+    row = RegistryInstanceRow
+    rows, next_cursor = fetch_page(
+        session, select(row), time=row.started_at, key=row.instance, limit=limit, cursor=cursor
+    )
+    starts = [RegistryStart(r.instance, r.started_at, r.version) for r in rows]
+    return starts, next_cursor
+
+
+def registry_start_summary(session: Session) -> tuple[int, datetime | None]:
+    """How many registry starts are recorded, and when the newest was (a table with one row
+    per registry process)."""
+    row = RegistryInstanceRow
+    count, newest = session.execute(select(func.count(), func.max(row.started_at))).one()
+    return int(count or 0), newest
 
 
 def _record(row: LogRequestRow) -> RequestRecord:

@@ -212,6 +212,8 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 control = captured(capture)
                 events = stored(monitor)
                 rebuilt_count = metric(monitor, "registry_monitor_events_reconstructed_total")
+                starts = metric(monitor, "registry_monitor_registry_starts_total")
+                started = monitor.get("/v1/registry/starts").json()["items"]
                 listed = monitor.get("/v1/events", reconstructed="true", limit="1000").json()
                 tags = {
                     (t["repository"], t["tag"]): t for t in monitor.get("/v1/tags").json()["items"]
@@ -219,6 +221,9 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 instances = {e["instance"] for e in control.values()}
 
         assert 2 == len(instances)  # the control run saw the registry restart
+        # the restart is recorded from the log: the same two instance ids, newest first
+        assert (2.0, instances) == (starts, {s["instance"] for s in started})
+        assert started[0]["started_at"] > started[1]["started_at"]
         # lost: the index push (4 blobs, 2 children, the index), the pushes of v2 and again of
         # v1 (3 blob HEADs and the manifest each), the pulls by tag and by digest, the delete
         # and its two tags
