@@ -162,9 +162,8 @@ class JobRunner:
                 job.close()
 
     def _loop(self, job: Job, interval: float) -> None:
-        if job.first_after_interval and self.stopping.wait(interval):
-            return
-        while not self.stopping.is_set():
+        wait = interval if job.first_after_interval else 0.0
+        while not self.stopping.wait(max(wait, 0.0)):
             wait = interval
             try:
                 _, asked = self._run(job)
@@ -172,7 +171,6 @@ class JobRunner:
                     wait = asked
             except Exception as exc:
                 self._failed(job, exc)
-            self.stopping.wait(max(wait, 0.0))
 
     def _fire(self, job: Job, trigger: CronTrigger) -> None:
         try:

@@ -128,3 +128,43 @@ class TestJobRunner:
             "registry_monitor_store_errors_total", {"operation": "detect"}
         )
         assert ((True, True), 1.0, ["tick"]) == (ran, errors, closed)
+
+    def test_a_job_may_first_run_one_interval_after_start(self, services: Services) -> None:
+        """`first_after_interval` (the log reconcile): the job first waits its interval, while
+        a job without it runs at start; both end at stop."""
+        ran: list[str] = []
+        started = threading.Event()
+        stopping = WaitsSeen()
+
+        def now() -> None:
+            ran.append("now")
+            started.set()
+
+        runner = JobRunner(
+            [
+                Job("later", lambda: ran.append("later"), interval=3600, first_after_interval=True),
+                Job("now", now, interval=3600),
+            ],
+            session_factory=services.session_factory,
+            holder="a",
+            clock=services.clock,
+            metrics=services.metrics,
+            stopping=stopping,
+        )
+        runner.start()
+        ran_at_start = started.wait(30)
+        runner.stop()
+        assert (True, ["now"]) == (ran_at_start, ran)
+        assert (3600, 0.0) == (stopping.first["job-later"], stopping.first["job-now"])
+
+
+class WaitsSeen(threading.Event):
+    """A stop signal that notes the first wait each thread asks of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: dict[str, float | None] = {}
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.first.setdefault(threading.current_thread().name, timeout)
+        return super().wait(timeout)
