@@ -2,7 +2,8 @@
 of `limit` rows, and an opaque cursor (`monitor.store.cursors`) naming the last row of the page.
 
 The next page holds the rows strictly beyond the cursor in the order asked for, so rows added
-meanwhile neither repeat nor shift a page.
+meanwhile neither repeat nor shift a page. Lists in primary key order (tags, daily counts) page
+with `after_key`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, literal, or_, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from monitor.errors import InvalidQuery
@@ -104,3 +105,9 @@ def fetch_page(
         return rows, None
     last = rows[limit - 1]
     return rows[:limit], encode_cursor(getattr(last, time.key), getattr(last, key.key))
+
+
+def after_key(columns: Sequence[Any], key: Sequence[Any]) -> ColumnElement[bool]:
+    """The rows whose `columns` sort after `key`, compared as one row value: both stores search
+    an index on those columns for it (a keyset page in primary key order)."""
+    return tuple_(*columns) > tuple_(*(literal(value) for value in key))

@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, tuple_
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from monitor.events import Event
 from monitor.store.dialect import dialect_of, upsert
+from monitor.store.pages import after_key
 from monitor.store.schema import EventRollupRow, EventSourceRow
 
 
@@ -134,15 +135,8 @@ def daily_counts(
     if repository is not None:
         query = query.where(EventRollupRow.repository == repository)
     if after is not None:
-        query = query.where(
-            tuple_(
-                EventRollupRow.day,
-                EventRollupRow.repository,
-                EventRollupRow.action,
-                EventRollupRow.client,
-            )
-            > tuple_(*(literal(v) for v in after))
-        )
+        row = EventRollupRow
+        query = query.where(after_key((row.day, row.repository, row.action, row.client), after))
     if limit is not None:
         query = query.limit(limit)
     query = query.order_by(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from monitor.events import Action, Event, TargetKind, json_fields
 from monitor.store.columns import UTCDateTime
 from monitor.store.dialect import dialect_of, upsert
+from monitor.store.pages import after_key
 from monitor.store.schema import TagPullRow, TagStateRow
 
 
@@ -298,9 +299,7 @@ def list_tags(
     if not include_deleted:
         query = query.where(row.deleted_at.is_(None))
     if after is not None:
-        query = query.where(
-            or_(row.repository > after[0], and_(row.repository == after[0], row.tag > after[1]))
-        )
+        query = query.where(after_key((row.repository, row.tag), after))
     if limit is not None:
         query = query.limit(limit)
     return [_state(r) for r in session.scalars(query)]
