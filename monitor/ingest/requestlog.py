@@ -11,8 +11,9 @@ log writes one `response completed` line per request with the same `http.request
 - blob GET/HEAD 200 → pull; the PUT completing an upload (201, `digest=` in the query) → push;
 - a cross-repository mount (POST 201 with `mount=` and `from=`) → mount.
 
-Not in the log, so never reconstructed: media type, size and the digest of a manifest named by
-tag, the user on 2.8 (its response lines carry no `auth.user.name`), and the config blob pull
+Not in the log, so never reconstructed: media type, size and the digest of a manifest pushed by
+tag (a manifest pulled by tag gets the digest the tag's stored history shows it on, when that
+is known), the user on 2.8 (its response lines carry no `auth.user.name`), and the config blob pull
 2.8 adds when it rewrites a schema2 manifest to schema1 for an old client.
 """
 
@@ -162,11 +163,17 @@ def reconstructed_event_id(request_id: str, key: tuple[str, str]) -> str:
     return event_id(f"reconstructed\x00{request_id}\x00{key[0]}\x00{key[1]}")
 
 
-def expected_events(record: RequestRecord, *, tags_on_digest: Iterable[str] = ()) -> list[Event]:
+def expected_events(
+    record: RequestRecord, *, tags_on_digest: Iterable[str] = (), tag_digest: str | None = None
+) -> list[Event]:
     """The events the registry sent for `record`; `tags_on_digest` are the tags a delete by
-    digest removed (ignored for anything else)."""
+    digest removed, `tag_digest` the digest a manifest pulled by tag was on, when known
+    (each ignored for anything else)."""
+    digest = record.digest
+    if record.action is Action.PULL and record.tag is not None and digest is None:
+        digest = tag_digest
     targets: list[tuple[TargetKind, str | None, str | None]] = [
-        (record.target_kind, record.tag, record.digest)
+        (record.target_kind, record.tag, digest)
     ]
     if record.action is Action.DELETE:
         if record.tag is not None:
@@ -204,15 +211,16 @@ def expected_events(record: RequestRecord, *, tags_on_digest: Iterable[str] = ()
 
 
 def missing_events(
-    record: RequestRecord, notified: Iterable[Event], *, tags_on_digest: Iterable[str] = ()
+    record: RequestRecord,
+    notified: Iterable[Event],
+    *,
+    tags_on_digest: Iterable[str] = (),
+    tag_digest: str | None = None,
 ) -> list[Event]:
     """The expected events of `record` that no notification of its request delivered."""
     seen = {event_match_key(event) for event in notified}
-    return [
-        event
-        for event in expected_events(record, tags_on_digest=tags_on_digest)
-        if event_match_key(event) not in seen
-    ]
+    expected = expected_events(record, tags_on_digest=tags_on_digest, tag_digest=tag_digest)
+    return [event for event in expected if event_match_key(event) not in seen]
 
 
 def make_safe_record(record: RequestRecord, window: Window) -> RequestRecord:

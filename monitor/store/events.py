@@ -123,7 +123,7 @@ def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[
         row.event_id = event.event_id
         row.media_type = row.media_type or event.media_type
         row.size = row.size if row.size is not None else event.size
-        row.digest = row.digest or event.digest
+        row.digest = event.digest or row.digest  # the notification knows; a rebuilt pull guessed
         row.actor = row.actor or event.actor
         row.instance = row.instance or event.instance
         if event.references and not row.references:

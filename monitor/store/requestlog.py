@@ -167,6 +167,38 @@ def _tags_on_digest(session: Session, record: RequestRecord) -> list[str]:
     return sorted(tag for tag, digest in on.items() if digest == record.digest)
 
 
+def _digest_of_tag(session: Session, record: RequestRecord) -> str | None:
+    """The digest the tag a request pulled was on, from the newest stored event before it that
+    tells: a push by tag (None when it was rebuilt from the log, which names no digest), a pull
+    by tag naming a digest, or the tag's delete (None). None when nothing tells."""
+    row = EventRow
+    query = (
+        select(row.action, row.digest)
+        .where(
+            row.repository == record.repository,
+            row.tag == record.tag,
+            row.occurred_at <= record.occurred_at,
+            or_(row.request_id.is_(None), row.request_id != record.request_id),
+            or_(
+                and_(row.action == Action.PUSH.value, row.target_kind == TargetKind.MANIFEST.value),
+                and_(
+                    row.action == Action.PULL.value,
+                    row.target_kind == TargetKind.MANIFEST.value,
+                    row.digest.is_not(None),
+                ),
+                and_(row.action == Action.DELETE.value, row.target_kind == TargetKind.TAG.value),
+            ),
+        )
+        .order_by(row.occurred_at.desc(), row.id.desc())
+        .limit(1)
+    )
+    newest = session.execute(query).first()
+    if newest is None or newest.action == Action.DELETE.value:
+        return None
+    digest: str | None = newest.digest
+    return digest
+
+
 def plan_reconcile(
     session: Session,
     *,
@@ -205,12 +237,27 @@ def plan_reconcile(
         stored.setdefault(event_row.request_id or "", []).append(stored_event(event_row).event)
     events: list[Event] = []
     states: dict[str, tuple[str, int]] = {}
+    # tags this batch rebuilt a push or a delete of: what they are on is not known from here on
+    moved: set[tuple[str | None, str | None]] = set()
     for r in rows:
         record = _record(r)
         tags: list[str] = []
+        tag_digest: str | None = None
         if record.action is Action.DELETE and record.tag is None:
             tags = _tags_on_digest(session, record)
-        missing = missing_events(record, stored.get(record.request_id, ()), tags_on_digest=tags)
+        elif (
+            record.action is Action.PULL
+            and record.target_kind is TargetKind.MANIFEST
+            and record.tag is not None
+            and (record.repository, record.tag) not in moved
+        ):
+            tag_digest = _digest_of_tag(session, record)
+        missing = missing_events(
+            record, stored.get(record.request_id, ()), tags_on_digest=tags, tag_digest=tag_digest
+        )
+        moved.update(
+            (e.repository, e.tag) for e in missing if e.tag and e.action is not Action.PULL
+        )
         events.extend(missing)
         if missing:
             states[r.request_id] = (RECONSTRUCTED, r.reconstructed_events + len(missing))

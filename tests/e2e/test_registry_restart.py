@@ -9,7 +9,8 @@ started again; the store must end with exactly the captured events, each once.
 
 A rebuilt event carries what the registry's log tells of its request: action, repository,
 tag, the digest the request named, address, user agent, method, and the user on 3.x (2.8
-logs no user on a successful request). The digest a tag pointed to is not in the log.
+logs no user on a successful request); a manifest pulled by tag takes the digest the tag's
+stored history shows. The digest a manifest was pushed by tag to is not in the log.
 """
 
 from __future__ import annotations
@@ -93,12 +94,13 @@ def stored(monitor: MonitorProcess) -> list[dict[str, Any]]:
 
 
 def rebuilt_form(event: dict[str, Any], version: str) -> dict[str, Any]:
-    """What the log tells of a captured event: the logged fields, the digest when the request
-    named one (not a tag), and the user on 3.x."""
-    named_by_tag = event["tag"] is not None and event["target_kind"] != "blob"
+    """What the log tells of a captured event: the logged fields, the digest (but of a manifest
+    pushed by tag: the log does not name it; a pull by tag takes it from the tag's history),
+    and the user on 3.x."""
+    pushed_by_tag = event["action"] == "push" and event["tag"] is not None
     return {
         **{f: event[f] for f in LOGGED_FIELDS},
-        "digest": None if named_by_tag else event["digest"],
+        "digest": None if pushed_by_tag else event["digest"],
         "actor": event["actor"] if version == "3.1" else None,
         "source": "log",
         "reconstructed": True,
@@ -179,8 +181,8 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 monitor.stop()
                 push(layout, "multi", f"{host}/team/app:multi", extra=("--all",))
                 push(layout, "app", f"{host}/team/app:v2", extra=("--format", "v2s2"))
-                push(layout, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
                 pull(f"{host}/team/app:v1", tmp_path / "pull-2")
+                push(layout, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
                 pull(f"{host}/library/hello@{layout.digests['hello']}", tmp_path / "pull-3")
                 delete_manifest(registry, "library/hello", layout.digests["hello"])
                 # The capture gets the events in the order they were queued; the delete's

@@ -192,3 +192,42 @@ class TestRegistryStarts:
                 )
             ).all()
         assert {("2.8.2+ds1", 2), ("v3.1.1", 2)} == set(rows)
+
+
+def pulls_by_tag(events: list[Event]) -> list[Event]:
+    return [
+        e
+        for e in events
+        if e.action is Action.PULL and e.target_kind is TargetKind.MANIFEST and e.tag is not None
+    ]
+
+
+@pytest.mark.parametrize(("version", "log", "run"), RUNS, ids=RUN_IDS)
+class TestPullsByTag:
+    def test_a_lost_pull_by_tag_takes_the_digest_the_tag_was_on(
+        self, services: Services, version: str, log: str, run: str
+    ) -> None:
+        """Only the pulls by tag lost: each is rebuilt with the digest the registry sent, the
+        one the tag's notified push (or an earlier pull) shows; the late notifications merge."""
+        events = notified(version, run)
+        lost = pulls_by_tag(events)
+        services.writer.submit([e for e in events if e not in lost]).result()
+        backfill(log_lines(version, log), writer=services.writer, metrics=services.metrics)
+        reconcile(services, version, log)
+        rebuilt = {(e.request_id, e.tag): e.digest for e in reconstructed(services)}
+        assert lost
+        assert {(e.request_id, e.tag): e.digest for e in lost} == rebuilt
+        count = event_count(services)
+        services.writer.submit(lost).result()
+        assert count == event_count(services)
+
+    def test_after_a_lost_push_of_the_tag_its_digest_is_unknown(
+        self, services: Services, version: str, log: str, run: str
+    ) -> None:
+        """Every notification lost: each tag was pushed by a request whose log line names no
+        digest, so no rebuilt pull by tag claims one."""
+        backfill(log_lines(version, log), writer=services.writer, metrics=services.metrics)
+        reconcile(services, version, log)
+        rebuilt = pulls_by_tag(reconstructed(services))
+        assert len(pulls_by_tag(notified(version, run))) == len(rebuilt)
+        assert [None] * len(rebuilt) == [e.digest for e in rebuilt]
