@@ -29,6 +29,7 @@ PURE = (
     "monitor.cleanup.policy",
     "monitor.cleanup.plan",
     "monitor.cleanup.planner",
+    "monitor.cleanup.freed",
     "monitor.cleanup.stored_plan",
     "monitor.cleanup.journal",
     "monitor.audit.model",

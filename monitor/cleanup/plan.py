@@ -63,6 +63,10 @@ REASON_TEXT: dict[Reason, str] = {
 }
 
 
+Selection = dict[TagRef, tuple[Reason, str]]
+"""The tags a plan deletes, each with its reason and detail."""
+
+
 class TagDecision(NamedTuple):
     """The decision on one tag (a NamedTuple: a million of them are made per plan)."""
 
@@ -112,6 +116,14 @@ class Plan:
     def selected(self) -> dict[TagRef, TagDecision]:
         """Tags the plan deletes."""
         return {d.ref: d for d in self.decisions if d.decision is Decision.DELETE}
+
+    def selection(self) -> Selection:
+        """Tags the plan deletes, with the reason and detail of each: what a diff compares."""
+        return {
+            TagRef(d.repository, d.tag): (d.reason, d.detail)
+            for d in self.decisions
+            if d.decision is Decision.DELETE
+        }
 
     def counts(self) -> dict[str, int]:
         out = {d.value: 0 for d in Decision}
@@ -193,12 +205,16 @@ def diff_plans(previous: Plan | None, current: Plan) -> PlanDiff:
 
     `changed_reason` lists tags selected by both whose reason differs.
     """
-    before = previous.selected() if previous is not None else {}
-    after = current.selected()
+    return diff_selection(previous.selection() if previous is not None else {}, current)
+
+
+def diff_selection(before: Selection, current: Plan) -> PlanDiff:
+    """`diff_plans` against the selection of the previous plan (all a diff needs of it)."""
+    after = current.selection()
     changed = tuple(
-        (ref, before[ref].reason, after[ref].reason)
+        (ref, before[ref][0], after[ref][0])
         for ref in sorted(before.keys() & after.keys())
-        if (before[ref].reason, before[ref].detail) != (after[ref].reason, after[ref].detail)
+        if before[ref] != after[ref]
     )
     return PlanDiff(
         newly_selected=tuple(sorted(after.keys() - before.keys())),

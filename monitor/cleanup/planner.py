@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from monitor.cleanup.freed import Freed
 from monitor.cleanup.model import Interval, ManifestInfo, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
 from monitor.cleanup.policy import Policy, is_attachment
@@ -242,67 +243,28 @@ def _untagged(
     manifests: dict[str, ManifestInfo],
     now: datetime,
 ) -> list[DigestAction]:
-    rules = [(p, r) for p in policies for r in p.delete if r.untagged]
+    rules = [(p.name, r.older_than) for p in policies for r in p.delete if r.untagged]
     if not rules:
         return []
     tagged = {t.digest for t in tags}
     children = {c for m in manifests.values() for c in m.children}
+    deployed = [p.deployed.digests for p in policies if p.deployed.digests]
+    # pushed within the longest grace period is pushed within some policy's grace period
+    grace_after = now - max(p.protect.grace for p in policies)
     out: list[DigestAction] = []
-    for digest, info in sorted(manifests.items()):
-        if digest in tagged or digest in children or info.pushed_at is None:
+    for digest in sorted(manifests):
+        info = manifests[digest]
+        pushed = info.pushed_at
+        if pushed is None or pushed > grace_after or digest in tagged or digest in children:
             continue
-        if any((repo, digest) in p.deployed.digests for p in policies):
+        if deployed and any((repo, digest) in digests for digests in deployed):
             continue
-        if any(now - info.pushed_at < p.protect.grace for p in policies):
-            continue
-        for policy, rule in rules:
-            if rule.older_than is None or now - info.pushed_at >= rule.older_than:
-                out.append(
-                    DigestAction(repo, digest, (), Reason.UNTAGGED, policy.name, info.media_type)
-                )
+        age = now - pushed
+        for name, older_than in rules:
+            if older_than is None or age >= older_than:
+                out.append(DigestAction(repo, digest, (), Reason.UNTAGGED, name, info.media_type))
                 break
     return out
-
-
-class _Freed:
-    """Blobs referenced by kept manifests vs. by manifests that go; counted once, globally."""
-
-    def __init__(self) -> None:
-        self.kept_blobs: set[str] = set()
-        self.candidates: dict[str, int] = {}
-
-    def add_repository(
-        self, manifests: dict[str, ManifestInfo], deleted: set[str], tagged: set[str]
-    ) -> None:
-        if not manifests:
-            return
-        has_parent = {c for m in manifests.values() for c in m.children}
-        stack = [d for d in manifests if d not in deleted and (d in tagged or d not in has_parent)]
-        kept: set[str] = set()
-        while stack:
-            digest = stack.pop()
-            if digest in kept or digest in deleted:
-                continue
-            kept.add(digest)
-            info = manifests.get(digest)
-            if info is not None:
-                stack.extend(info.children)
-        kept_blobs, candidates = self.kept_blobs, self.candidates
-        for digest, info in manifests.items():
-            if digest in kept:
-                kept_blobs.add(digest)
-                kept_blobs.update(b.digest for b in info.blobs)
-        for digest, info in manifests.items():
-            if digest not in kept:
-                if digest not in kept_blobs:
-                    candidates[digest] = info.size
-                for blob in info.blobs:
-                    if blob.digest not in kept_blobs:
-                        candidates[blob.digest] = blob.size
-
-    def total(self) -> int:
-        kept = self.kept_blobs
-        return sum(size for digest, size in self.candidates.items() if digest not in kept)
 
 
 @contextmanager
@@ -373,7 +335,7 @@ def _plan(
     compiled = [_Compiled(p, now) for p in policies]
     decisions: list[TagDecision] = []
     actions: list[DigestAction] = []
-    freed = _Freed()
+    freed = Freed()
     seen: set[str] = set()
     for repository in repositories:
         repo = repository.name

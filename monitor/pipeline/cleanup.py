@@ -18,7 +18,7 @@ from monitor.alerting.render import escape_mrkdwn
 from monitor.cleanup.apply import ApplyOptions, ApplyResult, apply, restore
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest, SkipReason
 from monitor.cleanup.model import TagRef
-from monitor.cleanup.plan import Plan, PlanDiff, diff_plans
+from monitor.cleanup.plan import Plan, PlanDiff, diff_selection
 from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.policy import Policy, load_policies, parse_image_references
 from monitor.cleanup.registry_client import (
@@ -34,7 +34,7 @@ from monitor.settings import CleanupSettings
 from monitor.store.cleanup_plans import (
     PlanState,
     PlanSummary,
-    latest_plan,
+    latest_selection,
     load_plan,
     prune_plans,
     save_plan,
@@ -138,17 +138,13 @@ def make_plan(
             now,
             gap_tolerance=gap_tolerance,
         )
-        previous = latest_plan(session)
+        previous = latest_selection(session)
         summary = save_plan(session, current, policy_digest=policies.digest)
         if plans_keep is not None:
             prune_plans(session, keep=plans_keep)
-    previous_plan = previous[1] if previous and previous[0].id != summary.id else None
-    return PlanOutcome(
-        summary,
-        current,
-        previous[0].id if previous_plan is not None and previous else None,
-        diff_plans(previous_plan, current),
-    )
+    if previous is None or previous[0].id == summary.id:
+        return PlanOutcome(summary, current, None, diff_selection({}, current))
+    return PlanOutcome(summary, current, previous[0].id, diff_selection(previous[1], current))
 
 
 def apply_plan(

@@ -16,8 +16,8 @@ import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from monitor.cleanup.plan import Plan
-from monitor.cleanup.stored_plan import decode, encode
+from monitor.cleanup.plan import Plan, Selection
+from monitor.cleanup.stored_plan import decode, decode_selection, encode
 from monitor.errors import NotFound
 from monitor.events import format_timestamp
 from monitor.store.cleanup_tables import CleanupPlanRow, SavedManifestRow
@@ -77,12 +77,13 @@ def _summary(row: CleanupPlanRow) -> PlanSummary:
 
 def save_plan(session: Session, plan: Plan, *, policy_digest: str) -> PlanSummary:
     """Store `plan` as `planned`; storing the same plan id again leaves the first one."""
-    existing = session.get(CleanupPlanRow, plan.plan_id)
+    plan_id = plan.plan_id  # a hash over every action: computed once
+    existing = session.get(CleanupPlanRow, plan_id)
     if existing is not None:
         return _summary(existing)
     counts = plan.counts()
     row = CleanupPlanRow(
-        id=plan.plan_id,
+        id=plan_id,
         created_at=plan.created_at,
         policy_digest=policy_digest,
         body=None,
@@ -109,6 +110,20 @@ def load_plan(session: Session, plan_id: str) -> tuple[PlanSummary, Plan]:
     if row.encoded is not None:
         return _summary(row), decode(row.encoded)
     return _summary(row), Plan.from_dict(orjson.loads(row.body or "{}"))
+
+
+def latest_selection(session: Session) -> tuple[PlanSummary, Selection] | None:
+    """The newest stored plan's summary and the tags it deletes (`Plan.selection`), without
+    decoding its actions: what the next plan's diff needs."""
+    row = CleanupPlanRow
+    found = session.scalars(
+        select(row).order_by(row.created_at.desc(), row.id.desc()).limit(1)
+    ).first()
+    if found is None:
+        return None
+    if found.encoded is not None:
+        return _summary(found), decode_selection(found.encoded)
+    return _summary(found), Plan.from_dict(orjson.loads(found.body or "{}")).selection()
 
 
 def query_plans(

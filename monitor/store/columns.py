@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    Text,
+    TypeDecorator,
+    type_coerce,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -49,6 +58,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def raw_time(column: Any) -> Any:
+    """`column` (a UTCDateTime) selected as the driver returns it, for `utc_time` to convert:
+    reads of a million rows spend several times less on their times."""
+    return type_coerce(column, Text()).label(column.name)
+
+
+def utc_time(value: Any) -> datetime:
+    """What UTCDateTime gives for a time as the driver returns it (SQLite's naive UTC text,
+    PostgreSQL's aware datetime): an aware UTC datetime."""
+    if isinstance(value, str):
+        try:  # naive UTC text, as UTCDateTime writes it: parsed with its zone in one call
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+    return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.

@@ -27,6 +27,7 @@ from monitor.cleanup.model import (
 from monitor.events import INDEX_MEDIA_TYPES, Action, Client, Event, TargetKind
 from monitor.store.blob_sizes import blob_sizes, record_blob_sizes
 from monitor.store.cleanup_tables import ManifestInfoRow, RegistryTagRow
+from monitor.store.columns import raw_time, utc_time
 from monitor.store.coverage import LOG, covered_intervals, merge_intervals
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.requestlog import oldest_pending
@@ -237,6 +238,12 @@ def _client(value: str) -> Client:
         return Client.OTHER
 
 
+_TAGS: Any = TagStateRow.__table__
+_PULLS: Any = TagPullRow.__table__
+_MANIFESTS: Any = ManifestInfoRow.__table__
+_CLIENTS = {client.value: client for client in Client}
+EMPTY_LIST = "[]"
+
 STREAM_ROWS = 2000
 """Rows fetched at a time while streaming the planner's input."""
 
@@ -255,35 +262,37 @@ def _groups(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
 
 def stream_repositories(session: Session) -> Iterator[RepositoryState]:
     """Every repository's live tags (with their pulls) and manifests, one repository at a time
-    in name order: three ordered reads merged as they stream, so memory holds one repository."""
-    repo, tag = TagStateRow.repository, TagStateRow.tag
+    in name order: three ordered reads merged as they stream, so memory holds one repository.
+    Plain Core rows (not ORM-enabled selects) with times as the driver gives them, decoded here
+    (`utc_time`): a million rows per plan on a large registry."""
+    repo, tag = _TAGS.c.repository, _TAGS.c.tag
     tag_rows = session.execute(
         select(
-            repo, tag, TagStateRow.digest, TagStateRow.first_seen_at,
-            TagStateRow.last_pushed_at, TagStateRow.media_type,
+            repo, tag, _TAGS.c.digest, raw_time(_TAGS.c.first_seen_at),
+            raw_time(_TAGS.c.last_pushed_at), _TAGS.c.media_type,
         )
-        .where(TagStateRow.deleted_at.is_(None), TagStateRow.digest.is_not(None))
+        .where(_TAGS.c.deleted_at.is_(None), _TAGS.c.digest.is_not(None))
         .order_by(_by_name(session, repo), _by_name(session, tag))
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
     pull_rows = session.execute(
         select(
-            TagPullRow.repository, TagPullRow.tag, TagPullRow.http_method, TagPullRow.client,
-            TagPullRow.last_pulled_at,
+            _PULLS.c.repository, _PULLS.c.tag, _PULLS.c.http_method, _PULLS.c.client,
+            raw_time(_PULLS.c.last_pulled_at),
         )
         .order_by(
-            _by_name(session, TagPullRow.repository), TagPullRow.tag, TagPullRow.http_method,
-            TagPullRow.client,
+            _by_name(session, _PULLS.c.repository), _PULLS.c.tag, _PULLS.c.http_method,
+            _PULLS.c.client,
         )
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
     manifest_rows = session.execute(
         select(
-            ManifestInfoRow.repository, ManifestInfoRow.digest, ManifestInfoRow.media_type,
-            ManifestInfoRow.size, ManifestInfoRow.blobs, ManifestInfoRow.children,
-            ManifestInfoRow.pushed_at,
+            _MANIFESTS.c.repository, _MANIFESTS.c.digest, _MANIFESTS.c.media_type,
+            _MANIFESTS.c.size, _MANIFESTS.c.blobs, _MANIFESTS.c.children,
+            raw_time(_MANIFESTS.c.pushed_at),
         )
-        .order_by(_by_name(session, ManifestInfoRow.repository), ManifestInfoRow.digest)
+        .order_by(_by_name(session, _MANIFESTS.c.repository), _MANIFESTS.c.digest)
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
     try:
@@ -297,10 +306,19 @@ def stream_repositories(session: Session) -> Iterator[RepositoryState]:
             result.close()
 
 
+OTHER = Client.OTHER
+
+
+def _blobs(text: str) -> tuple[Blob, ...]:
+    return tuple(Blob(d, int(n)) for d, n in orjson.loads(text))
+
+
 def _merge_repositories(
     tags: Iterator[Any], pulls: Iterator[Any], manifests: Iterator[Any]
 ) -> Iterator[RepositoryState]:
-    """Merges the three name-ordered groupings of `stream_repositories` into repositories."""
+    """Merges the three name-ordered groupings of `stream_repositories` into repositories.
+    Media types are shared: a plan keeps one per deleted manifest."""
+    media_types: dict[str, str] = {}
     next_tags, next_pulls, next_manifests = (
         next(tags, None),
         next(pulls, None),
@@ -313,14 +331,17 @@ def _merge_repositories(
         by_tag: dict[str, list[PullRecord]] = defaultdict(list)
         if next_pulls is not None and next_pulls[0] == name:
             for _, tag_name, method, client, at in next_pulls[1]:
-                by_tag[tag_name].append(PullRecord(method, _client(client), at))
+                by_tag[tag_name].append(
+                    PullRecord(method, _CLIENTS.get(client, OTHER), utc_time(at))
+                )
             next_pulls = next(pulls, None)
         states: list[TagState] = []
         if next_tags is not None and next_tags[0] == name:
             states = [
                 TagState(
-                    repository=name, tag=tag_name, digest=digest or "", first_seen_at=first,
-                    last_pushed_at=pushed or first, media_type=media_type,
+                    repository=name, tag=tag_name, digest=digest or "",
+                    first_seen_at=utc_time(first), last_pushed_at=utc_time(pushed or first),
+                    media_type=media_type,
                     pulls=tuple(by_tag.get(tag_name, ())),
                 )
                 for _, tag_name, digest, first, pushed, media_type in next_tags[1]
@@ -330,9 +351,11 @@ def _merge_repositories(
         if next_manifests is not None and next_manifests[0] == name:
             infos = [
                 ManifestInfo(
-                    repository=name, digest=digest, media_type=media_type, size=size,
-                    blobs=tuple(Blob(d, int(n)) for d, n in orjson.loads(blobs)),
-                    children=tuple(orjson.loads(children)), pushed_at=pushed,
+                    repository=name, digest=digest,
+                    media_type=media_types.setdefault(media_type, media_type), size=size,
+                    blobs=() if blobs == EMPTY_LIST else _blobs(blobs),
+                    children=() if children == EMPTY_LIST else tuple(orjson.loads(children)),
+                    pushed_at=None if pushed is None else utc_time(pushed),
                 )
                 for _, digest, media_type, size, blobs, children, pushed in next_manifests[1]
             ]  # fmt: skip
