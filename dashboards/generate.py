@@ -119,6 +119,14 @@ OVERVIEW = Dashboard(
                     stack=True,
                 ),
                 ts(
+                    "Events rebuilt from the registry log",
+                    "Events the registry never delivered as notifications (lost in a restart, "
+                    "a crash or an outage), rebuilt from its log; any fires "
+                    "RegistryNotificationsLost.",
+                    "ops",
+                    T(rate("registry_monitor_events_reconstructed_total", "job"), "rebuilt"),
+                ),
+                ts(
                     "Duplicate notifications",
                     "Events received again with an id already stored (the registry re-sends "
                     "after a timeout); acknowledged and not stored twice.",
@@ -215,9 +223,14 @@ OVERVIEW = Dashboard(
                 ),
                 ts(
                     "Detection lag",
-                    "How far detection is behind the newest stored event.",
+                    "Unjudged: seconds since the oldest event detection has not judged yet was "
+                    "received, read from the store (0 when caught up; the "
+                    "RegistryMonitorDetectionLagging alert fires above 300 s for 10 minutes). "
+                    "Newest judged: age of the newest event the last pass of this replica "
+                    "judged.",
                     "s",
-                    T(f"max(registry_monitor_detect_lag_seconds{{{M}}})", "lag"),
+                    T(f"max(registry_monitor_detection_lag_seconds{{{M}}})", "unjudged"),
+                    T(f"max(registry_monitor_detect_lag_seconds{{{M}}})", "newest judged"),
                 ),
                 ts(
                     "Registry audit: failing checks",
@@ -494,6 +507,14 @@ REGISTRY = Dashboard(
                         ),
                         "{{endpoint}} {{code}}",
                     ),
+                ),
+                stat(
+                    "Debug listener read by the bridge",
+                    "1 while registry-monitor reads the registry's /debug/vars (the 2.8 queue "
+                    "above comes from it), 0 when it cannot; RegistryMonitorRegistryDebugDown "
+                    "fires after 10 minutes at 0.",
+                    "short",
+                    T(f"min(registry_monitor_registry_debug_up{{{M}}})", "read"),
                 ),
             ),
         ),

@@ -14,6 +14,7 @@ from tests.observability.stack import (
     load_dashboard,
     metric_names,
     panels,
+    rule_expressions,
 )
 from tests.paths import REPO
 
@@ -115,6 +116,21 @@ class TestQueries:
             if forbidden & {label.strip() for label in group.split(",")}
         ]
         assert [] == wrong
+
+
+class TestRulesAreOnDashboards:
+    def test_every_metric_an_alert_reads_is_plotted(self) -> None:
+        """Each metric an alert rule reads is on a dashboard panel, so whoever gets the alert
+        can see its history (and the live stack test checks that panel returns data)."""
+        plotted: set[str] = set()
+        for query in dashboard_queries():
+            plotted |= metric_names(query.expr)
+        missing = {
+            alert: sorted(metric_names(expr) - plotted)
+            for alert, expr in rule_expressions().items()
+            if metric_names(expr) - plotted
+        }
+        assert {} == missing
 
 
 class TestProvisioning:
