@@ -22,7 +22,7 @@ from monitor.events import Action, Event, TargetKind
 from monitor.ingest.requestlog import RegistryStart, RequestRecord, missing_events
 from monitor.store.events import stored_event
 from monitor.store.pages import fetch_page
-from monitor.store.schema import EventRow, LogRequestRow, RegistryInstanceRow
+from monitor.store.schema import EventRow, LogRequestRow, RegistryInstanceRow, TagStateRow
 
 PENDING, MATCHED, RECONSTRUCTED = "pending", "matched", "reconstructed"
 RECONCILE_BATCH = 500
@@ -140,7 +140,10 @@ class ReconcilePlan:
 def _tags_on_digest(session: Session, record: RequestRecord) -> list[str]:
     """The tags a delete by digest removed: those whose last push or pull (with a digest)
     before the delete named this digest, with no tag delete after it. Read from the
-    repository's stored events before the delete (an index on repository and time)."""
+    repository's stored events before the delete (an index on repository and time); a tag
+    those events do not mention (its history expired with the raw events) is taken from the
+    per-tag state: on this digest, first seen before the delete, not pushed again since, and
+    not deleted before it."""
     row = EventRow
     query = (
         select(row.tag, row.action, row.digest)
@@ -164,7 +167,17 @@ def _tags_on_digest(session: Session, record: RequestRecord) -> list[str]:
     for tag, action, digest in session.execute(query):
         if tag is not None:
             on[tag] = None if action == Action.DELETE.value else digest
-    return sorted(tag for tag, digest in on.items() if digest == record.digest)
+    tags = {tag for tag, digest in on.items() if digest == record.digest}
+    state = TagStateRow
+    kept = select(state.tag).where(
+        state.repository == record.repository,
+        state.digest == record.digest,
+        state.first_seen_at <= record.occurred_at,
+        or_(state.last_pushed_at.is_(None), state.last_pushed_at <= record.occurred_at),
+        or_(state.deleted_at.is_(None), state.deleted_at >= record.occurred_at),
+    )
+    tags.update(tag for tag in session.scalars(kept) if tag not in on)
+    return sorted(tags)
 
 
 def _digest_of_tag(session: Session, record: RequestRecord) -> str | None:

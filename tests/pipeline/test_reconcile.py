@@ -231,3 +231,38 @@ class TestPullsByTag:
         rebuilt = pulls_by_tag(reconstructed(services))
         assert len(pulls_by_tag(notified(version, run))) == len(rebuilt)
         assert [None] * len(rebuilt) == [e.digest for e in rebuilt]
+
+
+@pytest.mark.parametrize(("version", "log", "run"), RUNS, ids=RUN_IDS)
+class TestDeleteByDigest:
+    def test_tags_whose_history_expired_come_from_the_per_tag_state(
+        self, services: Services, version: str, log: str, run: str
+    ) -> None:
+        """The delete by digest lost, and every stored event before it expired (retention):
+        the tags it removed are still known from the per-tag state, so the manifest delete
+        and each tag delete are rebuilt as the registry sent them; but a tag pushed again
+        after the delete (1.0 in the 3.1 run): the state no longer tells what it was on."""
+        (delete_record,) = [
+            r for r in records(version, log) if r.action is Action.DELETE and r.tag is None
+        ]
+        events = notified(version, run)
+        lost = [e for e in events if e.request_id == delete_record.request_id]
+        services.writer.submit([e for e in events if e not in lost]).result()
+        backfill(log_lines(version, log), writer=services.writer, metrics=services.metrics)
+        cut = delete_record.occurred_at
+        expire(services.writer.transact, now=cut + timedelta(days=1), days=1)
+        reconcile(services, version, log)
+        rebuilt = [e for e in reconstructed(services) if e.request_id == delete_record.request_id]
+        pushed_again = {
+            e.tag
+            for e in events
+            if e.action is Action.PUSH
+            and e.repository == delete_record.repository
+            and e.tag is not None
+            and e.occurred_at > cut
+        }
+        expected = [e for e in lost if e.tag not in pushed_again]
+        assert (3, {"2.8": set(), "3.1": {"1.0"}}[version]) == (len(lost), pushed_again)
+        assert Counter((e.target_kind, e.tag, e.digest) for e in expected) == Counter(
+            (e.target_kind, e.tag, e.digest) for e in rebuilt
+        )
