@@ -11,10 +11,11 @@ import functools
 import time
 from datetime import timedelta
 
+import orjson
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from monitor.api.auth import require_token
 from monitor.api.body import SMALL_BODY_BYTES, LargeBodies, read_limited
@@ -102,10 +103,10 @@ async def _receive(request: Request, services: Services) -> Response:
             accepted=len(result.inserted),
             remote_ip=_client_ip(request),
         )
-    return JSONResponse(
-        {
-            "accepted": len(result.inserted),
-            "duplicates": result.duplicates,
-            "quarantined": result.quarantined,
-        }
-    )
+    # Three integers: orjson writes the same bytes as JSONResponse at a fraction of the cost.
+    answer = {
+        "accepted": len(result.inserted),
+        "duplicates": result.duplicates,
+        "quarantined": result.quarantined,
+    }
+    return Response(orjson.dumps(answer), media_type="application/json")

@@ -41,7 +41,7 @@ def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
         ):
             sizes.setdefault((e.repository, e.digest), e.size)
     if sizes:
-        session.execute(
+        session.connection().execute(
             _record_blob_size(dialect_of(session)),
             [{"repository": r, "digest": d, "size": s} for (r, d), s in sorted(sizes.items())],
         )

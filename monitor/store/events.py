@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Table, and_, delete, or_, select
+from sqlalchemy import Row, Table, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from monitor.detect.rulebase import EVENT_FIELDS
@@ -80,11 +80,28 @@ def insert_events(
         del unique[merged]
     if not unique:
         return []
+    # Core on the session's connection: the ORM adds nothing to a table-level INSERT.
     stmt = _insert_statement(dialect_of(session))
-    inserted = set(session.scalars(stmt, [_row_values(e, received_at) for e in unique.values()]))
+    rows = [_row_values(e, received_at) for e in unique.values()]
+    inserted = set(session.connection().execute(stmt, rows).scalars())
     out = [e for e in unique.values() if e.event_id in inserted]
     count_inserted(session, out)
     return out
+
+
+@functools.cache
+def _rebuilt_probe() -> Any:
+    """Whether any of the request ids has a rebuilt event: one indexed lookup, built once."""
+    table = EventRow.__table__
+    assert isinstance(table, Table)
+    return (
+        select(table.c.id)
+        .where(
+            table.c.request_id.in_(bindparam("request_ids", expanding=True)),
+            table.c.reconstructed.is_(True),
+        )
+        .limit(1)
+    )
 
 
 def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[str]:
@@ -92,7 +109,8 @@ def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[
 
     The rebuilt row takes the notification's `event_id` (so a re-delivery is a duplicate) and
     what only the notification knows (media type, size, digest, references, instance). Returns
-    the event ids merged. One indexed lookup by request id for the whole batch.
+    the event ids merged. One indexed lookup by request id for the whole batch; the rebuilt
+    rows are only loaded when there is one (rarely: most notifications arrive).
     """
     wanted = {
         e.request_id: e
@@ -100,6 +118,9 @@ def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[
         if e.source is Source.NOTIFICATION and e.request_id is not None
     }
     if not wanted:
+        return []
+    probe = session.connection().execute(_rebuilt_probe(), {"request_ids": list(wanted)})
+    if probe.first() is None:
         return []
     rows = list(
         session.scalars(

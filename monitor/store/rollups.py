@@ -101,8 +101,9 @@ def count_inserted(session: Session, events: Iterable[Event]) -> None:
         {"day": d, "repository": r, "action": a, "client": c, "count": n}
         for (d, r, a, c), n in sorted(per_key.items())
     ]
-    session.execute(stmt, rows)
-    session.execute(
+    connection = session.connection()  # Core: table-level upserts, nothing for the ORM to do
+    connection.execute(stmt, rows)
+    connection.execute(
         newer,
         [{"source": s, "newest_occurred_at": at} for s, at in sorted(newest.items())],
     )

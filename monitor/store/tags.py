@@ -13,7 +13,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from monitor.events import Action, Event, TargetKind, json_fields
@@ -158,11 +168,13 @@ def _statements(dialect: str) -> _Statements:
 def apply_events(session: Session, events: Iterable[Event]) -> None:
     """Fold new (never seen before) events into the tag state."""
     statements = _statements(dialect_of(session))
+    # Core on the session's connection: these are table-level statements, the ORM adds nothing.
+    connection = session.connection()
     for event in events:
         if event.repository is None:
             continue
         if event.action is Action.PUSH and event.target_kind is TargetKind.MANIFEST and event.tag:
-            session.execute(
+            connection.execute(
                 statements.push,
                 {
                     "p_repository": event.repository,
@@ -174,9 +186,9 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
                 },
             )
         elif event.action is Action.PULL and event.target_kind is TargetKind.MANIFEST:
-            _record_pull(session, statements, event)
+            _record_pull(connection, statements, event)
         elif event.action is Action.DELETE:
-            _record_delete(session, statements, event)
+            _record_delete(connection, statements, event)
 
 
 def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None:
@@ -203,7 +215,7 @@ def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None
     )
 
 
-def _record_pull(session: Session, statements: _Statements, event: Event) -> None:
+def _record_pull(connection: Connection, statements: _Statements, event: Event) -> None:
     params = {
         "p_repository": event.repository,
         "p_tag": event.tag,
@@ -214,15 +226,15 @@ def _record_pull(session: Session, statements: _Statements, event: Event) -> Non
     tags: Sequence[str]
     if event.tag:
         # A pull by tag names the tag; a tag we never saw pushed is learned from it.
-        session.execute(statements.pull_tag, params)
+        connection.execute(statements.pull_tag, params)
         tags = [event.tag]
     else:
         # A pull by digest credits every tag currently on that digest.
-        tags = list(session.scalars(statements.tags_on_digest, params))
+        tags = list(connection.execute(statements.tags_on_digest, params).scalars())
         if not tags:
             return
-        session.execute(statements.pull_digest, params)
-    session.execute(
+        connection.execute(statements.pull_digest, params)
+    connection.execute(
         statements.credit,
         [
             {
@@ -237,7 +249,7 @@ def _record_pull(session: Session, statements: _Statements, event: Event) -> Non
     )
 
 
-def _record_delete(session: Session, statements: _Statements, event: Event) -> None:
+def _record_delete(connection: Connection, statements: _Statements, event: Event) -> None:
     params = {
         "p_repository": event.repository,
         "p_tag": event.tag,
@@ -245,9 +257,9 @@ def _record_delete(session: Session, statements: _Statements, event: Event) -> N
         "t": event.occurred_at,
     }
     if event.tag:
-        session.execute(statements.delete_tag, params)
+        connection.execute(statements.delete_tag, params)
     elif event.digest and event.target_kind is TargetKind.MANIFEST:
-        session.execute(statements.delete_digest, params)
+        connection.execute(statements.delete_digest, params)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
