@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from monitor.events import Event, TargetKind
@@ -47,14 +47,19 @@ def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
         )
 
 
+@functools.cache
+def _sizes_of() -> Any:
+    table: Any = BlobSizeRow.__table__
+    return select(table.c.digest, table.c.size).where(
+        table.c.repository == bindparam("repository"),
+        table.c.digest.in_(bindparam("digests", expanding=True)),
+    )
+
+
 def blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dict[str, int]:
     """Known sizes of `digests` in `repository` (a primary-key lookup per digest)."""
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(BlobSizeRow.digest, BlobSizeRow.size).where(
-            BlobSizeRow.repository == repository, BlobSizeRow.digest.in_(wanted)
-        )
-    )
+    rows = session.connection().execute(_sizes_of(), {"repository": repository, "digests": wanted})
     return {d: int(s) for d, s in rows}

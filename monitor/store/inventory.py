@@ -5,6 +5,7 @@ tag state, pulls, manifests and intake coverage. Functions take a session and ne
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.model import (
@@ -139,29 +140,45 @@ def live_repositories(session: Session) -> set[str]:
 # --- manifests ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _save_manifest_statement(dialect: str) -> Any:
+    """Insert a manifest's details, or replace them keeping the latest `pushed_at`; built once
+    per dialect (intake runs it for every manifest push)."""
+    table: Any = ManifestInfoRow.__table__
+    c = table.c
+    stmt = upsert(dialect, table)
+    new = stmt.excluded
+    later_push = and_(
+        new.pushed_at.is_not(None), or_(c.pushed_at.is_(None), new.pushed_at > c.pushed_at)
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[c.repository, c.digest],
+        set_={
+            "media_type": new.media_type,
+            "size": new.size,
+            "children": new.children,
+            "blobs": new.blobs,
+            "pushed_at": case((later_push, new.pushed_at), else_=c.pushed_at),
+            "learned_at": new.learned_at,
+        },
+    )
+
+
 def save_manifest_info(session: Session, info: ManifestInfo, *, now: datetime) -> None:
-    """Insert or replace what is known about one manifest."""
-    row = session.get(ManifestInfoRow, (info.repository, info.digest))
-    children = orjson.dumps(list(info.children)).decode()
-    blobs = orjson.dumps([[b.digest, b.size] for b in info.blobs]).decode()
-    if row is None:
-        session.add(
-            ManifestInfoRow(
-                repository=info.repository,
-                digest=info.digest,
-                media_type=info.media_type,
-                size=info.size,
-                children=children,
-                blobs=blobs,
-                pushed_at=info.pushed_at,
-                learned_at=now,
-            )
-        )
-        return
-    row.media_type, row.size, row.children, row.blobs = info.media_type, info.size, children, blobs
-    if info.pushed_at is not None and (row.pushed_at is None or info.pushed_at > row.pushed_at):
-        row.pushed_at = info.pushed_at
-    row.learned_at = now
+    """Insert or replace what is known about one manifest (`pushed_at` only moves later)."""
+    session.connection().execute(
+        _save_manifest_statement(dialect_of(session)),
+        {
+            "repository": info.repository,
+            "digest": info.digest,
+            "media_type": info.media_type,
+            "size": info.size,
+            "children": orjson.dumps(list(info.children)).decode(),
+            "blobs": orjson.dumps([[b.digest, b.size] for b in info.blobs]).decode(),
+            "pushed_at": info.pushed_at,
+            "learned_at": now,
+        },
+    )
 
 
 def _info(row: ManifestInfoRow) -> ManifestInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,31 @@ from monitor.ingest.tailer import Checkpoint
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.store.checkpoints import load_checkpoint
+from monitor.store.inventory import list_manifests
 from monitor.store.quarantine import Quarantined
+from monitor.store.rollups import daily_counts, newest_per_source
+from monitor.store.tags import list_tag_pulls, list_tags
 from tests.conftest import make_settings, store_refusing
 from tests.fixture_events import scenario_events
+
+
+def stored_state(services: Services) -> tuple[object, ...]:
+    """Tag state, pulls, daily counts, newest per source, blob sizes and manifests."""
+    with services.session_factory() as session:
+        return (
+            list_tags(session),
+            sorted(
+                list_tag_pulls(session),
+                key=lambda p: (p.repository, p.tag, p.http_method, p.client),
+            ),
+            daily_counts(session, since=date(2000, 1, 1), until=date(2100, 1, 1)),
+            newest_per_source(session),
+            list_manifests(session),
+            session.execute(
+                text("SELECT repository, digest, size FROM blob_sizes ORDER BY 1, 2")
+            ).all(),
+            session.execute(text("SELECT event_id FROM events ORDER BY event_id")).all(),
+        )
 
 
 def commits(services: Services) -> float:
@@ -94,6 +117,46 @@ class TestStoreWriter:
         for future in (busy, job, intake):
             future.result(timeout=30)
         assert ["busy", "intake", "job"] == order
+
+    def test_a_group_stores_what_its_submissions_would_store_one_by_one(
+        self, services: Services, tmp_path: Path
+    ) -> None:
+        """Submissions queued behind a busy writer commit as one group, written at once: tag
+        state, pulls and daily counts are those of committing them one by one, and an event
+        id sent by two submissions of the group is stored for the first one only."""
+        events = scenario_events()
+        release, started = threading.Event(), threading.Event()
+
+        def hold(_session: Session) -> None:
+            started.set()
+            release.wait(30)
+
+        busy = services.writer.submit((), also=hold, background=True)
+        assert started.wait(30)
+        before = commits(services)
+        futures = [services.writer.submit([e]) for e in events]
+        again = services.writer.submit([events[0], events[1]])
+        release.set()
+        busy.result(timeout=30)
+        results = [f.result(timeout=30) for f in futures]
+        repeated = again.result(timeout=30)
+        assert 2 == commits(services) - before  # the busy piece, then the whole group
+        assert [(1, 0)] * len(events) == [(len(r.inserted), r.duplicates) for r in results]
+        assert (0, 2) == (len(repeated.inserted), repeated.duplicates)
+
+        alone = build_services(
+            make_settings(f"sqlite:///{tmp_path / 'alone.db'}", tmp_path),
+            registry=CollectorRegistry(),
+            migrate=True,
+        )
+        alone.writer.start()
+        try:
+            for event in [*events, events[0], events[1]]:
+                alone.writer.submit([event]).result(timeout=30)
+            assert stored_state(alone) == stored_state(services)
+        finally:
+            alone.writer.stop()
+            alone.engine.dispose()
 
     def test_transact_returns_what_the_work_returns(self, services: Services) -> None:
         def count(session: Session) -> int:
