@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from monitor.events import Event, TargetKind
-from monitor.store.dialect import dialect_of, upsert
+from monitor.store.dialect import dialect_of, in_list_chunks, upsert
 from monitor.store.schema import BlobSizeRow
 
 MAX_REPOSITORY, MAX_DIGEST = 255, 160  # the key columns of blob_sizes
@@ -48,11 +48,12 @@ def record_blob_sizes(session: Session, events: Iterable[Event]) -> None:
 
 
 @functools.cache
-def _sizes_of() -> Any:
+def _sizes_of(size: int) -> Any:
+    """The sizes of `size` digests of one repository, built once per size (`in_list_chunks`)."""
     table: Any = BlobSizeRow.__table__
     return select(table.c.digest, table.c.size).where(
         table.c.repository == bindparam("repository"),
-        table.c.digest.in_(bindparam("digests", expanding=True)),
+        table.c.digest.in_([bindparam(f"d{n}") for n in range(size)]),
     )
 
 
@@ -61,5 +62,9 @@ def blob_sizes(session: Session, repository: str, digests: Iterable[str]) -> dic
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    rows = session.connection().execute(_sizes_of(), {"repository": repository, "digests": wanted})
-    return {d: int(s) for d, s in rows}
+    connection = session.connection()
+    out: dict[str, int] = {}
+    for size, params in in_list_chunks("d", wanted):
+        rows = connection.execute(_sizes_of(size), {"repository": repository, **params})
+        out.update((d, int(s)) for d, s in rows)
+    return out

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.ingest.requestlog import event_match_key
-from monitor.store.dialect import dialect_of, upsert
+from monitor.store.dialect import dialect_of, in_list_chunks, upsert
 from monitor.store.pages import fetch_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
@@ -90,14 +90,15 @@ def insert_events(
 
 
 @functools.cache
-def _rebuilt_probe() -> Any:
-    """Whether any of the request ids has a rebuilt event: one indexed lookup, built once."""
+def _rebuilt_probe(size: int) -> Any:
+    """Whether any of `size` request ids has a rebuilt event: one indexed lookup, built once
+    per size (see `in_list_size`)."""
     table = EventRow.__table__
     assert isinstance(table, Table)
     return (
         select(table.c.id)
         .where(
-            table.c.request_id.in_(bindparam("request_ids", expanding=True)),
+            table.c.request_id.in_([bindparam(f"r{n}") for n in range(size)]),
             table.c.reconstructed.is_(True),
         )
         .limit(1)
@@ -119,8 +120,11 @@ def merge_late_notifications(session: Session, events: Sequence[Event]) -> list[
     }
     if not wanted:
         return []
-    probe = session.connection().execute(_rebuilt_probe(), {"request_ids": list(wanted)})
-    if probe.first() is None:
+    connection = session.connection()
+    if not any(
+        connection.execute(_rebuilt_probe(size), params).first() is not None
+        for size, params in in_list_chunks("r", list(wanted))
+    ):
         return []
     rows = list(
         session.scalars(

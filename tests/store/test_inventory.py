@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -68,6 +69,21 @@ class TestLearnedManifests:
             in_app = blob_sizes(session, "team/app", digests)
             elsewhere = blob_sizes(session, "library/nothing-here", digests)
         assert ({b.digest: b.size for b in app.blobs}, {}) == (in_app, elsewhere)
+
+    def test_blob_sizes_of_a_manifest_with_many_layers(self, services: Services) -> None:
+        """A manifest naming more blobs than one lookup holds (1,300 here, padded and split
+        into lists of at most 512) learns the size of each known blob, and only of those."""
+        base = next(e for e in scenario_events() if e.target_kind is TargetKind.BLOB)
+        digests = [f"sha256:{n:064x}" for n in range(1300)]
+        blobs = [
+            dataclasses.replace(base, event_id=f"blob-{n}", digest=d, size=n + 1)
+            for n, d in enumerate(digests)
+            if n % 3
+        ]
+        services.writer.submit(blobs).result(timeout=60)
+        with services.session_factory() as session:
+            sizes = blob_sizes(session, base.repository or "", [*reversed(digests), digests[1]])
+        assert {d: n + 1 for n, d in enumerate(digests) if n % 3} == sizes
 
 
 class TestTagsSeen:
