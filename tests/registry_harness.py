@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -59,11 +60,48 @@ def require_tools(*names: str) -> None:
         )
 
 
+# Ports handed out for servers the tests start: below Linux's ephemeral range (32768 and up),
+# so an outgoing connection never takes one between `free_port` and the server binding it.
+# Under pytest-xdist each worker (PYTEST_XDIST_WORKER "gwN" of PYTEST_XDIST_WORKER_COUNT) draws
+# from a slice of its own, so two workers never hand out the same port.
+PORT_RANGE = range(10000, 32768)
+_ports: list[int] = []
+
+
+def port_slice(worker: str | None, count: int) -> range:
+    """The ports of one pytest-xdist worker ("gwN" of `count`; None outside xdist)."""
+    index = int(worker.removeprefix("gw")) if worker else 0
+    size = len(PORT_RANGE) // max(count, 1)
+    return range(PORT_RANGE.start + index * size, PORT_RANGE.start + (index + 1) * size)
+
+
+def _worker_ports() -> list[int]:
+    ports = list(
+        port_slice(
+            os.environ.get("PYTEST_XDIST_WORKER"),
+            int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+        )
+    )
+    # An order of its own (not the `random` module, which pytest-randomly reseeds per test), so
+    # test runs of different checkouts side by side rarely try the same ports at once.
+    random.Random(os.urandom(8)).shuffle(ports)
+    return ports
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now, not handed out before by this process
+    (until its slice of ports is used up): the caller's server binds it next."""
+    for _ in range(len(PORT_RANGE)):
+        if not _ports:
+            _ports.extend(_worker_ports())
+        port = _ports.pop()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {PORT_RANGE}")
 
 
 def make_tls_cert(*, directory: Path, name: str = "registry") -> tuple[Path, Path]:

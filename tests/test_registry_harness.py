@@ -8,13 +8,35 @@ import pytest
 
 from tests.paths import REGISTRY3_ENV, registry3_binary
 from tests.registry_harness import (
+    PORT_RANGE,
     ToolMissing,
     build_oci_layout,
     free_port,
+    port_slice,
     registry_config,
     require_tools,
     running_registry,
 )
+
+
+class TestFreePort:
+    def test_two_workers_never_hand_out_the_same_port(self) -> None:
+        """Under pytest-xdist each worker draws from a slice of its own, below the kernel's
+        ephemeral ports (32768 and up), so no outgoing connection takes one either."""
+        first, second = port_slice("gw0", 2), port_slice("gw1", 2)
+        assert (set(), 2 * len(first), True) == (
+            set(first) & set(second),
+            len(first) + len(second),
+            PORT_RANGE.start <= first.start and second.stop <= min(32768, PORT_RANGE.stop),
+        )
+
+    def test_a_port_is_not_handed_out_twice(self) -> None:
+        """Ports taken one after the other (a registry's and its debug server's) differ."""
+        taken = [free_port() for _ in range(20)]
+        assert (20, True) == (
+            len(set(taken)),
+            all(PORT_RANGE.start <= p < PORT_RANGE.stop for p in taken),
+        )
 
 
 class TestRunningRegistry:
