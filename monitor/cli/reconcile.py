@@ -10,7 +10,7 @@ from monitor.cli.errors import CommandError
 from monitor.cli.output import short, show, when
 from monitor.cli.session import problem
 from monitor.main import build_services
-from monitor.pipeline.reconcile import reconcile_events
+from monitor.pipeline.reconcile import reconcile_events, registry_tag_digest
 from monitor.settings import Settings
 
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             pending_only=False,
             metrics=services.metrics,
+            open_lookup=registry_tag_digest(settings.cleanup),
         )
     except SQLAlchemyError as exc:
         raise problem(exc, settings.database) from exc

@@ -223,6 +223,26 @@ def missing_events(
     return [event for event in expected if event_match_key(event) not in seen]
 
 
+def pushes_to_resolve(
+    events: Iterable[Event], newest_writes: Mapping[tuple[str, str], str]
+) -> list[Event]:
+    """The rebuilt manifest pushes by tag whose digest the registry can still tell: no digest
+    yet, and their request is the newest logged PUT or DELETE of that repository:tag
+    (`newest_writes`: (repository, tag) → request id), so the tag still points at what it
+    stored."""
+    return [
+        e
+        for e in events
+        if e.action is Action.PUSH
+        and e.target_kind is TargetKind.MANIFEST
+        and e.digest is None
+        and e.repository is not None
+        and e.tag is not None
+        and e.request_id is not None
+        and newest_writes.get((e.repository, e.tag)) == e.request_id
+    ]
+
+
 def make_safe_record(record: RequestRecord, window: Window) -> RequestRecord:
     """`record` with every field made safe by the input boundary (as its events would be);
     `ParseError` when it cannot be (then its line's events, if any, were screened alone)."""

@@ -72,8 +72,11 @@ def load_policy_set(settings: CleanupSettings) -> PolicySet:
 
 
 @contextlib.contextmanager
-def open_registry(settings: CleanupSettings) -> Iterator[HttpRegistryClient]:
-    """A registry client for `cleanup.registry_url`; closed when the block ends."""
+def open_registry(
+    settings: CleanupSettings, *, timeout_seconds: float | None = None, retries: int = 3
+) -> Iterator[HttpRegistryClient]:
+    """A registry client for `cleanup.registry_url`; closed when the block ends (calls time
+    out after `cleanup.timeout_seconds` unless `timeout_seconds` is shorter)."""
     if settings.registry_url is None:
         raise ConfigError("cleanup.registry_url", "cleanup needs the registry's URL")
     credentials = None
@@ -82,9 +85,11 @@ def open_registry(settings: CleanupSettings) -> Iterator[HttpRegistryClient]:
     with make_http_client(
         ca_file=settings.ca_file,
         insecure=settings.insecure_skip_tls_verify,
-        timeout_seconds=settings.timeout_seconds,
+        timeout_seconds=min(settings.timeout_seconds, timeout_seconds or settings.timeout_seconds),
     ) as http:
-        yield HttpRegistryClient(settings.registry_url, http=http, credentials=credentials)
+        yield HttpRegistryClient(
+            settings.registry_url, http=http, credentials=credentials, retries=retries
+        )
 
 
 class SqlJournal:

@@ -36,7 +36,7 @@ from monitor.pipeline.delivery import deliver_and_wait
 from monitor.pipeline.detection import detect_backlog
 from monitor.pipeline.housekeeping import expire, heartbeat
 from monitor.pipeline.log_ingest import FollowJob, LineLimits
-from monitor.pipeline.reconcile import reconcile_job
+from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
 from monitor.store.checkpoints import StoreCheckpoints
@@ -112,6 +112,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
                 settle_seconds=reconcile.settle_seconds,
                 interval_seconds=reconcile.interval_seconds,
                 metrics=services.metrics,
+                open_lookup=registry_tag_digest(settings.cleanup),
             )
         )
     return tuple(rows)

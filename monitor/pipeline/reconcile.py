@@ -4,30 +4,79 @@ Requests read from the log wait `reconcile.settle_seconds` (the registry may sti
 them); then every one whose notifications are still missing gets them rebuilt from its log line,
 stored through the writer like any event (source `log`, `reconstructed`), and a Slack message
 says how many were lost (through the alert outbox, never lost itself).
+
+The log names no digest for a manifest pushed by tag. When the registry's URL is configured,
+a rebuilt push by tag that is still the newest logged push or delete of its tag takes the
+digest the registry answers for the tag (`HEAD /v2/<repository>/manifests/<tag>`), asked
+outside any store transaction; a failure leaves the digest empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
+import httpx
 import structlog
 from sqlalchemy.orm import Session
 
 from monitor.alerting.outbox import Kind
 from monitor.alerts import Alert, Evidence, Severity
+from monitor.cleanup.registry_client import RegistryClient
 from monitor.clock import Clock
-from monitor.events import Event
+from monitor.errors import RegistryError
+from monitor.events import Action, Event
+from monitor.ingest.requestlog import pushes_to_resolve
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.cleanup import open_registry
 from monitor.pipeline.scheduler import Job
+from monitor.settings import CleanupSettings
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue
-from monitor.store.requestlog import plan_reconcile, settle
+from monitor.store.requestlog import newest_tag_writes, plan_reconcile, settle
 from monitor.store.writer import StoreWriter
 
 RULE = "notifications_lost"
 log = structlog.get_logger("monitor.pipeline.reconcile")
+
+TagDigest = Callable[[str, str], str | None]
+"""(repository, tag) → the digest the registry has the tag on; None when it has no such tag;
+`RegistryError` when it cannot tell."""
+OpenTagDigest = Callable[[], AbstractContextManager[TagDigest]]
+
+
+LOOKUP_TIMEOUT_SECONDS = 5.0
+LOOKUP_FAILURES = (RegistryError, OSError, ValueError, httpx.HTTPError)
+"""What asking the registry can raise (a refused token, a bad CA file, a garbled answer)."""
+
+
+def tag_digest_of(client: RegistryClient) -> TagDigest:
+    """A TagDigest asking `client` with `HEAD /v2/<repository>/manifests/<tag>` (every
+    manifest type accepted), reading `Docker-Content-Digest`."""
+
+    def lookup(repository: str, tag: str) -> str | None:
+        head = client.head_manifest(repository, tag)
+        return (head.digest or None) if head is not None else None
+
+    return lookup
+
+
+def registry_tag_digest(settings: CleanupSettings) -> OpenTagDigest | None:
+    """What asks the registry at `cleanup.registry_url` (its auth and TLS settings) for a tag's
+    digest, with a short timeout and no retries; None when no URL is configured."""
+    if settings.registry_url is None:
+        return None
+
+    @contextlib.contextmanager
+    def open_lookup() -> Iterator[TagDigest]:
+        with open_registry(settings, timeout_seconds=LOOKUP_TIMEOUT_SECONDS, retries=0) as client:
+            yield tag_digest_of(client)
+
+    return open_lookup
 
 
 @dataclasses.dataclass
@@ -39,6 +88,8 @@ class ReconcileOutcome:
     requests_reconstructed: int = 0
     events: list[Event] = dataclasses.field(default_factory=list)
     stored: int = 0
+    digests_resolved: int = 0
+    digests_unresolved: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -47,7 +98,55 @@ class ReconcileOutcome:
             "requests_reconstructed": self.requests_reconstructed,
             "events": len(self.events),
             "stored": self.stored,
+            "digests_resolved": self.digests_resolved,
+            "digests_unresolved": self.digests_unresolved,
         }
+
+
+def resolve_push_digests(
+    session_factory: SessionFactory,
+    events: list[Event],
+    open_lookup: OpenTagDigest,
+    outcome: ReconcileOutcome,
+) -> list[Event]:
+    """`events` with the digest of each push by tag the registry can still tell filled in
+    (the store is read first, in its own session; the registry is asked after it closed).
+    The first failure ends the asking for this batch and is logged once."""
+    keys = {
+        (e.repository, e.tag)
+        for e in events
+        if e.action is Action.PUSH and e.repository and e.tag and e.digest is None
+    }
+    if not keys:
+        return events
+    with session_factory() as session:
+        newest = newest_tag_writes(session, keys)
+    wanted = pushes_to_resolve(events, newest)
+    if not wanted:
+        return events
+    digests: dict[str, str] = {}
+    failed: Exception | None = None
+    try:
+        with open_lookup() as lookup:
+            for event in wanted:
+                assert event.repository is not None and event.tag is not None
+                digest = lookup(event.repository, event.tag)
+                if digest is not None:
+                    digests[event.event_id] = digest
+    except LOOKUP_FAILURES as exc:
+        failed = exc
+    outcome.digests_resolved += len(digests)
+    outcome.digests_unresolved += len(wanted) - len(digests)
+    if failed is not None:
+        log.warning(
+            "could not ask the registry for the digests of rebuilt pushes",
+            error=f"{type(failed).__name__}: {failed}",
+            unresolved=len(wanted) - len(digests),
+        )
+    return [
+        dataclasses.replace(e, digest=digests[e.event_id]) if e.event_id in digests else e
+        for e in events
+    ]
 
 
 def lost_alert(events: list[Event], *, now: datetime) -> Alert:
@@ -83,11 +182,13 @@ def reconcile_events(
     pending_only: bool = True,
     metrics: Metrics | None = None,
     notify: bool = True,
+    open_lookup: OpenTagDigest | None = None,
 ) -> ReconcileOutcome:
     """One pass over the requests settled by `now` (in [since, until) when given), in batches.
 
     `pending_only=False` also re-examines settled requests (a backfill over stored log data);
-    a dry run plans without writing anything.
+    a dry run plans without writing anything. `open_lookup` gives what tells the digest of a
+    tag at the registry (none: rebuilt pushes by tag keep an empty digest).
     """
     settled_before = now - timedelta(seconds=settle_seconds)
     outcome = ReconcileOutcome()
@@ -108,14 +209,17 @@ def reconcile_events(
         outcome.examined += plan.examined
         outcome.matched += plan.matched
         outcome.requests_reconstructed += plan.examined - plan.matched
-        outcome.events.extend(plan.events)
+        events = plan.events
+        if open_lookup is not None:
+            events = resolve_push_digests(session_factory, events, open_lookup, outcome)
+        outcome.events.extend(events)
         if dry_run:
             continue
 
         def save(session: Session, states: dict[str, tuple[str, int]] = plan.states) -> None:
             settle(session, states, now=now)
 
-        result = writer.submit(plan.events, (), also=save).result()
+        result = writer.submit(events, (), also=save).result()
         outcome.stored += len(result.inserted)
         if metrics is not None and result.inserted:
             metrics.events_reconstructed.inc(len(result.inserted))
@@ -139,6 +243,7 @@ def reconcile_job(
     settle_seconds: float,
     interval_seconds: float,
     metrics: Metrics | None = None,
+    open_lookup: OpenTagDigest | None = None,
 ) -> Job:
     """`reconcile_events` over the pending requests every `interval_seconds` (the first one
     interval after start), on one replica at a time: the lease is held for most of the
@@ -146,7 +251,12 @@ def reconcile_job(
 
     def run() -> None:
         reconcile_events(
-            session_factory, writer, now=clock(), settle_seconds=settle_seconds, metrics=metrics
+            session_factory,
+            writer,
+            now=clock(),
+            settle_seconds=settle_seconds,
+            metrics=metrics,
+            open_lookup=open_lookup,
         )
 
     return Job(

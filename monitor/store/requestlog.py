@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -310,3 +310,26 @@ def oldest_pending(session: Session) -> datetime | None:
     return session.scalar(
         select(row.occurred_at).where(row.state == PENDING).order_by(row.occurred_at).limit(1)
     )
+
+
+def newest_tag_writes(
+    session: Session, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(repository, tag) → the request id of the newest logged push or delete naming that tag
+    (pairs no logged request names are left out)."""
+    row = LogRequestRow
+    out: dict[tuple[str, str], str] = {}
+    for repository, tag in sorted(set(keys)):
+        newest = session.scalar(
+            select(row.request_id)
+            .where(
+                row.repository == repository,
+                row.tag == tag,
+                row.action.in_((Action.PUSH.value, Action.DELETE.value)),
+            )
+            .order_by(row.occurred_at.desc(), row.request_id.desc())
+            .limit(1)
+        )
+        if newest is not None:
+            out[(repository, tag)] = newest
+    return out

@@ -9,8 +9,10 @@ then it delivers the dropped notifications late and replays the log: nothing is 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,10 +23,21 @@ from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import RequestRecord
 from monitor.pipeline.housekeeping import expire
 from monitor.pipeline.log_ingest import backfill
-from monitor.pipeline.reconcile import reconcile_events
+from monitor.pipeline.reconcile import reconcile_events, registry_tag_digest
 from monitor.runtime import Services
+from monitor.settings import CleanupSettings
+from monitor.settings.sections import Secret
 from monitor.store.events import EventFilter, query_events
 from monitor.store.schema import METADATA, EventRow, LogRequestRow, RegistryInstanceRow
+from monitor.store.tags import list_tags
+from tests.harness import USERS, build_images, push
+from tests.registry_harness import (
+    free_port,
+    registry_binary,
+    registry_config,
+    running_registry,
+    write_htpasswd,
+)
 from tests.request_captures import RUN_IDS, RUNS, log_lines, notified, schema1_config_pulls
 
 SETTLE = 120.0
@@ -266,3 +279,95 @@ class TestDeleteByDigest:
         assert Counter((e.target_kind, e.tag, e.digest) for e in expected) == Counter(
             (e.target_kind, e.tag, e.digest) for e in rebuilt
         )
+
+
+def pushes_by_tag(events: list[Event]) -> list[Event]:
+    return [
+        e
+        for e in events
+        if e.action is Action.PUSH and e.target_kind is TargetKind.MANIFEST and e.tag is not None
+    ]
+
+
+def registry_settings(url: str) -> CleanupSettings:
+    return CleanupSettings(registry_url=url, username="alice", password=Secret(USERS["alice"]))
+
+
+class TestPushByTagDigestFromTheRegistry:
+    def test_a_push_still_on_its_tag_takes_the_digest_the_registry_answers(
+        self, services: Services, tmp_path: Path, registry_version: str
+    ) -> None:
+        """Every notification lost, the real registry's log ingested: a rebuilt push by tag
+        that is the newest push of its tag takes the digest the registry answers for the tag,
+        and so does the per-tag state; a push the tag moved away from stays without one, and
+        so does a push whose tag a delete by digest removed (the registry answers 404)."""
+        layout = build_images(tmp_path / "oci", salt=tmp_path.name)
+        root = tmp_path / "registry"
+        config = registry_config(
+            root=root,
+            port=free_port(),
+            htpasswd=write_htpasswd(path=tmp_path / "htpasswd", users=USERS),
+        )
+        binary = registry_binary(registry_version)
+        with running_registry(directory=root, config=config, binary=binary) as registry:
+            host = registry.host
+            push(layout, "hello", f"{host}/team/app:moved")
+            push(layout, "app", f"{host}/team/app:moved")
+            push(layout, "app", f"{host}/team/app:kept")
+            push(layout, "multi", f"{host}/team/app:gone", extra=("--all",))
+            answer = httpx.delete(
+                f"{registry.url}/v2/team/app/manifests/{layout.digests['multi']}",
+                auth=("alice", USERS["alice"]),
+                timeout=30,
+            )
+            assert 202 == answer.status_code, answer.text
+            backfill(registry.log().splitlines(), writer=services.writer, metrics=services.metrics)
+            outcome = reconcile_events(
+                services.session_factory,
+                services.writer,
+                now=datetime.now(UTC) + timedelta(minutes=1),
+                settle_seconds=0,
+                open_lookup=registry_tag_digest(registry_settings(registry.url)),
+            )
+        rebuilt = sorted(pushes_by_tag(reconstructed(services)), key=lambda e: e.occurred_at)
+        assert [
+            ("moved", None),
+            ("moved", layout.digests["app"]),
+            ("kept", layout.digests["app"]),
+            ("gone", None),
+        ] == [(e.tag, e.digest) for e in rebuilt]
+        assert (2, 1) == (outcome.digests_resolved, outcome.digests_unresolved)
+        with services.session_factory() as session:
+            tags = {t.tag: t.digest for t in list_tags(session, repository="team/app")}
+        assert layout.digests["app"] == tags["moved"] == tags["kept"]
+
+
+@pytest.mark.parametrize(("version", "log", "run"), RUNS, ids=RUN_IDS)
+class TestPushByTagDigestUnreachable:
+    def test_a_registry_that_does_not_answer_leaves_the_digest_empty(
+        self, services: Services, version: str, log: str, run: str
+    ) -> None:
+        """Every notification lost and nothing listening at the registry's URL: the rebuilt
+        pushes by tag are stored without a digest, as without a URL, and counted."""
+        backfill(log_lines(version, log), writer=services.writer, metrics=services.metrics)
+        end = max(r.occurred_at for r in records(version, log))
+        outcome = reconcile_events(
+            services.session_factory,
+            services.writer,
+            now=end + timedelta(seconds=SETTLE + 1),
+            settle_seconds=SETTLE,
+            open_lookup=registry_tag_digest(registry_settings(f"http://127.0.0.1:{free_port()}")),
+        )
+        rebuilt = pushes_by_tag(reconstructed(services))
+        writes = sorted(
+            (r.occurred_at, r.request_id, r.repository, r.tag)
+            for r in records(version, log)
+            if r.action in (Action.PUSH, Action.DELETE) and r.tag is not None
+        )
+        newest: dict[tuple[str | None, str | None], str] = {
+            (repository, tag): request_id for _, request_id, repository, tag in writes
+        }
+        still_on_tag = [e for e in rebuilt if newest[(e.repository, e.tag)] == e.request_id]
+        assert still_on_tag
+        assert [None] * len(rebuilt) == [e.digest for e in rebuilt]
+        assert (0, len(still_on_tag)) == (outcome.digests_resolved, outcome.digests_unresolved)
