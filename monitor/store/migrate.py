@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, event, inspect
+
+from monitor.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+BATCH_COPY_PREFIX = "_alembic_tmp_"
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -26,16 +35,74 @@ def alembic_config(engine: Engine | None = None) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (default: the newest)."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with _migration_transaction(engine) as connection:
+        _drop_unfinished_batch_copies(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
+    with _migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+
+
+@contextmanager
+def _migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One real transaction around the whole migration, DDL included.
+
+    pysqlite opens transactions only before INSERT/UPDATE/DELETE, so on SQLite a batch migration's
+    CREATE/DROP/ALTER ran outside any transaction and an interrupted upgrade left half-rebuilt
+    tables. SQLAlchemy's documented pysqlite recipe fixes that: the driver's own transaction
+    handling is switched off (`isolation_level = None`) and the "begin" event emits the BEGIN.
+    It is applied to this one connection only and undone before the connection goes back to the
+    pool, so the service's connections keep their usual behaviour.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        previous = driver.isolation_level
+        driver.isolation_level = None
+
+        def begin_immediate(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        event.listen(connection, "begin", begin_immediate)
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            event.remove(connection, "begin", begin_immediate)
+            driver.isolation_level = previous
+
+
+def _drop_unfinished_batch_copies(connection: Connection) -> None:
+    """Drop the copies an interrupted SQLite batch migration of an earlier version left behind.
+
+    A batch migration creates `_alembic_tmp_<table>`, fills it, drops `<table>`, then renames the
+    copy. While `<table>` exists the copy is never the data and is dropped. Without `<table>` the
+    copy holds the only rows: nothing is touched and the upgrade stops with an error naming it.
+    """
+    tables = set(inspect(connection).get_table_names())
+    for name in sorted(t for t in tables if t.startswith(BATCH_COPY_PREFIX)):
+        original = name.removeprefix(BATCH_COPY_PREFIX)
+        if original not in tables:
+            raise StoreUnavailable(
+                f"table {name} holds the only copy of table {original} (an earlier upgrade was "
+                f"interrupted between dropping {original} and renaming the copy); back up the "
+                f"store, then rename it by hand: ALTER TABLE {name} RENAME TO {original}"
+            )
+        log.warning(
+            "dropping %s, a partial copy of %s left by an interrupted earlier upgrade",
+            name,
+            original,
+        )
+        connection.exec_driver_sql(f'DROP TABLE "{name}"')
 
 
 def current_revision(engine: Engine) -> str | None:
