@@ -34,6 +34,26 @@ from tests.registry_harness import (
 
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-2", "dave": "dave-pw-4"}
 TOKEN = "s3cret"
+# The fields of a stored event that a notification sets: what the end-to-end tests compare
+# between what a registry sent and what the monitor stored.
+NOTIFIED_FIELDS = (
+    "event_id",
+    "action",
+    "target_kind",
+    "repository",
+    "tag",
+    "digest",
+    "media_type",
+    "size",
+    "from_repository",
+    "actor",
+    "remote_ip",
+    "user_agent",
+    "http_method",
+    "request_id",
+    "client",
+    "instance",
+)
 
 
 def wait_for_port(

@@ -17,6 +17,7 @@ import pytest
 from monitor.ingest.notification import parse_envelope
 from tests.conftest import PostgresDatabases, SqliteWriteLock
 from tests.harness import (
+    NOTIFIED_FIELDS,
     TOKEN,
     USERS,
     Capture,
@@ -34,25 +35,7 @@ from tests.harness import (
 from tests.registry_harness import RegistryHandle as Registry
 from tests.registry_harness import registry_binary, running_registry
 
-COMPARED = (
-    "event_id",
-    "action",
-    "target_kind",
-    "repository",
-    "tag",
-    "digest",
-    "media_type",
-    "size",
-    "from_repository",
-    "actor",
-    "remote_ip",
-    "user_agent",
-    "http_method",
-    "request_id",
-    "client",
-    "instance",
-    "references",
-)
+COMPARED = (*NOTIFIED_FIELDS, "references")
 
 
 def expected_events(capture: Capture) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ import httpx
 
 from monitor.ingest.notification import parse_envelope
 from tests.harness import (
+    NOTIFIED_FIELDS,
     TOKEN,
     USERS,
     Capture,
@@ -43,24 +44,6 @@ from tests.harness import (
 from tests.registry_harness import RegistryHandle, registry_binary, running_registry
 
 REGISTRY_ACTIONS = ("push", "pull", "delete", "mount")
-DELIVERED_FIELDS = (
-    "event_id",
-    "action",
-    "target_kind",
-    "repository",
-    "tag",
-    "digest",
-    "media_type",
-    "size",
-    "from_repository",
-    "actor",
-    "remote_ip",
-    "user_agent",
-    "http_method",
-    "request_id",
-    "client",
-    "instance",
-)
 LOGGED_FIELDS = (
     "action",
     "target_kind",
@@ -258,9 +241,7 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                     f: got[f] for f in rebuilt_form(sent, registry_version)
                 }, sent
             else:
-                assert {f: sent[f] for f in DELIVERED_FIELDS} == {
-                    f: got[f] for f in DELIVERED_FIELDS
-                }
+                assert {f: sent[f] for f in NOTIFIED_FIELDS} == {f: got[f] for f in NOTIFIED_FIELDS}
                 assert got["reconstructed"] is False
         assert len(lost) == rebuilt_count == len(listed["items"])
         assert {key(control[i]) for i in lost} == {key(e) for e in listed["items"]}
