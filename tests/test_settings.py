@@ -80,6 +80,9 @@ class TestLoadSettings:
             ({"REGISTRY_MONITOR_HTTP_ADDR": "127.0.0.1:99999"}, "http.addr"),
             ({"REGISTRY_MONITOR_HTTP_MAX_BODY_BYTES": "lots"}, "http.max_body_bytes"),
             ({"REGISTRY_MONITOR_HTTP_TLS_CERT": "/nonexistent.pem"}, "http.tls_cert"),
+            ({"REGISTRY_MONITOR_HTTP_READ_SLOTS": "0"}, "http.read_slots"),
+            ({"REGISTRY_MONITOR_HTTP_READ_QUEUE": "-1"}, "http.read_queue"),
+            ({"REGISTRY_MONITOR_HTTP_READ_WAIT_SECONDS": "0"}, "http.read_wait_seconds"),
             ({"REGISTRY_MONITOR_DATABASE_URL": "mysql://x"}, "database.url"),
             (
                 {"REGISTRY_MONITOR_DATABASE_MIGRATE_ON_START": "perhaps"},

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from monitor.api import alerts, audit, cleanup, health, logs, notifications, read, stats
 from monitor.api.body import LargeBodies
 from monitor.api.errors import handle_http_error, handle_monitor_error
+from monitor.api.readslots import ReadSlots, limited
 from monitor.errors import MonitorError
 from monitor.runtime import Services
 
@@ -29,15 +30,15 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
         routes=[
             Route("/v1/notifications", notifications.receive, methods=["POST"]),
             Route("/v1/logs", logs.receive, methods=["POST"]),
-            Route("/v1/events", read.events, methods=["GET"]),
-            Route("/v1/tags", read.tags, methods=["GET"]),
-            Route("/v1/quarantine", read.quarantine, methods=["GET"]),
-            Route("/v1/registry/starts", read.registry_starts, methods=["GET"]),
-            Route("/v1/stats/daily", stats.daily, methods=["GET"]),
-            Route("/v1/alerts", alerts.alerts, methods=["GET"]),
-            Route("/v1/audit", audit.audit, methods=["GET"]),
-            Route("/v1/cleanup/plans", cleanup.plans, methods=["GET"]),
-            Route("/v1/cleanup/plans/{plan_id}", cleanup.plan, methods=["GET"]),
+            Route("/v1/events", limited(read.events), methods=["GET"]),
+            Route("/v1/tags", limited(read.tags), methods=["GET"]),
+            Route("/v1/quarantine", limited(read.quarantine), methods=["GET"]),
+            Route("/v1/registry/starts", limited(read.registry_starts), methods=["GET"]),
+            Route("/v1/stats/daily", limited(stats.daily), methods=["GET"]),
+            Route("/v1/alerts", limited(alerts.alerts), methods=["GET"]),
+            Route("/v1/audit", limited(audit.audit), methods=["GET"]),
+            Route("/v1/cleanup/plans", limited(cleanup.plans), methods=["GET"]),
+            Route("/v1/cleanup/plans/{plan_id}", limited(cleanup.plan), methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Route("/metrics", health.metrics, methods=["GET"]),
@@ -49,5 +50,9 @@ def create_app(services: Services, *, lifespan: Lifespan | None = None) -> Starl
         lifespan=lifespan or no_lifespan,
     )
     app.state.services = services
-    app.state.large_bodies = LargeBodies(services.settings.http.large_body_slots)
+    http = services.settings.http
+    app.state.large_bodies = LargeBodies(http.large_body_slots)
+    app.state.read_slots = ReadSlots(
+        http.read_slots, http.read_queue, http.read_wait_seconds, services.metrics.read_rejected
+    )
     return app

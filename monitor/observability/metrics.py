@@ -33,6 +33,7 @@ DELIVERY_RESULTS = ("delivered", "retried", "rate_limited", "failed", "suppresse
 CLEANUP_KINDS = ("plan", "apply", "reconcile", "restore")
 RUN_RESULTS = ("ok", "error")
 DELETION_RESULTS = ("deleted", "skipped", "failed")
+READ_REJECT_REASONS = ("queue_full", "timeout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Metrics:
     quarantine_expired: Counter
     intake_requests: Counter
     intake_latency: Histogram
+    read_rejected: Counter
     store_errors: Counter
     commit_seconds: Histogram
     commit_batch_events: Histogram
@@ -120,6 +122,14 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}intake_latency_seconds",
             "Time from receiving a notification request to answering it.",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        read_rejected=Counter(
+            f"{prefix}read_rejected_total",
+            "Read API requests answered 503 because `http.read_slots` were busy, by reason: "
+            "the wait queue was full (queue_full) or no slot came within "
+            "`http.read_wait_seconds` (timeout).",
+            ["reason"],
             registry=registry,
         ),
         store_errors=Counter(
@@ -222,6 +232,8 @@ def preinitialise(metrics: Metrics) -> None:
             metrics.pulls.labels(client=client.value, http_method=method)
     for code in INTAKE_CODES:
         metrics.intake_requests.labels(code=code)
+    for reason in READ_REJECT_REASONS:
+        metrics.read_rejected.labels(reason=reason)
     for operation in STORE_OPERATIONS:
         metrics.store_errors.labels(operation=operation)
     for result in LOG_LINE_RESULTS:

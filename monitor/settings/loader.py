@@ -248,6 +248,12 @@ def validate(settings: Settings) -> None:
             raise ConfigError(key, f"file not found: {path}")
     if http.max_body_bytes < 1024:
         raise ConfigError("http.max_body_bytes", "must be at least 1024")
+    if http.read_slots < 1:
+        raise ConfigError("http.read_slots", "must be at least 1")
+    if http.read_queue < 0:
+        raise ConfigError("http.read_queue", "must not be negative")
+    if http.read_wait_seconds <= 0:
+        raise ConfigError("http.read_wait_seconds", "must be positive")
     url = settings.database.effective_url()
     if not url.startswith(("sqlite:", "postgresql")):
         raise ConfigError("database.url", "only sqlite and postgresql URLs are supported")

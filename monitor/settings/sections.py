@@ -94,6 +94,17 @@ class HttpSettings:
         "Request bodies above 64 KiB read and parsed at once (log batches, hostile bodies); "
         "others wait up to `body_timeout_seconds`, then 503. Bounds memory.",
     )
+    read_slots: int = setting(
+        2,
+        "Read API requests (events, tags, daily counts, alerts, …) processed at once. A read "
+        "takes a core and the GIL from intake while it builds its page; others wait.",
+    )
+    read_queue: int = setting(
+        32, "Read requests waiting for a slot; one more is answered 503 with Retry-After at once."
+    )
+    read_wait_seconds: float = setting(
+        10.0, "Longest a read request waits for a slot; then 503 with Retry-After."
+    )
     max_header_bytes: int = setting(
         16 * 1024, "Largest request line plus headers; above it, the connection is closed (400)."
     )
