@@ -8,7 +8,8 @@ Run from a checkout: the code measured is the `monitor` package of the current d
 the same script measures an older revision when run from an export of it (`git archive`).
 Reads run against a `serve` process on the kept store (started with --no-migrate; run
 `python -m bench.scale build` first, which migrates the kept store forward). Planning and
-detection change the store, so they run on a copy (suffix `_bounds`), dropped after.
+detection change the store, so they run on a copy named for this run (suffix
+`_bounds_<pid>_<time>`, so two runs at once never share one), dropped after.
 Prints one JSON object per store.
 """
 
@@ -36,6 +37,7 @@ from sqlalchemy.engine import make_url
 from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path
 
 SUFFIX = "_bounds"
+"""Starts the name of the copy; `copy_name` adds what makes it this run's own."""
 POLICIES = """
 - name: everything
   repositories: ["**"]
@@ -172,29 +174,36 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
         server.wait(30)
 
 
+def copy_name(store: Store) -> str:
+    """The name of this run's copy of `store`: the process id and the start time make it
+    differ from any other run's, also one going on at the same time."""
+    return f"{store.name}{SUFFIX}_{os.getpid()}_{time.time_ns() // 1_000_000}"
+
+
 def copy_store(store: Store) -> str:
-    """A copy of the kept store for runs that change it."""
+    """A copy of the kept store for runs that change it, under a name of this run's own."""
+    name = copy_name(store)
     if store.kind == "sqlite":
         source = _sqlite_path(store.url())
-        target = source.with_name(source.stem + SUFFIX + ".db")
+        target = source.with_name(name + ".db")
         for suffix in ("-wal", "-shm"):
             Path(f"{target}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(source, target)
         return f"sqlite:///{target}"
-    name = store.name + SUFFIX
     with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{store.name}"'.encode())
     return make_url(PG_ADMIN).set(database=name).render_as_string(False)
 
 
 def drop_copy(store: Store, url: str) -> None:
+    """Drop the copy at `url` that `copy_store` made (only that one)."""
     if store.kind == "sqlite":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{_sqlite_path(url)}{suffix}").unlink(missing_ok=True)
         return
+    name = make_url(url).database
     with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{store.name + SUFFIX}" WITH (FORCE)'.encode())
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 PLAN_CHILD = """
