@@ -31,6 +31,7 @@ PURE = (
     "monitor.cleanup.planner",
     "monitor.cleanup.freed",
     "monitor.cleanup.stored_plan",
+    "monitor.cleanup.stored_plan_v3",
     "monitor.cleanup.journal",
     "monitor.audit.model",
     "monitor.audit.registry_config",

@@ -7,6 +7,8 @@ span the whole registry, one repository added at a time.
 
 from __future__ import annotations
 
+from array import array
+
 from monitor.cleanup.model import ManifestInfo
 
 
@@ -26,13 +28,23 @@ def _key(digest: str) -> int | str:
     return digest
 
 
+_HALF = (1 << 64) - 1
+
+
 class Freed:
     """Blobs referenced by kept manifests vs. by manifests that go; counted once, globally.
 
-    Digests are held as `_key`s: a string and an integer never compare equal."""
+    Digests are held as `_key`s: a string and an integer never compare equal. The kept keys
+    of a registry (1.26M on a store of 100k tags) are the bulk: each repository's are
+    appended once to an array of 64-bit halves (16 bytes a key instead of about 90 in a set);
+    the candidates (keys of what goes, not kept in their own repository) stay a dict, and
+    `total` drops those some other repository keeps."""
 
     def __init__(self) -> None:
-        self.kept_blobs: set[int | str] = set()
+        self.kept = array("Q")
+        """Kept SHA-256 keys, each as its high then its low 64 bits."""
+        self.kept_other: set[int | str] = set()
+        """Kept digests that are not SHA-256 (as given)."""
         self.candidates: dict[int | str, int] = {}
 
     def add_repository(
@@ -51,21 +63,35 @@ class Freed:
             info = manifests.get(digest)
             if info is not None:
                 stack.extend(info.children)
-        kept_blobs, candidates = self.kept_blobs, self.candidates
+        kept_here: set[int | str] = set()
         for digest, info in manifests.items():
             if digest in kept:
-                kept_blobs.add(_key(digest))
-                kept_blobs.update(_key(b.digest) for b in info.blobs)
+                kept_here.add(_key(digest))
+                kept_here.update(_key(b.digest) for b in info.blobs)
+        candidates = self.candidates
         for digest, info in manifests.items():
             if digest not in kept:
                 key = _key(digest)
-                if key not in kept_blobs:
+                if key not in kept_here:
                     candidates[key] = info.size
                 for blob in info.blobs:
                     key = _key(blob.digest)
-                    if key not in kept_blobs:
+                    if key not in kept_here:
                         candidates[key] = blob.size
+        halves = self.kept
+        for key in kept_here:
+            if isinstance(key, int):
+                halves.append(key >> 64)
+                halves.append(key & _HALF)
+            else:
+                self.kept_other.add(key)
 
     def total(self) -> int:
-        kept = self.kept_blobs
-        return sum(size for digest, size in self.candidates.items() if digest not in kept)
+        candidates = self.candidates
+        kept = {key for key in self.kept_other if key in candidates}
+        halves = iter(self.kept)
+        for high, low in zip(halves, halves, strict=True):
+            key = high << 64 | low
+            if key in candidates:
+                kept.add(key)
+        return sum(size for digest, size in candidates.items() if digest not in kept)

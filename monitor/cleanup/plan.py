@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -68,11 +69,15 @@ Selection = dict[TagRef, tuple[Reason, str]]
 
 
 class TagDecision(NamedTuple):
-    """The decision on one tag (a NamedTuple: a million of them are made per plan)."""
+    """The decision on one tag (a NamedTuple: a million of them are made per plan).
+
+    `digest` is where the tag pointed when planned; a stored plan keeps it only for the tags
+    it deletes (their actions name it), so a plan loaded from the store has None for the
+    others."""
 
     repository: str
     tag: str
-    digest: str
+    digest: str | None
     decision: Decision
     reason: Reason
     policy: str | None = None
@@ -99,6 +104,22 @@ class DigestAction:
     media_type: str | None = None
 
 
+class PlanHash:
+    """A plan's id: a hash over its time and every action in order, fed as they come."""
+
+    def __init__(self, created_at: datetime) -> None:
+        self._hash = hashlib.sha256(created_at.isoformat().encode())
+
+    def update(self, actions: Iterable[DigestAction]) -> None:
+        for action in actions:
+            self._hash.update(
+                f"{action.repository}@{action.digest}:{','.join(action.tags)};".encode()
+            )
+
+    def plan_id(self) -> str:
+        return self._hash.hexdigest()[:16]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     created_at: datetime
@@ -108,10 +129,9 @@ class Plan:
 
     @property
     def plan_id(self) -> str:
-        digest = hashlib.sha256(self.created_at.isoformat().encode())
-        for action in self.actions:
-            digest.update(f"{action.repository}@{action.digest}:{','.join(action.tags)};".encode())
-        return digest.hexdigest()[:16]
+        plan_hash = PlanHash(self.created_at)
+        plan_hash.update(self.actions)
+        return plan_hash.plan_id()
 
     def selected(self) -> dict[TagRef, TagDecision]:
         """Tags the plan deletes."""
@@ -171,7 +191,7 @@ class Plan:
                 TagDecision(
                     repository=d["repository"],
                     tag=d["tag"],
-                    digest=d["digest"],
+                    digest=d.get("digest"),
                     decision=Decision(d["decision"]),
                     reason=Reason(d["reason"]),
                     policy=d.get("policy"),
@@ -210,7 +230,11 @@ def diff_plans(previous: Plan | None, current: Plan) -> PlanDiff:
 
 def diff_selection(before: Selection, current: Plan) -> PlanDiff:
     """`diff_plans` against the selection of the previous plan (all a diff needs of it)."""
-    after = current.selection()
+    return diff_selections(before, current.selection())
+
+
+def diff_selections(before: Selection, after: Selection) -> PlanDiff:
+    """`diff_plans` from the selections of both plans."""
     changed = tuple(
         (ref, before[ref][0], after[ref][0])
         for ref in sorted(before.keys() & after.keys())

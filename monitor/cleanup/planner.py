@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.cleanup.freed import Freed
 from monitor.cleanup.model import Interval, ManifestInfo, RepositoryState, TagState
@@ -209,18 +209,25 @@ def _plan_repo(
             d.policy,
             str(min_tags),
         )
-    tag_kept = {d.digest for d in decisions if d.decision is not Decision.DELETE}
+    # the digests from the states (a decision's digest is its state's, typed as optional)
+    tag_kept = {
+        state.digest
+        for state, d in zip(ordered, decisions, strict=True)
+        if d.decision is not Decision.DELETE
+    }
     kept = _closure(tag_kept, manifests)
-    for i, d in enumerate(decisions):
-        if d.decision is Decision.DELETE and d.digest in kept:
-            reason = Reason.SHARES_DIGEST if d.digest in tag_kept else Reason.CHILD_OF_KEPT_INDEX
+    for i, (state, d) in enumerate(zip(ordered, decisions, strict=True)):
+        if d.decision is Decision.DELETE and state.digest in kept:
+            reason = (
+                Reason.SHARES_DIGEST if state.digest in tag_kept else Reason.CHILD_OF_KEPT_INDEX
+            )
             decisions[i] = TagDecision(
                 d.repository, d.tag, d.digest, Decision.PROTECTED, reason, d.policy, ""
             )
     by_digest: dict[str, list[TagDecision]] = defaultdict(list)
-    for d in decisions:
+    for state, d in zip(ordered, decisions, strict=True):
         if d.decision is Decision.DELETE:
-            by_digest[d.digest].append(d)
+            by_digest[state.digest].append(d)
     actions = [
         DigestAction(
             repo,
@@ -267,8 +274,64 @@ def _untagged(
     return out
 
 
+class RepositoryPlan(NamedTuple):
+    """One repository's part of a plan: its decisions in tag order, and its actions."""
+
+    name: str
+    decisions: list[TagDecision]
+    actions: list[DigestAction]
+
+
+class Planner:
+    """Plans repositories one at a time (`each`), so a caller can store each part as it comes
+    and hold no more than one repository; what the plan frees is known once all have gone
+    through (`bytes_freed`)."""
+
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        coverage: Iterable[Interval],
+        now: datetime,
+        *,
+        gap_tolerance: timedelta = timedelta(0),
+    ) -> None:
+        self.now = now
+        self.since = covered_since(coverage, now, gap_tolerance=gap_tolerance)
+        self.compiled = [_Compiled(p, now) for p in policies]
+        self.freed = Freed()
+        self.seen: set[str] = set()
+
+    def each(self, repositories: Iterable[RepositoryState]) -> Iterator[RepositoryPlan]:
+        """The plan of every repository in `repositories`, in their order; each repository
+        must appear once (ValueError otherwise)."""
+        for repository in repositories:
+            yield self.one(repository)
+
+    def one(self, repository: RepositoryState) -> RepositoryPlan:
+        repo = repository.name
+        if repo in self.seen:
+            raise ValueError(f"repository {repo!r} given twice")
+        self.seen.add(repo)
+        chosen = [p for p in self.compiled if p.repositories(repo)]
+        states = [t for t in repository.tags if t.deleted_at is None]
+        repo_manifests = {m.digest: m for m in repository.manifests}
+        decisions, actions = _plan_repo(repo, states, chosen, repo_manifests, self.now, self.since)
+        decisions.sort(key=_BY_TAG)
+        self.freed.add_repository(
+            repo_manifests, {x.digest for x in actions}, {t.digest for t in states}
+        )
+        return RepositoryPlan(repo, decisions, actions)
+
+    def bytes_freed(self) -> int:
+        """What the repositories planned so far free, counted once across the registry."""
+        return self.freed.total()
+
+
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (restored after): planning makes no
+    reference cycles, and with a million tags the collector's passes over the input would
+    otherwise cost about a third of the time."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -289,11 +352,9 @@ def plan(
 ) -> Plan:
     """Decide every live tag and the digest deletions that follow; estimate bytes freed.
 
-    Repositories are planned in name order. The cyclic garbage collector is paused while
-    planning (and restored after): planning makes no reference cycles, and with a million
-    tags the collector's passes over the input would otherwise cost about a third of the time.
+    Repositories are planned in name order, with the garbage collector paused (`gc_paused`).
     """
-    with _gc_paused():
+    with gc_paused():
         by_repo: dict[str, list[TagState]] = defaultdict(list)
         for state in tags:
             by_repo[state.repository].append(state)
@@ -305,7 +366,7 @@ def plan(
             RepositoryState(name, by_repo.pop(name, []), by_repo_manifests.pop(name, []))
             for name in names
         )
-        return _plan(policies, repositories, coverage, now, gap_tolerance)
+        return _plan(Planner(policies, coverage, now, gap_tolerance=gap_tolerance), repositories)
 
 
 def plan_repositories(
@@ -320,34 +381,14 @@ def plan_repositories(
 
     Each repository must appear once; the plan keeps their order.
     """
-    with _gc_paused():
-        return _plan(policies, repositories, coverage, now, gap_tolerance)
+    with gc_paused():
+        return _plan(Planner(policies, coverage, now, gap_tolerance=gap_tolerance), repositories)
 
 
-def _plan(
-    policies: Sequence[Policy],
-    repositories: Iterable[RepositoryState],
-    coverage: Iterable[Interval],
-    now: datetime,
-    gap_tolerance: timedelta,
-) -> Plan:
-    since = covered_since(coverage, now, gap_tolerance=gap_tolerance)
-    compiled = [_Compiled(p, now) for p in policies]
+def _plan(planner: Planner, repositories: Iterable[RepositoryState]) -> Plan:
     decisions: list[TagDecision] = []
     actions: list[DigestAction] = []
-    freed = Freed()
-    seen: set[str] = set()
-    for repository in repositories:
-        repo = repository.name
-        if repo in seen:
-            raise ValueError(f"repository {repo!r} given twice")
-        seen.add(repo)
-        chosen = [p for p in compiled if p.repositories(repo)]
-        states = [t for t in repository.tags if t.deleted_at is None]
-        repo_manifests = {m.digest: m for m in repository.manifests}
-        d, a = _plan_repo(repo, states, chosen, repo_manifests, now, since)
-        d.sort(key=_BY_TAG)
-        decisions.extend(d)
-        actions.extend(a)
-        freed.add_repository(repo_manifests, {x.digest for x in a}, {t.digest for t in states})
-    return Plan(now, tuple(decisions), tuple(actions), freed.total())
+    for part in planner.each(repositories):
+        decisions.extend(part.decisions)
+        actions.extend(part.actions)
+    return Plan(planner.now, tuple(decisions), tuple(actions), planner.bytes_freed())

@@ -12,9 +12,19 @@ from monitor.tables import table
 
 
 def decisions_table(plan: Plan) -> str:
-    """One row per tag: repository, tag, digest (short), decision, reason code, policy, why."""
+    """One row per tag: repository, tag, digest (short; `-` where the plan does not keep it:
+    a stored plan names the digests of the tags it deletes only), decision, reason code,
+    policy, why."""
     rows = [
-        (d.repository, d.tag, d.digest[:19], d.decision.value, d.reason.value, d.policy, d.text)
+        (
+            d.repository,
+            d.tag,
+            d.digest[:19] if d.digest else None,
+            d.decision.value,
+            d.reason.value,
+            d.policy,
+            d.text,
+        )
         for d in plan.decisions
     ]
     headers = ("repository", "tag", "digest", "decision", "reason", "policy", "why")

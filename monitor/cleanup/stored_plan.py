@@ -1,43 +1,59 @@
-"""The stored form of a plan: decisions grouped, compressed, apart from the actions.
+"""The stored form of a plan: decisions grouped without digests, actions with theirs. Pure.
 
-A plan of 100k tags as one JSON object per decision (with its text) was 24 MB. Here the
-decisions of one repository are grouped by (decision, reason, policy, detail), each group a
-list of tags and a list of their digests (`@` for a tag an action deletes: the action names
-the digest, so it is stored once). Decisions come back per repository in tag order, the order
-the planner makes (`encode` sorts them the same way, so any plan round-trips to its canonical
-order). Pure: bytes in, plan out.
+Format 4 (`MAGIC`, then three parts each after its 4-byte length, then the digests):
 
-Format 3 (`MAGIC`, the length of the first part, then two zlib streams): the decisions, then
-the digest actions, written in slices so the whole JSON never sits in memory. A diff needs only
-the previous plan's selection, which `decode_selection` reads from the first part without
-touching the actions (500k of them when untagged manifests go). Format 2 (one zlib stream of
-both) is still read.
+- a header (JSON): the format, when the plan was made and the bytes it frees;
+- the decisions (zlib, JSON): per repository, one group per (decision, reason, policy,
+  detail) listing its tags. No digest: apply needs only the actions' digests, and a tag the
+  plan deletes takes its digest from the action that names it (a delete group carries its
+  digests only when some action does not name them, which the planner never makes);
+- the actions (zlib, JSON): runs of consecutive actions of one repository, each action its
+  tags, reason, policy and media type (and its digest when that is not a SHA-256 digest in
+  lower-case hexadecimal);
+- the SHA-256 digests of the other actions, 32 bytes each in order: random bytes, which is
+  the floor of a stored plan's size (a plan of 43,889 deletes holds 1.4 MB of them).
+
+A plan loads back with the digests of the tags it does not delete gone (`as_stored`), and
+decisions per repository in tag order. `PlanWriter` writes a plan a repository at a time, so
+the whole plan never sits in memory; a diff needs only the previous plan's selection, which
+`decode_selection` reads from the decisions alone. Formats 2 and 3, with every tag's digest,
+are still read (monitor.cleanup.stored_plan_v3).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import struct
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from monitor.cleanup.model import TagRef
-from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, Selection, TagDecision
+from monitor.cleanup.plan import (
+    Decision,
+    DigestAction,
+    Plan,
+    PlanHash,
+    Reason,
+    Selection,
+    TagDecision,
+)
+from monitor.cleanup.stored_plan_v3 import MAGIC_V3, decode_v3, selection_v3
 from monitor.errors import ParseError
 
-FORMAT = 3
-MAGIC = b"RMP3"
-"""Starts a format 3 plan (a zlib stream, format 2, starts with 0x78)."""
+FORMAT = 4
+MAGIC = b"RMP4"
 _LENGTH = struct.Struct(">I")
-ACTION_SLICE = 10_000
-"""Actions turned into JSON at a time."""
 _PREFIX = "sha256:"
-_PREFIX_LENGTH = len(_PREFIX)
-_BY_ACTION = "@"
-"""Stored in place of the digest of a tag that an action deletes: the action names it."""
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+_DIGEST_BYTES = 32
+_LEVEL = 9
+_UNREADABLE = (zlib.error, ValueError, KeyError, TypeError, IndexError, struct.error)
 
 GroupKey = tuple[str, str, str | None, str]
 
@@ -60,135 +76,256 @@ def canonical(plan: Plan) -> Plan:
     return Plan(plan.created_at, tuple(decisions), plan.actions, plan.bytes_freed)
 
 
-def _deleted_digests(actions: tuple[DigestAction, ...]) -> dict[tuple[str, str], str]:
+def as_stored(plan: Plan) -> Plan:
+    """`plan` as it loads back from the store: canonical order, and no digest on the
+    decisions of tags it does not delete."""
+    ordered = canonical(plan)
+    decisions = tuple(
+        d if d.decision is Decision.DELETE or d.digest is None else d._replace(digest=None)
+        for d in ordered.decisions
+    )
+    return Plan(plan.created_at, decisions, plan.actions, plan.bytes_freed)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedPlan:
+    """A plan in its stored form, with what its summary row and the next diff need."""
+
+    plan_id: str
+    created_at: datetime
+    data: bytes
+    counts: dict[str, int]
+    actions: int
+    bytes_freed: int
+    selection: Selection
+
+
+def _named_by_actions(actions: Iterable[DigestAction]) -> dict[tuple[str, str], str]:
     return {(a.repository, tag): a.digest for a in actions if a.tags for tag in a.tags}
 
 
-def encode(plan: Plan) -> bytes:
-    """The compressed, grouped form of `plan` (format 3)."""
-    by_action = _deleted_digests(plan.actions)
+class PlanWriter:
+    """Builds the stored form a repository at a time (`add`), then `finish`es it."""
 
-    def digest_of(d: TagDecision) -> str:
-        if by_action.get((d.repository, d.tag)) == d.digest:
-            return _BY_ACTION
-        return _short(d.digest)
+    def __init__(self, created_at: datetime) -> None:
+        self.created_at = created_at
+        self._decisions = zlib.compressobj(_LEVEL)
+        self._actions = zlib.compressobj(_LEVEL)
+        self._decision_parts = [self._decisions.compress(b"[")]
+        self._action_parts = [self._actions.compress(b"[")]
+        self._digests = bytearray()
+        self._first_decisions = self._first_actions = True
+        self._hash = PlanHash(created_at)
+        self.counts = {d.value: 0 for d in Decision}
+        self.action_count = 0
+        self.selection: Selection = {}
 
-    repositories: dict[str, dict[GroupKey, list[TagDecision]]] = {}
+    def add(
+        self,
+        repository: str,
+        decisions: Sequence[TagDecision],
+        actions: Sequence[DigestAction],
+    ) -> None:
+        """One repository's decisions (all of `repository`) and the actions that follow."""
+        if decisions:
+            self._add_decisions(repository, decisions, _named_by_actions(actions))
+        self.add_actions(actions)
+
+    def _add_decisions(
+        self,
+        repository: str,
+        decisions: Sequence[TagDecision],
+        named: dict[tuple[str, str], str],
+    ) -> None:
+        groups: dict[GroupKey, list[TagDecision]] = defaultdict(list)
+        counts, selection = self.counts, self.selection
+        for d in decisions:
+            groups[(d.decision.value, d.reason.value, d.policy, d.detail)].append(d)
+            counts[d.decision.value] += 1
+            if d.decision is Decision.DELETE:
+                selection[TagRef(repository, d.tag)] = (d.reason, d.detail)
+        rows: list[list[Any]] = []
+        for key, members in groups.items():
+            row: list[Any] = [*key, [d.tag for d in members]]
+            if key[0] == Decision.DELETE.value:
+                digests = [
+                    "@" if named.get((repository, d.tag)) == d.digest else _short(d.digest or "")
+                    for d in members
+                ]
+                if any(digest != "@" for digest in digests):
+                    row.append(digests)
+            rows.append(row)
+        text = orjson.dumps([repository, rows])
+        self._decision_parts.append(
+            self._decisions.compress(text if self._first_decisions else b"," + text)
+        )
+        self._first_decisions = False
+
+    def add_actions(self, actions: Sequence[DigestAction]) -> None:
+        """Actions in plan order (consecutive ones of one repository stored as one run)."""
+        if not actions:
+            return
+        self._hash.update(actions)
+        self.action_count += len(actions)
+        runs: list[list[Any]] = []
+        for action in actions:
+            row: list[Any] = [action.tags, action.reason, action.policy, action.media_type]
+            if _SHA256.fullmatch(action.digest):
+                self._digests += bytes.fromhex(action.digest[len(_PREFIX) :])
+            else:
+                row.append(action.digest)
+            if not runs or runs[-1][0] != action.repository:
+                runs.append([action.repository, []])
+            runs[-1][1].append(row)
+        text = orjson.dumps(runs)[1:-1]
+        self._action_parts.append(
+            self._actions.compress(text if self._first_actions else b"," + text)
+        )
+        self._first_actions = False
+
+    def finish(self, bytes_freed: int) -> EncodedPlan:
+        header = orjson.dumps(
+            {
+                "format": FORMAT,
+                "created_at": self.created_at.isoformat(),
+                "bytes_freed": bytes_freed,
+            }
+        )
+        decisions = b"".join([*self._decision_parts, self._decisions.compress(b"]")])
+        decisions += self._decisions.flush()
+        actions = b"".join([*self._action_parts, self._actions.compress(b"]")])
+        actions += self._actions.flush()
+        data = b"".join(
+            [
+                MAGIC,
+                *(_LENGTH.pack(len(part)) + part for part in (header, decisions, actions)),
+                self._digests,
+            ]
+        )
+        return EncodedPlan(
+            plan_id=self._hash.plan_id(),
+            created_at=self.created_at,
+            data=data,
+            counts=dict(self.counts),
+            actions=self.action_count,
+            bytes_freed=bytes_freed,
+            selection=self.selection,
+        )
+
+
+def encode_plan(plan: Plan) -> EncodedPlan:
+    """The stored form of a whole `plan` (format 4)."""
+    writer = PlanWriter(plan.created_at)
+    named = _named_by_actions(plan.actions)
+    by_repository: dict[str, list[TagDecision]] = {}
     for decision in canonical(plan).decisions:
-        groups = repositories.setdefault(decision.repository, defaultdict(list))
-        key = (decision.decision.value, decision.reason.value, decision.policy, decision.detail)
-        groups[key].append(decision)
-    document = {
-        "format": FORMAT,
-        "created_at": plan.created_at.isoformat(),
-        "bytes_freed": plan.bytes_freed,
-        "repositories": [
-            [
-                name,
-                [
-                    [*key, [d.tag for d in members], [digest_of(d) for d in members]]
-                    for key, members in groups.items()
-                ],
-            ]
-            for name, groups in repositories.items()
-        ],
-    }
-    decisions = zlib.compress(orjson.dumps(document), 6)
-    return MAGIC + _LENGTH.pack(len(decisions)) + decisions + _encode_actions(plan.actions)
+        by_repository.setdefault(decision.repository, []).append(decision)
+    for repository, decisions in by_repository.items():
+        writer._add_decisions(repository, decisions, named)
+    writer.add_actions(plan.actions)
+    return writer.finish(plan.bytes_freed)
 
 
-def _encode_actions(actions: tuple[DigestAction, ...]) -> bytes:
-    """The actions as one compressed JSON list, made a slice at a time."""
-    stream = zlib.compressobj(6)
-    out = [stream.compress(b"[")]
-    for start in range(0, len(actions), ACTION_SLICE):
-        rows = [  # _short inlined, the reason as the enumeration (orjson writes its value)
-            [
-                a.repository,
-                a.digest[_PREFIX_LENGTH:] if a.digest.startswith(_PREFIX) else "=" + a.digest,
-                a.tags,
-                a.reason,
-                a.policy,
-                a.media_type,
-            ]
-            for a in actions[start : start + ACTION_SLICE]
-        ]
-        out.append(stream.compress((b"," if start else b"") + orjson.dumps(rows)[1:-1]))
-    out.append(stream.compress(b"]"))
-    out.append(stream.flush())
-    return b"".join(out)
+def encode(plan: Plan) -> bytes:
+    """The compressed, grouped form of `plan` (format 4)."""
+    return encode_plan(plan).data
 
 
-def _parts(data: bytes) -> tuple[dict[str, Any], bytes | None]:
-    """The decisions document and the compressed actions (None in format 2, whose
-    document holds them)."""
-    if data.startswith(MAGIC):
-        (length,) = _LENGTH.unpack_from(data, len(MAGIC))
-        start = len(MAGIC) + _LENGTH.size
-        document = orjson.loads(zlib.decompress(data[start : start + length]))
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ValueError("not a stored plan of format 3")
-        return document, data[start + length :]
-    document = orjson.loads(zlib.decompress(data))
-    if not isinstance(document, dict) or document.get("format") != 2:
-        raise ValueError("not a stored plan of format 2 or 3")
-    return document, None
+def _parts(data: bytes) -> tuple[dict[str, Any], list[bytes], bytes]:
+    """The header, the compressed parts after it, and the digests of a format 4 plan."""
+    offset = len(MAGIC)
+    parts: list[bytes] = []
+    for _ in range(3):
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        if offset + length > len(data):
+            raise ValueError("stored plan is cut short")
+        parts.append(data[offset : offset + length])
+        offset += length
+    header = orjson.loads(parts[0])
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError("not a stored plan of format 4")
+    return header, parts[1:], data[offset:]
+
+
+def _actions(packed: bytes, digests: bytes) -> tuple[DigestAction, ...]:
+    out: list[DigestAction] = []
+    offset = 0
+    for repository, rows in orjson.loads(zlib.decompress(packed)):
+        for row in rows:
+            tags, reason, policy, media_type = row[:4]
+            if len(row) == 5:
+                digest = str(row[4])
+            else:
+                raw = digests[offset : offset + _DIGEST_BYTES]
+                if len(raw) != _DIGEST_BYTES:
+                    raise ValueError("stored plan lacks the digests of its actions")
+                digest = _PREFIX + raw.hex()
+                offset += _DIGEST_BYTES
+            out.append(
+                DigestAction(repository, digest, tuple(tags), Reason(reason), policy, media_type)
+            )
+    if offset != len(digests):
+        raise ValueError("stored plan has digests no action names")
+    return tuple(out)
+
+
+def _decisions(packed: bytes, named: dict[tuple[str, str], str]) -> list[TagDecision]:
+    decisions: list[TagDecision] = []
+    for name, groups in orjson.loads(zlib.decompress(packed)):
+        mine: list[TagDecision] = []
+        for group in groups:
+            decision, reason, policy, detail, tags = group[:5]
+            kind, why = Decision(decision), Reason(reason)
+            found: list[str | None]
+            if kind is Decision.DELETE:
+                digests = group[5] if len(group) > 5 else ["@"] * len(tags)
+                found = [
+                    named[(name, tag)] if digest == "@" else _long(digest)
+                    for tag, digest in zip(tags, digests, strict=True)
+                ]
+            else:
+                found = [None] * len(tags)
+            mine.extend(
+                TagDecision(name, tag, digest, kind, why, policy, detail)
+                for tag, digest in zip(tags, found, strict=True)
+            )
+        mine.sort(key=lambda d: d.tag)
+        decisions.extend(mine)
+    return decisions
 
 
 def decode(data: bytes) -> Plan:
-    """The plan `encode` stored; ParseError when `data` is not one."""
+    """The plan stored as `data` (any format); ParseError when `data` is not one."""
     try:
-        document, packed = _parts(data)
-        rows = document["actions"] if packed is None else orjson.loads(zlib.decompress(packed))
-        actions = tuple(
-            DigestAction(repo, _long(digest), tuple(tags), Reason(reason), policy, media_type)
-            for repo, digest, tags, reason, policy, media_type in rows
-        )
-        by_action = _deleted_digests(actions)
-        decisions: list[TagDecision] = []
-        for name, groups in document["repositories"]:
-            mine: list[TagDecision] = []
-            for decision, reason, policy, detail, tags, digests in groups:
-                kind, why = Decision(decision), Reason(reason)
-                mine.extend(
-                    TagDecision(
-                        name,
-                        tag,
-                        by_action[(name, tag)] if digest == _BY_ACTION else _long(digest),
-                        kind,
-                        why,
-                        policy,
-                        detail,
-                    )
-                    for tag, digest in zip(tags, digests, strict=True)
-                )
-            mine.sort(key=lambda d: d.tag)
-            decisions.extend(mine)
+        if not data.startswith(MAGIC):
+            return decode_v3(data)
+        header, (decisions, actions), digests = _parts(data)
+        loaded = _actions(actions, digests)
         return Plan(
-            datetime.fromisoformat(document["created_at"]),
-            tuple(decisions),
-            actions,
-            int(document["bytes_freed"]),
+            datetime.fromisoformat(header["created_at"]),
+            tuple(_decisions(decisions, _named_by_actions(loaded))),
+            loaded,
+            int(header["bytes_freed"]),
         )
-    except (zlib.error, ValueError, KeyError, TypeError, struct.error) as exc:
-        # JSONDecodeError is a ValueError
+    except _UNREADABLE as exc:  # JSONDecodeError is a ValueError
         raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
 
 
 def decode_selection(data: bytes) -> Selection:
     """The tags the stored plan deletes with their reasons (`Plan.selection`), read from the
-    decisions alone in format 3; ParseError when `data` is not a stored plan."""
+    decisions alone; ParseError when `data` is not a stored plan."""
     try:
-        document, packed = _parts(data)
-        if packed is None:
-            return decode(data).selection()
+        if not data.startswith(MAGIC):
+            return selection_v3(data) if data.startswith(MAGIC_V3) else decode(data).selection()
+        _header, (decisions, _actions), _digests = _parts(data)
         selection: Selection = {}
-        for name, groups in document["repositories"]:
-            for decision, reason, _policy, detail, tags, _digests in groups:
+        for name, groups in orjson.loads(zlib.decompress(decisions)):
+            for decision, reason, _policy, detail, tags, *_ in groups:
                 if decision == Decision.DELETE.value:
                     why = Reason(reason)
                     for tag in tags:
                         selection[TagRef(name, tag)] = (why, detail)
         return selection
-    except (zlib.error, ValueError, KeyError, TypeError, struct.error) as exc:
+    except _UNREADABLE as exc:
         raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc

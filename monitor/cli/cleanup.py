@@ -41,28 +41,32 @@ from monitor.tables import table
 def plan(args: argparse.Namespace, settings: Settings) -> int:
     policies = load_policy_set(settings.cleanup)
     with store_engine(settings.database) as engine:
+        session_factory = make_session_factory(engine)
         outcome = make_plan(
-            make_session_factory(engine),
+            session_factory,
             policies=policies,
             now=utc_now(),
             gap_tolerance=timedelta(seconds=settings.cleanup.coverage_gap_tolerance_seconds),
             metrics=make_metrics(CollectorRegistry()),
             plans_keep=settings.cleanup.plans_keep,
         )
+        with session_factory() as session:  # printed as stored, as `cleanup plans show` does
+            summary, stored = load_plan(session, outcome.summary.id)
     if args.json:
-        document = outcome.summary.to_dict()
-        document["decisions"] = outcome.plan.to_dict()["decisions"]
-        document["actions"] = outcome.plan.to_dict()["actions"]
+        document = summary.to_dict()
+        data = stored.to_dict()
+        document["decisions"] = data["decisions"]
+        document["actions"] = data["actions"]
         document["diff"] = diff_to_dict(outcome.diff, outcome.previous_id)
         print_json(document)
         return 0
-    print(decisions_table(outcome.plan))
+    print(decisions_table(stored))
     print()
     print("\n".join(diff_lines(outcome.diff, outcome.previous_id)))
-    counts = ", ".join(f"{n} {k}" for k, n in outcome.plan.counts().items())
+    counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
     print(
-        f"plan {outcome.summary.id} stored ({counts}; {len(outcome.plan.actions)} manifest "
-        f"deletes; about {outcome.plan.bytes_freed} bytes after garbage collection)"
+        f"plan {summary.id} stored ({counts}; {summary.actions} manifest "
+        f"deletes; about {summary.bytes_freed} bytes after garbage collection)"
     )
     print(f"apply with: registry-monitor cleanup apply {outcome.summary.id}")
     return 0

@@ -18,8 +18,8 @@ from monitor.alerting.render import escape_mrkdwn
 from monitor.cleanup.apply import ApplyOptions, ApplyResult, apply, restore
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest, SkipReason
 from monitor.cleanup.model import TagRef
-from monitor.cleanup.plan import Plan, PlanDiff, diff_selection
-from monitor.cleanup.planner import plan_repositories
+from monitor.cleanup.plan import Plan, PlanDiff, diff_selections
+from monitor.cleanup.planner import Planner, gc_paused
 from monitor.cleanup.policy import Policy, load_policies, parse_image_references
 from monitor.cleanup.registry_client import (
     Credentials,
@@ -27,6 +27,7 @@ from monitor.cleanup.registry_client import (
     RegistryClient,
     make_http_client,
 )
+from monitor.cleanup.stored_plan import PlanWriter
 from monitor.clock import Clock
 from monitor.errors import ConfigError
 from monitor.observability.metrics import Metrics
@@ -37,7 +38,7 @@ from monitor.store.cleanup_plans import (
     latest_selection,
     load_plan,
     prune_plans,
-    save_plan,
+    save_encoded,
     set_plan_state,
 )
 from monitor.store.engine import SessionFactory
@@ -118,8 +119,10 @@ class SqlJournal:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlanOutcome:
+    """A plan made and stored (`load_plan(session, summary.id)` gives it back) and how it
+    differs from the plan before it."""
+
     summary: PlanSummary
-    plan: Plan
     previous_id: str | None
     diff: PlanDiff
 
@@ -134,22 +137,30 @@ def make_plan(
     plans_keep: int | None = None,
 ) -> PlanOutcome:
     """Plan from what the store knows at `now`, store the plan, diff it with the previous one;
-    with `plans_keep`, prune the stored plans beyond it (see `prune_plans`)."""
+    with `plans_keep`, prune the stored plans beyond it (see `prune_plans`).
+
+    The store's repositories stream through the planner into the plan's stored form one at a
+    time: memory holds one repository, what the plan frees so far and the stored form (about
+    2 MB for 100k tags), never the whole plan."""
     with session_factory() as session, session.begin():
-        current = plan_repositories(
+        previous = latest_selection(session)
+        planner = Planner(
             policies.policies,
-            stream_repositories(session),
             planning_coverage(session, now=now),
             now,
             gap_tolerance=gap_tolerance,
         )
-        previous = latest_selection(session)
-        summary = save_plan(session, current, policy_digest=policies.digest)
+        writer = PlanWriter(now)
+        with gc_paused():
+            for part in planner.each(stream_repositories(session)):
+                writer.add(part.name, part.decisions, part.actions)
+            encoded = writer.finish(planner.bytes_freed())
+        summary = save_encoded(session, encoded, policy_digest=policies.digest)
         if plans_keep is not None:
             prune_plans(session, keep=plans_keep)
     if previous is None or previous[0].id == summary.id:
-        return PlanOutcome(summary, current, None, diff_selection({}, current))
-    return PlanOutcome(summary, current, previous[0].id, diff_selection(previous[1], current))
+        return PlanOutcome(summary, None, diff_selections({}, encoded.selection))
+    return PlanOutcome(summary, previous[0].id, diff_selections(previous[1], encoded.selection))
 
 
 def apply_plan(

@@ -43,7 +43,7 @@ def _plan(session_factory: SessionFactory, settings: CleanupSettings, clock: Clo
         metrics=metrics,
         plans_keep=settings.plans_keep,
     )
-    log.info("cleanup planned", plan_id=outcome.summary.id, **outcome.plan.counts())
+    log.info("cleanup planned", plan_id=outcome.summary.id, **outcome.summary.counts)
     return outcome.summary.id
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.plan import Plan, Selection
-from monitor.cleanup.stored_plan import decode, decode_selection, encode
+from monitor.cleanup.stored_plan import EncodedPlan, decode, decode_selection, encode_plan
 from monitor.errors import NotFound
 from monitor.events import format_timestamp
 from monitor.store.cleanup_tables import CleanupPlanRow, SavedManifestRow
@@ -77,22 +77,27 @@ def _summary(row: CleanupPlanRow) -> PlanSummary:
 
 def save_plan(session: Session, plan: Plan, *, policy_digest: str) -> PlanSummary:
     """Store `plan` as `planned`; storing the same plan id again leaves the first one."""
-    plan_id = plan.plan_id  # a hash over every action: computed once
-    existing = session.get(CleanupPlanRow, plan_id)
+    return save_encoded(session, encode_plan(plan), policy_digest=policy_digest)
+
+
+def save_encoded(session: Session, plan: EncodedPlan, *, policy_digest: str) -> PlanSummary:
+    """Store a plan in its stored form (see `PlanWriter`) as `planned`; storing the same plan
+    id again leaves the first one."""
+    existing = session.get(CleanupPlanRow, plan.plan_id)
     if existing is not None:
         return _summary(existing)
-    counts = plan.counts()
+    counts = plan.counts
     row = CleanupPlanRow(
-        id=plan_id,
+        id=plan.plan_id,
         created_at=plan.created_at,
         policy_digest=policy_digest,
         body=None,
-        encoded=encode(plan),
+        encoded=plan.data,
         delete_count=counts["delete"],
         keep_count=counts["keep"],
         protected_count=counts["protected"],
         unknown_count=counts["unknown"],
-        action_count=len(plan.actions),
+        action_count=plan.actions,
         bytes_freed=plan.bytes_freed,
         state=PlanState.PLANNED.value,
         applied_at=None,

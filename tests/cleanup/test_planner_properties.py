@@ -100,7 +100,11 @@ def policies(*, pull_based: bool = False) -> st.SearchStrategy[tuple[Policy, ...
 
 def kept_digests(result: Plan, manifests: list[ManifestInfo]) -> set[tuple[str, str]]:
     children = {(m.repository, m.digest): m.children for m in manifests}
-    kept = {(d.repository, d.digest) for d in result.decisions if d.decision is not Decision.DELETE}
+    kept = {
+        (d.repository, d.digest)
+        for d in result.decisions
+        if d.decision is not Decision.DELETE and d.digest is not None
+    }
     stack = list(kept)
     while stack:
         repo, digest = stack.pop()

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from monitor.cleanup.apply import ApplyOptions, ApplyResult
 from monitor.cleanup.journal import JournalEntry, Outcome
 from monitor.cleanup.plan import Plan
+from monitor.cleanup.planner import plan_repositories
+from monitor.cleanup.stored_plan import as_stored
 from monitor.errors import ConfigError
 from monitor.main import build_services
 from monitor.pipeline.cleanup import (
@@ -28,7 +30,7 @@ from monitor.runtime import Services
 from monitor.settings import CleanupSettings, Settings
 from monitor.store.cleanup_plans import PlanState, load_plan, query_plans
 from monitor.store.coverage import record_heartbeat
-from monitor.store.inventory import record_tag_seen
+from monitor.store.inventory import planner_input, record_tag_seen
 from monitor.store.journal import list_journal
 from tests.cleanup.doubles import MemoryRegistry
 
@@ -85,16 +87,20 @@ class CrashingRegistry(MemoryRegistry):
 
 class TestMakePlan:
     def test_plan_is_stored_with_counts(self, services: Services, tmp_path: Path) -> None:
-        """The stored plan has the planner's decisions; the gauge shows them per decision."""
+        """The stored plan is the planner's plan over the store's input, as stored (no digest
+        on the tags it keeps); the gauge shows its decisions per decision."""
         seed(services, MemoryRegistry())
+        chosen = policies(tmp_path)
         outcome = make_plan(
-            services.session_factory, policies=policies(tmp_path), now=NOW, metrics=services.metrics
+            services.session_factory, policies=chosen, now=NOW, metrics=services.metrics
         )
         with services.session_factory() as session:
             summary, stored = load_plan(session, outcome.summary.id)
+            repositories, coverage = planner_input(session, now=NOW)
         expected = ({"delete": 2, "keep": 0, "protected": 1, "unknown": 0}, PlanState.PLANNED)
         assert expected == (summary.counts, summary.state)
-        assert outcome.plan == stored
+        planned = plan_repositories(chosen.policies, repositories, coverage, NOW)
+        assert (as_stored(planned), planned.plan_id) == (stored, summary.id)
         sample = services.metrics.registry.get_sample_value(
             "registry_monitor_cleanup_plan_tags", {"decision": "delete"}
         )

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
+from monitor.cleanup.stored_plan import as_stored
 from monitor.events import Client
 from monitor.store.cleanup_plans import (
     PlanState,
+    latest_selection,
     load_plan,
     prune_plans,
     query_plans,
@@ -36,6 +38,7 @@ from monitor.store.inventory import stream_repositories
 from monitor.store.journal import record_entry, save_manifest
 from monitor.store.migrate import upgrade
 from monitor.store.schema import TagPullRow, TagStateRow
+from tests.cleanup.test_stored_plan import FORMAT_3, FORMAT_3_PLAN
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DIGEST = "sha256:" + "ab" * 32
@@ -60,7 +63,8 @@ def make_plan(day: int) -> Plan:
 
 class TestStoredPlans:
     def test_a_plan_is_stored_compressed_and_loads_back(self, engine: Engine) -> None:
-        """The row holds the encoded plan only; loading gives the same plan."""
+        """The row holds the encoded plan only; loading gives the same plan, without the
+        digests of the tags it keeps."""
         plan = make_plan(1)
         with Session(engine) as session, session.begin():
             save_plan(session, plan, policy_digest="d")
@@ -69,7 +73,7 @@ class TestStoredPlans:
             assert row is not None
             stored = (row.body, row.encoded is not None)
             loaded = load_plan(session, plan.plan_id)[1]
-        assert ((None, True), plan) == (stored, loaded)
+        assert ((None, True), as_stored(plan)) == (stored, loaded)
 
     def test_a_plan_stored_as_json_before_still_loads(self, engine: Engine) -> None:
         """Rows written before the compact form (JSON in `body`) load as before."""
@@ -81,6 +85,20 @@ class TestStoredPlans:
             row.body, row.encoded = orjson.dumps(plan.to_dict()).decode(), None
         with Session(engine) as session:
             assert plan == load_plan(session, plan.plan_id)[1]
+
+    def test_a_plan_stored_in_the_format_before_loads_whole(self, engine: Engine) -> None:
+        """A row holding format 3 (every tag's digest) loads with all of them, and is the
+        selection the next plan's diff reads."""
+        with Session(engine) as session, session.begin():
+            save_plan(session, FORMAT_3_PLAN, policy_digest="d")
+            row = session.get(CleanupPlanRow, FORMAT_3_PLAN.plan_id)
+            assert row is not None
+            row.encoded = FORMAT_3
+        with Session(engine) as session:
+            loaded = load_plan(session, FORMAT_3_PLAN.plan_id)[1]
+            latest = latest_selection(session)
+        assert latest is not None
+        assert (FORMAT_3_PLAN, FORMAT_3_PLAN.selection()) == (loaded, latest[1])
 
 
 class TestPrunePlans:
@@ -114,6 +132,30 @@ class TestPrunePlans:
             {ids[4]},
             1,
         ) == (pruned, left, saved_for, journal)
+
+    def test_an_unfinished_apply_of_the_format_before_is_kept_and_loads(
+        self, engine: Engine
+    ) -> None:
+        """An old plan in format 3 whose apply failed outlives pruning and still loads whole,
+        so its apply can run again."""
+        newer = [make_plan(day) for day in range(30, 33)]
+        with Session(engine) as session, session.begin():
+            save_plan(session, FORMAT_3_PLAN, policy_digest="d")
+            row = session.get(CleanupPlanRow, FORMAT_3_PLAN.plan_id)
+            assert row is not None
+            row.encoded = FORMAT_3
+            set_plan_state(session, FORMAT_3_PLAN.plan_id, PlanState.FAILED)
+            for plan in newer:
+                save_plan(session, plan, policy_digest="d")
+        with Session(engine) as session, session.begin():
+            pruned = prune_plans(session, keep=1)
+        with Session(engine) as session:
+            summary, loaded = load_plan(session, FORMAT_3_PLAN.plan_id)
+        assert ([newer[0].plan_id, newer[1].plan_id], PlanState.FAILED, FORMAT_3_PLAN) == (
+            pruned,
+            summary.state,
+            loaded,
+        )
 
 
 REPOSITORIES = ["team/app", "Team/app", "team-x/a", "team/app2", "ä/b", "_lib/x", "Z/z"]
