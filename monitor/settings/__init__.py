@@ -1,7 +1,8 @@
 """One Settings object, loaded once from a YAML file and the environment, passed explicitly.
 
 `sections` declares every key (type, default, documentation); `loader` reads a YAML file and
-the environment into them, validates, and prints the effective settings and the reference.
+the environment into them, validates (`validation`: checks across keys), and prints the
+effective settings and the reference.
 """
 
 from monitor.settings.loader import (
@@ -11,7 +12,6 @@ from monitor.settings.loader import (
     reference_table,
     to_document,
     unknown_variables,
-    validate,
 )
 from monitor.settings.sections import (
     ENV_PREFIX,
@@ -33,6 +33,7 @@ from monitor.settings.sections import (
     Settings,
     setting,
 )
+from monitor.settings.validation import validate
 
 __all__ = [
     "ENV_PREFIX",
