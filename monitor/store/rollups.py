@@ -131,22 +131,16 @@ def daily_counts(
 ) -> list[DailyCount]:
     """Counts per day in [since, until), read from the roll-ups only, in (day, repository,
     action, client) order; with `after` only those whose key sorts after it, and at most
-    `limit` of them (a keyset page on the primary key)."""
-    query = select(EventRollupRow).where(EventRollupRow.day >= since, EventRollupRow.day < until)
+    `limit` of them (a keyset page on the primary key). Plain rows, not ORM objects: a page
+    is built in a few milliseconds of Python."""
+    row = EventRollupRow.__table__.c
+    key = (row.day, row.repository, row.action, row.client)
+    query = select(*key, row.count).where(row.day >= since, row.day < until)
     if repository is not None:
-        query = query.where(EventRollupRow.repository == repository)
+        query = query.where(row.repository == repository)
     if after is not None:
-        row = EventRollupRow
-        query = query.where(after_key((row.day, row.repository, row.action, row.client), after))
+        query = query.where(after_key(key, after))
     if limit is not None:
         query = query.limit(limit)
-    query = query.order_by(
-        EventRollupRow.day,
-        EventRollupRow.repository,
-        EventRollupRow.action,
-        EventRollupRow.client,
-    )
-    return [
-        DailyCount(row.day, row.repository, row.action, row.client, row.count)
-        for row in session.scalars(query)
-    ]
+    query = query.order_by(*key)
+    return [DailyCount(*r) for r in session.execute(query)]

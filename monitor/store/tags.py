@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from monitor.events import Action, Event, TargetKind, json_fields
-from monitor.store.columns import UTCDateTime
+from monitor.events import Action, Event, TargetKind, format_timestamp
+from monitor.store.columns import UTCDateTime, raw_time, utc_time
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.pages import after_key
 from monitor.store.schema import TagPullRow, TagStateRow
@@ -276,22 +276,42 @@ class TagState:
     deleted_at: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        return json_fields(self)
+        return {
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "first_seen_at": format_timestamp(self.first_seen_at),
+            "last_pushed_at": _format(self.last_pushed_at),
+            "last_pushed_by": self.last_pushed_by,
+            "last_pulled_at": _format(self.last_pulled_at),
+            "pull_count": self.pull_count,
+            "deleted_at": _format(self.deleted_at),
+        }
 
 
-def _state(row: TagStateRow) -> TagState:
+def _format(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
+
+
+_STATE = TagStateRow.__table__.c
+_STATE_COLUMNS = (
+    _STATE.repository, _STATE.tag, _STATE.digest, _STATE.media_type,
+    raw_time(_STATE.first_seen_at), raw_time(_STATE.last_pushed_at), _STATE.last_pushed_by,
+    raw_time(_STATE.last_pulled_at), _STATE.pull_count, raw_time(_STATE.deleted_at),
+)  # fmt: skip
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else utc_time(value)
+
+
+def _tag_state(row: Sequence[Any]) -> TagState:
+    repository, tag, digest, media_type, first_seen, pushed, by, pulled, pulls, deleted = row
     return TagState(
-        repository=row.repository,
-        tag=row.tag,
-        digest=row.digest,
-        media_type=row.media_type,
-        first_seen_at=row.first_seen_at,
-        last_pushed_at=row.last_pushed_at,
-        last_pushed_by=row.last_pushed_by,
-        last_pulled_at=row.last_pulled_at,
-        pull_count=row.pull_count,
-        deleted_at=row.deleted_at,
-    )
+        repository, tag, digest, media_type, utc_time(first_seen), _time(pushed), by,
+        _time(pulled), pulls, _time(deleted),
+    )  # fmt: skip
 
 
 def list_tags(
@@ -303,18 +323,20 @@ def list_tags(
     limit: int | None = None,
 ) -> list[TagState]:
     """Tag states ordered by repository then tag; with `after` (a (repository, tag) key) only
-    those that sort after it, and at most `limit` (a keyset page on the primary key)."""
-    row = TagStateRow
-    query = select(row).order_by(row.repository, row.tag)
+    those that sort after it, and at most `limit` (a keyset page on the primary key).
+
+    Read as plain rows with the times converted once (`raw_time`), not as ORM objects: a page
+    of a thousand tags is built in a few milliseconds of Python (the GIL intake needs)."""
+    query = select(*_STATE_COLUMNS).order_by(_STATE.repository, _STATE.tag)
     if repository is not None:
-        query = query.where(row.repository == repository)
+        query = query.where(_STATE.repository == repository)
     if not include_deleted:
-        query = query.where(row.deleted_at.is_(None))
+        query = query.where(_STATE.deleted_at.is_(None))
     if after is not None:
-        query = query.where(after_key((row.repository, row.tag), after))
+        query = query.where(after_key((_STATE.repository, _STATE.tag), after))
     if limit is not None:
         query = query.limit(limit)
-    return [_state(r) for r in session.scalars(query)]
+    return [_tag_state(row) for row in session.execute(query)]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
