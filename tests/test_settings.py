@@ -83,6 +83,10 @@ class TestLoadSettings:
             ({"REGISTRY_MONITOR_HTTP_READ_SLOTS": "0"}, "http.read_slots"),
             ({"REGISTRY_MONITOR_HTTP_READ_QUEUE": "-1"}, "http.read_queue"),
             ({"REGISTRY_MONITOR_HTTP_READ_WAIT_SECONDS": "0"}, "http.read_wait_seconds"),
+            (
+                {"REGISTRY_MONITOR_HTTP_SWITCH_INTERVAL_SECONDS": "0"},
+                "http.switch_interval_seconds",
+            ),
             ({"REGISTRY_MONITOR_DATABASE_URL": "mysql://x"}, "database.url"),
             (
                 {"REGISTRY_MONITOR_DATABASE_MIGRATE_ON_START": "perhaps"},

@@ -105,6 +105,11 @@ class HttpSettings:
     read_wait_seconds: float = setting(
         10.0, "Longest a read request waits for a slot; then 503 with Retry-After."
     )
+    switch_interval_seconds: float = setting(
+        0.005,
+        "How long a thread running Python code (a read, detection, retention) keeps the GIL "
+        "while the event loop waits for it (`sys.setswitchinterval` in `serve`).",
+    )
     max_header_bytes: int = setting(
         16 * 1024, "Largest request line plus headers; above it, the connection is closed (400)."
     )

@@ -30,6 +30,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("http.read_queue", "must not be negative")
     if http.read_wait_seconds <= 0:
         raise ConfigError("http.read_wait_seconds", "must be positive")
+    if not 0 < http.switch_interval_seconds <= 1:
+        raise ConfigError("http.switch_interval_seconds", "must be above 0 and at most 1")
     url = settings.database.effective_url()
     if not url.startswith(("sqlite:", "postgresql")):
         raise ConfigError("database.url", "only sqlite and postgresql URLs are supported")
