@@ -38,8 +38,22 @@ async def receive(request):
 app = Starlette(routes=[Route("/v1/notifications", receive, methods=["POST"])])
 """
 
+# wrk's summary as one JSON line, from `done()`.
+_DONE_LUA = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, '
+    .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max))
+end
+"""
+
 # Each wrk thread has its own Lua state: `setup` numbers the threads, `init` loads the bodies.
-INTAKE_LUA = """
+INTAKE_LUA = (
+    """
 local counter = 0
 local templates = {}
 local nonce, token = "", ""
@@ -66,21 +80,12 @@ function request()
     ["Authorization"] = "Bearer " .. token,
   }, body)
 end
-""" + (
-    """
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, '
-    .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max))
-end
 """
+    + _DONE_LUA
 )
 
-READERS_LUA = """
+READERS_LUA = (
+    """
 local counter = 0
 local token = ""
 function init(args) token = args[1] end
@@ -91,6 +96,8 @@ function request()
   return wrk.format("GET", path, {["Authorization"] = "Bearer " .. token})
 end
 """
+    + _DONE_LUA
+)
 
 
 def free_port() -> int:
@@ -311,8 +318,11 @@ def wrk_intake_until_stopped(
 
 
 @contextlib.contextmanager
-def readers(url: str, *, connections: int = 8, limit_seconds: float = 900) -> Iterator[None]:
-    """`connections` clients reading /v1/tags and /v1/stats/daily back to back."""
+def readers(
+    url: str, *, connections: int = 8, limit_seconds: float = 900
+) -> Iterator[list[WrkResult]]:
+    """`connections` clients reading /v1/tags and /v1/stats/daily back to back; the list holds
+    their wrk summary once the block ends (non-2xx answers are its status errors)."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "readers.lua"
         script.write_text(READERS_LUA)
@@ -320,9 +330,14 @@ def readers(url: str, *, connections: int = 8, limit_seconds: float = 900) -> It
             "wrk", "-t", "1", "-c", str(connections), "-d", f"{limit_seconds:g}s",
             "--timeout", "60s", "-s", str(script), url, "--", TOKEN,
         ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        out: list[WrkResult] = []
         try:
-            yield
+            yield out
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(60)
+            stdout, _ = process.communicate(timeout=60)
+            if "{" in stdout:
+                out.append(_parse(stdout))
