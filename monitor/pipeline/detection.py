@@ -48,8 +48,12 @@ from monitor.store.outbox import enqueue_many
 DETECTOR_NAME = DEFAULT_DETECTOR
 BATCH_MAX = 1000
 """Events in one pass when detection keeps up (and the first pass of a catch-up)."""
-BATCH_CAP = 32_000
-"""Most events in one pass while catching up."""
+BATCH_CAP = 4_000
+"""Most events in one pass while catching up. A pass holds its events, their judgement and its
+outcome in memory, and its outcome is written in one transaction of the intake writer that
+notifications wait behind: catching up on 100k events of the `bench.scale` history (about one
+alert per three events), passes of 32,000 stalled intake for up to 9 s and took `serve` to
+240 MiB; passes of 4,000 still caught up within 40 s, with stalls under 0.6 s and 160 MiB."""
 
 Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 

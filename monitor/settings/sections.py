@@ -273,7 +273,7 @@ class DetectSettings:
     interval_seconds: float = setting(
         1.0,
         "Seconds between detection passes in `serve` once caught up; while behind, passes "
-        "follow each other and grow from 1,000 to 32,000 events.",
+        "follow each other and grow from 1,000 to 4,000 events.",
     )
     allow_cidrs: list[str] = setting(
         [],
