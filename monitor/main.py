@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import structlog
@@ -30,11 +31,13 @@ from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
+from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
 from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.engine import make_engine, make_session_factory
+from monitor.store.inbox import make_inbox
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
 
@@ -111,11 +114,29 @@ def build_services(
         quarantine_max_rows=settings.input.quarantine_max_rows,
     )
     replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    inbox = make_inbox(
+        engine,
+        session_factory,
+        synchronous=settings.database.sqlite_synchronous,
+        receiver=replica,
+    )
+    metrics.intake_backlog.set_function(inbox.backlog)
+    applier = IntakeApplier(
+        inbox,
+        writer,
+        metrics=metrics,
+        clock=clock,
+        skew=timedelta(seconds=settings.input.clock_skew_seconds),
+        max_events=settings.input.max_events_per_body,
+    )
+    inbox.on_append(applier.wake)
     return Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
         writer=writer,
+        inbox=inbox,
+        applier=applier,
         metrics=metrics,
         clock=clock,
         replica=replica,
@@ -133,11 +154,12 @@ def build_services(
 def make_lifespan(
     services: Services, *, with_jobs: bool = True, listening: str | None = None
 ) -> Lifespan:
-    """Starts the writer and (unless `with_jobs` is False) the job table; stops them in turn."""
+    """Starts the writer, the intake inbox and its applier and (unless `with_jobs` is False) the
+    job table; stops them in turn."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        services.writer.start()
+        await asyncio.to_thread(services.start)
         stopping = threading.Event()
         runner = JobRunner(
             job_table(services, stopping=stopping) if with_jobs else (),
@@ -157,7 +179,7 @@ def make_lifespan(
             yield
         finally:
             await asyncio.to_thread(runner.stop)
-            services.writer.stop()
+            await asyncio.to_thread(services.stop)
             if services.registry_debug is not None:
                 services.registry_debug.close()
             services.engine.dispose()

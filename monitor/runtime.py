@@ -13,8 +13,10 @@ from monitor.alerting.throttle import Budget
 from monitor.clock import Clock
 from monitor.detect.engine import Detector
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.applier import IntakeApplier
 from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
+from monitor.store.inbox import PostgresInbox, SqliteInbox
 from monitor.store.writer import StoreWriter
 
 
@@ -24,6 +26,8 @@ class Services:
     engine: Engine
     session_factory: SessionFactory
     writer: StoreWriter
+    inbox: SqliteInbox | PostgresInbox
+    applier: IntakeApplier
     metrics: Metrics
     clock: Clock
     replica: str
@@ -32,3 +36,17 @@ class Services:
     budget: Budget = dataclasses.field(default_factory=Budget)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     registry_debug: httpx.Client | None = None
+
+    def start(self) -> None:
+        """Starts the store writer, opens the intake inbox and starts its applier (each once)."""
+        self.writer.start()
+        self.inbox.open()
+        self.applier.start()
+
+    def stop(self) -> None:
+        """Applies what the inbox holds (for a bounded time; the rest waits in the inbox for the
+        next start), then stops the applier, closes the inbox and stops the writer. Call it once
+        no request is being answered."""
+        self.applier.stop()
+        self.inbox.close()
+        self.writer.stop()

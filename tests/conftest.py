@@ -322,11 +322,11 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    """Migrated store, fresh metrics registry, writer running."""
+    """Migrated store, fresh metrics registry, writer, intake inbox and applier running."""
     built = build_services(settings, registry=CollectorRegistry(), migrate=True)
-    built.writer.start()
+    built.start()
     try:
         yield built
     finally:
-        built.writer.stop()
+        built.stop()
         built.engine.dispose()

@@ -16,9 +16,12 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 only when a write would succeed now (intake would commit), else 503 with why."""
+    """200 only when a write would succeed now (the intake inbox and the store would commit),
+    else 503 with why."""
     services: Services = request.app.state.services
-    problem = await run_in_threadpool(write_readiness, services.engine)
+    problem = services.inbox.readiness() or await run_in_threadpool(
+        write_readiness, services.engine
+    )
     if problem is None:
         return JSONResponse({"status": "ready"})
     services.metrics.store_errors.labels(operation="ping").inc()

@@ -48,6 +48,8 @@ class Metrics:
     intake_requests: Counter
     intake_latency: Histogram
     read_rejected: Counter
+    intake_backlog: Gauge
+    intake_apply_delay: Histogram
     store_errors: Counter
     commit_seconds: Histogram
     commit_batch_events: Histogram
@@ -130,6 +132,17 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "the wait queue was full (queue_full) or no slot came within "
             "`http.read_wait_seconds` (timeout).",
             ["reason"],
+            registry=registry,
+        ),
+        intake_backlog=Gauge(
+            f"{prefix}intake_backlog",
+            "Notification bodies answered and waiting in the intake inbox to be applied.",
+            registry=registry,
+        ),
+        intake_apply_delay=Histogram(
+            f"{prefix}intake_apply_delay_seconds",
+            "Time from answering a notification to committing its events.",
+            buckets=(*LATENCY_BUCKETS, 10.0, 30.0, 60.0, 300.0),
             registry=registry,
         ),
         store_errors=Counter(

@@ -135,6 +135,11 @@ class NotificationsSettings:
         False, "Accept notifications without any token. Only for trusted networks."
     )
     batch_max: int = setting(512, "Most events committed in one store transaction (group commit).")
+    inbox_max: int = setting(
+        100_000,
+        "Most notification bodies waiting in the intake inbox to be applied; beyond it intake "
+        "answers 503 (the registry keeps the event and retries) until the store catches up.",
+    )
     heartbeat_seconds: float = setting(
         15.0, "How often intake coverage is recorded; a silence of twice this is a gap."
     )

@@ -307,3 +307,27 @@ class RegistryInstanceRow(Base):
 
 # Every table: this module's and the cleanup tables (which share the declarative base).
 METADATA = Base.metadata
+
+
+class IntakeInboxRow(Base):
+    """A notification body accepted by intake and not yet applied to the events (PostgreSQL;
+    with SQLite the bodies wait in a database file of their own, see store/inbox.py)."""
+
+    __tablename__ = "intake_inbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    receiver: Mapped[str] = mapped_column(String(255), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    remote_ip: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IntakeAppliedRow(Base):
+    """How far an SQLite intake file has been applied, committed with the events it held."""
+
+    __tablename__ = "intake_applied"
+
+    inbox: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)

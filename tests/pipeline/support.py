@@ -80,12 +80,12 @@ def start_services(
         migrate=True,
         notifier=notifier if notifier is not None or from_settings else RecordingNotifier(),
     )
-    services.writer.start()
+    services.start()
     return services
 
 
 def stop_services(services: Services) -> None:
-    services.writer.stop()
+    services.stop()
     services.engine.dispose()
 
 
@@ -96,6 +96,7 @@ def post_scenario(services: Services) -> None:
             sent = {k: headers[k] for k in ("Authorization", "Content-Type", "User-Agent")}
             response = client.post("/v1/notifications", content=body, headers=sent)
             assert response.status_code == 200, (name, response.text)
+    assert services.applier.drain(), "the posted notifications were not applied"
     services.writer.submit(detect_fixture.log_events()).result(timeout=30)
 
 

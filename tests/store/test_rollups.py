@@ -119,13 +119,13 @@ class TestDailyApi:
             built = build_services(
                 settings, registry=CollectorRegistry(), migrate=True, clock=clock
             )
-            built.writer.start()
+            built.start()
             try:
                 built.writer.submit(scenario_events()).result(timeout=30)
                 with TestClient(build_app(built, with_jobs=False)) as test_client:
                     items = test_client.get("/v1/stats/daily").json()["items"]
             finally:
-                built.writer.stop()
+                built.stop()
                 built.engine.dispose()
             assert days == {i["day"] for i in items}
 

@@ -1,0 +1,192 @@
+"""Notification bodies from the intake inbox → events in the store.
+
+`POST /v1/notifications` answers once the body is durable in the inbox (monitor/store/inbox.py);
+this thread parses the waiting bodies, a batch at a time, and hands their events and the
+unusable parts (quarantined, one row per body) to the store writer with the inbox's record
+of what was applied, in one transaction. A batch the store cannot take now stays in the
+inbox and is tried again; nothing the inbox accepted is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import structlog
+
+from monitor.clock import Clock
+from monitor.errors import StoreUnavailable
+from monitor.events import Event
+from monitor.ingest.boundary import Window
+from monitor.ingest.notification import describe_rejected, parse_envelope
+from monitor.observability.metrics import Metrics
+from monitor.store.inbox import InboxItem, PostgresInbox, SqliteInbox
+from monitor.store.quarantine import Quarantined
+from monitor.store.writer import StoreWriter
+
+log = structlog.get_logger("monitor.pipeline.applier")
+
+BATCH_BODIES = 256
+# After a wake-up, bodies are gathered this long (unless a batch is full) so that one
+# transaction applies many: at one registry's serial pace a body per commit would cost the
+# process as much CPU as the answer saved.
+GATHER_SECONDS = 0.05
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # while the store refuses to commit
+
+
+def parse_bodies(
+    items: Sequence[InboxItem], *, skew: timedelta, max_events: int
+) -> tuple[list[Event], list[Quarantined]]:
+    """The events of `items`, and one quarantine row per body with unusable parts. Each body's
+    times are judged against when it was received."""
+    events: list[Event] = []
+    quarantined: list[Quarantined] = []
+    for item in items:
+        envelope = parse_envelope(
+            item.body,
+            item.content_type,
+            window=Window(item.received_at, skew),
+            max_events=max_events,
+        )
+        events.extend(envelope.events)
+        if envelope.rejected:
+            reason, message = describe_rejected(envelope)
+            quarantined.append(
+                Quarantined(
+                    source="notification",
+                    reason=reason,
+                    message=message,
+                    body=item.body,
+                    content_type=item.content_type,
+                    remote_ip=item.remote_ip,
+                    count=envelope.rejected_count,
+                )
+            )
+    return events, quarantined
+
+
+class IntakeApplier:
+    """Applies the inbox on its own thread; `wake()` after an append, `start()`/`stop()`."""
+
+    def __init__(
+        self,
+        inbox: SqliteInbox | PostgresInbox,
+        writer: StoreWriter,
+        *,
+        metrics: Metrics,
+        clock: Clock,
+        skew: timedelta,
+        max_events: int,
+        batch_bodies: int = BATCH_BODIES,
+        gather_seconds: float = GATHER_SECONDS,
+    ) -> None:
+        self._inbox = inbox
+        self._writer = writer
+        self._metrics = metrics
+        self._clock = clock
+        self._skew = skew
+        self._max_events = max_events
+        self._batch_bodies = batch_bodies
+        self._gather_seconds = gather_seconds
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="intake-applier", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Applies what is waiting (within `timeout`; the rest stays in the inbox), then ends."""
+        if self._thread is not None:
+            self.drain(timeout)
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every body appended so far is applied; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._busy or self._inbox.backlog() > 0:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            # A pass at least every second: bodies left by a stopped replica, or from before a
+            # restart, are applied without a wake-up.
+            if self._wake.wait(1.0) and self._inbox.backlog() < self._batch_bodies:
+                self._stopping.wait(self._gather_seconds)
+            self._wake.clear()
+            with self._idle:
+                self._busy = True
+            try:
+                applied_all = self._apply_waiting()
+            except Exception as exc:  # the thread must outlive any one failure; bodies stay
+                self._metrics.store_errors.labels(operation="apply").inc()
+                log.exception("intake apply failed", error=type(exc).__name__)
+                applied_all = False
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+            failures = 0 if applied_all else failures + 1
+            if failures:
+                self._stopping.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
+                self._wake.set()
+
+    def _apply_waiting(self) -> bool:
+        """Applies batches until the inbox is empty (True) or the store fails (False)."""
+        while not self._stopping.is_set():
+            now = self._clock()
+            try:
+                items = self._inbox.fetch(self._batch_bodies, now)
+            except Exception as exc:
+                self._metrics.store_errors.labels(operation="inbox").inc()
+                log.error("intake inbox read failed", error=type(exc).__name__, detail=str(exc))
+                return False
+            if not items:
+                return True
+            try:
+                self._apply(items, now)
+            except StoreUnavailable:
+                return False  # the writer has logged and counted it; the bodies stay
+        return True
+
+    def _apply(self, items: list[InboxItem], now: datetime) -> None:
+        events, quarantined = parse_bodies(items, skew=self._skew, max_events=self._max_events)
+        result = self._writer.submit(
+            events,
+            quarantined,
+            also=lambda session: self._inbox.record_applied(session, items, now),
+        ).result()
+        self._inbox.applied(items)
+        done = self._clock()
+        for item in items:
+            self._metrics.intake_apply_delay.observe(
+                max((done - item.received_at).total_seconds(), 0.0)
+            )
+        if result.quarantined:
+            log.warning(
+                "notification quarantined",
+                reasons=sorted({q.reason for q in result.quarantine_rows}),
+                quarantined=result.quarantined,
+                bodies=len(quarantined),
+                accepted=len(result.inserted),
+            )
