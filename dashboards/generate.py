@@ -149,9 +149,27 @@ OVERVIEW = Dashboard(
                 ts(
                     "Intake answers by code",
                     "Notification requests answered per second by HTTP status; 503 means the "
-                    "store was down and the registry will retry.",
+                    "intake inbox could not commit (or was full) and the registry will retry.",
                     "reqps",
                     T(rate("registry_monitor_intake_requests_total", "code"), "{{code}}"),
+                ),
+                ts(
+                    "Intake backlog",
+                    "Notification bodies answered and waiting in the intake inbox for their "
+                    "events to be stored (the RegistryMonitorIntakeBacklog alert fires above "
+                    "1,000 for 10 minutes; at notifications.inbox_max intake answers 503).",
+                    "short",
+                    T(
+                        f"max by (instance) (registry_monitor_intake_backlog{{{M}}})",
+                        "{{instance}}",
+                    ),
+                ),
+                ts(
+                    "Answer to stored, p50 / p99",
+                    "Time from answering a notification to committing its events in the store.",
+                    "s",
+                    T(quantile(0.5, "registry_monitor_intake_apply_delay_seconds"), "p50"),
+                    T(quantile(0.99, "registry_monitor_intake_apply_delay_seconds"), "p99"),
                 ),
                 ts(
                     "Quarantined inputs",

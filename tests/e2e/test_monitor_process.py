@@ -36,7 +36,7 @@ class TestMonitorProcess:
                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": V1},
                 verify=ssl.create_default_context(cafile=str(cert)),
             )
-            assert (200, 1) == (response.status_code, response.json()["accepted"])
+            assert (200, {"queued": True}) == (response.status_code, response.json())
             assert (
                 200
                 == httpx.get(
