@@ -1,0 +1,169 @@
+"""The intake inbox: what intake answered for is applied once, across restarts and replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from monitor.main import build_app, build_services
+from monitor.runtime import Services
+from monitor.settings import Settings
+from monitor.store.inbox import ORPHAN_AFTER, inbox_path
+from tests.conftest import make_settings
+from tests.fixture_events import iter_posts
+from tests.ingest.test_notification import push_event
+
+V1 = "application/vnd.docker.distribution.events.v1+json"
+AUTH = {"Authorization": "Bearer s3cret", "Content-Type": V1}
+
+
+def body(n: int) -> bytes:
+    return json.dumps({"events": [push_event(id=f"inbox-{n}")]}).encode()
+
+
+def append(services: Services, *bodies: bytes) -> None:
+    async def run() -> None:
+        for one in bodies:
+            await services.inbox.append(one, V1, "127.0.0.1", datetime.now(UTC))
+
+    asyncio.run(run())
+
+
+def event_ids(services: Services) -> list[str]:
+    with services.engine.connect() as connection:
+        rows = connection.execute(text("SELECT event_id FROM events ORDER BY event_id"))
+        return [row[0] for row in rows]
+
+
+def started(settings: Settings) -> Services:
+    built = build_services(settings, registry=CollectorRegistry(), migrate=True)
+    built.start()
+    return built
+
+
+class TestApplying:
+    def test_every_body_appended_is_applied_once(self, services: Services) -> None:
+        """Bodies appended (one of them twice) become their events, each stored once, and the
+        inbox is empty again."""
+        append(services, body(1), body(2), body(1))
+        assert services.applier.drain()
+        assert ["inbox-1", "inbox-2"] == event_ids(services)
+        assert 0 == services.inbox.backlog()
+
+    def test_bodies_left_by_a_stopped_process_are_applied_at_the_next_start(
+        self, settings: Settings
+    ) -> None:
+        """Appended, then the process stops before applying (the applier is not running):
+        the next start applies them, once."""
+        first = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        first.writer.start()
+        first.inbox.open()  # no applier: the bodies stay in the inbox
+        append(first, body(1), body(2))
+        first.inbox.close()
+        first.writer.stop()
+        assert [] == event_ids(first)
+        first.engine.dispose()
+
+        second = started(settings)
+        try:
+            if second.engine.dialect.name == "postgresql":
+                # Another receiver's bodies: applied once they are older than ORPHAN_AFTER.
+                with second.engine.begin() as connection:
+                    connection.execute(
+                        text("UPDATE intake_inbox SET received_at = :at"),
+                        {"at": datetime.now(UTC) - ORPHAN_AFTER - timedelta(seconds=1)},
+                    )
+            second.applier.wake()
+            assert second.applier.drain()
+            deadline = datetime.now(UTC) + timedelta(seconds=10)
+            while event_ids(second) != ["inbox-1", "inbox-2"] and datetime.now(UTC) < deadline:
+                second.applier.wake()
+                second.applier.drain(1.0)
+            assert ["inbox-1", "inbox-2"] == event_ids(second)
+        finally:
+            second.stop()
+            second.engine.dispose()
+
+    def test_a_restart_applies_nothing_twice(self, settings: Settings) -> None:
+        """Applied bodies are not applied again after a restart: the quarantine (which is not
+        deduplicated by event id) holds one row for one bad body."""
+        for round_ in range(2):
+            services = started(settings)
+            try:
+                if round_ == 0:
+                    append(services, b"not json")
+                    assert services.applier.drain()
+                services.applier.wake()
+                assert services.applier.drain()
+                with services.engine.connect() as connection:
+                    count = connection.execute(text("SELECT count(*) FROM quarantine")).scalar()
+                assert 1 == count
+            finally:
+                services.stop()
+                services.engine.dispose()
+
+
+class TestSqliteFile:
+    def test_a_replaced_inbox_file_numbers_new_bodies_after_the_applied_ones(
+        self, tmp_path: Path
+    ) -> None:
+        """If the inbox file is deleted, new bodies still number above the stored cursor, so
+        none is taken for already applied."""
+        settings = make_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+        services = started(settings)
+        try:
+            append(services, body(1), body(2))
+            assert services.applier.drain()
+        finally:
+            services.stop()
+            services.engine.dispose()
+        path = inbox_path(str(tmp_path / "store.db"))
+        for leftover in path.parent.glob(path.name + "*"):
+            leftover.unlink()
+        services = started(settings)
+        try:
+            append(services, body(3))
+            assert services.applier.drain()
+            assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
+        finally:
+            services.stop()
+            services.engine.dispose()
+
+
+class TestBound:
+    def test_beyond_inbox_max_intake_answers_503_until_applied(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """With the applier stopped, the inbox takes `inbox_max` bodies and then answers 503
+        with Retry-After (the registry keeps the event); once applied, 200 again."""
+        settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_INBOX_MAX="3")
+        services = started(settings)
+        try:
+            services.applier.stop()
+            with TestClient(build_app(services, with_jobs=False)) as client:
+                services.applier.stop()
+                posts = [body for _name, _headers, body in iter_posts()][:4]
+                codes = [
+                    client.post("/v1/notifications", content=one, headers=AUTH).status_code
+                    for one in posts
+                ]
+                full = client.post("/v1/notifications", content=posts[3], headers=AUTH)
+                services.applier.start()
+                assert services.applier.drain()
+                again = client.post("/v1/notifications", content=posts[3], headers=AUTH)
+            assert ([200, 200, 200, 503], 503, "intake_backlog") == (
+                codes,
+                full.status_code,
+                full.json()["error"]["details"]["reason"],
+            )
+            assert "1" == full.headers["retry-after"]
+            assert 200 == again.status_code
+        finally:
+            services.stop()
+            services.engine.dispose()
