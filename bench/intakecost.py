@@ -5,7 +5,9 @@
 wrk posts the captured notifications (each with a fresh event id) to the bare starlette endpoint
 and to `registry-monitor serve` on an empty store (SQLite synchronous=FULL, PostgreSQL), at
 concurrency 1 and 64. Beside requests/s and latency it reports the server's CPU time per request
-(user + system of the whole process, from /proc) and the load average at each row. With
+(user + system of the whole process, from /proc, including applying the intake inbox after the
+load), how long the inbox took to be applied once the load stopped and the rate at which
+events were stored over load and drain together, and the load average at each row. With
 `--rounds N` the servers are measured N times in turn (bare, SQLite, PostgreSQL, bare, ...), so a
 change of load hits every server alike. The commit floor (one one-row transaction with
 synchronous=FULL in the same directory, timed in-process) is printed first: at concurrency 1 an
@@ -27,12 +29,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
 from bench.scaleload import (
     MEDIA_TYPE,
+    TOKEN,
     WrkResult,
     bare_command,
     free_port,
@@ -137,6 +141,25 @@ def pg_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'.encode())
 
 
+def backlog(url: str) -> float | None:
+    """`registry_monitor_intake_backlog` of the server at `url` (None when it has none)."""
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    for line in text.splitlines():
+        if line.startswith("registry_monitor_intake_backlog "):
+            return float(line.split()[1])
+    return None
+
+
+def drain_seconds(url: str, limit: float = 600) -> float | None:
+    """How long after the load the server's intake inbox took to be applied (None: no inbox)."""
+    started = time.perf_counter()
+    while (waiting := backlog(url)) is not None and waiting > 0:
+        if time.perf_counter() - started > limit:
+            raise RuntimeError(f"{waiting:.0f} bodies still waiting after {limit:g} s")
+        time.sleep(0.05)
+    return None if waiting is None else time.perf_counter() - started
+
+
 def measure(
     label: str, command: list[str], env: dict[str, str], port: int, work: Path, seconds: float
 ) -> list[str]:
@@ -151,12 +174,18 @@ def measure(
                 s.url + "/v1/notifications", mixed_bodies(), connections=connections,
                 seconds=seconds, work=work,
             )  # fmt: skip
+            load = load_average()
+            drained = drain_seconds(s.url)
             cpu = cpu_seconds(s.pid) - cpu0
             per_request_ms = cpu / result.requests * 1000 if result.requests else 0.0
+            stored = (
+                "-" if drained is None else
+                f"{drained:.1f} s, {result.requests / (result.seconds + drained):,.0f}/s"
+            )  # fmt: skip
             rows.append(
                 f"| {label} | {connections} | {result.rate:,.0f} | {result.p50_ms:.2f} | "
                 f"{result.p99_ms:.2f} | {result.max_ms:.1f} | {per_request_ms:.3f} | "
-                f"{result.status_errors + result.socket_errors} | {load_average()} |"
+                f"{result.status_errors + result.socket_errors} | {stored} | {load} |"
             )
             print(rows[-1], flush=True)
     return rows
@@ -223,9 +252,10 @@ def main() -> None:
         if args.no_http:
             return
         print(
-            "\n| server | c | req/s | p50 ms | p99 ms | max ms | CPU ms/request | errors | load |"
+            "\n| server | c | req/s | p50 ms | p99 ms | max ms | CPU ms/request | errors "
+            "| backlog applied after | load |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
         for round_ in range(args.rounds):
             port = free_port()
             measure("bare starlette", bare_command(work, port, loop="asyncio", http="h11"),
