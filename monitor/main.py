@@ -16,6 +16,7 @@ from datetime import timedelta
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from monitor.alerting.notifier import Notifier
@@ -27,6 +28,7 @@ from monitor.clock import Clock, utc_now
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
+from monitor.errors import ConfigError
 from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
@@ -36,8 +38,10 @@ from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
 from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
-from monitor.store.engine import make_engine, make_session_factory
-from monitor.store.inbox import make_inbox
+from monitor.store.engine import SessionFactory, make_engine, make_session_factory
+from monitor.store.inbox import Inbox, inbox_path
+from monitor.store.inbox_postgres import PostgresInbox
+from monitor.store.inbox_sqlite import SqliteInbox
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
 
@@ -78,6 +82,25 @@ def build_registry_debug(
         )
     )
     return client
+
+
+def make_inbox(
+    engine: Engine, session_factory: SessionFactory, *, synchronous: str, receiver: str
+) -> Inbox:
+    """The inbox beside the store `engine` opens (not opened yet)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise ConfigError(
+                "database.url",
+                "notifications need an SQLite store in a file (the intake inbox is kept beside it)",
+            )
+        return SqliteInbox(
+            inbox_path(database), synchronous=synchronous, session_factory=session_factory
+        )
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresInbox(conninfo, receiver=receiver, session_factory=session_factory)
 
 
 def build_services(

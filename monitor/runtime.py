@@ -16,7 +16,7 @@ from monitor.observability.metrics import Metrics
 from monitor.pipeline.applier import IntakeApplier
 from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
-from monitor.store.inbox import PostgresInbox, SqliteInbox
+from monitor.store.inbox import Inbox
 from monitor.store.writer import StoreWriter
 
 
@@ -26,7 +26,7 @@ class Services:
     engine: Engine
     session_factory: SessionFactory
     writer: StoreWriter
-    inbox: SqliteInbox | PostgresInbox
+    inbox: Inbox
     applier: IntakeApplier
     metrics: Metrics
     clock: Clock

@@ -22,7 +22,7 @@ from monitor.events import Event
 from monitor.ingest.boundary import Window
 from monitor.ingest.notification import describe_rejected, parse_envelope
 from monitor.observability.metrics import Metrics
-from monitor.store.inbox import InboxItem, PostgresInbox, SqliteInbox
+from monitor.store.inbox import Inbox, InboxItem
 from monitor.store.quarantine import Quarantined
 from monitor.store.writer import StoreWriter
 
@@ -72,7 +72,7 @@ class IntakeApplier:
 
     def __init__(
         self,
-        inbox: SqliteInbox | PostgresInbox,
+        inbox: Inbox,
         writer: StoreWriter,
         *,
         metrics: Metrics,

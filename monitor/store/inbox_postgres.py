@@ -1,0 +1,140 @@
+"""The PostgreSQL intake inbox: the store's `intake_inbox` table, appended through an
+asynchronous connection on the event loop; rows leave with the transaction that stored their
+events (see inbox.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from monitor.store.engine import SessionFactory
+from monitor.store.inbox import ORPHAN_AFTER, InboxItem, Pending, unavailable
+from monitor.store.schema import IntakeInboxRow
+
+
+class PostgresInbox:
+    def __init__(self, conninfo: str, *, receiver: str, session_factory: SessionFactory) -> None:
+        self._conninfo = conninfo
+        self._receiver = receiver
+        self._session_factory = session_factory
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._pending = Pending()
+        self._flushing: asyncio.Task[None] | None = None
+        self._callbacks: list[Callable[[], None]] = []
+        self._appended = 0
+        self._applied = 0
+
+    def open(self) -> None:
+        """Checks that the store has the inbox table; appends connect on first use."""
+        table = IntakeInboxRow.__table__
+        with self._session_factory() as session:
+            session.execute(select(table.c.id).limit(1)).all()
+
+    def on_append(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def append(
+        self, body: bytes, content_type: str | None, remote_ip: str | None, received_at: datetime
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.rows.append((self._receiver, received_at, content_type, remote_ip, body))
+        self._pending.futures.append(future)
+        if self._flushing is None:
+            self._flushing = loop.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        """Commits what is pending; appends made meanwhile go into the next commit."""
+        try:
+            while self._pending.futures:
+                pending, self._pending = self._pending, Pending()
+                try:
+                    connection = await self._connect()
+                    async with connection.cursor() as cursor:
+                        await cursor.executemany(
+                            "INSERT INTO intake_inbox"
+                            " (receiver, received_at, content_type, remote_ip, body)"
+                            " VALUES (%s, %s, %s, %s, %s)",
+                            pending.rows,
+                        )
+                except psycopg.Error as exc:
+                    await self._discard()
+                    pending.settle(unavailable(exc))
+                    continue
+                self._appended += len(pending.rows)
+                pending.settle(None)
+                for callback in self._callbacks:
+                    callback()
+        finally:
+            self._flushing = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=5
+            )
+        return self._connection
+
+    async def _discard(self) -> None:
+        """A failed connection (down, read-only, failed over) is never used again."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                await connection.close()
+
+    def backlog(self) -> int:
+        return max(self._appended - self._applied, 0)
+
+    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+        table = IntakeInboxRow.__table__
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(
+                    table.c.id,
+                    table.c.received_at,
+                    table.c.content_type,
+                    table.c.remote_ip,
+                    table.c.body,
+                )
+                .where(
+                    (table.c.receiver == self._receiver)
+                    | (table.c.received_at < now - ORPHAN_AFTER)
+                )
+                .order_by(table.c.id)
+                .limit(limit)
+            ).all()
+        return [
+            InboxItem(
+                id=row.id,
+                received_at=row.received_at,
+                content_type=row.content_type,
+                remote_ip=row.remote_ip,
+                body=bytes(row.body),
+            )
+            for row in rows
+        ]
+
+    def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
+        session.execute(
+            delete(IntakeInboxRow).where(IntakeInboxRow.id.in_([item.id for item in items]))
+        )
+
+    def applied(self, items: Sequence[InboxItem]) -> None:
+        self._applied += len(items)
+
+    def readiness(self) -> str | None:
+        return None  # the store's own check covers the same database
+
+    def close(self) -> None:
+        """Closes the appending connection (once no request is being answered)."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            connection.pgconn.finish()

@@ -1,0 +1,203 @@
+"""The SQLite intake inbox: a database file of its own beside the store (`<store>.intake`),
+written only by the event loop; the applied cursor is committed in the store (see inbox.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from monitor.errors import StoreUnavailable
+from monitor.store.engine import SessionFactory
+from monitor.store.inbox import (
+    DELETE_PER_APPEND,
+    SQLITE_INBOX,
+    InboxItem,
+    Pending,
+    unavailable,
+)
+from monitor.store.schema import IntakeAppliedRow
+
+
+def _save_cursor() -> Any:
+    statement = sqlite.insert(IntakeAppliedRow).values(
+        inbox=bindparam("inbox"), last_id=bindparam("last_id"), applied_at=bindparam("applied_at")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["inbox"],
+        set_={"last_id": statement.excluded.last_id, "applied_at": statement.excluded.applied_at},
+    )
+
+
+_SAVE_CURSOR = _save_cursor()  # built once: compiling it per batch cost more than running it
+
+
+class SqliteInbox:
+    def __init__(self, path: Path, *, synchronous: str, session_factory: SessionFactory) -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._session_factory = session_factory
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._pending = Pending()
+        self._callbacks: list[Callable[[], None]] = []
+        self._last_id = 0  # newest body committed (event loop)
+        self._applied_id = 0  # newest body applied (applier thread)
+        self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
+
+    def open(self) -> None:
+        """Creates or opens the file and resumes after the applied cursor (idempotent)."""
+        if self._writer is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(
+            "CREATE TABLE IF NOT EXISTS intake_inbox ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " received_at REAL NOT NULL, content_type TEXT, remote_ip TEXT,"
+            " body BLOB NOT NULL)"
+        )
+        # Checkpoints run on the applier's connection, never inside an answer's commit.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._reader = self._connect()
+        with self._session_factory() as session:
+            applied = session.get(IntakeAppliedRow, SQLITE_INBOX)
+        self._applied_id = applied.last_id if applied is not None else 0
+        sequence = self._writer.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'intake_inbox'"
+        ).fetchone()
+        self._last_id = sequence[0] if sequence else 0
+        if self._last_id < self._applied_id:
+            # A new or replaced file: new bodies must number above what was applied.
+            self._writer.execute(
+                "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('intake_inbox', ?)",
+                (self._applied_id,),
+            )
+            self._last_id = self._applied_id
+        self._writer.execute("DELETE FROM intake_inbox WHERE id <= ?", (self._applied_id,))
+        self._deleted_id = self._applied_id
+
+    def _connect(self) -> sqlite3.Connection:
+        # Only this process writes the file, so a lock held elsewhere is an outage: fail at
+        # once (503, the registry retries) rather than hold the event loop waiting.
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=0.0
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        return connection
+
+    def on_append(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def append(
+        self, body: bytes, content_type: str | None, remote_ip: str | None, received_at: datetime
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._pending.futures:
+            loop.call_soon(self._commit)
+        self._pending.rows.append((received_at.timestamp(), content_type, remote_ip, body))
+        self._pending.futures.append(future)
+        await future
+
+    def _commit(self) -> None:
+        """Every body appended during this turn of the loop, in one transaction."""
+        pending, self._pending = self._pending, Pending()
+        connection = self._writer
+        if connection is None:
+            pending.settle(StoreUnavailable("the intake inbox is closed"))
+            return
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                upto = min(self._applied_id, self._deleted_id + DELETE_PER_APPEND)
+                if upto > self._deleted_id:
+                    connection.execute("DELETE FROM intake_inbox WHERE id <= ?", (upto,))
+                cursor = connection.executemany(
+                    "INSERT INTO intake_inbox (received_at, content_type, remote_ip, body)"
+                    " VALUES (?, ?, ?, ?)",
+                    pending.rows,
+                )
+                last = cursor.lastrowid
+                connection.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            pending.settle(unavailable(exc))
+            return
+        self._deleted_id = max(self._deleted_id, upto)
+        if last:
+            self._last_id = max(self._last_id, last)
+        else:  # executemany leaves lastrowid unset on some versions; ids are dense here
+            self._last_id += len(pending.rows)
+        pending.settle(None)
+        for callback in self._callbacks:
+            callback()
+
+    def backlog(self) -> int:
+        return max(self._last_id - self._applied_id, 0)
+
+    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+        assert self._reader is not None, "open() first"
+        rows = self._reader.execute(
+            "SELECT id, received_at, content_type, remote_ip, body FROM intake_inbox"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (self._applied_id, limit),
+        ).fetchall()
+        return [
+            InboxItem(
+                id=row[0],
+                received_at=datetime.fromtimestamp(row[1], UTC),
+                content_type=row[2],
+                remote_ip=row[3],
+                body=bytes(row[4]),
+            )
+            for row in rows
+        ]
+
+    def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
+        session.execute(
+            _SAVE_CURSOR,
+            {"inbox": SQLITE_INBOX, "last_id": max(item.id for item in items), "applied_at": now},
+        )
+
+    def applied(self, items: Sequence[InboxItem]) -> None:
+        self._applied_id = max(self._applied_id, max(item.id for item in items))
+        if self._reader is not None:
+            # Keep the file's write-ahead log short, off the event loop.
+            with contextlib.suppress(sqlite3.Error):
+                self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def readiness(self) -> str | None:
+        if self._writer is None:
+            return "the intake inbox is closed"
+        try:
+            if self._writer.execute("PRAGMA query_only").fetchone()[0]:
+                return "the intake inbox is query-only"
+        except sqlite3.Error as exc:
+            return f"the intake inbox does not answer ({type(exc).__name__})"
+        for target in (self.path, self.path.parent):
+            if target.exists() and not os.access(target, os.W_OK):
+                return f"{target} is not writable"
+        return None
+
+    def close(self) -> None:
+        """Closes the file (on the event loop's thread, or once no request is being answered)."""
+        if self._pending.futures:
+            self._commit()
+        for connection in (self._writer, self._reader):
+            if connection is not None:
+                connection.close()
+        self._writer = self._reader = None
