@@ -42,12 +42,12 @@ def limited_services(
         REGISTRY_MONITOR_HTTP_READ_WAIT_SECONDS=str(wait),
     )
     built = build_services(settings, registry=CollectorRegistry(), migrate=True)
-    built.writer.start()
+    built.start()
     try:
         built.writer.submit(scenario_events()).result(timeout=30)
         yield built
     finally:
-        built.writer.stop()
+        built.stop()
         built.engine.dispose()
 
 
@@ -201,3 +201,4 @@ class TestReadSlots:
 
         run(limited_services, scenario)
         assert [200] == codes
+        assert limited_services.applier.drain()
