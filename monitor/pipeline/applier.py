@@ -38,11 +38,12 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # while the store refuses to commit
 
 def parse_bodies(
     items: Sequence[InboxItem], *, skew: timedelta, max_events: int
-) -> tuple[list[Event], list[Quarantined]]:
-    """The events of `items`, and one quarantine row per body with unusable parts. Each body's
-    times are judged against when it was received."""
+) -> tuple[list[Event], list[Quarantined], dict[str, datetime]]:
+    """The events of `items`, one quarantine row per body with unusable parts, and when each
+    event was received (its body's time, against which its own times were judged)."""
     events: list[Event] = []
     quarantined: list[Quarantined] = []
+    received: dict[str, datetime] = {}
     for item in items:
         envelope = parse_envelope(
             item.body,
@@ -51,6 +52,7 @@ def parse_bodies(
             max_events=max_events,
         )
         events.extend(envelope.events)
+        received.update((event.event_id, item.received_at) for event in envelope.events)
         if envelope.rejected:
             reason, message = describe_rejected(envelope)
             quarantined.append(
@@ -64,7 +66,7 @@ def parse_bodies(
                     count=envelope.rejected_count,
                 )
             )
-    return events, quarantined
+    return events, quarantined, received
 
 
 class IntakeApplier:
@@ -170,11 +172,14 @@ class IntakeApplier:
         return True
 
     def _apply(self, items: list[InboxItem], now: datetime) -> None:
-        events, quarantined = parse_bodies(items, skew=self._skew, max_events=self._max_events)
+        events, quarantined, received = parse_bodies(
+            items, skew=self._skew, max_events=self._max_events
+        )
         result = self._writer.submit(
             events,
             quarantined,
             also=lambda session: self._inbox.record_applied(session, items, now),
+            received=received,
         ).result()
         self._inbox.applied(items)
         done = self._clock()

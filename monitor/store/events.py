@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -68,9 +68,16 @@ def _insert_statement(dialect: str) -> Any:
 
 
 def insert_events(
-    session: Session, events: Sequence[Event], *, received_at: datetime
+    session: Session,
+    events: Sequence[Event],
+    *,
+    received_at: datetime,
+    received: Mapping[str, datetime] | None = None,
 ) -> list[Event]:
-    """Insert the events not stored yet; return exactly those (deduplicated on `event_id`)."""
+    """Insert the events not stored yet; return exactly those (deduplicated on `event_id`).
+
+    Each is stored as received at `received_at`, or at `received[event_id]` when given (the
+    time intake accepted the body the event came in)."""
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(event.event_id, event)
@@ -82,7 +89,10 @@ def insert_events(
         return []
     # Core on the session's connection: the ORM adds nothing to a table-level INSERT.
     stmt = _insert_statement(dialect_of(session))
-    rows = [_row_values(e, received_at) for e in unique.values()]
+    if received:
+        rows = [_row_values(e, received.get(e.event_id, received_at)) for e in unique.values()]
+    else:
+        rows = [_row_values(e, received_at) for e in unique.values()]
     inserted = set(session.connection().execute(stmt, rows).scalars())
     out = [e for e in unique.values() if e.event_id in inserted]
     count_inserted(session, out)

@@ -23,7 +23,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -64,6 +64,7 @@ class _Submission:
     checkpoint: Checkpoint | None
     also: Callable[[Session], None] | None
     future: concurrent.futures.Future[CommitResult]
+    received: Mapping[str, datetime] | None = None
 
 
 _STOP = object()
@@ -115,18 +116,20 @@ class StoreWriter:
         checkpoint: Checkpoint | None = None,
         also: Callable[[Session], None] | None = None,
         background: bool = False,
+        received: Mapping[str, datetime] | None = None,
     ) -> concurrent.futures.Future[CommitResult]:
         """Queue a submission; intake's are committed in groups, a `background` one alone and
         only when no intake submission is waiting. `checkpoint` (where a followed log file was
         read up to) is saved in the transaction of the events its lines produced; `also` writes
-        the rows that belong with them (a log batch's request records)."""
+        the rows that belong with them (a log batch's request records). `received` gives, by
+        event id, when an event was received (the commit's time for the others)."""
         future: concurrent.futures.Future[CommitResult] = concurrent.futures.Future()
         if self._thread is None:
             future.set_exception(StoreUnavailable("the store writer is not running"))
             return future
         self._put(
             _BACKGROUND if background else _INTAKE,
-            _Submission(events, quarantined, checkpoint, also, future),
+            _Submission(events, quarantined, checkpoint, also, future, received),
         )
         return future
 
@@ -231,7 +234,7 @@ class StoreWriter:
         while parts:
             part = parts.pop()
             try:
-                inserted.extend(self._store_events(part))
+                inserted.extend(self._store_events(part, submission.received))
             except Exception as exc:
                 if is_outage(exc):
                     raise
@@ -257,10 +260,12 @@ class StoreWriter:
             quarantine_rows=tuple(quarantined),
         )
 
-    def _store_events(self, events: Sequence[Event]) -> list[Event]:
+    def _store_events(
+        self, events: Sequence[Event], received: Mapping[str, datetime] | None
+    ) -> list[Event]:
         now = self._clock()
         with self._session_factory() as session, session.begin():
-            inserted = insert_events(session, events, received_at=now)
+            inserted = insert_events(session, events, received_at=now, received=received)
             apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
             learn_manifests(session, inserted, now=now)
         return inserted
@@ -283,7 +288,10 @@ class StoreWriter:
             # events), so the statements per commit do not grow with the requests sharing it.
             # Tag state is applied over the group in event-time order (its updates are
             # monotonic in event time), as the events of one submission always were.
-            inserted = insert_events(session, [e for s in batch for e in s.events], received_at=now)
+            received = {k: v for s in batch if s.received for k, v in s.received.items()}
+            inserted = insert_events(
+                session, [e for s in batch for e in s.events], received_at=now, received=received
+            )
             apply_events(session, sorted(inserted, key=lambda e: e.occurred_at))
             learn_manifests(session, inserted, now=now)
             unclaimed = {e.event_id for e in inserted}

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import ORPHAN_AFTER, inbox_path
+from monitor.store.schema import EventRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
 from tests.ingest.test_notification import push_event
@@ -107,6 +108,34 @@ class TestApplying:
             finally:
                 services.stop()
                 services.engine.dispose()
+
+
+class TestReceivedAt:
+    def test_events_keep_the_time_intake_received_them(self, settings: Settings) -> None:
+        """An event applied an hour after intake answered for it is stored as received when
+        intake accepted its body, not when it was applied."""
+        accepted = datetime.now(UTC).replace(microsecond=0)
+        now = [accepted]
+        services = build_services(
+            settings, clock=lambda: now[0], registry=CollectorRegistry(), migrate=True
+        )
+        services.writer.start()
+        services.inbox.open()
+        try:
+
+            async def run() -> None:
+                await services.inbox.append(body(1), V1, "127.0.0.1", accepted)
+
+            asyncio.run(run())
+            now[0] = accepted + timedelta(hours=1)
+            services.applier.start()
+            assert services.applier.drain()
+            with services.session_factory() as session:
+                stored = session.scalars(select(EventRow.received_at)).all()
+        finally:
+            services.stop()
+            services.engine.dispose()
+        assert [accepted] == stored
 
 
 class TestSqliteFile:
