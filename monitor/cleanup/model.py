@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from monitor.events import INDEX_MEDIA_TYPES, Client
 
@@ -42,9 +43,9 @@ class TagState:
         return self.deleted_at is None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Blob:
-    """A blob a manifest references (a layer or its config)."""
+class Blob(NamedTuple):
+    """A blob a manifest references (a layer or its config); a NamedTuple: planning reads a
+    million of them, and a tuple is made several times faster than a frozen dataclass."""
 
     digest: str
     size: int

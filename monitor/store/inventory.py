@@ -261,8 +261,10 @@ _MANIFESTS: Any = ManifestInfoRow.__table__
 _CLIENTS = {client.value: client for client in Client}
 EMPTY_LIST = "[]"
 
-STREAM_ROWS = 2000
-"""Rows fetched at a time while streaming the planner's input."""
+STREAM_ROWS = 10_000
+"""Rows fetched at a time while streaming the planner's input: on PostgreSQL each fetch is a
+round trip to a server-side cursor; 10,000 rows (about 4 MB of manifests) took 1.5 s less than
+2,000 on 935k rows."""
 
 
 def _by_name(session: Session, column: Any) -> Any:
@@ -327,7 +329,7 @@ OTHER = Client.OTHER
 
 
 def _blobs(text: str) -> tuple[Blob, ...]:
-    return tuple(Blob(d, int(n)) for d, n in orjson.loads(text))
+    return tuple([Blob(d, int(n)) for d, n in orjson.loads(text)])
 
 
 def _merge_repositories(
