@@ -207,7 +207,7 @@ def drop_copy(store: Store, url: str) -> None:
 
 
 PLAN_CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from datetime import datetime, timedelta
 from pathlib import Path
 from sqlalchemy import inspect, text
@@ -222,9 +222,12 @@ engine = make_engine(settings.database)
 policies = load_policies(policies_text)
 import hashlib
 policy_set = PolicySet(policies, hashlib.sha256(policies_text.encode()).hexdigest())
+usage = resource.getrusage(resource.RUSAGE_SELF)
+load = os.getloadavg()
 started = time.perf_counter()
 outcome = make_plan(make_session_factory(engine), policies=policy_set, now=now)
 seconds = time.perf_counter() - started
+spent = resource.getrusage(resource.RUSAGE_SELF)
 columns = {c["name"] for c in inspect(engine).get_columns("cleanup_plans")}
 size_sql = "coalesce(length(body), 0)" + (
     " + coalesce(length(encoded), 0)" if "encoded" in columns else ""
@@ -237,10 +240,14 @@ with engine.connect() as c:
 engine.dispose()
 print(json.dumps({
     "seconds": round(seconds, 1),
-    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "cpu_seconds": round(
+        spent.ru_utime + spent.ru_stime - usage.ru_utime - usage.ru_stime, 1
+    ),
+    "load_average": load,
+    "peak_rss_mib": round(spent.ru_maxrss / 1024, 1),
     "stored_bytes": size,
-    "counts": outcome.plan.counts(),
-    "actions": len(outcome.plan.actions),
+    "counts": outcome.summary.counts,
+    "actions": outcome.summary.actions,
 }))
 """
 
