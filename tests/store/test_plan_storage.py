@@ -16,9 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, RepositoryState, TagState
-from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
+from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision, diff_plans
+from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.stored_plan import as_stored
 from monitor.events import Client
+from monitor.pipeline.cleanup import PolicySet
+from monitor.pipeline.cleanup import make_plan as plan_and_store
 from monitor.store.cleanup_plans import (
     PlanState,
     latest_selection,
@@ -34,10 +37,13 @@ from monitor.store.cleanup_tables import (
     ManifestInfoRow,
     SavedManifestRow,
 )
-from monitor.store.inventory import stream_repositories
+from monitor.store.coverage import record_heartbeat
+from monitor.store.inventory import planning_coverage, save_manifest_info, stream_repositories
 from monitor.store.journal import record_entry, save_manifest
 from monitor.store.migrate import upgrade
 from monitor.store.schema import TagPullRow, TagStateRow
+from tests.cleanup.factories import NOW
+from tests.cleanup.test_planner_properties import policies, registries
 from tests.cleanup.test_stored_plan import FORMAT_3, FORMAT_3_PLAN
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -257,3 +263,75 @@ class TestStreamRepositories:
         with factory() as session:
             streamed = list(stream_repositories(session))
         assert reference(tags, pulls, manifests) == streamed
+
+
+def write_registry(session: Session, tags: list[TagState], manifests: list[ManifestInfo]) -> None:
+    """The generated tags (one pull row per tag, method and client: the latest) and manifests
+    as the store holds them."""
+    for table in (TagStateRow, TagPullRow, ManifestInfoRow, CleanupPlanRow):
+        session.execute(delete(table))
+    for state in tags:
+        session.add(
+            TagStateRow(
+                repository=state.repository, tag=state.tag, digest=state.digest,
+                media_type=state.media_type, first_seen_at=state.first_seen_at,
+                last_pushed_at=state.last_pushed_at, last_pushed_by=None, last_pulled_at=None,
+                pull_count=len(state.pulls), deleted_at=state.deleted_at,
+            )
+        )  # fmt: skip
+        latest: dict[tuple[str, str], datetime] = {}
+        for pull in state.pulls:
+            key = (pull.http_method, pull.client.value)
+            latest[key] = max(latest.get(key, pull.last_pulled_at), pull.last_pulled_at)
+        session.add_all(
+            TagPullRow(
+                repository=state.repository, tag=state.tag, http_method=method, client=client,
+                last_pulled_at=at, pull_count=1,
+            )
+            for (method, client), at in latest.items()
+        )  # fmt: skip
+    session.flush()
+    for info in manifests:
+        save_manifest_info(session, info, now=T0)
+    for at in (NOW - timedelta(days=1000), NOW):  # listening all along: pulls decide
+        record_heartbeat(
+            session, replica="t", source="notification", now=at, max_gap=timedelta(days=1001)
+        )
+
+
+class TestMakePlanOnAGeneratedStore:
+    @settings(
+        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(registry=registries(), chosen=policies(), earlier=policies())
+    def test_stored_plan_and_diff_are_the_planners(
+        self, engine: Engine, registry, chosen, earlier
+    ) -> None:
+        """`make_plan`, which plans and stores a repository at a time, stores the planner's
+        plan over the store's input (as stored: no digest on the tags it keeps) under the
+        planner's plan id, and diffs it against the plan before exactly as `diff_plans`."""
+        tags, manifests = registry
+        factory = sessionmaker(engine)
+        with factory() as session, session.begin():
+            write_registry(session, tags, manifests)
+        outcomes = [
+            plan_and_store(factory, policies=PolicySet(policies_, name), now=NOW)
+            for name, policies_ in (("earlier", earlier), ("chosen", chosen))
+        ]
+        with factory() as session:
+            stored = [load_plan(session, o.summary.id)[1] for o in outcomes]
+            coverage = planning_coverage(session, now=NOW)
+            planned = [
+                plan_repositories(p, stream_repositories(session), coverage, NOW)
+                for p in (earlier, chosen)
+            ]
+        # a plan with the same actions at the same time has the same id: stored once, the first
+        same = planned[0].plan_id == planned[1].plan_id
+        expected = [as_stored(planned[0]), as_stored(planned[0 if same else 1])]
+        diff = diff_plans(None if same else planned[0], planned[1])
+        assert (expected, [p.plan_id for p in planned], None if same else planned[0].plan_id) == (
+            stored,
+            [o.summary.id for o in outcomes],
+            outcomes[1].previous_id,
+        )
+        assert diff == outcomes[1].diff
