@@ -28,11 +28,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 
 from bench.intake import FIXTURE
+from bench.scaleload import status_kib
 from tests.harness import wait_for_port
 from tests.registry_harness import free_port
 
@@ -74,10 +74,8 @@ ATTACKS: list[tuple[str, str, dict[str, str], Callable[[], bytes]]] = [
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    """`serve`'s memory with its intake applier process's (see bench.scaleload.status_kib)."""
+    return status_kib(pid, field)
 
 
 @contextlib.contextmanager

@@ -61,9 +61,17 @@ CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process `pid` and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU so far of process `pid` and its child processes (`serve`'s intake
+    applier), all threads."""
+    # Imported here: `writer_alone_in` runs this module on an older tree's `bench` too.
+    from bench.scaleload import family
+
+    total = 0
+    for one in family(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 def commit_floor(directory: Path, commits: int = 1000) -> tuple[float, float]:

@@ -110,11 +110,32 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its child processes (`serve`'s intake applier runs in one)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A field of /proc/PID/status, summed over `pid` and its children (VmHWM: the sum of
+    each process's own peak, an upper bound of their peak together)."""
+    total = 0
+    for one in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of `pid` and its children, MiB."""
+    return status_kib(pid) / 1024
 
 
 # --- request bodies -----------------------------------------------------------------------

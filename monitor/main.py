@@ -16,7 +16,6 @@ from datetime import timedelta
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from monitor.alerting.notifier import Notifier
@@ -28,20 +27,18 @@ from monitor.clock import Clock, utc_now
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import load_roles
-from monitor.errors import ConfigError
 from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
-from monitor.pipeline.applier import IntakeApplier
+from monitor.pipeline.applier import Applier, IntakeApplier
+from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess
 from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
 from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
-from monitor.store.engine import SessionFactory, make_engine, make_session_factory
-from monitor.store.inbox import Inbox, inbox_path
-from monitor.store.inbox_postgres import PostgresInbox
-from monitor.store.inbox_sqlite import SqliteInbox
+from monitor.store.engine import make_engine, make_session_factory
+from monitor.store.inboxes import make_inbox
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter
 
@@ -82,25 +79,6 @@ def build_registry_debug(
         )
     )
     return client
-
-
-def make_inbox(
-    engine: Engine, session_factory: SessionFactory, *, synchronous: str, receiver: str
-) -> Inbox:
-    """The inbox beside the store `engine` opens (not opened yet)."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            raise ConfigError(
-                "database.url",
-                "notifications need an SQLite store in a file (the intake inbox is kept beside it)",
-            )
-        return SqliteInbox(
-            inbox_path(database), synchronous=synchronous, session_factory=session_factory
-        )
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresInbox(conninfo, receiver=receiver, session_factory=session_factory)
 
 
 def build_services(
@@ -144,14 +122,28 @@ def build_services(
         receiver=replica,
     )
     metrics.intake_backlog.set_function(inbox.backlog)
-    applier = IntakeApplier(
-        inbox,
-        writer,
-        metrics=metrics,
-        clock=clock,
-        skew=timedelta(seconds=settings.input.clock_skew_seconds),
-        max_events=settings.input.max_events_per_body,
-    )
+    skew = timedelta(seconds=settings.input.clock_skew_seconds)
+    applier: Applier
+    if settings.notifications.applier == "process":
+        config = ApplierConfig(
+            database=settings.database,
+            logging=settings.logging,
+            receiver=replica,
+            batch_max=settings.notifications.batch_max,
+            quarantine_max_rows=settings.input.quarantine_max_rows,
+            skew=skew,
+            max_events=settings.input.max_events_per_body,
+        )
+        applier = ApplierProcess(config, inbox, metrics=metrics)
+    else:
+        applier = IntakeApplier(
+            inbox,
+            writer,
+            metrics=metrics,
+            clock=clock,
+            skew=skew,
+            max_events=settings.input.max_events_per_body,
+        )
     inbox.on_append(applier.wake)
     return Services(
         settings=settings,

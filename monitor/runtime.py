@@ -13,7 +13,7 @@ from monitor.alerting.throttle import Budget
 from monitor.clock import Clock
 from monitor.detect.engine import Detector
 from monitor.observability.metrics import Metrics
-from monitor.pipeline.applier import IntakeApplier
+from monitor.pipeline.applier import Applier
 from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
 from monitor.store.inbox import Inbox
@@ -27,7 +27,7 @@ class Services:
     session_factory: SessionFactory
     writer: StoreWriter
     inbox: Inbox
-    applier: IntakeApplier
+    applier: Applier
     metrics: Metrics
     clock: Clock
     replica: str

@@ -310,6 +310,10 @@ def make_settings(db_url: str, tmp_path: Path, **env: str) -> Settings:
         "REGISTRY_MONITOR_DATABASE_URL": db_url,
         "REGISTRY_MONITOR_DATABASE_DATA_DIR": str(tmp_path / "data"),
         "REGISTRY_MONITOR_NOTIFICATIONS_TOKENS": "s3cret,next-s3cret",
+        # In-process tests apply the intake inbox on a thread (a child process per test would
+        # cost its start-up each time); tests/store/test_inbox.py and the end-to-end tests,
+        # which run `serve`, cover the default child process.
+        "REGISTRY_MONITOR_NOTIFICATIONS_APPLIER": "thread",
         **env,
     }
     return load_settings(environ)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -69,8 +70,26 @@ def parse_bodies(
     return events, quarantined, received
 
 
+class Applier(Protocol):
+    """What the service starts, wakes and stops: `IntakeApplier` (a thread of this process) or
+    `ApplierProcess` (the same, in a process of its own; monitor/pipeline/applier_process.py)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Applies what is waiting (within `timeout`; the rest stays in the inbox), then ends."""
+
+    def wake(self) -> None:
+        """Bodies were appended (called on the event loop: never blocks)."""
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every body appended so far is applied; False if `timeout` passed first."""
+
+
 class IntakeApplier:
-    """Applies the inbox on its own thread; `wake()` after an append, `start()`/`stop()`."""
+    """Applies the inbox on its own thread; `wake()` after an append, `start()`/`stop()`.
+
+    `on_applied(items)` runs on that thread after each batch is committed."""
 
     def __init__(
         self,
@@ -83,6 +102,7 @@ class IntakeApplier:
         max_events: int,
         batch_bodies: int = BATCH_BODIES,
         gather_seconds: float = GATHER_SECONDS,
+        on_applied: Callable[[list[InboxItem]], None] | None = None,
     ) -> None:
         self._inbox = inbox
         self._writer = writer
@@ -92,6 +112,7 @@ class IntakeApplier:
         self._max_events = max_events
         self._batch_bodies = batch_bodies
         self._gather_seconds = gather_seconds
+        self._on_applied = on_applied
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._idle = threading.Condition()
@@ -121,7 +142,7 @@ class IntakeApplier:
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._idle:
-            while self._busy or self._inbox.backlog() > 0:
+            while self._busy or self._waiting(1, unknown=1) > 0:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None:
                     return False
@@ -133,7 +154,7 @@ class IntakeApplier:
         while not self._stopping.is_set():
             # A pass at least every second: bodies left by a stopped replica, or from before a
             # restart, are applied without a wake-up.
-            if self._wake.wait(1.0) and self._inbox.backlog() < self._batch_bodies:
+            if self._wake.wait(1.0) and self._waiting(self._batch_bodies) < self._batch_bodies:
                 self._stopping.wait(self._gather_seconds)
             self._wake.clear()
             with self._idle:
@@ -152,6 +173,14 @@ class IntakeApplier:
             if failures:
                 self._stopping.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
                 self._wake.set()
+
+    def _waiting(self, limit: int, *, unknown: int = 0) -> int:
+        """Bodies waiting, up to `limit`; `unknown` when the inbox cannot say (the pass that
+        follows counts and logs the failure)."""
+        try:
+            return self._inbox.waiting(limit, self._clock())
+        except Exception:
+            return unknown
 
     def _apply_waiting(self) -> bool:
         """Applies batches until the inbox is empty (True) or the store fails (False)."""
@@ -195,3 +224,5 @@ class IntakeApplier:
                 bodies=len(quarantined),
                 accepted=len(result.inserted),
             )
+        if self._on_applied is not None:
+            self._on_applied(items)

@@ -83,6 +83,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("cleanup.lock_seconds", "must be at least 10")
     if settings.logging.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
+    if settings.notifications.applier not in {"process", "thread"}:
+        raise ConfigError("notifications.applier", "expected process or thread")
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format", "expected json or console")
     if settings.detect.settle_seconds < 0 or settings.detect.interval_seconds <= 0:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from monitor.errors import StoreUnavailable
 
 ORPHAN_AFTER = timedelta(seconds=10)
+BATCH_BYTES = 8 * 1024 * 1024  # bodies fetched at once, at most (beyond the first body)
 DELETE_PER_APPEND = 512  # applied bodies deleted with one append, at most
 SQLITE_INBOX = "notifications"  # the key of the SQLite inbox's cursor in `intake_applied`
 
@@ -49,22 +50,33 @@ class Inbox(Protocol):
     def open(self) -> None:
         """Ready to append and fetch (idempotent; the applier's thread or before it starts)."""
 
+    def open_applying(self) -> None:
+        """Ready to fetch only: the applier's side in a process of its own, which never writes
+        the inbox itself (the appending process opened it first)."""
+
     async def append(
         self, body: bytes, content_type: str | None, remote_ip: str | None, received_at: datetime
     ) -> None:
         """Durably store one body (raises StoreUnavailable when it cannot)."""
 
     def backlog(self) -> int:
-        """Bodies accepted by this process and not yet applied."""
+        """Bodies accepted by this process and not yet applied (no query: for `/metrics`)."""
+
+    def waiting(self, limit: int, now: datetime) -> int:
+        """Bodies the applier would fetch now, counted up to `limit` (a query)."""
 
     def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
-        """The next bodies to apply, oldest first (the applier's thread)."""
+        """The next bodies to apply, oldest first, at most `limit` and BATCH_BYTES of them
+        (at least one): large bodies never make a batch that does not fit in memory."""
 
     def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
         """In the transaction storing the events of `items`: mark them applied."""
 
     def applied(self, items: Sequence[InboxItem]) -> None:
-        """After that transaction committed."""
+        """After that transaction committed (the applier's side; calls `note_applied`)."""
+
+    def note_applied(self, count: int, last_id: int) -> None:
+        """`count` bodies up to `last_id` were applied (by this process or its applier's)."""
 
     def readiness(self) -> str | None:
         """None when an append would succeed now; otherwise why not."""
@@ -90,6 +102,19 @@ class Pending:
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+
+def within_bytes(sizes: Sequence[tuple[int, int]], limit: int = BATCH_BYTES) -> int | None:
+    """The last id of the (id, size) prefix that fits in `limit` bytes (the first always does);
+    None for no rows."""
+    last: int | None = None
+    total = 0
+    for id_, size in sizes:
+        total += size
+        if last is not None and total > limit:
+            break
+        last = id_
+    return last
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:

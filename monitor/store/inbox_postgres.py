@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from monitor.store.engine import SessionFactory
-from monitor.store.inbox import ORPHAN_AFTER, InboxItem, Pending, unavailable
+from monitor.store.inbox import ORPHAN_AFTER, InboxItem, Pending, unavailable, within_bytes
 from monitor.store.schema import IntakeInboxRow
 
 
@@ -36,6 +36,9 @@ class PostgresInbox:
         table = IntakeInboxRow.__table__
         with self._session_factory() as session:
             session.execute(select(table.c.id).limit(1)).all()
+
+    def open_applying(self) -> None:
+        self.open()
 
     def on_append(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
@@ -93,9 +96,29 @@ class PostgresInbox:
     def backlog(self) -> int:
         return max(self._appended - self._applied, 0)
 
+    def _mine(self, now: datetime) -> Any:
+        """This replica's bodies, and those a stopped replica left (older than ORPHAN_AFTER)."""
+        table = IntakeInboxRow.__table__
+        return (table.c.receiver == self._receiver) | (table.c.received_at < now - ORPHAN_AFTER)
+
+    def waiting(self, limit: int, now: datetime) -> int:
+        table = IntakeInboxRow.__table__
+        mine = select(table.c.id).where(self._mine(now)).limit(limit).subquery()
+        with self._session_factory() as session:
+            return int(session.execute(select(func.count()).select_from(mine)).scalar_one())
+
     def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
         table = IntakeInboxRow.__table__
         with self._session_factory() as session:
+            sizes = session.execute(
+                select(table.c.id, func.octet_length(table.c.body))
+                .where(self._mine(now))
+                .order_by(table.c.id)
+                .limit(limit)
+            ).all()
+            last = within_bytes([(row[0], row[1]) for row in sizes])
+            if last is None:
+                return []
             rows = session.execute(
                 select(
                     table.c.id,
@@ -104,12 +127,8 @@ class PostgresInbox:
                     table.c.remote_ip,
                     table.c.body,
                 )
-                .where(
-                    (table.c.receiver == self._receiver)
-                    | (table.c.received_at < now - ORPHAN_AFTER)
-                )
+                .where(self._mine(now), table.c.id <= last)
                 .order_by(table.c.id)
-                .limit(limit)
             ).all()
         return [
             InboxItem(
@@ -128,7 +147,10 @@ class PostgresInbox:
         )
 
     def applied(self, items: Sequence[InboxItem]) -> None:
-        self._applied += len(items)
+        self.note_applied(len(items), max(item.id for item in items))
+
+    def note_applied(self, count: int, last_id: int) -> None:
+        self._applied += count
 
     def readiness(self) -> str | None:
         return None  # the store's own check covers the same database

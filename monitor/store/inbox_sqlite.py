@@ -24,6 +24,7 @@ from monitor.store.inbox import (
     InboxItem,
     Pending,
     unavailable,
+    within_bytes,
 )
 from monitor.store.schema import IntakeAppliedRow
 
@@ -85,6 +86,15 @@ class SqliteInbox:
             self._last_id = self._applied_id
         self._writer.execute("DELETE FROM intake_inbox WHERE id <= ?", (self._applied_id,))
         self._deleted_id = self._applied_id
+
+    def open_applying(self) -> None:
+        """Opens the file to read and resumes after the applied cursor (idempotent)."""
+        if self._reader is not None:
+            return
+        self._reader = self._connect()
+        with self._session_factory() as session:
+            applied = session.get(IntakeAppliedRow, SQLITE_INBOX)
+        self._applied_id = applied.last_id if applied is not None else 0
 
     def _connect(self) -> sqlite3.Connection:
         # Only this process writes the file, so a lock held elsewhere is an outage: fail at
@@ -149,12 +159,27 @@ class SqliteInbox:
     def backlog(self) -> int:
         return max(self._last_id - self._applied_id, 0)
 
+    def waiting(self, limit: int, now: datetime) -> int:
+        assert self._reader is not None, "open() first"
+        row = self._reader.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM intake_inbox WHERE id > ? LIMIT ?)",
+            (self._applied_id, limit),
+        ).fetchone()
+        return int(row[0])
+
     def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
         assert self._reader is not None, "open() first"
+        sizes = self._reader.execute(
+            "SELECT id, length(body) FROM intake_inbox WHERE id > ? ORDER BY id LIMIT ?",
+            (self._applied_id, limit),
+        ).fetchall()
+        last = within_bytes(sizes)
+        if last is None:
+            return []
         rows = self._reader.execute(
             "SELECT id, received_at, content_type, remote_ip, body FROM intake_inbox"
-            " WHERE id > ? ORDER BY id LIMIT ?",
-            (self._applied_id, limit),
+            " WHERE id > ? AND id <= ? ORDER BY id",
+            (self._applied_id, last),
         ).fetchall()
         return [
             InboxItem(
@@ -174,11 +199,14 @@ class SqliteInbox:
         )
 
     def applied(self, items: Sequence[InboxItem]) -> None:
-        self._applied_id = max(self._applied_id, max(item.id for item in items))
+        self.note_applied(len(items), max(item.id for item in items))
         if self._reader is not None:
             # Keep the file's write-ahead log short, off the event loop.
             with contextlib.suppress(sqlite3.Error):
                 self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def note_applied(self, count: int, last_id: int) -> None:
+        self._applied_id = max(self._applied_id, last_id)
 
     def readiness(self) -> str | None:
         if self._writer is None:

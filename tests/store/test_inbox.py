@@ -1,4 +1,5 @@
-"""The intake inbox: what intake answered for is applied once, across restarts and replicas."""
+"""The intake inbox: what intake answered for is applied once, across restarts and replicas,
+whether it is applied in a child process (the default) or on a thread of the serving process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
@@ -22,6 +24,17 @@ from tests.ingest.test_notification import push_event
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
 AUTH = {"Authorization": "Bearer s3cret", "Content-Type": V1}
+
+
+@pytest.fixture(params=["process", "thread"])
+def applier(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path, applier: str) -> Settings:
+    return make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier)
 
 
 def body(n: int) -> bytes:
@@ -140,11 +153,15 @@ class TestReceivedAt:
 
 class TestSqliteFile:
     def test_a_replaced_inbox_file_numbers_new_bodies_after_the_applied_ones(
-        self, tmp_path: Path
+        self, tmp_path: Path, applier: str
     ) -> None:
         """If the inbox file is deleted, new bodies still number above the stored cursor, so
         none is taken for already applied."""
-        settings = make_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'store.db'}",
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        )
         services = started(settings)
         try:
             append(services, body(1), body(2))
@@ -167,11 +184,16 @@ class TestSqliteFile:
 
 class TestBound:
     def test_beyond_inbox_max_intake_answers_503_until_applied(
-        self, db_url: str, tmp_path: Path
+        self, db_url: str, tmp_path: Path, applier: str
     ) -> None:
         """With the applier stopped, the inbox takes `inbox_max` bodies and then answers 503
         with Retry-After (the registry keeps the event); once applied, 200 again."""
-        settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_INBOX_MAX="3")
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_INBOX_MAX="3",
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        )
         services = started(settings)
         try:
             services.applier.stop()

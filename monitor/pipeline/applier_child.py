@@ -1,0 +1,101 @@
+"""The intake applier's child process (see applier_process.py): `python -m
+monitor.pipeline.applier_child FD`, FD its end of the socket pair to the answering process.
+
+It imports only what applying needs: the store, the parsers and the writer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from monitor.clock import utc_now
+from monitor.observability.logs import configure_logging
+from monitor.observability.relay import Op, relay_metrics, take
+from monitor.pipeline.applier import IntakeApplier
+from monitor.pipeline.applier_process import ApplierConfig
+from monitor.store.engine import make_engine, make_session_factory
+from monitor.store.inbox import InboxItem
+from monitor.store.inboxes import make_inbox
+from monitor.store.writer import StoreWriter
+
+NICENESS = 10
+FLUSH_SECONDS = 1.0  # metric updates made between batches reach the parent this often
+
+
+def main(fd: int) -> None:
+    connection = Connection(fd)
+    config: ApplierConfig = connection.recv()
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops its child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Answers first: when the two processes want the same core, the kernel runs the answering
+    # one; the applier catches up in the gaps (the inbox holds what waits).
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    configure_logging(config.logging)
+    ops: deque[Op] = deque()
+    metrics = relay_metrics(ops)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            connection.send(message)
+
+    def report(items: list[InboxItem]) -> None:
+        send(("applied", len(items), max(item.id for item in items), take(ops)))
+
+    engine = make_engine(config.database)
+    session_factory = make_session_factory(engine)
+    writer = StoreWriter(
+        session_factory,
+        metrics=metrics,
+        clock=utc_now,
+        batch_max=config.batch_max,
+        quarantine_max_rows=config.quarantine_max_rows,
+    )
+    inbox = make_inbox(
+        engine,
+        session_factory,
+        synchronous=config.database.sqlite_synchronous,
+        receiver=config.receiver,
+    )
+    applier = IntakeApplier(
+        inbox,
+        writer,
+        metrics=metrics,
+        clock=utc_now,
+        skew=config.skew,
+        max_events=config.max_events,
+        on_applied=report,
+    )
+    writer.start()
+    inbox.open_applying()
+    applier.start()
+    try:
+        while True:
+            if connection.poll(FLUSH_SECONDS):
+                message = connection.recv()
+                if message == "stop":
+                    break
+                applier.wake()
+            if ops:
+                send(("metrics", take(ops)))
+    except (EOFError, OSError):
+        pass  # the parent is gone: stop as asked
+    finally:
+        applier.stop()
+        inbox.close()
+        writer.stop()
+        engine.dispose()
+        with contextlib.suppress(OSError, ValueError):
+            send(("metrics", take(ops)))
+            send(("stopped",))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,189 @@
+"""The intake applier in a process of its own.
+
+Parsing bodies and writing their events is pure Python: on the thread of the answering
+process it takes the interpreter's lock from the event loop for most of a millisecond per
+body, which at the registry's serial pace is most of what an answer costs and sets its slowest
+answers (a thread waiting for the lock waits up to the switch interval). In a child process it
+runs on the other core and the answering process only appends.
+
+The child (`python -m monitor.pipeline.applier_child`: a fresh interpreter, nothing of the
+parent's threads, connections or locks inherited) builds its own engine, store writer and the
+applying side of the inbox, and runs `IntakeApplier` exactly as in-process. Over one socket
+pair (pickled messages, `multiprocessing.connection` framing), after the `ApplierConfig`:
+
+- parent → child: `"wake"` (bodies were appended; at most one outstanding, so sending from the
+  event loop never blocks on a full pipe) and `"stop"`;
+- child → parent: `("applied", count, last_id, ops)` after each committed batch, with the metric
+  updates it made (monitor/observability/relay.py), `("metrics", ops)` for updates between
+  batches (a failed commit), and `("stopped",)`.
+
+If the child dies, the bodies stay in the inbox; the parent counts a store error
+(`operation="apply"`), logs it and starts another after a pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from multiprocessing.connection import Connection
+
+import structlog
+
+from monitor.observability.metrics import Metrics
+from monitor.observability.relay import replay
+from monitor.settings.sections import DatabaseSettings, LoggingSettings
+from monitor.store.inbox import Inbox
+
+log = structlog.get_logger("monitor.pipeline.applier_process")
+
+RESTART_SECONDS = (1.0, 2.0, 5.0, 10.0)  # pauses before starting another child, in turn
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplierConfig:
+    """What the child needs to build its side (picklable: it crosses the process boundary)."""
+
+    database: DatabaseSettings
+    logging: LoggingSettings
+    receiver: str  # the replica whose bodies it applies (PostgreSQL's inbox)
+    batch_max: int
+    quarantine_max_rows: int
+    skew: timedelta
+    max_events: int
+
+
+class ApplierProcess:
+    """Same interface as `IntakeApplier`; the work happens in a child process."""
+
+    def __init__(self, config: ApplierConfig, inbox: Inbox, *, metrics: Metrics) -> None:
+        self._config = config
+        self._inbox = inbox
+        self._metrics = metrics
+        self._send_lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._wake_sent = False
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while one runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def start(self) -> None:
+        if self._supervisor is None:
+            self._stopping.clear()
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="intake-applier-process", daemon=True
+            )
+            self._supervisor.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._supervisor is None:
+            return
+        self.drain(timeout)
+        self._stopping.set()
+        self._send("stop")
+        self._supervisor.join(timeout)
+        self._supervisor = None
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+
+    def wake(self) -> None:
+        if not self._wake_sent:
+            self._wake_sent = True
+            self._send("wake")
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._inbox.backlog() > 0:
+            if time.monotonic() >= deadline or self._supervisor is None:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _send(self, message: str) -> None:
+        connection = self._connection
+        if connection is None:
+            return  # the child being started gets a "wake" first thing
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            connection.send(message)
+
+    def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            ended_cleanly = self._run_child()
+            if ended_cleanly or self._stopping.is_set():
+                return
+            self._metrics.store_errors.labels(operation="apply").inc()
+            failures = 1 if time.monotonic() - started > 60 else failures + 1
+            pause = RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1]
+            log.error(
+                "intake applier process ended; starting another",
+                exitcode=self._process.returncode if self._process is not None else None,
+                pause_seconds=pause,
+            )
+            self._stopping.wait(pause)
+
+    def _run_child(self) -> bool:
+        """Starts a child and relays its reports until it ends; True when it stopped as asked."""
+        mine, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "monitor.pipeline.applier_child", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+            )
+        ours = Connection(mine.detach())
+        self._process = process
+        try:
+            ours.send(self._config)
+        except OSError:
+            ours.close()
+            process.wait()
+            return False
+        self._connection = ours
+        self._wake_sent = True
+        self._send("wake")  # bodies waiting from before (a restart, an earlier child)
+        try:
+            while True:
+                message = ours.recv()
+                kind = message[0]
+                if kind == "applied":
+                    _, count, last_id, ops = message
+                    self._inbox.note_applied(count, last_id)
+                    replay(self._metrics, ops)
+                    self._rewake()
+                elif kind == "metrics":
+                    replay(self._metrics, message[1])
+                    self._rewake()
+                elif kind == "stopped":
+                    return True
+        except (EOFError, OSError):
+            return False
+        finally:
+            self._connection = None
+            with contextlib.suppress(OSError):
+                ours.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _rewake(self) -> None:
+        """After a report: the outstanding wake was taken; wake again if bodies came since."""
+        self._wake_sent = False
+        if self._inbox.backlog() > 0:
+            self.wake()

@@ -1,0 +1,30 @@
+"""Which intake inbox a store has: a file beside an SQLite store, a table in PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from monitor.errors import ConfigError
+from monitor.store.engine import SessionFactory
+from monitor.store.inbox import Inbox, inbox_path
+from monitor.store.inbox_postgres import PostgresInbox
+from monitor.store.inbox_sqlite import SqliteInbox
+
+
+def make_inbox(
+    engine: Engine, session_factory: SessionFactory, *, synchronous: str, receiver: str
+) -> Inbox:
+    """The inbox beside the store `engine` opens (not opened yet)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise ConfigError(
+                "database.url",
+                "notifications need an SQLite store in a file (the intake inbox is kept beside it)",
+            )
+        return SqliteInbox(
+            inbox_path(database), synchronous=synchronous, session_factory=session_factory
+        )
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresInbox(conninfo, receiver=receiver, session_factory=session_factory)
