@@ -142,7 +142,7 @@ class IntakeApplier:
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._idle:
-            while self._busy or self._waiting(1, unknown=1) > 0:
+            while self._busy or self._inbox.backlog() > 0:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None:
                     return False
@@ -174,13 +174,13 @@ class IntakeApplier:
                 self._stopping.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
                 self._wake.set()
 
-    def _waiting(self, limit: int, *, unknown: int = 0) -> int:
-        """Bodies waiting, up to `limit`; `unknown` when the inbox cannot say (the pass that
-        follows counts and logs the failure)."""
+    def _waiting(self, limit: int) -> int:
+        """Bodies waiting, up to `limit` (on this thread: the inbox's reading connection is
+        its own); 0 when the inbox cannot say (the pass that follows counts the failure)."""
         try:
             return self._inbox.waiting(limit, self._clock())
         except Exception:
-            return unknown
+            return 0
 
     def _apply_waiting(self) -> bool:
         """Applies batches until the inbox is empty (True) or the store fails (False)."""

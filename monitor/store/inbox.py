@@ -63,7 +63,8 @@ class Inbox(Protocol):
         """Bodies accepted by this process and not yet applied (no query: for `/metrics`)."""
 
     def waiting(self, limit: int, now: datetime) -> int:
-        """Bodies the applier would fetch now, counted up to `limit` (a query)."""
+        """Bodies the applier would fetch now, counted up to `limit` (a query, on the
+        applier's thread)."""
 
     def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
         """The next bodies to apply, oldest first, at most `limit` and BATCH_BYTES of them
