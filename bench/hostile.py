@@ -7,8 +7,10 @@ serially (as a registry does) and records each answer's latency, first alone, th
 attackers send, for `--seconds`: 0.8 MB JSON arrays of numbers and 10,000-record arrays to
 `/v1/logs`, 1 MB `{"events":[{},…]}` bodies and poison envelopes (a time beyond 9999 in UTC, a
 size above 2^63, a NUL in the repository, nesting 600 deep) to `/v1/notifications`, a 4 MB log
-line with an unclosed quote, and 1,100 idle sockets. The server's RSS is sampled every 0.1 s
-(VmRSS) and its peak read at the end (VmHWM). Every loop is bounded in count and time.
+line with an unclosed quote, and 1,100 idle sockets. The server's memory, with its intake
+applier process's, is sampled every 0.1 s (VmRSS, and PSS, which counts the pages the two
+share once) and its peak read at the end (VmHWM, the sum of each process's own peak). Every
+loop is bounded in count and time.
 Prints a Markdown table.
 """
 
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from bench.intake import FIXTURE
-from bench.scaleload import status_kib
+from bench.scaleload import pss_kib, status_kib
 from tests.harness import wait_for_port
 from tests.registry_harness import free_port
 
@@ -138,12 +140,14 @@ def run(label: str, db_url: str, seconds: float) -> list[str]:
     with monitor(db_url) as (url, process):
         alone, _ = probe(url, threading.Event(), 300)
         rss_alone = rss_kib(process.pid)
+        pss_alone = pss_kib(process.pid)
         stop = threading.Event()
-        peak = [0]
+        peak = [0, 0]
 
         def sample() -> None:
             while not stop.wait(0.1):
                 peak[0] = max(peak[0], rss_kib(process.pid))
+                peak[1] = max(peak[1], pss_kib(process.pid))
 
         statuses: Counter[str] = Counter()
         port = int(url.rsplit(":", 1)[1])
@@ -175,12 +179,13 @@ def run(label: str, db_url: str, seconds: float) -> list[str]:
         under, probe_statuses = probe_result[0]
     rows.append(
         f"| {label} | alone | {len(alone)} | {quantile(alone, 0.5):.2f} | "
-        f"{quantile(alone, 0.99):.2f} | {max(alone) * 1000:.1f} | {rss_alone / 1024:.0f} | |"
+        f"{quantile(alone, 0.99):.2f} | {max(alone) * 1000:.1f} | {rss_alone / 1024:.0f} | | "
+        f"{pss_alone / 1024:.0f} |"
     )
     rows.append(
         f"| {label} | under attack ({seconds:.0f} s, {len(idle)} idle sockets) | {len(under)} | "
         f"{quantile(under, 0.5):.2f} | {quantile(under, 0.99):.2f} | {max(under) * 1000:.1f} | "
-        f"{peak[0] / 1024:.0f} | {hwm / 1024:.0f} |"
+        f"{peak[0] / 1024:.0f} | {hwm / 1024:.0f} | {peak[1] / 1024:.0f} |"
     )
     rows.append(f"<!-- {label} probe statuses {dict(probe_statuses)} -->")
     rows.extend(f"<!-- {label} {name}: {count} -->" for name, count in sorted(statuses.items()))
@@ -197,8 +202,11 @@ def main() -> None:
         rows += run("SQLite", f"sqlite:///{tmp}/hostile.db", args.seconds)
         if args.postgres:
             rows += run("PostgreSQL", args.postgres, args.seconds)
-    print("| store | phase | probe POSTs | p50 ms | p99 ms | max ms | RSS max MiB | VmHWM MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| store | phase | probe POSTs | p50 ms | p99 ms | max ms | RSS max MiB | VmHWM MiB "
+        "| PSS max MiB |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(row)
 

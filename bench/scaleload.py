@@ -133,6 +133,18 @@ def status_kib(pid: int, field: str = "VmRSS") -> int:
     return total
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size of `pid` and its children: the pages the processes share (the
+    interpreter, extension modules) counted once in all, not once in each."""
+    total = 0
+    for one in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of `pid` and its children, MiB."""
     return status_kib(pid) / 1024

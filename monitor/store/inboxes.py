@@ -7,7 +7,6 @@ from sqlalchemy import Engine
 from monitor.errors import ConfigError
 from monitor.store.engine import SessionFactory
 from monitor.store.inbox import Inbox, inbox_path
-from monitor.store.inbox_postgres import PostgresInbox
 from monitor.store.inbox_sqlite import SqliteInbox
 
 
@@ -26,5 +25,9 @@ def make_inbox(
         return SqliteInbox(
             inbox_path(database), synchronous=synchronous, session_factory=session_factory
         )
+    # Imported here: psycopg and libpq are about 20 MiB of memory that an SQLite deployment
+    # (serve and its applier process both) never needs.
+    from monitor.store.inbox_postgres import PostgresInbox
+
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     return PostgresInbox(conninfo, receiver=receiver, session_factory=session_factory)
