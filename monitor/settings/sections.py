@@ -147,7 +147,7 @@ class NotificationsSettings:
     applier: str = setting(
         "process",
         "Where the intake inbox is applied to the store: `process` (a child process, so parsing "
-        "and writing never take the interpreter from the answers; about 45 MiB more memory) or "
+        "and writing never take the interpreter from the answers; 50-70 MiB more memory) or "
         "`thread` (a thread of the serving process).",
     )
 
