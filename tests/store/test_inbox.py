@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
-from monitor.store.inbox import ORPHAN_AFTER, inbox_path
+from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
 from monitor.store.schema import EventRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
@@ -218,3 +218,36 @@ class TestBound:
         finally:
             services.stop()
             services.engine.dispose()
+
+
+class TestBatchBytes:
+    def test_a_batch_is_cut_where_its_bodies_pass_the_byte_bound(self) -> None:
+        """The first body always fits; the next ones while the total stays within the bound."""
+        assert within_bytes([], 10) is None
+        assert 1 == within_bytes([(1, 50)], 10)
+        assert 2 == within_bytes([(1, 4), (2, 6), (3, 1)], 10)
+        assert 3 == within_bytes([(1, 4), (2, 3), (3, 3), (4, 1)], 10)
+
+    def test_large_bodies_are_fetched_a_few_at_a_time(self, db_url: str, tmp_path: Path) -> None:
+        """Three bodies of 3 MiB wait: the applier fetches two (6 MiB within BATCH_BYTES), then
+        the third, never the 9 MiB at once."""
+        settings = make_settings(db_url, tmp_path)
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.writer.start()
+        services.inbox.open()  # no applier: fetched by hand below
+        try:
+            large = b"x" * (3 * 1024 * 1024)
+            assert 3 * len(large) > BATCH_BYTES >= 2 * len(large)
+            append(services, large, large, large)
+            now = datetime.now(UTC)
+            first = services.inbox.fetch(256, now)
+            services.writer.submit(
+                [], [], also=lambda session: services.inbox.record_applied(session, first, now)
+            ).result()
+            services.inbox.applied(first)
+            second = services.inbox.fetch(256, now)
+        finally:
+            services.inbox.close()
+            services.writer.stop()
+            services.engine.dispose()
+        assert (2, 1) == (len(first), len(second))
