@@ -65,6 +65,7 @@ def parse_bodies(
                     content_type=item.content_type,
                     remote_ip=item.remote_ip,
                     count=envelope.rejected_count,
+                    received_at=item.received_at,
                 )
             )
     return events, quarantined, received

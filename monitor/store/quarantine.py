@@ -29,6 +29,7 @@ class Quarantined:
     content_type: str | None = None
     remote_ip: str | None = None
     count: int = 1
+    received_at: datetime | None = None  # when the body was accepted; None: when it is stored
 
 
 def combine(
@@ -113,7 +114,7 @@ def add_quarantined(
             remote_ip=safe_text(item.remote_ip, 255) if item.remote_ip else None,
             body=item.body,
             count=min(item.count, 2**31 - 1),
-            received_at=received_at,
+            received_at=item.received_at or received_at,
         )
         for item in items
     ]

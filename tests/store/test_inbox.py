@@ -17,7 +17,7 @@ from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
-from monitor.store.schema import EventRow
+from monitor.store.schema import EventRow, QuarantineRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
 from tests.ingest.test_notification import push_event
@@ -145,6 +145,28 @@ class TestReceivedAt:
             assert services.applier.drain()
             with services.session_factory() as session:
                 stored = session.scalars(select(EventRow.received_at)).all()
+        finally:
+            services.stop()
+            services.engine.dispose()
+        assert [accepted] == stored
+
+    def test_a_quarantined_body_keeps_the_time_intake_received_it(self, settings: Settings) -> None:
+        """A body that is quarantined when applied an hour later is listed as received when
+        intake accepted it."""
+        accepted = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.writer.start()
+        services.inbox.open()
+        try:
+
+            async def run() -> None:
+                await services.inbox.append(b"not json", V1, "127.0.0.1", accepted)
+
+            asyncio.run(run())
+            services.applier.start()
+            assert services.applier.drain()
+            with services.session_factory() as session:
+                stored = session.scalars(select(QuarantineRow.received_at)).all()
         finally:
             services.stop()
             services.engine.dispose()
