@@ -2,7 +2,7 @@
 
 The intake applier runs in a process of its own (monitor/pipeline/applier_process.py) with the
 same store writer as in-process, which counts what it stores through `Metrics`. There, `Metrics`
-is made of relays: each `inc`/`observe`/`set` is recorded as a small tuple, the tuples go to the
+is made of relays: each `inc`/`observe` is recorded as a small tuple, the tuples go to the
 parent with each applied batch, and the parent replays them on its own metrics, so `/metrics`
 shows one process's counts whichever process did the work.
 """
@@ -21,7 +21,7 @@ from monitor.observability.metrics import Metrics
 # (field of Metrics, sorted label pairs, method, value)
 Op = tuple[str, tuple[tuple[str, str], ...], str, float]
 
-METHODS = frozenset({"inc", "dec", "set", "observe"})
+METHODS = frozenset({"inc", "observe"})  # all the store writer and the applier call
 FIELDS = frozenset(f.name for f in dataclasses.fields(Metrics) if f.name != "registry")
 
 
@@ -38,12 +38,6 @@ class _Relay:
 
     def inc(self, amount: float = 1.0) -> None:
         self._ops.append((self._name, self._labels, "inc", amount))
-
-    def dec(self, amount: float = 1.0) -> None:
-        self._ops.append((self._name, self._labels, "dec", amount))
-
-    def set(self, value: float) -> None:
-        self._ops.append((self._name, self._labels, "set", value))
 
     def observe(self, amount: float) -> None:
         self._ops.append((self._name, self._labels, "observe", amount))

@@ -3,56 +3,22 @@ serving process's `/metrics`, and a child that dies is replaced without losing a
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
-from sqlalchemy import text
 
-from monitor.main import build_services
 from monitor.pipeline.applier_process import ApplierProcess
 from monitor.runtime import Services
+from monitor.settings import Settings
 from tests.conftest import make_settings
-from tests.ingest.test_notification import push_event
-
-V1 = "application/vnd.docker.distribution.events.v1+json"
+from tests.store.test_inbox import append, body, event_ids
 
 
 @pytest.fixture
-def services(db_url: str, tmp_path: Path) -> Iterator[Services]:
-    settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process")
-    built = build_services(settings, registry=CollectorRegistry(), migrate=True)
-    built.start()
-    try:
-        yield built
-    finally:
-        built.stop()
-        built.engine.dispose()
-
-
-def append(services: Services, *ids: str) -> None:
-    async def run() -> None:
-        for id_ in ids:
-            body = json.dumps({"events": [push_event(id=id_, timestamp=_now())]}).encode()
-            await services.inbox.append(body, V1, "127.0.0.1", datetime.now(UTC))
-
-    asyncio.run(run())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def stored(services: Services) -> list[str]:
-    with services.engine.connect() as connection:
-        rows = connection.execute(text("SELECT event_id FROM events ORDER BY event_id"))
-        return [row[0] for row in rows]
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process")
 
 
 def sample(services: Services, name: str, **labels: str) -> float:
@@ -64,9 +30,9 @@ class TestChildProcess:
         """The events the child stored appear in this process's counters and histograms, as
         they would had this process stored them."""
         assert isinstance(services.applier, ApplierProcess)
-        append(services, "child-1", "child-2", "child-3")
+        append(services, body(1), body(2), body(3))
         assert services.applier.drain(30)
-        assert 3 == len(stored(services))
+        assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
         assert 3 == sample(
             services,
             "registry_monitor_events_total",
@@ -82,13 +48,13 @@ class TestChildProcess:
         """Killed, the child is started again; bodies appended meanwhile are applied once, and
         the death is counted as a store error of the applier."""
         assert isinstance(services.applier, ApplierProcess)
-        append(services, "before-1")
+        append(services, body(1))
         assert services.applier.drain(30)
         first = services.applier.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        append(services, "after-1", "after-2")
+        append(services, body(2), body(3))
         assert services.applier.drain(60)
-        assert ["after-1", "after-2", "before-1"] == stored(services)
+        assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
         assert services.applier.pid not in (None, first)
         assert 1 == sample(services, "registry_monitor_store_errors_total", operation="apply")
