@@ -48,6 +48,9 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def error_response(exc: MonitorError) -> JSONResponse:
+    # Answered, the error needs no frames: its traceback would keep the request's body (up to
+    # `logs.max_body_bytes`) alive in a reference cycle until the next full collection.
+    exc.__traceback__ = None
     status = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthError):

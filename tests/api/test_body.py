@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from monitor.api.body import LargeBodies
-from monitor.errors import Busy
+from monitor.api.errors import error_response
+from monitor.errors import Busy, PayloadTooLarge
 
 
 def request(content_length: int | None) -> Request:
@@ -44,3 +48,35 @@ class TestLargeBodies:
                 pass
 
         asyncio.run(scenario())
+
+
+class TestRefusedBodies:
+    def test_an_answered_error_keeps_nothing_of_the_request_alive(self) -> None:
+        """A body refused with 413 while parsed on a worker thread (as `/v1/logs` parses) is
+        freed once the answer is built, not at the next full garbage collection: the error's
+        traceback, which holds the frames (and the body) in a reference cycle with the
+        thread's future, is dropped."""
+
+        class Body:
+            pass
+
+        def parse(body: Body) -> None:
+            raise PayloadTooLarge(f"body {id(body)} is too large")
+
+        async def answer(body: Body) -> int:
+            try:
+                await run_in_threadpool(parse, body)
+            except PayloadTooLarge as exc:
+                return error_response(exc).status_code
+            return 200
+
+        body = Body()
+        alive = weakref.ref(body)
+        gc.collect()
+        gc.disable()
+        try:
+            assert 413 == asyncio.run(answer(body))
+            del body
+            assert alive() is None
+        finally:
+            gc.enable()
