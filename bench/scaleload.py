@@ -111,13 +111,16 @@ def load_average() -> str:
 
 
 def family(pid: int) -> list[int]:
-    """`pid` and its child processes (`serve`'s intake applier runs in one)."""
-    pids = [pid]
+    """`pid` and its descendants (`serve`'s fork server and the intake applier it forks)."""
+    parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    pids.append(int(entry.name))
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents.setdefault(parent, []).append(int(entry.name))
+    pids = [pid]
+    for one in pids:  # grows while walked: breadth first
+        pids.extend(parents.get(one, []))
     return pids
 
 

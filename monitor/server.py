@@ -14,6 +14,7 @@ import sys
 
 import uvicorn
 
+from monitor.allocator import tune_allocator
 from monitor.errors import MonitorError
 from monitor.main import build_app, build_services
 from monitor.server_limits import (
@@ -75,6 +76,7 @@ def settle_runtime(http: HttpSettings) -> None:
 def serve(settings: Settings, listener: socket.socket | None = None) -> None:
     """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
     sock = listener if listener is not None else open_listener(settings.http)
+    tune_allocator()
     try:
         services = build_services(settings)
         app = build_app(services, listening=listening_url(settings.http, sock))

@@ -11,6 +11,7 @@ from tests.paths import REPO
 
 LEAVES = (
     "monitor",
+    "monitor.allocator",
     "monitor.alerts",
     "monitor.clock",
     "monitor.errors",

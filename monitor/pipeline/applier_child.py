@@ -14,6 +14,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from monitor.allocator import tune_allocator
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
@@ -29,6 +30,7 @@ FLUSH_SECONDS = 1.0  # metric updates made between batches reach the parent this
 
 
 def main(fd: int) -> None:
+    tune_allocator()  # as in `serve`: it parses bodies of up to a MiB
     connection = Connection(fd)
     config: ApplierConfig = connection.recv()
     # Ctrl-C in a terminal reaches the whole process group: the parent stops its child.

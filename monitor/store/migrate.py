@@ -1,28 +1,38 @@
-"""Schema migrations with alembic, run against an engine the caller built."""
+"""Schema migrations with alembic, run against an engine the caller built.
+
+alembic (about 12 MiB of modules) is imported only when a migration runs: a store already at
+the newest revision, what `serve` finds at every start but the first, is told by reading
+`alembic_version` and the revision lines of migrations/versions/.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import Connection, Engine, event, inspect, text
 
 from monitor.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 BATCH_COPY_PREFIX = "_alembic_tmp_"
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r'^revision(?:: str)? = "([^"]+)"', re.MULTILINE)
+_DOWN_REVISION = re.compile(r'^down_revision(?:: [^=]+)? = "([^"]+)"', re.MULTILINE)
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
+    from alembic.config import Config  # deliberately lazy: only when a migration runs
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if engine is not None:
@@ -34,6 +44,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (default: the newest)."""
+    if revision == "head" and current_revision(engine) == head_revision():
+        return
+    from alembic import command  # deliberately lazy: only when a migration runs
+
     config = alembic_config()
     with _migration_transaction(engine) as connection:
         _drop_unfinished_batch_copies(connection)
@@ -42,6 +56,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command  # deliberately lazy: only when a migration runs
+
     config = alembic_config()
     with _migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
@@ -106,9 +122,25 @@ def _drop_unfinished_batch_copies(connection: Connection) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's revision (None before the first migration)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        revision: str | None = connection.execute(
+            text("SELECT version_num FROM alembic_version")
+        ).scalar()
+        return revision
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest revision of migrations/versions/: the one no other revises."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revisions.update(_REVISION.findall(source))
+        revised.update(_DOWN_REVISION.findall(source))
+    heads = sorted(revisions - revised)
+    if len(heads) > 1:
+        raise StoreUnavailable(f"the migrations have more than one newest revision: {heads}")
+    return heads[0] if heads else None

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, Table, create_engine, inspect, select
 from sqlalchemy.orm import Session
 
 from monitor.events import Event, TargetKind
 from monitor.store.events import insert_events
-from monitor.store.migrate import current_revision, downgrade, head_revision, upgrade
+from monitor.store.migrate import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
 from monitor.store.schema import METADATA, BlobSizeRow, EventRow
 from tests.fixture_events import scenario_events
 
@@ -62,6 +71,27 @@ class TestMigrations:
         upgrade(engine)
         assert head_revision() == current_revision(engine)
         engine.dispose()
+
+    def test_the_newest_revision_is_alembic_s_head(self) -> None:
+        """The head read from the migration files is the one alembic computes."""
+        script = ScriptDirectory.from_config(alembic_config())
+        assert script.get_current_head() == head_revision()
+
+    def test_a_store_at_head_is_started_without_loading_alembic(self, db_url: str) -> None:
+        """`serve` upgrades at every start: on a store already at the newest revision it
+        loads none of alembic's modules (about 12 MiB of memory, for the service's life)."""
+        probe = (
+            "import sys\n"
+            "from sqlalchemy import create_engine\n"
+            "from monitor.main import build_services\n"
+            "from monitor.store.migrate import upgrade\n"
+            f"upgrade(create_engine({db_url!r}))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        )
+        assert "[]" == result.stdout.strip()
 
 
 class TestBlobSizesMigration:
