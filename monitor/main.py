@@ -32,14 +32,14 @@ from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.applier import Applier, IntakeApplier
-from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess
+from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess, ForkedApplier
 from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
 from monitor.runtime import Services
 from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.inboxes import make_inbox
-from monitor.store.migrate import upgrade
+from monitor.store.migrate import upgrade_apart
 from monitor.store.writer import StoreWriter
 
 log = structlog.get_logger("monitor.main")
@@ -88,15 +88,18 @@ def build_services(
     registry: CollectorRegistry | None = None,
     migrate: bool | None = None,
     notifier: Notifier | None = None,
+    first_applier: ForkedApplier | None = None,
 ) -> Services:
     """Every shared resource, built once. The writer is created but not started.
 
-    `notifier` replaces the one the alerting settings describe (tests pass a recording one).
+    `notifier` replaces the one the alerting settings describe (tests pass a recording one);
+    `first_applier` is the intake applier's child forked at start-up (`serve`), when it runs
+    in a process.
     """
     detector = build_detector(settings.detect)
     engine = make_engine(settings.database)
     if settings.database.migrate_on_start if migrate is None else migrate:
-        upgrade(engine)
+        upgrade_apart(settings.database, engine)
     session_factory = make_session_factory(engine)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = make_metrics(registry)
@@ -134,7 +137,7 @@ def build_services(
             skew=skew,
             max_events=settings.input.max_events_per_body,
         )
-        applier = ApplierProcess(config, inbox, metrics=metrics)
+        applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
     else:
         applier = IntakeApplier(
             inbox,

@@ -17,12 +17,14 @@ import uvicorn
 from monitor.allocator import tune_allocator
 from monitor.errors import MonitorError
 from monitor.main import build_app, build_services
+from monitor.pipeline.applier_process import fork_applier
 from monitor.server_limits import (
     RateLimitedLoopErrors,
     protocol_with_header_timeout,
     raise_open_files_limit,
 )
 from monitor.settings import HttpSettings, Settings
+from monitor.store.engine import load_driver
 
 
 class ListenError(MonitorError):
@@ -77,8 +79,14 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
     """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
     sock = listener if listener is not None else open_listener(settings.http)
     tune_allocator()
+    first_applier = None
+    if settings.notifications.applier == "process":
+        # First, before the store is opened or a thread started (monitor/pipeline/
+        # applier_process.py), with the store's driver loaded so the child shares it.
+        load_driver(settings.database)
+        first_applier = fork_applier(close=[sock])
     try:
-        services = build_services(settings)
+        services = build_services(settings, first_applier=first_applier)
         app = build_app(services, listening=listening_url(settings.http, sock))
         http = settings.http
         raise_open_files_limit()
@@ -101,3 +109,5 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
         asyncio.run(_serve(uvicorn.Server(config), sock))
     finally:
         sock.close()
+        if first_applier is not None:
+            first_applier.close()  # when no applier took it (start-up failed)

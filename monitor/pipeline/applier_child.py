@@ -31,10 +31,17 @@ FLUSH_SECONDS = 1.0  # metric updates made between batches reach the parent this
 
 def main(fd: int) -> None:
     tune_allocator()  # as in `serve`: it parses bodies of up to a MiB
-    connection = Connection(fd)
-    config: ApplierConfig = connection.recv()
+    run(Connection(fd))
+
+
+def run(connection: Connection) -> None:
+    """Applies the inbox until told to stop or until the answering process is gone."""
     # Ctrl-C in a terminal reaches the whole process group: the parent stops its child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        config: ApplierConfig = connection.recv()
+    except (EOFError, OSError):
+        return  # forked at start-up, and `serve` ended before starting its applier
     # Answers first: when the two processes want the same core, the kernel runs the answering
     # one; the applier catches up in the gaps (the inbox holds what waits).
     with contextlib.suppress(OSError):

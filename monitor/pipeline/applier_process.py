@@ -6,9 +6,13 @@ body, which at the registry's serial pace is most of what an answer costs and se
 answers (a thread waiting for the lock waits up to the switch interval). In a child process it
 runs on the other core and the answering process only appends.
 
-The child (`python -m monitor.pipeline.applier_child`: a fresh interpreter, nothing of the
-parent's threads, connections or locks inherited) builds its own engine, store writer and the
-applying side of the inbox, and runs `IntakeApplier` exactly as in-process. Over one socket
+The first child is forked from `serve` at start-up (`fork_applier`), before `serve` has a
+thread, a store connection or anything of the store loaded but its modules: it shares those
+modules' pages with `serve` (copy on write) instead of importing SQLAlchemy and the store
+again. A child started later (after one died) cannot be forked, `serve` having threads and
+connections by then: it is a fresh interpreter (`python -m monitor.pipeline.applier_child`).
+Either builds its own engine, store writer and the applying side of the inbox, and runs
+`IntakeApplier` exactly as in-process. Over one socket
 pair (pickled messages, `multiprocessing.connection` framing), after the `ApplierConfig`:
 
 - parent → child: `"wake"` (bodies were appended; at most one outstanding, so sending from the
@@ -25,13 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
+import importlib
+import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Iterable
 from datetime import timedelta
 from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import structlog
 
@@ -58,16 +69,127 @@ class ApplierConfig:
     max_events: int
 
 
-class ApplierProcess:
-    """Same interface as `IntakeApplier`; the work happens in a child process."""
+class ChildProcess(Protocol):
+    """What the applier needs of its child: `subprocess.Popen`'s, or a `ForkedChild`'s."""
 
-    def __init__(self, config: ApplierConfig, inbox: Inbox, *, metrics: Metrics) -> None:
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class ForkedChild:
+    """A child this process forked (`os.fork`), with `Popen`'s ways to watch and end it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere
+                    done, status = self.pid, 0
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        return code
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+
+@dataclasses.dataclass
+class ForkedApplier:
+    """The applier's first child, forked at start-up and waiting for its `ApplierConfig`."""
+
+    process: ForkedChild
+    connection: Connection
+
+    def close(self) -> None:
+        """Ends the child if no applier took it (it stops when its socket closes)."""
+        self.connection.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+def fork_applier(close: Iterable[socket.socket] = ()) -> ForkedApplier | None:
+    """Forks the applier's first child from this process, or None when this process already
+    runs another thread (a copy would inherit its locks held). Call it before the store is
+    opened: SQLite must never see a connection carried across a fork. The sockets in `close`
+    (the listening socket) are closed in the child."""
+    if threading.active_count() != 1:
+        return None
+    child_module = importlib.import_module("monitor.pipeline.applier_child")
+    # Out of the collector, so neither process's collections write to the pages they share.
+    gc.collect()
+    gc.freeze()
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: runs the applier, then exits, never returns
+        code = 1
+        try:
+            ours.close()
+            for sock in close:
+                sock.close()
+            child_module.run(Connection(theirs.detach()))
+            code = 0
+        except BaseException:  # reported, then the child ends
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os._exit(code)
+    theirs.close()
+    return ForkedApplier(ForkedChild(pid), Connection(ours.detach()))
+
+
+class ApplierProcess:
+    """Same interface as `IntakeApplier`; the work happens in a child process: `first` (forked
+    at start-up) if given, then fresh interpreters."""
+
+    def __init__(
+        self,
+        config: ApplierConfig,
+        inbox: Inbox,
+        *,
+        metrics: Metrics,
+        first: ForkedApplier | None = None,
+    ) -> None:
         self._config = config
         self._inbox = inbox
         self._metrics = metrics
+        self._first = first
         self._send_lock = threading.Lock()
         self._connection: Connection | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._wake_sent = False
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -139,13 +261,7 @@ class ApplierProcess:
 
     def _run_child(self) -> bool:
         """Starts a child and relays its reports until it ends; True when it stopped as asked."""
-        mine, theirs = socket.socketpair()
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "monitor.pipeline.applier_child", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-            )
-        ours = Connection(mine.detach())
+        process, ours = self._start_child()
         self._process = process
         try:
             ours.send(self._config)
@@ -181,6 +297,18 @@ class ApplierProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def _start_child(self) -> tuple[ChildProcess, Connection]:
+        first, self._first = self._first, None
+        if first is not None:
+            return first.process, first.connection
+        mine, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "monitor.pipeline.applier_child", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+            )
+        return process, Connection(mine.detach())
 
     def _rewake(self) -> None:
         """After a report: the outstanding wake was taken; wake again if bodies came since."""

@@ -14,6 +14,12 @@ from monitor.store.failures import READ_ONLY_CODES, sqlstate
 SessionFactory = sessionmaker[Session]
 
 
+def load_driver(settings: DatabaseSettings) -> None:
+    """Imports the store's SQLAlchemy dialect and database driver, as the first connection
+    would, without connecting (before a fork: both processes then share the loaded pages)."""
+    make_url(settings.effective_url()).get_dialect().import_dbapi()
+
+
 def make_engine(settings: DatabaseSettings) -> Engine:
     """The store's engine; creates the SQLite data directory when needed."""
     url = make_url(settings.effective_url())

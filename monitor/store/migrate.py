@@ -8,7 +8,10 @@ the newest revision, what `serve` finds at every start but the first, is told by
 from __future__ import annotations
 
 import logging
+import pickle
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, event, inspect, text
 
 from monitor.errors import StoreUnavailable
+from monitor.settings import DatabaseSettings
+from monitor.store.engine import make_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -53,6 +58,26 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         _drop_unfinished_batch_copies(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def upgrade_apart(settings: DatabaseSettings, engine: Engine) -> None:
+    """`upgrade(engine)` to the newest revision for a long-running process: the migration runs
+    in a child process (`python -m monitor.store.migrate`), so this one never loads alembic,
+    whose modules would stay in its memory for its life. When the child fails, the upgrade is
+    run here once more, to raise what stops it as this process's own error."""
+    before = current_revision(engine)
+    head = head_revision()
+    if before == head:
+        return
+    child = subprocess.run(
+        [sys.executable, "-m", "monitor.store.migrate"],
+        input=pickle.dumps(settings),
+        capture_output=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        upgrade(engine)
+    log.info("store schema upgraded from %s to %s", before, head)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -144,3 +169,11 @@ def head_revision() -> str | None:
     if len(heads) > 1:
         raise StoreUnavailable(f"the migrations have more than one newest revision: {heads}")
     return heads[0] if heads else None
+
+
+if __name__ == "__main__":  # `upgrade_apart`'s child: the database settings pickled on stdin
+    engine = make_engine(pickle.loads(sys.stdin.buffer.read()))  # noqa: S301 - from our parent
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()

@@ -3,17 +3,20 @@ serving process's `/metrics`, and a child that dies is replaced without losing a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from monitor.pipeline.applier_process import ApplierProcess
 from monitor.runtime import Services
 from monitor.settings import Settings
 from tests.conftest import make_settings
-from tests.store.test_inbox import append, body, event_ids
+from tests.harness import TOKEN, MonitorProcess, running_monitor, wait_until
+from tests.store.test_inbox import V1, append, body, event_ids
 
 
 @pytest.fixture
@@ -58,3 +61,55 @@ class TestChildProcess:
         assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
         assert services.applier.pid not in (None, first)
         assert 1 == sample(services, "registry_monitor_store_errors_total", operation="apply")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if parent_of(int(entry.name)) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def post_notification(monitor: MonitorProcess, n: int) -> None:
+    response = httpx.post(
+        f"{monitor.url}/v1/notifications",
+        content=body(n),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": V1},
+        timeout=10,
+    )
+    assert 200 == response.status_code
+
+
+class TestServe:
+    def test_the_first_child_is_forked_then_fresh_interpreters_replace_it(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """`serve` forks its applier's first child at start-up (it shares `serve`'s loaded
+        modules: same command line, no interpreter of its own); one that replaces it after it
+        died is a fresh interpreter. Bodies are applied by both."""
+        with running_monitor(tmp_path, db_url) as monitor:
+            assert monitor.process is not None
+            serve = monitor.process.pid
+            (first,) = children_of(serve)
+            assert (
+                Path(f"/proc/{first}/cmdline").read_bytes()
+                == Path(f"/proc/{serve}/cmdline").read_bytes()
+            )
+            post_notification(monitor, 1)
+            wait_until(lambda: len(monitor.all_events()) == 1, timeout=30, what="first applied")
+            os.kill(first, signal.SIGKILL)
+            wait_until(
+                lambda: children_of(serve) not in ([], [first]), timeout=30, what="a new child"
+            )
+            (second,) = children_of(serve)
+            assert b"monitor.pipeline.applier_child" in Path(f"/proc/{second}/cmdline").read_bytes()
+            post_notification(monitor, 2)
+            wait_until(lambda: len(monitor.all_events()) == 2, timeout=30, what="second applied")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -22,6 +24,7 @@ from monitor.store.migrate import (
     upgrade,
 )
 from monitor.store.schema import METADATA, BlobSizeRow, EventRow
+from tests.conftest import make_settings
 from tests.fixture_events import scenario_events
 
 
@@ -77,21 +80,33 @@ class TestMigrations:
         script = ScriptDirectory.from_config(alembic_config())
         assert script.get_current_head() == head_revision()
 
-    def test_a_store_at_head_is_started_without_loading_alembic(self, db_url: str) -> None:
-        """`serve` upgrades at every start: on a store already at the newest revision it
-        loads none of alembic's modules (about 12 MiB of memory, for the service's life)."""
+    def test_the_service_migrates_without_loading_alembic(
+        self, empty_db_url: str, tmp_path: Path
+    ) -> None:
+        """`serve` upgrades at every start. It runs a migration in a child process and finds a
+        store at head without one: either way it loads none of alembic's modules, which would
+        stay in its memory (about 12 MiB) for its life."""
+        settings = make_settings(empty_db_url, tmp_path)
         probe = (
-            "import sys\n"
-            "from sqlalchemy import create_engine\n"
+            "import pickle, sys\n"
+            "from prometheus_client import CollectorRegistry\n"
             "from monitor.main import build_services\n"
-            "from monitor.store.migrate import upgrade\n"
-            f"upgrade(create_engine({db_url!r}))\n"
+            "settings = pickle.loads(sys.stdin.buffer.read())\n"
+            "for start in range(2):\n"
+            "    build_services(settings, registry=CollectorRegistry()).engine.dispose()\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
         )
         result = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+            [sys.executable, "-c", probe],
+            input=pickle.dumps(settings),
+            capture_output=True,
+            check=True,
         )
-        assert "[]" == result.stdout.strip()
+        engine = create_engine(empty_db_url)
+        try:
+            assert (b"[]", head_revision()) == (result.stdout.strip(), current_revision(engine))
+        finally:
+            engine.dispose()
 
 
 class TestBlobSizesMigration:
