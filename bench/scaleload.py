@@ -202,6 +202,7 @@ class Running:
     url: str
     pid: int
     peak_rss_mib: float = 0.0
+    peak_pss_mib: float = 0.0  # the pages the processes share counted once (see pss_kib)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -218,7 +219,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 @contextlib.contextmanager
 def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[Running]:
-    """Run a server process; samples its RSS every 0.25 s while it runs."""
+    """Run a server process; samples its RSS and PSS every 0.25 s while it runs."""
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     running = Running(f"http://127.0.0.1:{port}", process.pid)
@@ -228,6 +229,7 @@ def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Ite
         while not stop.wait(0.25):
             with contextlib.suppress(OSError):
                 running.peak_rss_mib = max(running.peak_rss_mib, rss_mib(process.pid))
+                running.peak_pss_mib = max(running.peak_pss_mib, pss_kib(process.pid) / 1024)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
