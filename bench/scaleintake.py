@@ -50,6 +50,7 @@ class Row:
     rss_mib: float
     uptime: str
     note: str = ""
+    pss_mib: float = 0.0  # the pages serve and its applier share counted once
 
 
 @dataclasses.dataclass
@@ -66,6 +67,7 @@ class Run:
             f"  {row.server} | {row.store} | {row.load} | c={row.connections} | "
             f"{r.rate:,.0f}/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} max {r.max_ms:.1f} ms | "
             f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
+            f"PSS {row.pss_mib:.0f} MiB | "
             f"load {row.uptime} {row.note}",
             flush=True,
         )
@@ -92,7 +94,18 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
                 s.url + "/v1/notifications", mixed_bodies(), connections=connections,
                 seconds=run.seconds, work=run.work,
             )  # fmt: skip
-            run.add(Row(label, "-", "-", connections, result, s.peak_rss_mib, load_average()))
+            run.add(
+                Row(
+                    label,
+                    "-",
+                    "-",
+                    connections,
+                    result,
+                    s.peak_rss_mib,
+                    load_average(),
+                    pss_mib=s.peak_pss_mib,
+                )
+            )
 
 
 def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> None:
@@ -102,13 +115,13 @@ def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> 
             seconds=run.seconds, work=run.work,
         )  # fmt: skip
         run.add(Row(label, store, "captured mix", connections, result, s.peak_rss_mib,
-                    load_average()))  # fmt: skip
+                    load_average(), pss_mib=s.peak_pss_mib))  # fmt: skip
     result = wrk_intake(
         s.url + "/v1/notifications", push_bodies(busiest), connections=1,
         seconds=run.seconds, work=run.work,
     )  # fmt: skip
     run.add(Row(label, store, f"manifest push to {busiest}", 1, result, s.peak_rss_mib,
-                load_average()))  # fmt: skip
+                load_average(), pss_mib=s.peak_pss_mib))  # fmt: skip
 
 
 @contextmanager
@@ -149,7 +162,8 @@ def uvloop_serve(run: Run, path: str) -> None:
                 seconds=run.seconds, work=run.work,
             )  # fmt: skip
             run.add(Row("registry-monitor, SQLite FULL, uvloop", "empty", "captured mix",
-                        connections, result, s.peak_rss_mib, load_average()))  # fmt: skip
+                        connections, result, s.peak_rss_mib, load_average(),
+                        pss_mib=s.peak_pss_mib))  # fmt: skip
 
 
 def monitor_label(kind: str) -> str:
@@ -234,7 +248,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
-                    load_average(), note))  # fmt: skip
+                    load_average(), note, s.peak_pss_mib))  # fmt: skip
 
 
 def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, float]) -> None:
@@ -267,15 +281,15 @@ def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, f
 def report(run: Run) -> str:
     lines = [
         "| server | store | load | c | req/s | p50 ms | p99 ms | max ms | non-2xx | RSS MiB "
-        "| load avg |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| PSS MiB | load avg |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in run.rows:
         r = row.result
         lines.append(
             f"| {row.server} | {row.store} | {row.load} | {row.connections} | {r.rate:,.0f} | "
             f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.status_errors} | "
-            f"{row.rss_mib:.0f} | {row.uptime} |"
+            f"{row.rss_mib:.0f} | {row.pss_mib:.0f} | {row.uptime} |"
         )
     notes = [f"- {row.server}, {row.load}: {row.note}" for row in run.rows if row.note]
     return "\n".join([*lines, "", *notes])
