@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path
+from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
 
 SUFFIX = "_bounds"
 """Starts the name of the copy; `copy_name` adds what makes it this run's own."""
@@ -186,8 +186,7 @@ def copy_store(store: Store) -> str:
     if store.kind == "sqlite":
         source = _sqlite_path(store.url())
         target = source.with_name(name + ".db")
-        for suffix in ("-wal", "-shm"):
-            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        remove_sqlite_files(target, keep_store=True)
         shutil.copyfile(source, target)
         return f"sqlite:///{target}"
     with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
@@ -198,8 +197,7 @@ def copy_store(store: Store) -> str:
 def drop_copy(store: Store, url: str) -> None:
     """Drop the copy at `url` that `copy_store` made (only that one)."""
     if store.kind == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{_sqlite_path(url)}{suffix}").unlink(missing_ok=True)
+        remove_sqlite_files(_sqlite_path(url))
         return
     name = make_url(url).database
     with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:

@@ -54,7 +54,7 @@ from bench.scaleload import (
     server,
     wrk_intake_until_stopped,
 )
-from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, _sqlite_path
+from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
 from monitor.store.migrate import upgrade
 
 BEFORE = (
@@ -119,6 +119,7 @@ def working_copy(store: Store) -> Iterator[str]:
     if store.kind == "sqlite":
         target = DATA_DIR / f"{name}.db"
         url = f"sqlite:///{target}"
+        remove_sqlite_files(target)
         shutil.copyfile(_sqlite_path(store.url()), target)
     else:
         url = store.url().replace(f"/{store.name}", f"/{name}")
@@ -136,8 +137,7 @@ def working_copy(store: Store) -> Iterator[str]:
         yield url
     finally:
         if store.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{DATA_DIR / name}.db{suffix}").unlink(missing_ok=True)
+            remove_sqlite_files(DATA_DIR / f"{name}.db")
         else:
             with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())

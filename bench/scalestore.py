@@ -324,13 +324,23 @@ def migrate_forward(store: Store) -> None:
         engine.dispose()
 
 
+SQLITE_FILES = ("", "-wal", "-shm", ".intake", ".intake-wal", ".intake-shm")
+"""The files of a SQLite store at a path: the store, its log, and the intake inbox beside it. A
+copy made where an earlier run's copy was must not find that run's inbox: serve would apply
+its bodies again, and answer 503 until the backlog fell under notifications.inbox_max."""
+
+
+def remove_sqlite_files(path: Path, *, keep_store: bool = False) -> None:
+    for suffix in SQLITE_FILES[1:] if keep_store else SQLITE_FILES:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def working_copy(store: Store) -> str:
     """A fresh copy of the pristine store for a run that changes it; returns its URL."""
     migrate_forward(store)
     if store.kind == "sqlite":
         source, target = _sqlite_path(store.url()), _sqlite_path(store.url(work=True))
-        for suffix in ("-wal", "-shm"):
-            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        remove_sqlite_files(target, keep_store=True)
         shutil.copyfile(source, target)
     else:
         _create_database(store, work=True, template=store.name)
@@ -339,8 +349,7 @@ def working_copy(store: Store) -> str:
 
 def drop_working_copy(store: Store) -> None:
     if store.kind == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{_sqlite_path(store.url(work=True))}{suffix}").unlink(missing_ok=True)
+        remove_sqlite_files(_sqlite_path(store.url(work=True)))
         return
     with psycopg.connect(_libpq(PG_ADMIN), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{store.name}_work" WITH (FORCE)'.encode())
