@@ -52,7 +52,11 @@ class DatabaseSettings:
         secret=True,
     )
     data_dir: Path = setting(Path("./data"), "Directory for the embedded SQLite store.")
-    migrate_on_start: bool = setting(True, "`serve` upgrades the schema before it listens.")
+    migrate_on_start: bool = setting(
+        True,
+        "`serve` upgrades the schema before it listens (in a child process, only when the "
+        "store is behind).",
+    )
     pool_size: int = setting(5, "Connections kept open to PostgreSQL.")
     sqlite_synchronous: str = setting(
         "FULL", "SQLite `synchronous` pragma: FULL (every commit survives power loss) or NORMAL."
@@ -147,7 +151,8 @@ class NotificationsSettings:
     applier: str = setting(
         "process",
         "Where the intake inbox is applied to the store: `process` (a child process, so parsing "
-        "and writing never take the interpreter from the answers; 50-70 MiB more memory) or "
+        "and writing never take the interpreter from the answers; forked at start-up, it shares "
+        "`serve`'s modules: about 40 MiB more memory) or "
         "`thread` (a thread of the serving process).",
     )
 
