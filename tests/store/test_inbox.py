@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -132,22 +134,11 @@ class TestReceivedAt:
         services = build_services(
             settings, clock=lambda: now[0], registry=CollectorRegistry(), migrate=True
         )
-        services.writer.start()
-        services.inbox.open()
-        try:
 
-            async def run() -> None:
-                await services.inbox.append(body(1), V1, "127.0.0.1", accepted)
-
-            asyncio.run(run())
+        def later() -> None:
             now[0] = accepted + timedelta(hours=1)
-            services.applier.start()
-            assert services.applier.drain()
-            with services.session_factory() as session:
-                stored = session.scalars(select(EventRow.received_at)).all()
-        finally:
-            services.stop()
-            services.engine.dispose()
+
+        stored = received_as_applied(services, body(1), accepted, EventRow.received_at, later)
         assert [accepted] == stored
 
     def test_a_quarantined_body_keeps_the_time_intake_received_it(self, settings: Settings) -> None:
@@ -155,22 +146,37 @@ class TestReceivedAt:
         intake accepted it."""
         accepted = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         services = build_services(settings, registry=CollectorRegistry(), migrate=True)
-        services.writer.start()
-        services.inbox.open()
-        try:
-
-            async def run() -> None:
-                await services.inbox.append(b"not json", V1, "127.0.0.1", accepted)
-
-            asyncio.run(run())
-            services.applier.start()
-            assert services.applier.drain()
-            with services.session_factory() as session:
-                stored = session.scalars(select(QuarantineRow.received_at)).all()
-        finally:
-            services.stop()
-            services.engine.dispose()
+        stored = received_as_applied(
+            services, b"not json", accepted, QuarantineRow.received_at, lambda: None
+        )
         assert [accepted] == stored
+
+
+def received_as_applied(
+    services: Services,
+    payload: bytes,
+    accepted: datetime,
+    column: Any,
+    before_applying: Callable[[], None],
+) -> list[Any]:
+    """Appends `payload` as received at `accepted`, runs `before_applying`, applies it, and
+    returns `column` of what was stored; stops `services`."""
+    services.writer.start()
+    services.inbox.open()
+    try:
+
+        async def run() -> None:
+            await services.inbox.append(payload, V1, "127.0.0.1", accepted)
+
+        asyncio.run(run())
+        before_applying()
+        services.applier.start()
+        assert services.applier.drain()
+        with services.session_factory() as session:
+            return list(session.scalars(select(column)).all())
+    finally:
+        services.stop()
+        services.engine.dispose()
 
 
 class TestSqliteFile:
