@@ -6,16 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 from sqlalchemy.orm import Session
 
 from monitor.store.coverage import record_heartbeat
 from monitor.store.engine import SessionFactory
-from monitor.store.events import EXPIRE_BATCH, expire_events
+from monitor.store.events import EXPIRE_BATCH, ExpiryKey, expire_event_batch
 from monitor.store.requestlog import expire_requests
 
 Transact = Callable[[Callable[[Session], int]], int]
+K = TypeVar("K")
 
 log = structlog.get_logger("monitor.pipeline.housekeeping")
 
@@ -50,19 +52,45 @@ def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_
     runs only when no notification waits; after each batch the job rests as long as the batch
     took, so expiry never has more than half of the store's write time."""
     cut = now - timedelta(days=days)
+
+    def events(session: Session, after: ExpiryKey | None) -> tuple[int, ExpiryKey | None]:
+        return expire_event_batch(session, older_than=cut, limit=batch, after=after)
+
+    def requests(
+        session: Session, after: dict[str, datetime] | None
+    ) -> tuple[int, dict[str, datetime] | None]:
+        return expire_requests(session, older_than=cut, limit=batch, after=after)
+
+    removed = _in_batches(transact, events, batch=batch, rest=True)
+    records = _in_batches(transact, requests, batch=batch, rest=False)
+    log.info("events expired", removed=removed, days=days, requests=records)
+    return removed
+
+
+def _in_batches(
+    transact: Transact,
+    one_batch: Callable[[Session, K | None], tuple[int, K | None]],
+    *,
+    batch: int,
+    rest: bool,
+) -> int:
+    """Run `one_batch` in transactions of their own until one removes fewer than `batch`; each
+    starts from the key the last committed one returned (a retried transaction runs again from
+    the same key). With `rest`, the job pauses as long as each batch took."""
     removed = 0
+    key: K | None = None
     while True:
         started = time.monotonic()
-        done = transact(lambda s: expire_events(s, older_than=cut, limit=batch))
+        ended: list[K | None] = [key]
+
+        def work(session: Session, start: K | None = key, ended: list[K | None] = ended) -> int:
+            done, ended[0] = one_batch(session, start)
+            return done
+
+        done = transact(work)
+        key = ended[0]
         removed += done
         if done < batch:
-            break
-        time.sleep(min(time.monotonic() - started, 1.0))
-    requests = 0
-    while True:
-        done = transact(lambda s: expire_requests(s, older_than=cut, limit=batch))
-        requests += done
-        if done < batch:
-            break
-    log.info("events expired", removed=removed, days=days, requests=requests)
-    return removed
+            return removed
+        if rest:
+            time.sleep(min(time.monotonic() - started, 1.0))

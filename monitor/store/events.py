@@ -310,14 +310,37 @@ def query_events(
 
 EXPIRE_BATCH = 500
 
+ExpiryKey = tuple[datetime, int]  # (occurred_at, id) of the newest event a batch deleted
+
 
 def expire_events(session: Session, *, older_than: datetime, limit: int = EXPIRE_BATCH) -> int:
     """Delete up to `limit` of the oldest raw events that occurred before `older_than`; tag
     state and the daily roll-ups (counted at insert) are kept. Returns the number deleted:
-    fewer than `limit` means none is left. Each call is one short transaction's work (a keyset
-    range of the (occurred_at, id) index), so expiry never holds the store long."""
+    fewer than `limit` means none is left."""
+    return expire_event_batch(session, older_than=older_than, limit=limit)[0]
+
+
+def expire_event_batch(
+    session: Session,
+    *,
+    older_than: datetime,
+    limit: int = EXPIRE_BATCH,
+    after: ExpiryKey | None = None,
+) -> tuple[int, ExpiryKey | None]:
+    """One batch of expiry: up to `limit` of the oldest events before `older_than`, and only
+    those whose (occurred_at, id) sorts after `after` (the key the previous batch returned).
+    Returns the number deleted and the key to pass to the next batch.
+
+    Each call is one short transaction's work on a keyset range of the (occurred_at, id)
+    index. Starting after the previous batch matters on PostgreSQL: the rows a batch deletes
+    stay in the index until vacuumed, and while other transactions' snapshots keep them
+    visible, every scan from the index's start walks them again, so each batch would cost
+    more than the last."""
     row = EventRow
     due = row.occurred_at < older_than
+    if after is not None:
+        at, last_id = after
+        due = and_(due, row.occurred_at >= at, or_(row.occurred_at > at, row.id > last_id))
     boundary = session.execute(
         select(row.occurred_at, row.id)
         .where(due)
@@ -327,7 +350,8 @@ def expire_events(session: Session, *, older_than: datetime, limit: int = EXPIRE
     ).first()
     if boundary is not None:
         at, last_id = boundary
-        due = and_(due, or_(row.occurred_at < at, and_(row.occurred_at == at, row.id <= last_id)))
+        due = and_(due, row.occurred_at <= at, or_(row.occurred_at < at, row.id <= last_id))
     forget_sources_before(session, older_than)
     result = session.execute(delete(row).where(due).execution_options(synchronize_session=False))
-    return int(getattr(result, "rowcount", 0) or 0)
+    removed = int(getattr(result, "rowcount", 0) or 0)
+    return removed, (at, last_id) if boundary is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -291,17 +291,36 @@ def settle(session: Session, states: dict[str, tuple[str, int]], *, now: datetim
         )
 
 
-def expire_requests(session: Session, *, older_than: datetime, limit: int = RECONCILE_BATCH) -> int:
-    """Delete up to `limit` request records older than `older_than` (the raw events' retention);
-    returns how many: fewer than `limit` means none is left."""
+def expire_requests(
+    session: Session,
+    *,
+    older_than: datetime,
+    limit: int = RECONCILE_BATCH,
+    after: Mapping[str, datetime] | None = None,
+) -> tuple[int, dict[str, datetime]]:
+    """Delete up to `limit` request records older than `older_than` (the raw events' retention),
+    oldest first within each state. Returns how many (fewer than `limit` means none is left)
+    and, per state, the time the next batch starts from (pass it as `after`): as for events
+    (monitor.store.events.expire_event_batch), a scan from the index's start would walk again
+    every row earlier batches deleted until PostgreSQL vacuums them."""
     row = LogRequestRow
-    due = select(row.request_id).where(
-        row.state.in_((PENDING, MATCHED, RECONSTRUCTED)), row.occurred_at < older_than
-    )
-    ids = list(session.scalars(due.limit(limit)))
+    reached = dict(after or {})
+    ids: list[str] = []
+    for state in (PENDING, MATCHED, RECONSTRUCTED):
+        if len(ids) >= limit:
+            break
+        due = select(row.request_id, row.occurred_at).where(
+            row.state == state, row.occurred_at < older_than
+        )
+        if state in reached:
+            due = due.where(row.occurred_at >= reached[state])
+        found = session.execute(due.order_by(row.occurred_at).limit(limit - len(ids))).all()
+        if found:
+            ids.extend(request_id for request_id, _ in found)
+            reached[state] = found[-1][1]
     if ids:
         session.execute(delete(row).where(row.request_id.in_(ids)))
-    return len(ids)
+    return len(ids), reached
 
 
 def oldest_pending(session: Session) -> datetime | None:

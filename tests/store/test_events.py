@@ -5,14 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.errors import InvalidQuery
 from monitor.events import Event
 from monitor.runtime import Services
 from monitor.store.detector_state import events_after
-from monitor.store.events import EventFilter, expire_events, judged_events_between, query_events
+from monitor.store.events import (
+    EventFilter,
+    ExpiryKey,
+    expire_event_batch,
+    expire_events,
+    judged_events_between,
+    query_events,
+)
 from monitor.store.pages import decode_cursor
+from monitor.store.schema import EventRow
 from tests.detect.fixture_events import log_events
 from tests.fixture_events import scenario_events
 
@@ -91,6 +100,49 @@ class TestExpiry:
         assert (before, 43 - before) == (removed, len(page))
         assert all(e.event.occurred_at >= cut for e in page)
         assert cut - timedelta(days=1) < cut
+
+    def test_batches_chained_by_their_keys_delete_every_due_event_once(
+        self, stored: Services
+    ) -> None:
+        """Each batch starts after the key the previous one returned (the newest it deleted):
+        batches of 4 take the due events oldest first, 4 at a time, and then stop."""
+        due = keys_before(stored, CUT)
+        after: ExpiryKey | None = None
+        sizes: list[int] = []
+        while not sizes or sizes[-1] == 4:
+            with stored.session_factory() as session, session.begin():
+                removed, after_next = expire_event_batch(
+                    session, older_than=CUT, limit=4, after=after
+                )
+            sizes.append(removed)
+            if removed == 4:
+                assert due[sum(sizes) - 1] == after_next
+            after = after_next
+        assert (len(due), [4] * (len(due) // 4) + [len(due) % 4]) == (sum(sizes), sizes)
+        assert [] == keys_before(stored, CUT)
+
+    def test_a_batch_leaves_what_sorts_at_or_before_its_start(self, stored: Services) -> None:
+        """Due events at or before `after` are not this run's (the next run starts from the
+        index's beginning and takes them)."""
+        due = keys_before(stored, CUT)
+        with stored.session_factory() as session, session.begin():
+            removed, _ = expire_event_batch(session, older_than=CUT, limit=1000, after=due[2])
+        assert (len(due) - 3, due[:3]) == (removed, keys_before(stored, CUT))
+
+
+CUT = datetime(2026, 11, 27, 4, 52, 20, tzinfo=UTC)
+
+
+def keys_before(services: Services, cut: datetime) -> list[ExpiryKey]:
+    """(occurred_at, id) of the stored events before `cut`, in expiry order."""
+    row = EventRow
+    with services.session_factory() as session:
+        found = session.execute(
+            select(row.occurred_at, row.id)
+            .where(row.occurred_at < cut)
+            .order_by(row.occurred_at, row.id)
+        )
+        return [(at, key) for at, key in found]
 
 
 def judged(event: Event) -> Event:
