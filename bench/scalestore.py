@@ -342,6 +342,10 @@ def working_copy(store: Store) -> str:
         source, target = _sqlite_path(store.url()), _sqlite_path(store.url(work=True))
         remove_sqlite_files(target, keep_store=True)
         shutil.copyfile(source, target)
+        # On disk before the run: otherwise the kernel writes the 9 GB back while the first
+        # measurement runs, and each of serve's commits waits behind it (p99 of 270-410 ms).
+        with target.open("rb+") as copied:
+            os.fsync(copied.fileno())
     else:
         _create_database(store, work=True, template=store.name)
     return store.url(work=True)
