@@ -242,9 +242,18 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
             ) as results,
         ):
             _wait(url, cut, last, started, marks)
-        note = (
-            f"expired {due:,} (events_days={days}) in {marks.get('retention', -1):.0f} s; "
-            f"detection caught up on {backlog:,} in {marks.get('detection', -1):.0f} s"
+        window = time.monotonic() - started
+        left = int(_scalar(url, COUNT_BEFORE, cut=cut))
+        note = "; ".join(
+            [
+                f"expired {due:,} (events_days={days}) in {marks['retention']:.0f} s"
+                if "retention" in marks
+                else f"retention expired {due - left:,} of {due:,} (events_days={days}) in "
+                f"the {window:.0f} s window",
+                f"detection caught up on {backlog:,} in {marks['detection']:.0f} s"
+                if "detection" in marks
+                else f"detection had not caught up on {backlog:,} in {window:.0f} s",
+            ]
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
