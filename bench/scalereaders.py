@@ -241,7 +241,8 @@ def window(
     command, extra = server_.command_and_env()
     env = {
         "MALLOC_ARENA_MAX": "2",  # as scripts/serve and the Docker image run it
-        **monitor_env(url, port, **settings, **{k: v for k, v in server_.settings if k.islower()}),
+        # A variant's settings win over the window's own (e.g. retention_schedule=-).
+        **monitor_env(url, port, **(settings | {k: v for k, v in server_.settings if k.islower()})),
         **extra,
     }
     env = {k: v for k, v in env.items() if v != "-"}  # a variant's KEY=- unsets KEY
