@@ -3,10 +3,11 @@ functions with explicit arguments; the job table (monitor.pipeline.jobs) schedul
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 from sqlalchemy.orm import Session
@@ -16,8 +17,16 @@ from monitor.store.engine import SessionFactory
 from monitor.store.events import EXPIRE_BATCH, ExpiryKey, expire_event_batch
 from monitor.store.requestlog import expire_requests
 
-Transact = Callable[[Callable[[Session], int]], int]
 K = TypeVar("K")
+T = TypeVar("T")
+
+
+class Transact(Protocol):
+    """Runs `work` in a transaction and returns its result (`StoreWriter.transact`, or
+    `transaction_runner` where no writer runs)."""
+
+    def __call__(self, work: Callable[[Session], T], /) -> T: ...
+
 
 log = structlog.get_logger("monitor.pipeline.housekeeping")
 
@@ -39,7 +48,7 @@ def heartbeat(
 def transaction_runner(session_factory: SessionFactory) -> Transact:
     """Run work in a transaction of its own (where no writer thread runs, e.g. the CLI)."""
 
-    def run(work: Callable[[Session], int]) -> int:
+    def run(work: Callable[[Session], T], /) -> T:
         with session_factory() as session, session.begin():
             return work(session)
 
@@ -53,11 +62,11 @@ def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_
     took, so expiry never has more than half of the store's write time."""
     cut = now - timedelta(days=days)
 
-    def events(session: Session, after: ExpiryKey | None) -> tuple[int, ExpiryKey | None]:
+    def events(after: ExpiryKey | None, session: Session) -> tuple[int, ExpiryKey | None]:
         return expire_event_batch(session, older_than=cut, limit=batch, after=after)
 
     def requests(
-        session: Session, after: dict[str, datetime] | None
+        after: dict[str, datetime] | None, session: Session
     ) -> tuple[int, dict[str, datetime] | None]:
         return expire_requests(session, older_than=cut, limit=batch, after=after)
 
@@ -69,7 +78,7 @@ def expire(transact: Transact, *, now: datetime, days: int, batch: int = EXPIRE_
 
 def _in_batches(
     transact: Transact,
-    one_batch: Callable[[Session, K | None], tuple[int, K | None]],
+    one_batch: Callable[[K | None, Session], tuple[int, K | None]],
     *,
     batch: int,
     rest: bool,
@@ -81,14 +90,8 @@ def _in_batches(
     key: K | None = None
     while True:
         started = time.monotonic()
-        ended: list[K | None] = [key]
-
-        def work(session: Session, start: K | None = key, ended: list[K | None] = ended) -> int:
-            done, ended[0] = one_batch(session, start)
-            return done
-
-        done = transact(work)
-        key = ended[0]
+        # `key` changes only once the transaction has committed: a retry starts from it again.
+        done, key = transact(functools.partial(one_batch, key))
         removed += done
         if done < batch:
             return removed
