@@ -23,6 +23,7 @@ from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.slack import BotNotifier, WebhookNotifier
 from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
+from monitor.api.read_process import ReadProcess
 from monitor.clock import Clock, utc_now
 from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
@@ -170,10 +171,14 @@ def build_services(
 
 
 def make_lifespan(
-    services: Services, *, with_jobs: bool = True, listening: str | None = None
+    services: Services,
+    *,
+    with_jobs: bool = True,
+    listening: str | None = None,
+    reads: ReadProcess | None = None,
 ) -> Lifespan:
     """Starts the writer, the intake inbox and its applier and (unless `with_jobs` is False) the
-    job table; stops them in turn."""
+    job table; stops them in turn, after the read process (if any)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -196,6 +201,8 @@ def make_lifespan(
         try:
             yield
         finally:
+            if reads is not None:
+                await reads.aclose()
             await asyncio.to_thread(runner.stop)
             await asyncio.to_thread(services.stop)
             if services.registry_debug is not None:
@@ -207,7 +214,12 @@ def make_lifespan(
 
 
 def build_app(
-    services: Services, *, with_jobs: bool = True, listening: str | None = None
+    services: Services,
+    *,
+    with_jobs: bool = True,
+    listening: str | None = None,
+    reads: ReadProcess | None = None,
 ) -> Starlette:
-    lifespan = make_lifespan(services, with_jobs=with_jobs, listening=listening)
-    return create_app(services, lifespan=lifespan)
+    """The app with its lifespan; `reads` answers the read API in its own process."""
+    lifespan = make_lifespan(services, with_jobs=with_jobs, listening=listening, reads=reads)
+    return create_app(services, lifespan=lifespan, reads=reads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import httpx
 from sqlalchemy import Engine
@@ -18,6 +19,32 @@ from monitor.settings import Settings
 from monitor.store.engine import SessionFactory
 from monitor.store.inbox import Inbox
 from monitor.store.writer import StoreWriter
+
+
+class ReadContext(Protocol):
+    """What the read API uses: `Services` in `serve`, `ReadServices` in its read process."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def session_factory(self) -> SessionFactory: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadServices:
+    """The resources of the read API's own process (monitor/api/read_child.py)."""
+
+    settings: Settings
+    session_factory: SessionFactory
+    metrics: Metrics
+    clock: Clock
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import sys
 import uvicorn
 
 from monitor.allocator import tune_allocator
+from monitor.api.read_process import ReadProcess, fork_reader
 from monitor.errors import MonitorError
 from monitor.main import build_app, build_services
 from monitor.pipeline.applier_process import fork_applier
@@ -79,15 +80,22 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
     """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
     sock = listener if listener is not None else open_listener(settings.http)
     tune_allocator()
-    first_applier = None
-    if settings.notifications.applier == "process":
-        # First, before the store is opened or a thread started (monitor/pipeline/
-        # applier_process.py), with the store's driver loaded so the child shares it.
+    first_applier = first_reader = None
+    reads_apart = settings.http.reads == "process"
+    if settings.notifications.applier == "process" or reads_apart:
+        # First, before the store is opened or a thread started (monitor/children.py), with
+        # the store's driver loaded so the children share it.
         load_driver(settings.database)
+    if settings.notifications.applier == "process":
         first_applier = fork_applier(close=[sock])
+    if reads_apart:
+        applier_channel = [first_applier.connection] if first_applier is not None else []
+        first_reader = fork_reader(settings.http.read_slots, close=[sock, *applier_channel])
     try:
         services = build_services(settings, first_applier=first_applier)
-        app = build_app(services, listening=listening_url(settings.http, sock))
+        reads = ReadProcess(settings, services.metrics, first=first_reader) if reads_apart else None
+        first_reader = None  # the read process ends it
+        app = build_app(services, listening=listening_url(settings.http, sock), reads=reads)
         http = settings.http
         raise_open_files_limit()
         config = uvicorn.Config(
@@ -111,3 +119,5 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
         sock.close()
         if first_applier is not None:
             first_applier.close()  # when no applier took it (start-up failed)
+        if first_reader is not None:
+            first_reader.close()

@@ -13,6 +13,7 @@ LEAVES = (
     "monitor",
     "monitor.allocator",
     "monitor.alerts",
+    "monitor.children",
     "monitor.clock",
     "monitor.errors",
     "monitor.events",

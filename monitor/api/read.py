@@ -21,7 +21,7 @@ from monitor.api.auth import require_token
 from monitor.api.params import check_parameters_safe
 from monitor.errors import InvalidQuery, StoreUnavailable
 from monitor.events import Action, Source, parse_timestamp
-from monitor.runtime import Services
+from monitor.runtime import ReadContext
 from monitor.store.cursors import decode_key, encode_key
 from monitor.store.events import EventFilter, query_events
 from monitor.store.failures import is_outage
@@ -39,25 +39,25 @@ class Item(Protocol):
 MAX_LIMIT = 1000
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
+def _services(request: Request) -> ReadContext:
+    services: ReadContext = request.app.state.services
     token = services.settings.api.token
     require_token(request, [token] if token else [], what="the read API")
     check_parameters_safe(request.query_params, request.path_params)
     return services
 
 
-def read_services(request: Request) -> Services:
+def read_services(request: Request) -> ReadContext:
     """The services, once the request passed the read API's token check."""
     return _services(request)
 
 
-async def query_store(services: Services, work: Callable[[Session], T]) -> T:
+async def query_store(services: ReadContext, work: Callable[[Session], T]) -> T:
     """Run `work` in a session on a worker thread; a store failure becomes StoreUnavailable."""
     return await _query(services, work)
 
 
-async def _query(services: Services, work: Callable[[Session], T]) -> T:
+async def _query(services: ReadContext, work: Callable[[Session], T]) -> T:
     def run() -> T:
         try:
             with services.session_factory() as session:
@@ -148,7 +148,7 @@ async def events(request: Request) -> Response:
 
 
 async def page_response(
-    services: Services, work: Callable[[Session], tuple[Sequence[Item], str | None]]
+    services: ReadContext, work: Callable[[Session], tuple[Sequence[Item], str | None]]
 ) -> Response:
     """`{"items", "next_cursor"}` of the page `work` reads, built into JSON on the worker
     thread too, so the event loop only sends bytes."""

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from monitor.api.auth import require_token
+from monitor.api.read_process import ReadProcess
 from monitor.errors import Busy
 from monitor.runtime import Services
 
@@ -68,7 +69,10 @@ def limited(endpoint: Endpoint) -> Endpoint:
         token = services.settings.api.token
         require_token(request, [token] if token else [], what="the read API")
         read_slots: ReadSlots = request.app.state.read_slots
+        reads: ReadProcess | None = request.app.state.reads
         async with read_slots.slot():
+            if reads is not None:
+                return await reads.answer(request)
             return await endpoint(request)
 
     limited_endpoint.__name__ = endpoint.__name__

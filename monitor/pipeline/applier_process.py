@@ -29,23 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import importlib
-import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterable
 from datetime import timedelta
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
 
 import structlog
 
+from monitor.children import ChildProcess, ForkedChild, end_child, fork_child
 from monitor.observability.metrics import Metrics
 from monitor.observability.relay import replay
 from monitor.settings.sections import DatabaseSettings, LoggingSettings
@@ -69,63 +65,6 @@ class ApplierConfig:
     max_events: int
 
 
-class ChildProcess(Protocol):
-    """What the applier needs of its child: `subprocess.Popen`'s, or a `ForkedChild`'s."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | Any: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def terminate(self) -> None: ...
-
-    def kill(self) -> None: ...
-
-
-class ForkedChild:
-    """A child this process forked (`os.fork`), with `Popen`'s ways to watch and end it."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._lock = threading.Lock()
-
-    def poll(self) -> int | None:
-        with self._lock:
-            if self.returncode is None:
-                try:
-                    done, status = os.waitpid(self.pid, os.WNOHANG)
-                except ChildProcessError:  # reaped elsewhere
-                    done, status = self.pid, 0
-                if done:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-            return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
-            time.sleep(0.02)
-        return code
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-
 @dataclasses.dataclass
 class ForkedApplier:
     """The applier's first child, forked at start-up and waiting for its `ApplierConfig`."""
@@ -141,34 +80,18 @@ class ForkedApplier:
 
 
 def fork_applier(close: Iterable[socket.socket] = ()) -> ForkedApplier | None:
-    """Forks the applier's first child from this process, or None when this process already
-    runs another thread (a copy would inherit its locks held). Call it before the store is
-    opened: SQLite must never see a connection carried across a fork. The sockets in `close`
-    (the listening socket) are closed in the child."""
-    if threading.active_count() != 1:
-        return None
+    """Forks the applier's first child from this process (`monitor.children.fork_child`), or
+    None when this process already runs another thread. Call it before the store is opened:
+    SQLite must never see a connection carried across a fork. The sockets in `close` (the
+    listening socket) are closed in the child."""
     child_module = importlib.import_module("monitor.pipeline.applier_child")
-    # Out of the collector, so neither process's collections write to the pages they share.
-    gc.collect()
-    gc.freeze()
     ours, theirs = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child: runs the applier, then exits, never returns
-        code = 1
-        try:
-            ours.close()
-            for sock in close:
-                sock.close()
-            child_module.run(Connection(theirs.detach()))
-            code = 0
-        except BaseException:  # reported, then the child ends
-            traceback.print_exc()
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os._exit(code)
+    process = fork_child(lambda: child_module.run(Connection(theirs.detach())), [ours, *close])
     theirs.close()
-    return ForkedApplier(ForkedChild(pid), Connection(ours.detach()))
+    if process is None:
+        ours.close()
+        return None
+    return ForkedApplier(process, Connection(ours.detach()))
 
 
 class ApplierProcess:
@@ -292,11 +215,7 @@ class ApplierProcess:
             self._connection = None
             with contextlib.suppress(OSError):
                 ours.close()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            end_child(process, 10)
 
     def _start_child(self) -> tuple[ChildProcess, Connection]:
         first, self._first = self._first, None

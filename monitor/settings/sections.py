@@ -100,14 +100,19 @@ class HttpSettings:
     )
     read_slots: int = setting(
         2,
-        "Read API requests (events, tags, daily counts, alerts, …) processed at once. A read "
-        "takes a core and the GIL from intake while it builds its page; others wait.",
+        "Read API requests (events, tags, daily counts, alerts, …) processed at once; others wait.",
     )
     read_queue: int = setting(
         32, "Read requests waiting for a slot; one more is answered 503 with Retry-After at once."
     )
     read_wait_seconds: float = setting(
         10.0, "Longest a read request waits for a slot; then 503 with Retry-After."
+    )
+    reads: str = setting(
+        "process",
+        "Where read API requests are answered: `process` (a child process, so building pages "
+        "never takes the interpreter from intake; forked at start-up, it shares `serve`'s "
+        "modules) or `thread` (worker threads of the serving process).",
     )
     switch_interval_seconds: float = setting(
         0.0005,

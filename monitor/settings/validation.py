@@ -85,6 +85,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logging.level", "expected debug, info, warning or error")
     if settings.notifications.applier not in {"process", "thread"}:
         raise ConfigError("notifications.applier", "expected process or thread")
+    if settings.http.reads not in {"process", "thread"}:
+        raise ConfigError("http.reads", "expected process or thread")
     if settings.logging.format not in {"json", "console"}:
         raise ConfigError("logging.format", "expected json or console")
     if settings.detect.settle_seconds < 0 or settings.detect.interval_seconds <= 0:

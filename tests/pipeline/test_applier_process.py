@@ -94,8 +94,9 @@ class TestServe:
     ) -> None:
         """`serve` forks its applier's first child at start-up (it shares `serve`'s loaded
         modules: same command line, no interpreter of its own); one that replaces it after it
-        died is a fresh interpreter. Bodies are applied by both."""
-        with running_monitor(tmp_path, db_url) as monitor:
+        died is a fresh interpreter. Bodies are applied by both. (Reads on threads here: the
+        read process is `serve`'s other child, tests/api/test_read_process.py.)"""
+        with running_monitor(tmp_path, db_url, REGISTRY_MONITOR_HTTP_READS="thread") as monitor:
             assert monitor.process is not None
             serve = monitor.process.pid
             (first,) = children_of(serve)

@@ -1,0 +1,110 @@
+"""The read API answered in a child process of `serve` (`http.reads: process`, the default):
+the same answers as on `serve`'s threads, byte for byte; a child that dies costs the reads in
+flight a 503 and is replaced; stopping `serve` ends it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+
+from tests.harness import MonitorProcess, running_monitor, wait_until
+from tests.pipeline.test_applier_process import children_of, post_notification
+
+READS = (
+    "/v1/events?limit=2&order=asc",
+    "/v1/events?limit=2&order=asc&cursor=",  # the cursor is filled in from the page before
+    "/v1/events?action=push&repository=inbox/repo-1",
+    "/v1/tags",
+    "/v1/tags?repository=nowhere",
+    "/v1/stats/daily?limit=5",
+    "/v1/alerts?since=2030-01-01T00:00:00Z",  # alerts change as time passes
+    "/v1/audit",  # 404 before the first audit
+    "/v1/quarantine",
+    "/v1/registry/starts",
+    "/v1/cleanup/plans",
+    "/v1/cleanup/plans/999",  # 404
+    "/v1/events?limit=0",  # 400
+    "/v1/events?colour=blue",  # 400, unknown parameter
+)
+
+
+def answers(monitor: MonitorProcess) -> list[tuple[int, dict[str, str], bytes]]:
+    out = []
+    cursor = ""
+    for path in READS:
+        response = httpx.get(
+            monitor.url + path + cursor if path.endswith("=") else monitor.url + path
+        )
+        if path == READS[0]:
+            cursor = response.json()["next_cursor"]
+        headers = {k: v for k, v in response.headers.items() if k not in ("date",)}
+        out.append((response.status_code, headers, response.content))
+    return out
+
+
+def metric(monitor: MonitorProcess, line_start: str) -> float:
+    for line in monitor.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class TestReadProcess:
+    def test_answers_are_those_of_the_threads_and_the_child_ends_with_serve(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """Every read (pages, cursors, filters, empty lists, 400 and 404) gets the same status,
+        headers and body from the read process as from `serve`'s own threads; the child is
+        forked from `serve` (same command line) and gone once `serve` stopped."""
+        with running_monitor(tmp_path, db_url, REGISTRY_MONITOR_HTTP_READS="thread") as monitor:
+            for n in range(1, 6):
+                post_notification(monitor, n)
+            wait_until(lambda: len(monitor.all_events()) == 5, timeout=30, what="applied")
+            on_threads = answers(monitor)
+        with running_monitor(tmp_path, db_url) as monitor:
+            assert monitor.process is not None
+            serve = monitor.process.pid
+            children = children_of(serve)
+            assert 2 == len(children)  # the applier and the reads
+            for child in children:
+                assert (
+                    Path(f"/proc/{child}/cmdline").read_bytes()
+                    == Path(f"/proc/{serve}/cmdline").read_bytes()
+                )
+            in_process = answers(monitor)
+        assert [a[0] for a in on_threads] == [200] * 7 + [404] + [200] * 3 + [404, 400, 400]
+        assert on_threads == in_process
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or "Z" in stat_state(child)
+
+    def test_a_child_that_dies_is_replaced(self, db_url: str, tmp_path: Path) -> None:
+        """Killed, the read process costs the read that finds it gone a 503 with Retry-After
+        (counted as a store error of `read`); the next read starts a fresh interpreter that
+        answers as the first did."""
+        with running_monitor(
+            tmp_path, db_url, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread"
+        ) as monitor:
+            assert monitor.process is not None
+            post_notification(monitor, 1)
+            wait_until(lambda: len(monitor.all_events()) == 1, timeout=30, what="applied")
+            (first,) = children_of(monitor.process.pid)
+            os.kill(first, signal.SIGKILL)
+            wait_until(lambda: "Z" in stat_state(first), timeout=10, what="the child gone")
+            refused = monitor.get("/v1/tags")
+            assert 503 == refused.status_code
+            assert "1" == refused.headers["retry-after"]
+            assert 1 == metric(monitor, 'registry_monitor_store_errors_total{operation="read"}')
+            assert 1 == len(monitor.all_events())
+            (second,) = children_of(monitor.process.pid)
+            assert b"monitor.api.read_child" in Path(f"/proc/{second}/cmdline").read_bytes()
+
+
+def stat_state(pid: int) -> str:
+    """The process's state letter (Z: ended, not yet reaped); "Z" when it is gone altogether."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
