@@ -141,13 +141,15 @@ def run(label: str, db_url: str, seconds: float) -> list[str]:
         alone, _ = probe(url, threading.Event(), 300)
         rss_alone = rss_kib(process.pid)
         pss_alone = pss_kib(process.pid)
+        serve_alone = pss_kib(process.pid, alone=True)
         stop = threading.Event()
-        peak = [0, 0]
+        peak = [0, 0, 0]
 
         def sample() -> None:
             while not stop.wait(0.1):
                 peak[0] = max(peak[0], rss_kib(process.pid))
                 peak[1] = max(peak[1], pss_kib(process.pid))
+                peak[2] = max(peak[2], pss_kib(process.pid, alone=True))
 
         statuses: Counter[str] = Counter()
         port = int(url.rsplit(":", 1)[1])
@@ -180,12 +182,13 @@ def run(label: str, db_url: str, seconds: float) -> list[str]:
     rows.append(
         f"| {label} | alone | {len(alone)} | {quantile(alone, 0.5):.2f} | "
         f"{quantile(alone, 0.99):.2f} | {max(alone) * 1000:.1f} | {rss_alone / 1024:.0f} | | "
-        f"{pss_alone / 1024:.0f} |"
+        f"{pss_alone / 1024:.0f} | {serve_alone / 1024:.0f} |"
     )
     rows.append(
         f"| {label} | under attack ({seconds:.0f} s, {len(idle)} idle sockets) | {len(under)} | "
         f"{quantile(under, 0.5):.2f} | {quantile(under, 0.99):.2f} | {max(under) * 1000:.1f} | "
-        f"{peak[0] / 1024:.0f} | {hwm / 1024:.0f} | {peak[1] / 1024:.0f} |"
+        f"{peak[0] / 1024:.0f} | {hwm / 1024:.0f} | {peak[1] / 1024:.0f} | "
+        f"{peak[2] / 1024:.0f} |"
     )
     rows.append(f"<!-- {label} probe statuses {dict(probe_statuses)} -->")
     rows.extend(f"<!-- {label} {name}: {count} -->" for name, count in sorted(statuses.items()))
@@ -204,9 +207,9 @@ def main() -> None:
             rows += run("PostgreSQL", args.postgres, args.seconds)
     print(
         "| store | phase | probe POSTs | p50 ms | p99 ms | max ms | RSS max MiB | VmHWM MiB "
-        "| PSS max MiB |"
+        "| PSS max MiB | serve's own PSS max MiB |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(row)
 

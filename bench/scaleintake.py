@@ -50,7 +50,8 @@ class Row:
     rss_mib: float
     uptime: str
     note: str = ""
-    pss_mib: float = 0.0  # the pages serve and its applier share counted once
+    pss_mib: float = 0.0  # the pages serve and its children share counted once
+    serve_pss_mib: float = 0.0  # serve's own share, without its children
 
 
 @dataclasses.dataclass
@@ -67,7 +68,7 @@ class Run:
             f"  {row.server} | {row.store} | {row.load} | c={row.connections} | "
             f"{r.rate:,.0f}/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} max {r.max_ms:.1f} ms | "
             f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
-            f"PSS {row.pss_mib:.0f} MiB | "
+            f"PSS {row.pss_mib:.0f} MiB (serve {row.serve_pss_mib:.0f}) | "
             f"load {row.uptime} {row.note}",
             flush=True,
         )
@@ -104,6 +105,7 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
                     s.peak_rss_mib,
                     load_average(),
                     pss_mib=s.peak_pss_mib,
+                    serve_pss_mib=s.peak_serve_pss_mib,
                 )
             )
 
@@ -115,13 +117,15 @@ def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> 
             seconds=run.seconds, work=run.work,
         )  # fmt: skip
         run.add(Row(label, store, "captured mix", connections, result, s.peak_rss_mib,
-                    load_average(), pss_mib=s.peak_pss_mib))  # fmt: skip
+                    load_average(), pss_mib=s.peak_pss_mib,
+                    serve_pss_mib=s.peak_serve_pss_mib))  # fmt: skip
     result = wrk_intake(
         s.url + "/v1/notifications", push_bodies(busiest), connections=1,
         seconds=run.seconds, work=run.work,
     )  # fmt: skip
     run.add(Row(label, store, f"manifest push to {busiest}", 1, result, s.peak_rss_mib,
-                load_average(), pss_mib=s.peak_pss_mib))  # fmt: skip
+                load_average(), pss_mib=s.peak_pss_mib,
+                serve_pss_mib=s.peak_serve_pss_mib))  # fmt: skip
 
 
 @contextmanager
@@ -163,7 +167,8 @@ def uvloop_serve(run: Run, path: str) -> None:
             )  # fmt: skip
             run.add(Row("registry-monitor, SQLite FULL, uvloop", "empty", "captured mix",
                         connections, result, s.peak_rss_mib, load_average(),
-                        pss_mib=s.peak_pss_mib))  # fmt: skip
+                        pss_mib=s.peak_pss_mib,
+                        serve_pss_mib=s.peak_serve_pss_mib))  # fmt: skip
 
 
 def monitor_label(kind: str) -> str:
@@ -257,7 +262,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
-                    load_average(), note, s.peak_pss_mib))  # fmt: skip
+                    load_average(), note, s.peak_pss_mib, s.peak_serve_pss_mib))  # fmt: skip
 
 
 def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, float]) -> None:
@@ -290,15 +295,15 @@ def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, f
 def report(run: Run) -> str:
     lines = [
         "| server | store | load | c | req/s | p50 ms | p99 ms | max ms | non-2xx | RSS MiB "
-        "| PSS MiB | load avg |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| PSS MiB | serve's own PSS MiB | load avg |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in run.rows:
         r = row.result
         lines.append(
             f"| {row.server} | {row.store} | {row.load} | {row.connections} | {r.rate:,.0f} | "
             f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.status_errors} | "
-            f"{row.rss_mib:.0f} | {row.pss_mib:.0f} | {row.uptime} |"
+            f"{row.rss_mib:.0f} | {row.pss_mib:.0f} | {row.serve_pss_mib:.0f} | {row.uptime} |"
         )
     notes = [f"- {row.server}, {row.load}: {row.note}" for row in run.rows if row.note]
     return "\n".join([*lines, "", *notes])

@@ -136,11 +136,12 @@ def status_kib(pid: int, field: str = "VmRSS") -> int:
     return total
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size of `pid` and its children: the pages the processes share (the
-    interpreter, extension modules) counted once in all, not once in each."""
+def pss_kib(pid: int, *, alone: bool = False) -> int:
+    """Proportional set size of `pid` and its children (of `pid` alone with `alone`): the pages
+    the processes share (the interpreter, extension modules) counted once in all, not once in
+    each."""
     total = 0
-    for one in family(pid):
+    for one in [pid] if alone else family(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -203,6 +204,7 @@ class Running:
     pid: int
     peak_rss_mib: float = 0.0
     peak_pss_mib: float = 0.0  # the pages the processes share counted once (see pss_kib)
+    peak_serve_pss_mib: float = 0.0  # `serve`'s own share, without its children
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -230,6 +232,8 @@ def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Ite
             with contextlib.suppress(OSError):
                 running.peak_rss_mib = max(running.peak_rss_mib, rss_mib(process.pid))
                 running.peak_pss_mib = max(running.peak_pss_mib, pss_kib(process.pid) / 1024)
+                own = pss_kib(process.pid, alone=True) / 1024
+                running.peak_serve_pss_mib = max(running.peak_serve_pss_mib, own)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:

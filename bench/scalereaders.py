@@ -98,6 +98,7 @@ class Window:
     readers: WrkResult | None
     rss_mib: float
     pss_mib: float
+    serve_pss_mib: float
     expired: int
     detected: int
     load_start: str
@@ -266,7 +267,7 @@ def window(
                 record_gil(s.pid, profile, out)
             time.sleep(max(0.0, seconds - settle - profile))
         load_end = load_average()
-        rss, pss = s.peak_rss_mib, s.peak_pss_mib
+        rss, pss, serve_pss = s.peak_rss_mib, s.peak_pss_mib, s.peak_serve_pss_mib
     cursor_after = _detector_cursor(url)
     due_after = int(_scalar(url, COUNT_BEFORE, cut=cut))
     return Window(
@@ -277,6 +278,7 @@ def window(
         readers=read_results[0] if read_results else None,
         rss_mib=rss,
         pss_mib=pss,
+        serve_pss_mib=serve_pss,
         expired=due_before - due_after,
         detected=cursor_after - cursor_before,
         load_start=load_start,
@@ -298,9 +300,9 @@ def report(windows: list[Window]) -> str:
     lines = [
         "| store | server | round | intake req/s | p50 ms | p99 ms | max ms | non-2xx "
         "| reads/s | reads p50 ms | reads p99 ms | reads 503 | expired | detected | RSS MiB "
-        "| PSS MiB | load avg start → end |",
+        "| PSS MiB | serve's own PSS MiB | load avg start → end |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: | ---: | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w in windows:
         i, r = w.intake, w.readers
@@ -312,7 +314,8 @@ def report(windows: list[Window]) -> str:
         lines.append(
             f"| {w.store} | {w.server} | {w.round} | {i.rate:,.0f} | {i.p50_ms:.2f} | "
             f"{i.p99_ms:.2f} | {i.max_ms:.1f} | {i.status_errors} | {reads} | {w.expired:,} | "
-            f"{w.detected:,} | {w.rss_mib:.0f} | {w.pss_mib:.0f} | {w.load_start} → {w.load_end} |"
+            f"{w.detected:,} | {w.rss_mib:.0f} | {w.pss_mib:.0f} | {w.serve_pss_mib:.0f} | "
+            f"{w.load_start} → {w.load_end} |"
         )
     profiles = [f"- {w.store}, {w.server}, round {w.round}: {w.profile}" for w in windows]
     return "\n".join([*lines, "", *[p for p in profiles if not p.endswith(": ")]])
