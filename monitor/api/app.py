@@ -15,6 +15,7 @@ from monitor.api.errors import handle_http_error, handle_monitor_error
 from monitor.api.read_process import ReadProcess
 from monitor.api.readslots import Endpoint, ReadSlots, limited
 from monitor.errors import MonitorError
+from monitor.observability.lograte import LogRate
 from monitor.runtime import ReadContext, Services
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -31,6 +32,9 @@ READ_ROUTES: tuple[tuple[str, Endpoint], ...] = (
     ("/v1/cleanup/plans/{plan_id}", cleanup.plan),
 )
 """The read API: answered within the read slots, by `serve`'s threads or its read process."""
+
+INTAKE_LOG_SECONDS = 10.0
+"""At most one log line per kind of refused notification this often (they count every one)."""
 
 EXCEPTION_HANDLERS = {MonitorError: handle_monitor_error, HTTPException: handle_http_error}
 
@@ -61,6 +65,7 @@ def create_app(
     app.state.reads = reads
     http = services.settings.http
     app.state.large_bodies = LargeBodies(http.large_body_slots)
+    app.state.intake_log_rate = LogRate(INTAKE_LOG_SECONDS)
     app.state.read_slots = ReadSlots(
         http.read_slots, http.read_queue, http.read_wait_seconds, services.metrics.read_rejected
     )

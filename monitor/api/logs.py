@@ -16,6 +16,7 @@ from monitor.api.body import LargeBodies, read_limited
 from monitor.api.errors import error_response
 from monitor.errors import MonitorError
 from monitor.ingest.shipped import parse_shipped
+from monitor.observability.lograte import LogRate
 from monitor.pipeline.log_ingest import LineLimits, LogStream
 from monitor.runtime import Services
 from monitor.store.quarantine import combine
@@ -42,7 +43,9 @@ async def receive(request: Request) -> Response:
             del body
             fed = await run_in_threadpool(stream.feed_screened, list(batch.lines))
     except MonitorError as exc:
-        log.warning("log batch refused", code=exc.code, remote_ip=remote)
+        log_rate: LogRate = request.app.state.intake_log_rate
+        if (held := log_rate.admit(f"logs {exc.code}")) is not None:
+            log.warning("log batch refused", code=exc.code, remote_ip=remote, held_back=held)
         return error_response(exc)
     parts = [
         (

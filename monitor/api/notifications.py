@@ -5,6 +5,8 @@ from which the applier stores its events (idempotent on the event id) or quarant
 cannot be used; so the answer costs one small append, whatever the store holds or is busy
 with. 401 and 413 are the only refusals; 503 when the inbox cannot commit or holds more than
 `notifications.inbox_max` bodies not yet applied (the registry keeps the event and retries).
+Refusals are logged at most once per code every 10 s (monitor/observability/lograte.py); the
+intake counters count every one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from monitor.api.auth import require_token
 from monitor.api.body import LargeBodies, read_limited
 from monitor.api.errors import error_response
 from monitor.errors import Busy, MonitorError, StoreUnavailable
+from monitor.observability.lograte import LogRate
 from monitor.runtime import Services
 
 log = structlog.get_logger("monitor.api.notifications")
@@ -64,10 +67,16 @@ async def _receive(request: Request, services: Services) -> Response:
         )
     except StoreUnavailable as exc:
         services.metrics.store_errors.labels(operation="intake").inc()
-        log.error("notification not stored", detail=exc.details.get("error"))
+        log_rate: LogRate = request.app.state.intake_log_rate
+        if (held := log_rate.admit("not stored")) is not None:
+            log.error("notification not stored", detail=exc.details.get("error"), held_back=held)
         return error_response(exc)
     except MonitorError as exc:
-        log.warning("notification refused", code=exc.code, remote_ip=_client_ip(request))
+        log_rate = request.app.state.intake_log_rate
+        if (held := log_rate.admit(exc.code)) is not None:
+            log.warning(
+                "notification refused", code=exc.code, remote_ip=_client_ip(request), held_back=held
+            )
         return error_response(exc)
     # The body is durable; the applier parses it and stores its events (or quarantines it).
     return Response(_QUEUED, media_type="application/json")

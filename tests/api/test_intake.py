@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from monitor.main import build_app, build_services
+from monitor.observability.lograte import LogRate
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import inbox_path
@@ -393,3 +394,45 @@ class TestLogs:
         assert ["notification refused", "notification quarantined"] == [e["event"] for e in logs]
         assert "guessed-token-123" not in text
         assert "s3cret" not in text
+
+
+class TestRefusalLog:
+    def test_refusals_are_logged_once_per_code_and_interval_and_all_counted(
+        self, client: TestClient, services: Services
+    ) -> None:
+        """A registry refused sends again at once: the log keeps one line per code every 10 s,
+        the next one says how many it held back, and the counter counts every refusal."""
+        from structlog.testing import capture_logs
+
+        now = [1000.0]
+        client.app.state.intake_log_rate = LogRate(10.0, clock=lambda: now[0])  # type: ignore[attr-defined]
+        wrong = {"Authorization": "Bearer wrong", "Content-Type": V1}
+        with capture_logs() as logs:
+            for _ in range(5):
+                assert (
+                    401
+                    == client.post(
+                        "/v1/notifications", content=first_post(), headers=wrong
+                    ).status_code
+                )
+            now[0] += 10.0
+            client.post("/v1/notifications", content=first_post(), headers=wrong)
+        assert [(e["event"], e["code"], e["held_back"]) for e in logs] == [
+            ("notification refused", "unauthorized", 0),
+            ("notification refused", "unauthorized", 4),
+        ]
+        metrics = client.get("/metrics").text
+        assert 'registry_monitor_intake_requests_total{code="401"} 6.0' in metrics
+
+
+class TestLogRate:
+    def test_one_line_per_key_and_interval_then_what_was_held_back(self) -> None:
+        now = [0.0]
+        rate = LogRate(10.0, clock=lambda: now[0])
+        assert [0, None, None] == [rate.admit("a") for _ in range(3)]
+        assert 0 == rate.admit("b")  # keys are held back apart
+        now[0] = 9.9
+        assert rate.admit("a") is None
+        now[0] = 10.0
+        assert 3 == rate.admit("a")
+        assert rate.admit("a") is None
