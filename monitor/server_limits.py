@@ -23,6 +23,8 @@ import h11
 import structlog
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from monitor.observability.lograte import LogRate
+
 log = structlog.get_logger("monitor.server")
 
 
@@ -72,15 +74,15 @@ class RateLimitedLoopErrors:
     """An event-loop exception handler: at most one log line per `interval` seconds."""
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self._interval = interval
-        self._clock = clock
-        self._last: float | None = None
-        self.suppressed = 0
+        self._rate = LogRate(interval, clock)
+
+    @property
+    def suppressed(self) -> int:
+        return self._rate.held("loop")
 
     def __call__(self, _loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        now = self._clock()
-        if self._last is not None and now - self._last < self._interval:
-            self.suppressed += 1
+        held = self._rate.admit("loop")
+        if held is None:
             return
         exc = context.get("exception")
         log.error(
@@ -88,10 +90,8 @@ class RateLimitedLoopErrors:
             message=str(context.get("message", ""))[:200],
             error=type(exc).__name__ if exc is not None else None,
             detail=str(exc)[:200] if exc is not None else None,
-            suppressed=self.suppressed,
+            suppressed=held,
         )
-        self._last = now
-        self.suppressed = 0
 
 
 def raise_open_files_limit() -> int:

@@ -130,14 +130,6 @@ class ReadProcess:
         self._not_before = 0.0
         self._closed = False
 
-    @property
-    def pid(self) -> int | None:
-        """The child's process id while one runs."""
-        child = self._child
-        if child is None or child.failed or child.process.poll() is not None:
-            return None
-        return child.process.pid
-
     async def answer(self, request: Request) -> Response:
         """The child's answer to `request`; StoreUnavailable (503) when it cannot answer."""
         child = await self._running()
@@ -212,10 +204,14 @@ class ReadProcess:
             free.put_nowait((reader, writer))
             writers.append(writer)
         child = _Child(process, free, writers, time.monotonic())
-        await write_frame(writers[0], self._settings)
+        try:
+            await write_frame(writers[0], self._settings)
+        except OSError as exc:  # the child is gone already
+            self._fail(child, exc)
+            raise StoreUnavailable("the read process is restarting; retry") from None
         return child
 
-    def _fail(self, child: _Child, error: BaseException | None) -> None:
+    def _fail(self, child: _Child, error: BaseException) -> None:
         if child.failed:
             return
         child.failed = True
@@ -226,12 +222,11 @@ class ReadProcess:
         self._failures = 1 if lived > 60 else self._failures + 1
         pause = RESTART_SECONDS[min(self._failures, len(RESTART_SECONDS)) - 1]
         self._not_before = time.monotonic() + pause
-        if error is not None:
-            log.error(
-                "read process ended; starting another",
-                error=type(error).__name__,
-                pause_seconds=pause,
-            )
+        log.error(
+            "read process ended; starting another",
+            error=type(error).__name__,
+            pause_seconds=pause,
+        )
         for writer in child.writers:
             writer.close()
         child.process.terminate()

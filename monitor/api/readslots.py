@@ -1,8 +1,9 @@
 """A bound on the read API: at most `http.read_slots` read requests are processed at once.
 
-A read builds its page in a worker thread of the process that answers intake. Each one running
-takes a core, the GIL and the memory of its page away from the event loop and the store writer,
-so eight readers at once delayed every notification by hundreds of milliseconds. Here the others
+Each read running takes a store connection, a core and the memory of its page, in the read
+process (monitor/api/read_process.py) or, with `http.reads: thread`, in a worker thread of the
+process that answers intake, where it also takes the GIL from the event loop (eight readers at
+once delayed every notification by hundreds of milliseconds). Here the others
 wait in a queue of `http.read_queue` for at most `http.read_wait_seconds`; a request that finds
 the queue full, or waits longer, is answered 503 with `Retry-After` (counted in
 `registry_monitor_read_rejected_total`, not as a store error). Intake never waits here.

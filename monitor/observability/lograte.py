@@ -32,3 +32,7 @@ class LogRate:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+    def held(self, key: str) -> int:
+        """Lines for `key` held back since the last one that went out."""
+        return self._held.get(key, 0)
