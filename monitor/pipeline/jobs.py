@@ -7,8 +7,8 @@
     deliver            every alerting.interval_seconds        -  (rows taken FOR UPDATE SKIP LOCKED)
     follow-logs        every logs.poll_seconds                -
     expire-events      cron retention.schedule                -  (idempotent; batches through
-                                                                the writer, waiting while the
-                                                                intake inbox is behind)
+                                                                the writer, ends when serve
+                                                                stops)
     cleanup-reconcile  cron cleanup.reconcile_schedule        cleanup.lock_seconds
     cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds
     cleanup-apply      cron cleanup.apply_schedule            cleanup.lock_seconds
@@ -35,7 +35,7 @@ from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_and_wait
 from monitor.pipeline.detection import detect_backlog
-from monitor.pipeline.housekeeping import YIELD_BACKLOG, IntakeFirst, expire, heartbeat
+from monitor.pipeline.housekeeping import expire, heartbeat
 from monitor.pipeline.log_ingest import FollowJob, LineLimits
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import Job
@@ -172,14 +172,9 @@ def _detect(services: Services) -> float | None:
 
 
 def _expire(services: Services, stopping: threading.Event) -> None:
-    inbox_max = services.settings.notifications.inbox_max
     expire(
         services.writer.transact,
         now=services.clock(),
         days=services.settings.retention.events_days,
-        intake=IntakeFirst(
-            backlog=services.inbox.backlog,
-            wait=stopping.wait,
-            backlog_max=max(min(YIELD_BACKLOG, inbox_max // 10), 1),
-        ),
+        rest=stopping.wait,
     )

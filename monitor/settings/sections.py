@@ -208,9 +208,9 @@ class InputSettings:
 class RetentionSettings:
     events_days: int = setting(
         180,
-        "Raw events older than this many days are deleted, 500 at a time; a batch waits (up to "
-        "60 s) while the intake inbox holds over 1,000 bodies (or a tenth of its maximum). "
-        "Per-tag state and daily roll-ups (`GET /v1/stats/daily`) are kept.",
+        "Raw events older than this many days are deleted, 500 at a time, the job resting as "
+        "long as each batch took; per-tag state and daily roll-ups (`GET /v1/stats/daily`) are "
+        "kept.",
     )
     schedule: str = setting(
         "17 3 * * *", "Cron (UTC, 5 fields) of the expiry of raw events; empty: never."
