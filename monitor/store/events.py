@@ -19,7 +19,7 @@ from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.ingest.requestlog import event_match_key
 from monitor.store.dialect import dialect_of, in_list_chunks, upsert
-from monitor.store.pages import fetch_page, matching
+from monitor.store.pages import SCAN_ROWS, fetch_page, fetch_scanned_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 from monitor.store.tags import fill_rebuilt_push
@@ -284,6 +284,11 @@ class EventFilter:
     reconstructed: bool | None = None
 
 
+_EQUAL = ("action", "repository", "tag", "actor", "remote_ip", "source", "reconstructed")
+_INDEXED = ("actor", "remote_ip", "repository", "action")
+"""Filters an index serves (each leads one with `occurred_at`), the likeliest narrowest first."""
+
+
 def query_events(
     session: Session,
     *,
@@ -291,21 +296,50 @@ def query_events(
     limit: int,
     cursor: str | None = None,
     ascending: bool = False,
+    scan_rows: int = SCAN_ROWS,
 ) -> tuple[list[StoredEvent], str | None]:
-    """A page of events, newest first (or oldest first), and the cursor of the next page."""
+    """A page of events, newest first (or oldest first), and the cursor of the next page.
+
+    The filters one index serves (the first of `_INDEXED` given, and the time range) select the
+    rows; any other filter is checked on at most `scan_rows` of them, so a page whose filter
+    matches rarely ends early (monitor.store.pages.SCAN_ROWS) instead of walking the table."""
     row = EventRow
-    equal = ("action", "repository", "tag", "actor", "remote_ip", "source", "reconstructed")
-    query = matching(select(row), row, where, equal=equal, time=row.occurred_at)
-    rows, next_cursor = fetch_page(
+    given = [name for name in _EQUAL if getattr(where, name) is not None]
+    lead = next((name for name in _INDEXED if name in given), None)
+    rest = [name for name in given if name != lead]
+    if not rest:
+        query = matching(select(row), row, where, equal=_EQUAL, time=row.occurred_at)
+        rows, next_cursor = fetch_page(
+            session,
+            query,
+            time=row.occurred_at,
+            key=row.id,
+            limit=limit,
+            cursor=cursor,
+            ascending=ascending,
+        )
+        return [_event(r) for r in rows], next_cursor
+    wanted = tuple(getattr(where, name) for name in rest)
+    window = matching(
+        select(row.id, row.occurred_at, *(getattr(row, name) for name in rest)),
+        row,
+        where,
+        equal=() if lead is None else (lead,),
+        time=row.occurred_at,
+    )
+    ids, next_cursor = fetch_scanned_page(
         session,
-        query,
+        window,
+        lambda values: tuple(values[2:]) == wanted,
         time=row.occurred_at,
         key=row.id,
         limit=limit,
         cursor=cursor,
         ascending=ascending,
+        scan_rows=scan_rows,
     )
-    return [_event(r) for r in rows], next_cursor
+    found = {r.id: r for r in session.scalars(select(row).where(row.id.in_(ids)))} if ids else {}
+    return [_event(found[i]) for i in ids if i in found], next_cursor
 
 
 EXPIRE_BATCH = 500

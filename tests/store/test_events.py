@@ -88,6 +88,95 @@ class TestQueryEvents:
             decode_cursor(cursor)
 
 
+ScanCase = dict[str, object]
+SCANNED_FILTERS: list[ScanCase] = [
+    {"tag": "1.0"},
+    {"tag": "no-such-tag"},
+    {"source": "log"},
+    {"source": "notification", "tag": "latest"},
+    {"reconstructed": False},
+    {"reconstructed": True},
+    {"repository": "team/app", "tag": "1.0"},
+    {"repository": "team/app", "action": "pull"},
+    {"actor": "bob", "action": "pull", "tag": "1.0"},
+    {"remote_ip": "127.0.0.1", "source": "log"},
+    {"action": "push", "source": "notification"},
+]
+
+
+def matches(event: Event, where: ScanCase) -> bool:
+    return all(
+        (getattr(event, name).value if name in ("action", "source") else getattr(event, name))
+        == value
+        for name, value in where.items()
+    )
+
+
+class TestScannedPages:
+    """A filter no index serves is checked on a bounded number of rows per page."""
+
+    @pytest.mark.parametrize("where", SCANNED_FILTERS, ids=str)
+    @pytest.mark.parametrize("ascending", [False, True])
+    def test_following_cursors_gives_the_straightforward_answer(
+        self, stored_mix: tuple[Services, list[Event]], where: ScanCase, ascending: bool
+    ) -> None:
+        """Pages of 3 that each examine at most 7 rows, followed to the end, hold exactly the
+        events that match, in order: those a plain filter over every event keeps."""
+        services, _ = stored_mix
+        with services.session_factory() as session:
+            everything, _ = query_events(
+                session, where=EventFilter(), limit=1000, ascending=ascending
+            )
+            expected = [e.id for e in everything if matches(e.event, where)]
+            seen: list[int] = []
+            cursor = None
+            for _ in range(200):
+                page, cursor = query_events(
+                    session,
+                    where=EventFilter(**where),  # type: ignore[arg-type]
+                    limit=3,
+                    cursor=cursor,
+                    ascending=ascending,
+                    scan_rows=7,
+                )
+                assert len(page) <= 3
+                seen.extend(e.id for e in page)
+                if cursor is None:
+                    break
+        assert expected == seen
+
+    def test_a_page_ends_once_it_examined_its_rows(self, stored: Services) -> None:
+        """With nothing matching, each page examines 10 of the 43 events and comes back empty
+        with a cursor, until the last one."""
+        pages: list[tuple[int, bool]] = []
+        cursor = None
+        with stored.session_factory() as session:
+            while True:
+                page, cursor = query_events(
+                    session,
+                    where=EventFilter(tag="no-such-tag"),
+                    limit=5,
+                    cursor=cursor,
+                    scan_rows=10,
+                )
+                pages.append((len(page), cursor is not None))
+                if cursor is None:
+                    break
+        assert [(0, True)] * 4 + [(0, False)] == pages
+
+    def test_a_page_that_fills_up_stops_there(self, stored: Services) -> None:
+        """A page finds its `limit` events before its rows run out: the next page starts after
+        its last event, as without the bound."""
+        with stored.session_factory() as session:
+            bounded, cursor = query_events(
+                session, where=EventFilter(tag="1.0"), limit=2, scan_rows=1000
+            )
+            rest, _ = query_events(session, where=EventFilter(tag="1.0"), limit=1000, cursor=cursor)
+            everything, _ = query_events(session, where=EventFilter(tag="1.0"), limit=1000)
+        assert 2 == len(bounded) and cursor is not None
+        assert [e.id for e in everything] == [e.id for e in bounded + rest]
+
+
 class TestExpiry:
     def test_old_events_go_and_tag_state_stays(self, stored: Services) -> None:
         """Expiry deletes raw events before the cut and nothing else."""
