@@ -167,6 +167,17 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
         out["rss_after_stats_mib"] = _rss(server.pid)
         out["tags_page"] = _times(base + "/v1/tags", 2)
         out["events_page"] = _times(base + "/v1/events?limit=1000", 3)
+        # Filters no index serves, matching rarely or never: each page examines a bounded
+        # number of events (monitor.store.pages.SCAN_ROWS) instead of walking the table.
+        rare = {
+            "tag_never_used": "tag=no-such-tag",
+            "reconstructed": "reconstructed=true",
+            "busiest_repository_tag_never_used": f"repository={meta['busiest']}&tag=no-such-tag",
+            "busiest_repository_deletes": f"repository={meta['busiest']}&action=delete",
+        }
+        out["events_rare_filters"] = {
+            name: _times(f"{base}/v1/events?{query}", 3) for name, query in rare.items()
+        }
         out["rss_after_reads_mib"] = _rss(server.pid)
         return out
     finally:
