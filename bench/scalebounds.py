@@ -280,8 +280,8 @@ def measure_detection(
     passes judging the `backlog`, as `serve` would."""
     from sqlalchemy import create_engine, text
 
-    from monitor.main import build_detector
     from monitor.pipeline import detection
+    from monitor.pipeline.detection import build_detector
     from monitor.settings import load_settings
 
     engine = create_engine(url)

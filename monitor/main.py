@@ -25,19 +25,17 @@ from monitor.alerting.throttle import Budget
 from monitor.api.app import Lifespan, create_app
 from monitor.api.read_process import ReadProcess
 from monitor.clock import Clock, utc_now
-from monitor.detect.config import load_detect_config
-from monitor.detect.engine import Detector
-from monitor.detect.roles import load_roles
 from monitor.observability.audit_metrics import AuditCollector
 from monitor.observability.collectors import StoreCollector
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.applier import Applier, IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess, ForkedApplier
+from monitor.pipeline.detection import build_detector
 from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
 from monitor.runtime import Services
-from monitor.settings import AlertingSettings, DetectSettings, RegistrySettings, Settings
+from monitor.settings import AlertingSettings, RegistrySettings, Settings
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.inboxes import make_inbox
 from monitor.store.migrate import upgrade_apart
@@ -60,11 +58,6 @@ def build_notifier(settings: AlertingSettings) -> Notifier | None:
             settings.slack_webhook_url.reveal(), timeout=settings.timeout_seconds
         )
     return None
-
-
-def build_detector(settings: DetectSettings) -> Detector:
-    config = load_detect_config(settings.rules_file, allow_cidrs=settings.allow_cidrs)
-    return Detector(config, load_roles(settings.roles_file))
 
 
 def build_registry_debug(
@@ -137,6 +130,7 @@ def build_services(
             quarantine_max_rows=settings.input.quarantine_max_rows,
             skew=skew,
             max_events=settings.input.max_events_per_body,
+            detect=settings.detect,
         )
         applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
     else:

@@ -9,7 +9,7 @@ from monitor.cli.errors import CommandError
 from monitor.cli.output import show, when
 from monitor.cli.session import store_session
 from monitor.detect.engine import replay_in_order
-from monitor.main import build_detector
+from monitor.pipeline.detection import build_detector
 from monitor.settings import Settings
 from monitor.store.events import judged_events_between
 

@@ -2,9 +2,9 @@
 
 The intake applier runs in a process of its own (monitor/pipeline/applier_process.py) with the
 same store writer as in-process, which counts what it stores through `Metrics`. There, `Metrics`
-is made of relays: each `inc`/`observe` is recorded as a small tuple, the tuples go to the
-parent with each applied batch, and the parent replays them on its own metrics, so `/metrics`
-shows one process's counts whichever process did the work.
+is made of relays: each `inc`/`observe`/`set` is recorded as a small tuple, the tuples go to
+the parent with each applied batch, and the parent replays them on its own metrics, so
+`/metrics` shows one process's counts whichever process did the work.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from monitor.observability.metrics import Metrics
 # (field of Metrics, sorted label pairs, method, value)
 Op = tuple[str, tuple[tuple[str, str], ...], str, float]
 
-METHODS = frozenset({"inc", "observe"})  # all the store writer and the applier call
+METHODS = frozenset({"inc", "observe", "set"})  # all the writer, applier and detection call
 FIELDS = frozenset(f.name for f in dataclasses.fields(Metrics) if f.name != "registry")
 
 
@@ -41,6 +41,9 @@ class _Relay:
 
     def observe(self, amount: float) -> None:
         self._ops.append((self._name, self._labels, "observe", amount))
+
+    def set(self, value: float) -> None:
+        self._ops.append((self._name, self._labels, "set", value))
 
 
 def relay_metrics(ops: deque[Op]) -> Metrics:

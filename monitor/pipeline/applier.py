@@ -75,6 +75,10 @@ class Applier(Protocol):
     """What the service starts, wakes and stops: `IntakeApplier` (a thread of this process) or
     `ApplierProcess` (the same, in a process of its own; monitor/pipeline/applier_process.py)."""
 
+    @property
+    def detects(self) -> bool:
+        """Whether it also runs the detection passes (then `serve` does not)."""
+
     def start(self) -> None: ...
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -91,6 +95,8 @@ class IntakeApplier:
     """Applies the inbox on its own thread; `wake()` after an append, `start()`/`stop()`.
 
     `on_applied(items)` runs on that thread after each batch is committed."""
+
+    detects = False  # `serve` runs detection on a thread of its own beside this one
 
     def __init__(
         self,

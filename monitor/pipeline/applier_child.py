@@ -1,7 +1,9 @@
 """The intake applier's child process (see applier_process.py): `python -m
 monitor.pipeline.applier_child FD`, FD its end of the socket pair to the answering process.
 
-It imports only what applying needs: the store, the parsers and the writer."""
+It imports what applying needs (the store, the parsers and the writer) and, when `serve` asks
+for it (`ApplierConfig.detect`), runs the detection passes too, so that judging events never
+takes the answering process's interpreter."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
 from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig
+from monitor.pipeline.detection import build_detector, detection_job
+from monitor.pipeline.scheduler import JobRunner
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.inbox import InboxItem
 from monitor.store.inboxes import make_inbox
@@ -82,9 +86,28 @@ def run(connection: Connection) -> None:
         max_events=config.max_events,
         on_applied=report,
     )
+    detection = None
+    if config.detect is not None:
+        job = detection_job(
+            config.detect,
+            session_factory=session_factory,
+            detector=build_detector(config.detect),
+            clock=utc_now,
+            metrics=metrics,
+            transact=writer.transact,
+        )
+        detection = JobRunner(
+            [job],
+            session_factory=session_factory,
+            holder=config.receiver,
+            clock=utc_now,
+            metrics=metrics,
+        )
     writer.start()
     inbox.open_applying()
     applier.start()
+    if detection is not None:
+        detection.start()
     try:
         while True:
             if connection.poll(FLUSH_SECONDS):
@@ -97,6 +120,8 @@ def run(connection: Connection) -> None:
     except (EOFError, OSError):
         pass  # the parent is gone: stop as asked
     finally:
+        if detection is not None:
+            detection.stop(timeout=2.0)  # a pass cut short is rolled back; the next resumes
         applier.stop()
         inbox.close()
         writer.stop()

@@ -44,7 +44,7 @@ import structlog
 from monitor.children import ChildProcess, ForkedChild, end_child, fork_child
 from monitor.observability.metrics import Metrics
 from monitor.observability.relay import replay
-from monitor.settings.sections import DatabaseSettings, LoggingSettings
+from monitor.settings.sections import DatabaseSettings, DetectSettings, LoggingSettings
 from monitor.store.inbox import Inbox
 
 log = structlog.get_logger("monitor.pipeline.applier_process")
@@ -63,6 +63,8 @@ class ApplierConfig:
     quarantine_max_rows: int
     skew: timedelta
     max_events: int
+    detect: DetectSettings | None = None
+    """When set, the child also runs the detection passes (`serve`'s `detect` job)."""
 
 
 @dataclasses.dataclass
@@ -116,6 +118,10 @@ class ApplierProcess:
         self._wake_sent = False
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+
+    @property
+    def detects(self) -> bool:
+        return self._config.detect is not None
 
     @property
     def pid(self) -> int | None:

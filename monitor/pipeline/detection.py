@@ -30,10 +30,14 @@ from sqlalchemy.orm import Session
 from monitor.alerting.outbox import Kind
 from monitor.alerts import Alert, Digest, Mode
 from monitor.clock import Clock
+from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
+from monitor.detect.roles import load_roles
 from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
+from monitor.settings import DetectSettings
 from monitor.store.alerts import evidence_rows_many, resolve_quiet, upsert_alerts
 from monitor.store.detector_state import (
     DEFAULT_DETECTOR,
@@ -224,15 +228,35 @@ def detect_once(services: Services) -> None:
     record_detection(services.metrics, report, now)
 
 
-def detect_backlog(services: Services) -> bool:
-    """Detection passes until caught up, growing while they come back full (at most 30 s);
-    True when it stopped with more left to judge."""
-    report = catch_up(
-        services.session_factory,
-        services.detector,
-        clock=services.clock,
-        settle=timedelta(seconds=services.settings.detect.settle_seconds),
-        on_pass=lambda pass_report, now: record_detection(services.metrics, pass_report, now),
-        transact=services.writer.transact,
-    )
-    return report.behind
+def build_detector(settings: DetectSettings) -> Detector:
+    """The detector the `detect` settings describe (rules and roles files read now)."""
+    config = load_detect_config(settings.rules_file, allow_cidrs=settings.allow_cidrs)
+    return Detector(config, load_roles(settings.roles_file))
+
+
+def detection_job(
+    settings: DetectSettings,
+    *,
+    session_factory: SessionFactory,
+    detector: Detector,
+    clock: Clock,
+    metrics: Metrics,
+    transact: Transact | None,
+) -> Job:
+    """The `detect` row of a job table: passes every `interval_seconds` once caught up, back to
+    back (at most 30 s each run) while behind a backlog. `serve` runs it in the intake
+    applier's process when that is apart, else on a thread of its own."""
+    settle = timedelta(seconds=settings.settle_seconds)
+
+    def run() -> float | None:
+        report = catch_up(
+            session_factory,
+            detector,
+            clock=clock,
+            settle=settle,
+            on_pass=lambda pass_report, now: record_detection(metrics, pass_report, now),
+            transact=transact,
+        )
+        return 0.0 if report.behind else None
+
+    return Job("detect", run, interval=settings.interval_seconds, errors="detect")

@@ -3,7 +3,8 @@
     job                schedule (settings)                  lease
     heartbeat          every notifications.heartbeat_seconds  -  (each replica records itself)
     detect             every detect.interval_seconds          -  (the detector row is locked;
-                                                                at once while behind)
+                                                                at once while behind; in the
+                                                                applier's process when apart)
     deliver            every alerting.interval_seconds        -  (rows taken FOR UPDATE SKIP LOCKED)
     follow-logs        every logs.poll_seconds                -
     expire-events      cron retention.schedule                -  (idempotent; batches through
@@ -34,7 +35,7 @@ from monitor.pipeline.audit import audit_job, sources_from
 from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_and_wait
-from monitor.pipeline.detection import detect_backlog
+from monitor.pipeline.detection import detection_job
 from monitor.pipeline.housekeeping import expire, heartbeat
 from monitor.pipeline.log_ingest import FollowJob, LineLimits
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
@@ -55,13 +56,18 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
             interval=settings.notifications.heartbeat_seconds,
             errors="heartbeat",
         ),
-        Job(
-            "detect",
-            lambda: _detect(services),
-            interval=settings.detect.interval_seconds,
-            errors="detect",
-        ),
     ]
+    if not services.applier.detects:  # else the applier's process runs it
+        rows.append(
+            detection_job(
+                settings.detect,
+                session_factory=services.session_factory,
+                detector=services.detector,
+                clock=services.clock,
+                metrics=services.metrics,
+                transact=services.writer.transact,
+            )
+        )
     if services.notifier is None:
         log.warning("no Slack configured: alerts are stored and counted, not sent")
     else:
@@ -164,11 +170,6 @@ def _heartbeat(services: Services) -> None:
         now=services.clock(),
         interval=services.settings.notifications.heartbeat_seconds,
     )
-
-
-def _detect(services: Services) -> float | None:
-    """Caught up: wait the interval; still behind a backlog: run again at once."""
-    return 0.0 if detect_backlog(services) else None
 
 
 def _expire(services: Services, stopping: threading.Event) -> None:

@@ -18,6 +18,8 @@ def updates(metrics: Metrics) -> None:
     metrics.commit_seconds.observe(0.002)
     metrics.intake_apply_delay.observe(0.05)
     metrics.intake_apply_delay.observe(3.0)
+    metrics.detect_lag.set(12.5)  # detection, when it runs in the applier's process
+    metrics.detect_lag.set(0.5)
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,6 +57,15 @@ class TestRelay:
             ("quarantine_expired", (), "inc", 4.0),
         ] == increments
         assert 3 == len([op for op in taken if op[2] == "observe"])
+
+    def test_a_gauge_keeps_the_last_value_set(self) -> None:
+        """Gauges set in the child end at the child's last value, whatever came before."""
+        ops: deque[Op] = deque()
+        updates(relay_metrics(ops))
+        replayed = make_metrics(CollectorRegistry())
+        replayed.detect_lag.set(99.0)
+        replay(replayed, take(ops))
+        assert 0.5 == replayed.registry.get_sample_value("registry_monitor_detect_lag_seconds")
 
     def test_what_names_no_metric_is_ignored(self) -> None:
         metrics = make_metrics(CollectorRegistry())

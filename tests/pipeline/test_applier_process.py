@@ -6,17 +6,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from monitor.pipeline.applier_process import ApplierProcess
+from monitor.pipeline.jobs import job_table
 from monitor.runtime import Services
 from monitor.settings import Settings
 from tests.conftest import make_settings
 from tests.harness import TOKEN, MonitorProcess, running_monitor, wait_until
-from tests.store.test_inbox import V1, append, body, event_ids
+from tests.store.test_inbox import V1, append, body, event_ids, started
 
 
 @pytest.fixture
@@ -61,6 +63,58 @@ class TestChildProcess:
         assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
         assert services.applier.pid not in (None, first)
         assert 1 == sample(services, "registry_monitor_store_errors_total", operation="apply")
+
+
+class TestDetectionInTheChild:
+    def test_the_child_judges_what_it_stores_and_serve_runs_no_detect_job(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """With the applier in a process, detection runs there: `serve`'s job table has no
+        `detect` row, and an event from outside `detect.allow_cidrs` raises its alert, counted
+        in this process's `/metrics` with the detection lag."""
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process",
+            REGISTRY_MONITOR_DETECT_ALLOW_CIDRS="192.0.2.0/24",
+            REGISTRY_MONITOR_DETECT_SETTLE_SECONDS="0",
+        )
+        services = started(settings)
+        try:
+            assert services.applier.detects
+            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            assert "detect" not in jobs and "heartbeat" in jobs
+            append(services, body(1))
+
+            def alerted() -> bool:
+                return 1 <= sample(
+                    services,
+                    "registry_monitor_alerts_total",
+                    rule="source_not_allowed",
+                    severity="critical",
+                    mode="alert",
+                )
+
+            wait_until(alerted, timeout=30, what="the alert counted in this process")
+            lag = services.metrics.registry.get_sample_value("registry_monitor_detect_lag_seconds")
+            assert lag is not None and lag >= 0
+        finally:
+            services.stop()
+            services.engine.dispose()
+
+    def test_with_the_applier_on_a_thread_serve_runs_detection(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """`notifications.applier: thread`: the `detect` job stays in `serve`'s table."""
+        settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread")
+        services = started(settings)
+        try:
+            assert not services.applier.detects
+            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            assert "detect" in jobs
+        finally:
+            services.stop()
+            services.engine.dispose()
 
 
 def children_of(pid: int) -> list[int]:
