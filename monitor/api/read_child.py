@@ -84,11 +84,24 @@ async def _answer_all(
             scope = await read_frame(reader)
         except (asyncio.IncompleteReadError, OSError):
             return
-        status, headers, body = await answer(app, scope)
-        try:
-            await write_frame(writer, (status, headers, body, take(ops)))
-        except OSError:
+        if not await _reply(app, scope, writer, ops):
             return
+        del scope
+
+
+async def _reply(
+    app: Starlette, scope: dict[str, Any], writer: asyncio.StreamWriter, ops: deque[Op]
+) -> bool:
+    """Answers one request; False once `serve` is gone. Its own function, so the answer is
+    released as soon as it is sent: held by the loop above until the next request on the
+    channel, the body of a large answer (140 MB for the detail of a 517k-action plan) stayed
+    in this process, once per channel."""
+    status, headers, body = await answer(app, scope)
+    try:
+        await write_frame(writer, (status, headers, body, take(ops)))
+    except OSError:
+        return False
+    return True
 
 
 async def answer(app: Starlette, request: dict[str, Any]) -> tuple[int, list[Any], bytes]:
