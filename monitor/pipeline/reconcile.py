@@ -29,7 +29,7 @@ from monitor.alerts import Alert, Evidence, Severity
 from monitor.cleanup.registry_client import RegistryClient
 from monitor.clock import Clock
 from monitor.errors import RegistryError
-from monitor.events import Action, Event
+from monitor.events import Action, Event, format_timestamp
 from monitor.ingest.requestlog import pushes_to_resolve
 from monitor.observability.metrics import Metrics
 from monitor.pipeline.cleanup import open_registry
@@ -162,7 +162,8 @@ def lost_alert(events: list[Event], *, now: datetime) -> Alert:
         subject={"events": str(len(events))},
         summary=(
             f"The registry lost {len(events)} notifications ({parts}) between "
-            f"{first.isoformat()} and {last.isoformat()}; they were rebuilt from its log"
+            f"{format_timestamp(first)} and {format_timestamp(last)}; they were rebuilt from its "
+            "log"
         ),
         evidence=Evidence(),
         first_seen_at=now,

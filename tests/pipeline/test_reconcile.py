@@ -23,7 +23,7 @@ from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import RequestRecord
 from monitor.pipeline.housekeeping import expire
 from monitor.pipeline.log_ingest import backfill
-from monitor.pipeline.reconcile import reconcile_events, registry_tag_digest
+from monitor.pipeline.reconcile import lost_alert, reconcile_events, registry_tag_digest
 from monitor.runtime import Services
 from monitor.settings import CleanupSettings
 from monitor.settings.sections import Secret
@@ -371,3 +371,25 @@ class TestPushByTagDigestUnreachable:
         assert still_on_tag
         assert [None] * len(rebuilt) == [e.digest for e in rebuilt]
         assert (0, len(still_on_tag)) == (outcome.digests_resolved, outcome.digests_unresolved)
+
+
+def test_the_lost_notifications_message_names_its_span_in_utc() -> None:
+    """The Slack summary of rebuilt events counts them by action and gives the span they
+    occurred in as RFC 3339 UTC times, as every other time the monitor shows."""
+    at = datetime(2026, 11, 27, 4, 52, 5, 123456, tzinfo=UTC)
+    events = [
+        Event(
+            event_id=f"lost-{n}",
+            source=Source.LOG,
+            action=action,
+            occurred_at=at + timedelta(seconds=n),
+            repository="team/app",
+        )
+        for n, action in enumerate((Action.PUSH, Action.PULL, Action.PUSH))
+    ]
+    alert = lost_alert(events, now=at + timedelta(minutes=5))
+    assert (
+        "The registry lost 3 notifications (1 pull, 2 push) between "
+        "2026-11-27T04:52:05.123456Z and 2026-11-27T04:52:07.123456Z; "
+        "they were rebuilt from its log"
+    ) == alert.summary
