@@ -169,3 +169,59 @@ class TestChildMemory:
         size, held = asyncio.run(scenario())
         assert 32_000_000 == size
         assert held < 4_000_000
+
+    def test_a_child_gone_before_its_settings_is_counted_and_replaced(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """A first child that ended before `serve` sent it its settings costs that read a 503,
+        counted as a store error of the reads; the next read starts a fresh interpreter, which
+        answers."""
+        from prometheus_client import CollectorRegistry
+        from starlette.requests import Request
+
+        from monitor.api.read_process import ForkedReader, ReadProcess
+        from monitor.children import ForkedChild
+        from monitor.errors import StoreUnavailable
+        from monitor.observability.metrics import make_metrics
+        from tests.conftest import make_settings
+
+        settings = make_settings(db_url, tmp_path)
+        metrics = make_metrics(CollectorRegistry())
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child ends at once
+            os._exit(0)
+        gone = ForkedChild(pid)
+        gone.wait(10)
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        request = Request(
+            {
+                "type": "http",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/v1/tags",
+                "raw_path": b"/v1/tags",
+                "query_string": b"",
+                "headers": [],
+                "client": ("127.0.0.1", 1),
+                "server": ("127.0.0.1", 80),
+            }
+        )
+
+        async def scenario() -> tuple[str, float, int]:
+            reads = ReadProcess(settings, metrics, first=ForkedReader(gone, [ours]))
+            try:
+                try:
+                    await reads.answer(request)
+                    first = "answered"
+                except StoreUnavailable:
+                    first = "503"
+                counted = metrics.registry.get_sample_value(
+                    "registry_monitor_store_errors_total", {"operation": "read"}
+                )
+                second = await reads.answer(request)
+                return first, counted or 0.0, second.status_code
+            finally:
+                await reads.aclose()
+
+        assert ("503", 1.0, 200) == asyncio.run(scenario())
