@@ -43,6 +43,7 @@ class Metrics:
     pulls: Counter
     duplicates: Counter
     events_reconstructed: Counter
+    reconcile_digest_lookups: Counter
     quarantined: Counter
     quarantine_expired: Counter
     intake_requests: Counter
@@ -100,6 +101,13 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             f"{prefix}events_reconstructed_total",
             "Events the registry never delivered as notifications, rebuilt from its log "
             "(notifications lost in a restart, a crash or an outage).",
+            registry=registry,
+        ),
+        reconcile_digest_lookups=Counter(
+            f"{prefix}reconcile_digest_lookups_total",
+            "Pushes by tag rebuilt from the registry log whose digest was asked of the registry: "
+            "resolved, or unresolved (the tag is gone, or the registry could not be asked).",
+            ["outcome"],
             registry=registry,
         ),
         quarantined=Counter(

@@ -108,6 +108,7 @@ def resolve_push_digests(
     events: list[Event],
     open_lookup: OpenTagDigest,
     outcome: ReconcileOutcome,
+    metrics: Metrics | None = None,
 ) -> list[Event]:
     """`events` with the digest of each push by tag the registry can still tell filled in
     (the store is read first, in its own session; the registry is asked after it closed).
@@ -137,6 +138,10 @@ def resolve_push_digests(
         failed = exc
     outcome.digests_resolved += len(digests)
     outcome.digests_unresolved += len(wanted) - len(digests)
+    if metrics is not None:
+        lookups = metrics.reconcile_digest_lookups
+        lookups.labels(outcome="resolved").inc(len(digests))
+        lookups.labels(outcome="unresolved").inc(len(wanted) - len(digests))
     if failed is not None:
         log.warning(
             "could not ask the registry for the digests of rebuilt pushes",
@@ -212,7 +217,9 @@ def reconcile_events(
         outcome.requests_reconstructed += plan.examined - plan.matched
         events = plan.events
         if open_lookup is not None:
-            events = resolve_push_digests(session_factory, events, open_lookup, outcome)
+            events = resolve_push_digests(
+                session_factory, events, open_lookup, outcome, metrics=metrics
+            )
         outcome.events.extend(events)
         if dry_run:
             continue

@@ -328,6 +328,7 @@ class TestPushByTagDigestFromTheRegistry:
                 now=datetime.now(UTC) + timedelta(minutes=1),
                 settle_seconds=0,
                 open_lookup=registry_tag_digest(registry_settings(registry.url)),
+                metrics=services.metrics,
             )
         rebuilt = sorted(pushes_by_tag(reconstructed(services)), key=lambda e: e.occurred_at)
         assert [
@@ -337,9 +338,22 @@ class TestPushByTagDigestFromTheRegistry:
             ("gone", None),
         ] == [(e.tag, e.digest) for e in rebuilt]
         assert (2, 1) == (outcome.digests_resolved, outcome.digests_unresolved)
+        assert (2, 1) == lookups(services)
         with services.session_factory() as session:
             tags = {t.tag: t.digest for t in list_tags(session, repository="team/app")}
         assert layout.digests["app"] == tags["moved"] == tags["kept"]
+
+
+def lookups(services: Services) -> tuple[float, float]:
+    """`registry_monitor_reconcile_digest_lookups_total`: (resolved, unresolved)."""
+
+    def value(outcome: str) -> float:
+        found = services.metrics.registry.get_sample_value(
+            "registry_monitor_reconcile_digest_lookups_total", {"outcome": outcome}
+        )
+        return found or 0.0
+
+    return value("resolved"), value("unresolved")
 
 
 @pytest.mark.parametrize(("version", "log", "run"), RUNS, ids=RUN_IDS)
@@ -357,6 +371,7 @@ class TestPushByTagDigestUnreachable:
             now=end + timedelta(seconds=SETTLE + 1),
             settle_seconds=SETTLE,
             open_lookup=registry_tag_digest(registry_settings(f"http://127.0.0.1:{free_port()}")),
+            metrics=services.metrics,
         )
         rebuilt = pushes_by_tag(reconstructed(services))
         writes = sorted(
@@ -371,6 +386,7 @@ class TestPushByTagDigestUnreachable:
         assert still_on_tag
         assert [None] * len(rebuilt) == [e.digest for e in rebuilt]
         assert (0, len(still_on_tag)) == (outcome.digests_resolved, outcome.digests_unresolved)
+        assert (0, len(still_on_tag)) == lookups(services)
 
 
 def test_the_lost_notifications_message_names_its_span_in_utc() -> None:
