@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
-from monitor.main import build_services
 from monitor.pipeline.housekeeping import expire
 from monitor.pipeline.jobs import job_table
 from monitor.runtime import Services
+from monitor.settings import Settings
 from monitor.store.schema import EventRow
 from tests.conftest import make_settings
 from tests.fixture_events import scenario_events
@@ -26,6 +24,12 @@ STORED = 43  # the scenario's events, all older than a day at NOW
 def stored(services: Services) -> int:
     with services.session_factory() as session:
         return int(session.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """The services of these tests expire what is older than a day."""
+    return make_settings(db_url, tmp_path, REGISTRY_MONITOR_RETENTION_EVENTS_DAYS="1")
 
 
 @pytest.fixture
@@ -65,26 +69,11 @@ class TestExpiryStops:
         assert all(0 < seconds <= 1.0 for seconds in rests)
 
 
-@pytest.fixture
-def retention_services(db_url: str, tmp_path: Path) -> Iterator[Services]:
-    settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_RETENTION_EVENTS_DAYS="1")
-    built = build_services(settings, registry=CollectorRegistry(), migrate=True)
-    built.start()
-    try:
-        built.writer.submit(scenario_events()).result(timeout=30)
-        yield built
-    finally:
-        built.stop()
-        built.engine.dispose()
-
-
 class TestExpireJob:
-    def test_the_job_expires_what_retention_says(self, retention_services: Services) -> None:
+    def test_the_job_expires_what_retention_says(self, filled: Services) -> None:
         """`serve`'s expire-events job removes the events older than `retention.events_days`."""
         (job,) = [
-            j
-            for j in job_table(retention_services, stopping=threading.Event())
-            if j.name == "expire-events"
+            j for j in job_table(filled, stopping=threading.Event()) if j.name == "expire-events"
         ]
         job.run()
-        assert 0 == stored(retention_services)
+        assert 0 == stored(filled)
