@@ -2,20 +2,23 @@
 planning, detection and `detect replay` cost on N events, and the RSS of `serve` after reads.
 
     python -m bench.scalebounds [--events N] [--db sqlite|postgresql|both]
-        [--only serve,plan,detect,replay] [--backlog N]
+        [--only serve,plan,plan-detail,plan-tags,detect,replay] [--backlog N]
 
 Run from a checkout: the code measured is the `monitor` package of the current directory, so
 the same script measures an older revision when run from an export of it (`git archive`).
 Reads run against a `serve` process on the kept store (started with --no-migrate; run
 `python -m bench.scale build` first, which migrates the kept store forward). Planning and
 detection change the store, so they run on a copy named for this run (suffix
-`_bounds_<pid>_<time>`, so two runs at once never share one), dropped after.
+`_bounds_<pid>_<time>`, so two runs at once never share one), dropped after. With
+`plan,plan-detail`, a `serve` on that copy then reads the plan just stored through the API:
+its detail, every page of its decisions and actions, and its processes' memory after.
 Prints one JSON object per store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from bench.scaleload import pss_kib
 from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
 
 SUFFIX = "_bounds"
@@ -129,11 +134,13 @@ def _environment(url: str, data: Path) -> dict[str, str]:
     }
 
 
-def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
-    """`serve` on the kept store: scrapes, daily statistics, a tags page; RSS after."""
+@contextlib.contextmanager
+def _serving(url: str, kind: str) -> Iterator[tuple[str, int]]:
+    """A `serve` process on the store at `url` (its schema as it is), ready: its base URL and
+    process id; stopped after."""
     port = _free_port()
-    data = Path(tempfile.mkdtemp(prefix=f"bench-scalebounds-{store.kind}-"))
-    env = _environment(store.url(), data) | {"REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}"}
+    data = Path(tempfile.mkdtemp(prefix=f"bench-scalebounds-{kind}-"))
+    env = _environment(url, data) | {"REGISTRY_MONITOR_HTTP_ADDR": f"127.0.0.1:{port}"}
     server = subprocess.Popen(
         [sys.executable, "-m", "monitor", "serve", "--no-migrate"],
         env=env,
@@ -151,9 +158,46 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("serve did not come up") from None
                 time.sleep(0.2)
-        out: dict[str, Any] = {"rss_start_mib": _rss(server.pid)}
+        yield base, server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _family_pss_mib(pid: int) -> dict[str, float]:
+    """PSS of `serve` itself and of its whole family (the applier and the read process)."""
+    return {
+        "serve": round(pss_kib(pid, alone=True) / 1024, 1),
+        "family": round(pss_kib(pid) / 1024, 1),
+    }
+
+
+def measure_plan_detail(url: str, kind: str) -> dict[str, Any]:
+    """The newest stored plan through the API: its detail (the first page of each part), every
+    page of its decisions and of its actions, and the memory of `serve`'s processes after."""
+    with _serving(url, kind) as (base, pid):
+        request = urllib.request.Request(  # noqa: S310 (127.0.0.1 only)
+            base + "/v1/cleanup/plans?limit=1", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (127.0.0.1)
+            plan_id = json.loads(answer.read())["items"][0]["id"]
+        out: dict[str, Any] = {"pss_start_mib": _family_pss_mib(pid)}
+        out["detail"] = _times(f"{base}/v1/cleanup/plans/{plan_id}", 3)
+        for part in ("decisions", "actions"):
+            try:
+                out[f"{part}_all_pages"] = _walk(f"{base}/v1/cleanup/plans/{plan_id}/{part}", 1000)
+            except (OSError, KeyError, ValueError) as exc:  # a server without paging
+                out[f"{part}_all_pages"] = f"not available: {type(exc).__name__}"
+        out["pss_after_mib"] = _family_pss_mib(pid)
+        return out
+
+
+def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
+    """`serve` on the kept store: scrapes, daily statistics, a tags page; RSS after."""
+    with _serving(store.url(), store.kind) as (base, pid):
+        out: dict[str, Any] = {"rss_start_mib": _rss(pid)}
         out["metrics"] = _times(base + "/metrics", 10)
-        out["rss_after_metrics_mib"] = _rss(server.pid)
+        out["rss_after_metrics_mib"] = _rss(pid)
         end = datetime.fromisoformat(meta["end"]).date()
         daily = f"{base}/v1/stats/daily?until={end + timedelta(days=1)}"
         out["stats_daily"] = _times(daily, 3)
@@ -164,7 +208,7 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
                 out["tags_all_pages"] = _walk(base + "/v1/tags", 1000)
             except (OSError, KeyError, ValueError) as exc:  # a server without paging
                 out["paging"] = f"not available: {type(exc).__name__}"
-        out["rss_after_stats_mib"] = _rss(server.pid)
+        out["rss_after_stats_mib"] = _rss(pid)
         out["tags_page"] = _times(base + "/v1/tags", 2)
         out["events_page"] = _times(base + "/v1/events?limit=1000", 3)
         # Filters no index serves, matching rarely or never: each page examines a bounded
@@ -178,11 +222,8 @@ def measure_serve(store: Store, meta: dict[str, Any]) -> dict[str, Any]:
         out["events_rare_filters"] = {
             name: _times(f"{base}/v1/events?{query}", 3) for name, query in rare.items()
         }
-        out["rss_after_reads_mib"] = _rss(server.pid)
+        out["rss_after_reads_mib"] = _rss(pid)
         return out
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def copy_name(store: Store) -> str:
@@ -368,7 +409,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--only", default="serve,plan,detect,replay")
+    parser.add_argument("--only", default="serve,plan,plan-detail,detect,replay")
     parser.add_argument("--backlog", type=int, default=200_000)
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -390,6 +431,8 @@ def main() -> None:
             try:
                 if "plan" in only:
                     result["plan"] = measure_plan(url, meta)
+                if "plan" in only and "plan-detail" in only:
+                    result["plan_detail"] = measure_plan_detail(url, store.kind)
                 if "plan-tags" in only:
                     result["plan_tags_only"] = measure_plan(url, meta, TAG_POLICIES)
                 if "detect" in only:

@@ -34,6 +34,8 @@ PURE = (
     "monitor.cleanup.freed",
     "monitor.cleanup.stored_plan",
     "monitor.cleanup.stored_plan_v3",
+    "monitor.cleanup.stored_plan_v4",
+    "monitor.cleanup.plan_chunks",
     "monitor.cleanup.journal",
     "monitor.audit.model",
     "monitor.audit.registry_config",

@@ -30,6 +30,9 @@ READ_ROUTES: tuple[tuple[str, Endpoint], ...] = (
     ("/v1/audit", audit.audit),
     ("/v1/cleanup/plans", cleanup.plans),
     ("/v1/cleanup/plans/{plan_id}", cleanup.plan),
+    ("/v1/cleanup/plans/{plan_id}/decisions", cleanup.plan_decisions),
+    ("/v1/cleanup/plans/{plan_id}/actions", cleanup.plan_actions),
+    ("/v1/cleanup/plans/{plan_id}/journal", cleanup.plan_journal),
 )
 """The read API: answered within the read slots, by `serve`'s threads or its read process."""
 

@@ -104,6 +104,32 @@ class DigestAction:
     media_type: str | None = None
 
 
+def decision_dict(d: TagDecision) -> dict[str, Any]:
+    """A decision as the API and `--json` show it."""
+    return {
+        "repository": d.repository,
+        "tag": d.tag,
+        "digest": d.digest,
+        "decision": d.decision.value,
+        "reason": d.reason.value,
+        "policy": d.policy,
+        "detail": d.detail,
+        "text": d.text,
+    }
+
+
+def action_dict(a: DigestAction) -> dict[str, Any]:
+    """An action as the API and `--json` show it."""
+    return {
+        "repository": a.repository,
+        "digest": a.digest,
+        "tags": list(a.tags),
+        "reason": a.reason.value,
+        "policy": a.policy,
+        "media_type": a.media_type,
+    }
+
+
 class PlanHash:
     """A plan's id: a hash over its time and every action in order, fed as they come."""
 
@@ -156,30 +182,8 @@ class Plan:
             "plan_id": self.plan_id,
             "created_at": format_timestamp(self.created_at),
             "bytes_freed": self.bytes_freed,
-            "decisions": [
-                {
-                    "repository": d.repository,
-                    "tag": d.tag,
-                    "digest": d.digest,
-                    "decision": d.decision.value,
-                    "reason": d.reason.value,
-                    "policy": d.policy,
-                    "detail": d.detail,
-                    "text": d.text,
-                }
-                for d in self.decisions
-            ],
-            "actions": [
-                {
-                    "repository": a.repository,
-                    "digest": a.digest,
-                    "tags": list(a.tags),
-                    "reason": a.reason.value,
-                    "policy": a.policy,
-                    "media_type": a.media_type,
-                }
-                for a in self.actions
-            ],
+            "decisions": [decision_dict(d) for d in self.decisions],
+            "actions": [action_dict(a) for a in self.actions],
         }
 
     @classmethod

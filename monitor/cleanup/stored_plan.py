@@ -1,23 +1,18 @@
-"""The stored form of a plan: decisions grouped without digests, actions with theirs. Pure.
+"""The stored form of a plan: decisions grouped, actions with their digests, both in chunks
+that a page reads alone. Pure.
 
-Format 4 (`MAGIC`, then three parts each after its 4-byte length, then the digests):
-
-- a header (JSON): the format, when the plan was made and the bytes it frees;
-- the decisions (zlib, JSON): per repository, one group per (decision, reason, policy,
-  detail) listing its tags. No digest: apply needs only the actions' digests, and a tag the
-  plan deletes takes its digest from the action that names it (a delete group carries its
-  digests only when some action does not name them, which the planner never makes);
-- the actions (zlib, JSON): runs of consecutive actions of one repository, each action its
-  tags, reason, policy and media type (and its digest when that is not a SHA-256 digest in
-  lower-case hexadecimal);
-- the SHA-256 digests of the other actions, 32 bytes each in order: random bytes, which is
-  the floor of a stored plan's size (a plan of 43,889 deletes holds 1.4 MB of them).
+Format 5 (its layout and reading: monitor.cleanup.plan_chunks): a header with the index of
+the chunks, chunks of up to 1,000 decisions (grouped per repository by decision, reason,
+policy and detail; a deleted tag's digest is a reference to the same digest among the
+actions'), chunks of up to 1,000 actions, and the SHA-256 digests of the actions, 32 bytes
+each: random bytes, which are the floor of a stored plan's size (a plan of 43,889 deletes
+holds 1.4 MB of them).
 
 A plan loads back with the digests of the tags it does not delete gone (`as_stored`), and
 decisions per repository in tag order. `PlanWriter` writes a plan a repository at a time, so
 the whole plan never sits in memory; a diff needs only the previous plan's selection, which
-`decode_selection` reads from the decisions alone. Formats 2 and 3, with every tag's digest,
-are still read (monitor.cleanup.stored_plan_v3).
+`decode_selection` reads from the decisions alone. Formats 2, 3 and 4 are still read
+(monitor.cleanup.stored_plan_v3, monitor.cleanup.stored_plan_v4).
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ import dataclasses
 import re
 import struct
 import zlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -39,31 +33,49 @@ from monitor.cleanup.plan import (
     DigestAction,
     Plan,
     PlanHash,
-    Reason,
     Selection,
     TagDecision,
 )
+from monitor.cleanup.plan_chunks import (
+    CHUNK,
+    FORMAT,
+    LENGTH,
+    MAGIC,
+    PREFIX,
+    BytesSource,
+    Layout,
+    Source,
+    actions_page,
+    decisions_page,
+    decode_v5,
+    read_layout,
+    selection_v5,
+    short,
+)
 from monitor.cleanup.stored_plan_v3 import MAGIC_V3, decode_v3, selection_v3
+from monitor.cleanup.stored_plan_v4 import MAGIC_V4, decode_v4, selection_v4
 from monitor.errors import ParseError
 
-FORMAT = 4
-MAGIC = b"RMP4"
-_LENGTH = struct.Struct(">I")
-_PREFIX = "sha256:"
+__all__ = [
+    "MAGIC",
+    "EncodedPlan",
+    "PlanPages",
+    "PlanWriter",
+    "as_stored",
+    "canonical",
+    "decode",
+    "decode_selection",
+    "encode",
+    "encode_plan",
+]
+
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
-_DIGEST_BYTES = 32
 _LEVEL = 9
 _UNREADABLE = (zlib.error, ValueError, KeyError, TypeError, IndexError, struct.error)
 
 GroupKey = tuple[str, str, str | None, str]
-
-
-def _short(digest: str) -> str:
-    return digest[len(_PREFIX) :] if digest.startswith(_PREFIX) else "=" + digest
-
-
-def _long(short: str) -> str:
-    return short[1:] if short.startswith("=") else _PREFIX + short
+DigestRefs = dict[tuple[str, str], int]
+"""(repository, digest) to the position of the digest in the digests part."""
 
 
 def canonical(plan: Plan) -> Plan:
@@ -100,8 +112,15 @@ class EncodedPlan:
     selection: Selection
 
 
-def _named_by_actions(actions: Iterable[DigestAction]) -> dict[tuple[str, str], str]:
-    return {(a.repository, tag): a.digest for a in actions if a.tags for tag in a.tags}
+def _digest_refs(actions: Iterable[DigestAction], first: int) -> DigestRefs:
+    """Where the SHA-256 digests of `actions` go in the digests part, when the first of them
+    goes at `first`."""
+    refs: DigestRefs = {}
+    for action in actions:
+        if _SHA256.fullmatch(action.digest):
+            refs.setdefault((action.repository, action.digest), first)
+            first += 1
+    return refs
 
 
 class PlanWriter:
@@ -109,12 +128,12 @@ class PlanWriter:
 
     def __init__(self, created_at: datetime) -> None:
         self.created_at = created_at
-        self._decisions = zlib.compressobj(_LEVEL)
-        self._actions = zlib.compressobj(_LEVEL)
-        self._decision_parts = [self._decisions.compress(b"[")]
-        self._action_parts = [self._actions.compress(b"[")]
+        self._decision_chunks: list[tuple[int, bytes]] = []
+        self._action_chunks: list[tuple[int, int, bytes]] = []
+        self._decisions: list[tuple[str, TagDecision, int | str | None]] = []
+        self._actions: list[tuple[DigestAction, bool]] = []
         self._digests = bytearray()
-        self._first_decisions = self._first_actions = True
+        self._digest_count = 0
         self._hash = PlanHash(created_at)
         self.counts = {d.value: 0 for d in Decision}
         self.action_count = 0
@@ -128,38 +147,42 @@ class PlanWriter:
     ) -> None:
         """One repository's decisions (all of `repository`) and the actions that follow."""
         if decisions:
-            self._add_decisions(repository, decisions, _named_by_actions(actions))
+            self._add_decisions(repository, decisions, _digest_refs(actions, self._digest_count))
         self.add_actions(actions)
 
     def _add_decisions(
-        self,
-        repository: str,
-        decisions: Sequence[TagDecision],
-        named: dict[tuple[str, str], str],
+        self, repository: str, decisions: Sequence[TagDecision], refs: DigestRefs
     ) -> None:
-        groups: dict[GroupKey, list[TagDecision]] = defaultdict(list)
         counts, selection = self.counts, self.selection
-        for d in decisions:
-            groups[(d.decision.value, d.reason.value, d.policy, d.detail)].append(d)
+        for d in sorted(decisions, key=lambda d: d.tag):
             counts[d.decision.value] += 1
+            ref: int | str | None = None
             if d.decision is Decision.DELETE:
                 selection[TagRef(repository, d.tag)] = (d.reason, d.detail)
-        rows: list[list[Any]] = []
-        for key, members in groups.items():
-            row: list[Any] = [*key, [d.tag for d in members]]
-            if key[0] == Decision.DELETE.value:
-                digests = [
-                    "@" if named.get((repository, d.tag)) == d.digest else _short(d.digest or "")
-                    for d in members
-                ]
-                if any(digest != "@" for digest in digests):
-                    row.append(digests)
-            rows.append(row)
-        text = orjson.dumps([repository, rows])
-        self._decision_parts.append(
-            self._decisions.compress(text if self._first_decisions else b"," + text)
-        )
-        self._first_decisions = False
+                digest = d.digest or ""
+                ref = refs.get((repository, digest), short(digest))
+            self._decisions.append((repository, d, ref))
+            if len(self._decisions) == CHUNK:
+                self._flush_decisions()
+
+    def _flush_decisions(self) -> None:
+        if not self._decisions:
+            return
+        entries: dict[str, dict[GroupKey, list[Any]]] = {}
+        for repository, d, ref in self._decisions:
+            groups = entries.setdefault(repository, {})
+            key = (d.decision.value, d.reason.value, d.policy, d.detail)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [*key, []]
+                if d.decision is Decision.DELETE:
+                    group.append([])
+            group[4].append(d.tag)
+            if d.decision is Decision.DELETE:
+                group[5].append(ref)
+        text = orjson.dumps([[name, list(groups.values())] for name, groups in entries.items()])
+        self._decision_chunks.append((len(self._decisions), zlib.compress(text, _LEVEL)))
+        self._decisions = []
 
     def add_actions(self, actions: Sequence[DigestAction]) -> None:
         """Actions in plan order (consecutive ones of one repository stored as one run)."""
@@ -167,38 +190,53 @@ class PlanWriter:
             return
         self._hash.update(actions)
         self.action_count += len(actions)
-        runs: list[list[Any]] = []
         for action in actions:
+            sha256 = _SHA256.fullmatch(action.digest) is not None
+            self._digest_count += sha256
+            self._actions.append((action, sha256))
+            if len(self._actions) == CHUNK:
+                self._flush_actions()
+
+    def _flush_actions(self) -> None:
+        if not self._actions:
+            return
+        runs: list[list[Any]] = []
+        digests = 0
+        for action, sha256 in self._actions:
             row: list[Any] = [action.tags, action.reason, action.policy, action.media_type]
-            if _SHA256.fullmatch(action.digest):
-                self._digests += bytes.fromhex(action.digest[len(_PREFIX) :])
+            if sha256:
+                self._digests += bytes.fromhex(action.digest[len(PREFIX) :])
+                digests += 1
             else:
                 row.append(action.digest)
             if not runs or runs[-1][0] != action.repository:
                 runs.append([action.repository, []])
             runs[-1][1].append(row)
-        text = orjson.dumps(runs)[1:-1]
-        self._action_parts.append(
-            self._actions.compress(text if self._first_actions else b"," + text)
-        )
-        self._first_actions = False
+        packed = zlib.compress(orjson.dumps(runs), _LEVEL)
+        self._action_chunks.append((len(self._actions), digests, packed))
+        self._actions = []
 
     def finish(self, bytes_freed: int) -> EncodedPlan:
+        self._flush_decisions()
+        self._flush_actions()
         header = orjson.dumps(
             {
                 "format": FORMAT,
                 "created_at": self.created_at.isoformat(),
                 "bytes_freed": bytes_freed,
+                "decisions": [[count, len(packed)] for count, packed in self._decision_chunks],
+                "actions": [
+                    [count, digests, len(packed)] for count, digests, packed in self._action_chunks
+                ],
             }
         )
-        decisions = b"".join([*self._decision_parts, self._decisions.compress(b"]")])
-        decisions += self._decisions.flush()
-        actions = b"".join([*self._action_parts, self._actions.compress(b"]")])
-        actions += self._actions.flush()
         data = b"".join(
             [
                 MAGIC,
-                *(_LENGTH.pack(len(part)) + part for part in (header, decisions, actions)),
+                LENGTH.pack(len(header)),
+                header,
+                *(packed for _, packed in self._decision_chunks),
+                *(packed for _, _, packed in self._action_chunks),
                 self._digests,
             ]
         )
@@ -214,100 +252,31 @@ class PlanWriter:
 
 
 def encode_plan(plan: Plan) -> EncodedPlan:
-    """The stored form of a whole `plan` (format 4)."""
+    """The stored form of a whole `plan` (format 5)."""
     writer = PlanWriter(plan.created_at)
-    named = _named_by_actions(plan.actions)
+    refs = _digest_refs(plan.actions, 0)
     by_repository: dict[str, list[TagDecision]] = {}
     for decision in canonical(plan).decisions:
         by_repository.setdefault(decision.repository, []).append(decision)
     for repository, decisions in by_repository.items():
-        writer._add_decisions(repository, decisions, named)
+        writer._add_decisions(repository, decisions, refs)
     writer.add_actions(plan.actions)
     return writer.finish(plan.bytes_freed)
 
 
 def encode(plan: Plan) -> bytes:
-    """The compressed, grouped form of `plan` (format 4)."""
+    """The stored form of `plan` (format 5)."""
     return encode_plan(plan).data
-
-
-def _parts(data: bytes) -> tuple[dict[str, Any], list[bytes], bytes]:
-    """The header, the compressed parts after it, and the digests of a format 4 plan."""
-    offset = len(MAGIC)
-    parts: list[bytes] = []
-    for _ in range(3):
-        (length,) = _LENGTH.unpack_from(data, offset)
-        offset += _LENGTH.size
-        if offset + length > len(data):
-            raise ValueError("stored plan is cut short")
-        parts.append(data[offset : offset + length])
-        offset += length
-    header = orjson.loads(parts[0])
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError("not a stored plan of format 4")
-    return header, parts[1:], data[offset:]
-
-
-def _actions(packed: bytes, digests: bytes) -> tuple[DigestAction, ...]:
-    out: list[DigestAction] = []
-    offset = 0
-    for repository, rows in orjson.loads(zlib.decompress(packed)):
-        for row in rows:
-            tags, reason, policy, media_type = row[:4]
-            if len(row) == 5:
-                digest = str(row[4])
-            else:
-                raw = digests[offset : offset + _DIGEST_BYTES]
-                if len(raw) != _DIGEST_BYTES:
-                    raise ValueError("stored plan lacks the digests of its actions")
-                digest = _PREFIX + raw.hex()
-                offset += _DIGEST_BYTES
-            out.append(
-                DigestAction(repository, digest, tuple(tags), Reason(reason), policy, media_type)
-            )
-    if offset != len(digests):
-        raise ValueError("stored plan has digests no action names")
-    return tuple(out)
-
-
-def _decisions(packed: bytes, named: dict[tuple[str, str], str]) -> list[TagDecision]:
-    decisions: list[TagDecision] = []
-    for name, groups in orjson.loads(zlib.decompress(packed)):
-        mine: list[TagDecision] = []
-        for group in groups:
-            decision, reason, policy, detail, tags = group[:5]
-            kind, why = Decision(decision), Reason(reason)
-            found: list[str | None]
-            if kind is Decision.DELETE:
-                digests = group[5] if len(group) > 5 else ["@"] * len(tags)
-                found = [
-                    named[(name, tag)] if digest == "@" else _long(digest)
-                    for tag, digest in zip(tags, digests, strict=True)
-                ]
-            else:
-                found = [None] * len(tags)
-            mine.extend(
-                TagDecision(name, tag, digest, kind, why, policy, detail)
-                for tag, digest in zip(tags, found, strict=True)
-            )
-        mine.sort(key=lambda d: d.tag)
-        decisions.extend(mine)
-    return decisions
 
 
 def decode(data: bytes) -> Plan:
     """The plan stored as `data` (any format); ParseError when `data` is not one."""
     try:
-        if not data.startswith(MAGIC):
-            return decode_v3(data)
-        header, (decisions, actions), digests = _parts(data)
-        loaded = _actions(actions, digests)
-        return Plan(
-            datetime.fromisoformat(header["created_at"]),
-            tuple(_decisions(decisions, _named_by_actions(loaded))),
-            loaded,
-            int(header["bytes_freed"]),
-        )
+        if data.startswith(MAGIC):
+            return decode_v5(data)
+        if data.startswith(MAGIC_V4):
+            return decode_v4(data)
+        return decode_v3(data)
     except _UNREADABLE as exc:  # JSONDecodeError is a ValueError
         raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
 
@@ -316,16 +285,71 @@ def decode_selection(data: bytes) -> Selection:
     """The tags the stored plan deletes with their reasons (`Plan.selection`), read from the
     decisions alone; ParseError when `data` is not a stored plan."""
     try:
-        if not data.startswith(MAGIC):
-            return selection_v3(data) if data.startswith(MAGIC_V3) else decode(data).selection()
-        _header, (decisions, _actions), _digests = _parts(data)
-        selection: Selection = {}
-        for name, groups in orjson.loads(zlib.decompress(decisions)):
-            for decision, reason, _policy, detail, tags, *_ in groups:
-                if decision == Decision.DELETE.value:
-                    why = Reason(reason)
-                    for tag in tags:
-                        selection[TagRef(name, tag)] = (why, detail)
-        return selection
+        if data.startswith(MAGIC):
+            return selection_v5(data)
+        if data.startswith(MAGIC_V4):
+            return selection_v4(data)
+        if data.startswith(MAGIC_V3):
+            return selection_v3(data)
+        return decode(data).selection()
     except _UNREADABLE as exc:
         raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+
+
+class PlanPages:
+    """Pages of one stored plan's decisions (in stored order) and actions (in plan order). A
+    plan in format 5 reads the header and the chunks a page spans from `source` (`size`
+    bytes), so a page costs the same in a plan of any size; one stored before is read and
+    decoded whole once; `plan` is one kept as a document. ParseError when the stored bytes
+    are not a plan."""
+
+    def __init__(
+        self, source: Source | None = None, size: int = 0, *, plan: Plan | None = None
+    ) -> None:
+        self._plan: Plan | None = plan
+        self._layout: Layout | None = None
+        self._source: Source = source or BytesSource(b"")
+        if source is None:
+            return
+        try:
+            if size >= len(MAGIC) and source.read(0, len(MAGIC)) == MAGIC:
+                self._layout = read_layout(source, size)
+            else:
+                self._plan = decode(source.read(0, size))
+        except _UNREADABLE as exc:
+            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+
+    @classmethod
+    def of(cls, data: bytes) -> PlanPages:
+        """Pages of the stored plan `data`."""
+        return cls(BytesSource(data), len(data))
+
+    @property
+    def decision_count(self) -> int:
+        if self._layout is not None:
+            return self._layout.decision_count
+        return len(self._plan.decisions) if self._plan is not None else 0
+
+    @property
+    def action_count(self) -> int:
+        if self._layout is not None:
+            return self._layout.action_count
+        return len(self._plan.actions) if self._plan is not None else 0
+
+    def decisions(self, start: int, limit: int) -> list[TagDecision]:
+        """Up to `limit` decisions from the `start`th."""
+        if self._layout is None:
+            return list(self._plan.decisions[start : start + limit]) if self._plan else []
+        try:
+            return decisions_page(self._source, self._layout, start, limit)
+        except _UNREADABLE as exc:
+            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+
+    def actions(self, start: int, limit: int) -> list[DigestAction]:
+        """Up to `limit` actions from the `start`th."""
+        if self._layout is None:
+            return list(self._plan.actions[start : start + limit]) if self._plan else []
+        try:
+            return actions_page(self._source, self._layout, start, limit)
+        except _UNREADABLE as exc:
+            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc

@@ -115,6 +115,12 @@ class JournalRow:
         return out
 
 
+def _journal_row(r: CleanupJournalRow) -> JournalRow:
+    return JournalRow(
+        r.plan_id, r.repository, r.tag, r.digest, r.action, r.outcome, r.reason, r.detail, r.at
+    )
+
+
 def list_journal(session: Session, *, plan_id: str) -> list[JournalRow]:
     """The audit rows of one plan, in the order they were written."""
     rows = session.scalars(
@@ -122,9 +128,21 @@ def list_journal(session: Session, *, plan_id: str) -> list[JournalRow]:
         .where(CleanupJournalRow.plan_id == plan_id)
         .order_by(CleanupJournalRow.id)
     )
-    return [
-        JournalRow(
-            r.plan_id, r.repository, r.tag, r.digest, r.action, r.outcome, r.reason, r.detail, r.at
+    return [_journal_row(r) for r in rows]
+
+
+def journal_page(
+    session: Session, *, plan_id: str, limit: int, after: int = 0
+) -> tuple[list[JournalRow], int | None]:
+    """Up to `limit` audit rows of one plan written after row `after`, in the order they were
+    written, and the row the next page goes on after (None after the last)."""
+    rows = list(
+        session.scalars(
+            select(CleanupJournalRow)
+            .where(CleanupJournalRow.plan_id == plan_id, CleanupJournalRow.id > after)
+            .order_by(CleanupJournalRow.id)
+            .limit(limit + 1)
         )
-        for r in rows
-    ]
+    )
+    page = rows[:limit]
+    return [_journal_row(r) for r in page], page[-1].id if len(rows) > limit else None

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 
 from monitor.cleanup.model import ManifestInfo, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
+from monitor.cleanup.plan_chunks import BytesSource, read_layout
 from monitor.cleanup.planner import Planner, plan
 from monitor.cleanup.stored_plan import (
     MAGIC,
@@ -61,6 +62,18 @@ FORMAT_3_PLAN = Plan(
         DigestAction("team/lib", "sha256:" + "01" * 32, (), Reason.UNTAGGED, "ci", None),
     ),
     123456,
+)
+
+
+# The same plan stored in format 4 by the code before format 5.
+FORMAT_4 = base64.b64decode(
+    "Uk1QNAAAAEp7ImZvcm1hdCI6NCwiY3JlYXRlZF9hdCI6IjIwMjYtMTEtMjBUMDM6MDA6MDArMDA6MDAiLCJieXRlc19m"
+    "cmVlZCI6MTIzNDU2fQAAAJ542lWOQQqDMBBFr1KyVootpYcJElL9iBgnQxwtvX2TsVl0k/yQ92a+tUbg16tnNo21hlMU"
+    "DILRNIZnIg3DnI/gBZtkqKa+z3lEgCB/n8GlPaAanLaCc2o7fbW309lpofimgsUDyU9wk+dqPS+j/1Txng11tGSYX1py"
+    "AQpeLrfGTVzCAJI64VHkozuX/ViK7q8h7SE0RsGb7ui/ZIxUVQAAAHJ42i2NUQrDIBBE77K/tYb0OiJhq1vZsK6SaM7f"
+    "bcnPDAyPNyHAIKwL9g4uhAD9eK7gfvWC6CCT0KDtmEK2JrYwVDjh4KbLpdm3xJ4rFvIVlT90Dn+tj/1sCjFGdx8Iv/8H"
+    "5pw6sBTKt1CniIHxC3SULkqrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urqwEBAQEBAQEBAQEBAQEBAQEBAQEB"
+    "AQEBAQEBAQEBAQEB"
 )
 
 
@@ -145,14 +158,13 @@ class TestStoredPlan:
 
     @staticmethod
     def _texts(data: bytes) -> bytes:
-        """The decompressed text of every zlib part of a format 4 plan."""
-        offset, out = len(MAGIC), [b""]
-        for index in range(3):
-            length = int.from_bytes(data[offset : offset + 4], "big")
-            part = data[offset + 4 : offset + 4 + length]
-            out.append(part if index == 0 else zlib.decompress(part))
-            offset += 4 + length
-        return b"\n".join(out)
+        """The header and the decompressed text of every chunk of a format 5 plan."""
+        layout = read_layout(BytesSource(data), len(data))
+        start = layout.decisions[0].offset if layout.decisions else layout.actions[0].offset
+        chunks = [*layout.decisions, *layout.actions]
+        return b"\n".join(
+            [data[:start], *(zlib.decompress(data[c.offset : c.offset + c.length]) for c in chunks)]
+        )
 
     def test_decisions_come_back_in_planner_order(self) -> None:
         """Decisions given out of order come back per repository (first seen) in tag order."""
@@ -204,6 +216,13 @@ class TestStoredPlan:
         loaded = decode(encode(given_plan))
         assert (given_plan, given_plan.plan_id) == (loaded, loaded.plan_id)
 
+    def test_format_4_still_loads(self) -> None:
+        """A plan stored in format 4 loads whole, and its selection reads from its decisions."""
+        assert (as_stored(FORMAT_3_PLAN), FORMAT_3_PLAN.selection()) == (
+            decode(FORMAT_4),
+            decode_selection(FORMAT_4),
+        )
+
     def test_format_3_still_loads_with_every_digest(self) -> None:
         """A plan stored by the format before loads whole, kept tags' digests included, and
         its selection reads from its decisions."""
@@ -225,6 +244,8 @@ class TestStoredPlan:
             encode(FORMAT_3_PLAN)[:-1],
             encode(FORMAT_3_PLAN) + b"\0" * 32,
             encode(FORMAT_3_PLAN)[:30],
+            FORMAT_4[:-1],
+            FORMAT_4[:30],
         ],
     )
     def test_unreadable_data_is_a_parse_error(self, data: bytes) -> None:
