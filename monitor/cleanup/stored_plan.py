@@ -113,12 +113,14 @@ class EncodedPlan:
 
 
 def _digest_refs(actions: Iterable[DigestAction], first: int) -> DigestRefs:
-    """Where the SHA-256 digests of `actions` go in the digests part, when the first of them
-    goes at `first`."""
+    """Where the SHA-256 digests of the `actions` that name tags go in the digests part, when
+    the first digest of `actions` goes at `first` (a deleted tag's digest is one of these;
+    untagged manifests, the bulk of a large plan, need no entry)."""
     refs: DigestRefs = {}
     for action in actions:
         if _SHA256.fullmatch(action.digest):
-            refs.setdefault((action.repository, action.digest), first)
+            if action.tags:
+                refs.setdefault((action.repository, action.digest), first)
             first += 1
     return refs
 

@@ -18,7 +18,6 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from monitor.cleanup.plan import Plan, Selection
-from monitor.cleanup.plan_chunks import BytesSource
 from monitor.cleanup.stored_plan import (
     EncodedPlan,
     PlanPages,
@@ -133,36 +132,31 @@ def require_plan(session: Session, plan_id: str) -> None:
 
 
 class _RowSource:
-    """The bytes of a plan stored in format 5, read from its row. PostgreSQL reads the slices
-    asked for (the column is stored out of line and not compressed again: a slice reads
-    only its own pages; the whole of a 517,836-action plan takes 0.2 s to read), SQLite the
-    whole value once, from its own file."""
+    """The bytes of a plan stored in format 5, read from its row a slice at a time: a page
+    never reads the whole value (17 MB for a plan of 517,836 actions; 0.2 s to read whole
+    from PostgreSQL, 20-30 ms from SQLite). PostgreSQL slices the column (stored out of line
+    and not compressed again, so a slice reads its own pages); SQLite reads through an
+    incremental blob handle on the row."""
 
     def __init__(self, session: Session, plan_id: str) -> None:
         self._session, self._plan_id = session, plan_id
-        self._slices = session.get_bind().dialect.name == "postgresql"
-        self._whole: BytesSource | None = None
-
-    def _data(self) -> BytesSource:
-        if self._whole is None:
-            data = self._session.scalar(
-                select(CleanupPlanRow.encoded).where(CleanupPlanRow.id == self._plan_id)
-            )
-            self._whole = BytesSource(data or b"")
-        return self._whole
+        self._postgres = session.get_bind().dialect.name == "postgresql"
+        self._rowid: int | None = None
 
     def read(self, offset: int, length: int) -> bytes:
-        if not self._slices:
-            return self._data().read(offset, length)
         return self.read_many([(offset, length)])[0]
 
     def read_many(self, spans: Sequence[tuple[int, int]]) -> list[bytes]:
-        if not self._slices:
-            return self._data().read_many(spans)
-        if not spans:
-            return []
         if any(offset < 0 or length < 0 for offset, length in spans):
             raise ValueError("stored plan is cut short")
+        if not spans:
+            return []
+        out = self._postgres_slices(spans) if self._postgres else self._sqlite_slices(spans)
+        if [len(part) for part in out] != [length for _, length in spans]:
+            raise ValueError("stored plan is cut short")
+        return out
+
+    def _postgres_slices(self, spans: Sequence[tuple[int, int]]) -> list[bytes]:
         found = self._session.execute(
             text(
                 "SELECT substr(p.encoded, s.o, s.n) FROM cleanup_plans AS p CROSS JOIN LATERAL"
@@ -175,9 +169,19 @@ class _RowSource:
                 "id": self._plan_id,
             },
         ).scalars()
-        out = [bytes(part) for part in found]
-        if [len(part) for part in out] != [length for _, length in spans]:
-            raise ValueError("stored plan is cut short")
+        return [bytes(part) for part in found]
+
+    def _sqlite_slices(self, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+        if self._rowid is None:
+            self._rowid = self._session.scalar(
+                text("SELECT rowid FROM cleanup_plans WHERE id = :id"), {"id": self._plan_id}
+            )
+        connection: Any = self._session.connection().connection.driver_connection
+        out: list[bytes] = []
+        with connection.blobopen("cleanup_plans", "encoded", self._rowid, readonly=True) as blob:
+            for offset, length in spans:
+                blob.seek(min(offset, len(blob)))
+                out.append(blob.read(length))
         return out
 
 
