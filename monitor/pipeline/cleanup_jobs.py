@@ -25,7 +25,7 @@ from monitor.pipeline.cleanup import (
 )
 from monitor.pipeline.scheduler import Job
 from monitor.settings import CleanupSettings
-from monitor.store.cleanup_plans import PlanState, latest_plan
+from monitor.store.cleanup_plans import PlanState, latest_summary
 from monitor.store.engine import SessionFactory
 
 log = structlog.get_logger("monitor.cleanup")
@@ -59,10 +59,9 @@ def _apply(
         return None
     now = clock()
     with session_factory() as session:
-        newest = latest_plan(session)
-    if newest is None:
+        summary = latest_summary(session)
+    if summary is None:
         return None
-    summary, _ = newest
     if summary.state is not PlanState.PLANNED:
         log.info("cleanup apply skipped: newest plan not pending", plan_id=summary.id)
         return None

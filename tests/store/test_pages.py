@@ -11,7 +11,7 @@ import pytest
 from monitor.cleanup.plan import DigestAction, Plan, Reason
 from monitor.errors import InvalidQuery
 from monitor.runtime import Services
-from monitor.store.cleanup_plans import latest_plan, query_plans, save_plan
+from monitor.store.cleanup_plans import latest_summary, query_plans, save_plan
 from monitor.store.pages import decode_cursor, encode_cursor
 
 T0 = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
@@ -51,15 +51,15 @@ class TestPlanPages:
                     break
         assert (plans, -(-7 // limit)) == (seen, pages)
 
-    def test_latest_plan_before_one_is_the_next_older(
+    def test_latest_summary_before_one_is_the_next_older(
         self, services: Services, plans: list[str]
     ) -> None:
-        """latest_plan(before=id) steps through the same order as the pages."""
+        """latest_summary(before=id) steps through the same order as the pages."""
         with services.session_factory() as session:
-            found = [latest_plan(session)]
+            found = [latest_summary(session)]
             while (last := found[-1]) is not None:
-                found.append(latest_plan(session, before=last[0].id))
-        assert plans == [f[0].id for f in found if f is not None]
+                found.append(latest_summary(session, before=last.id))
+        assert plans == [f.id for f in found if f is not None]
 
 
 class TestCursors:

@@ -3,15 +3,17 @@ and the planner's input streamed per repository exactly as a plain read of the t
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, delete, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
@@ -25,7 +27,9 @@ from monitor.pipeline.cleanup import make_plan as plan_and_store
 from monitor.store.cleanup_plans import (
     PlanState,
     latest_selection,
+    latest_summary,
     load_plan,
+    plan_pages,
     prune_plans,
     query_plans,
     save_plan,
@@ -105,6 +109,38 @@ class TestStoredPlans:
             latest = latest_selection(session)
         assert latest is not None
         assert (FORMAT_3_PLAN, FORMAT_3_PLAN.selection()) == (loaded, latest[1])
+
+    def test_summaries_never_read_the_stored_plans(self, engine: Engine) -> None:
+        """Listing plans, the newest summary and a plan's pages select no plan whole: a stored
+        plan is 17 MB at 517k actions (the pages read slices of it, by their own statements)."""
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        with Session(engine) as session, session.begin():
+            for day in (1, 2):
+                save_plan(session, make_plan(day), policy_digest="p")
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with Session(engine) as session:
+                listed, _ = query_plans(session)
+                newest = latest_summary(session)
+                older = latest_summary(session, before=listed[0].id)
+                _, pages = plan_pages(session, listed[0].id)
+                page = pages.decisions(0, 10)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        whole = [
+            s for s in statements if re.search(r"(?<!length\()cleanup_plans\.(encoded|body)\b", s)
+        ]
+        assert ([], 2, listed[0], listed[1], 2) == (
+            whole,
+            len(listed),
+            newest,
+            older,
+            len(page),
+        )
 
 
 class TestPrunePlans:
