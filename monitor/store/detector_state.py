@@ -51,6 +51,32 @@ def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetecto
     return SavedDetector(state=row.state, cursor=row.cursor, updated_at=row.updated_at)
 
 
+def detector_position(session: Session, name: str) -> tuple[int, datetime] | None:
+    """Detector `name`'s cursor and when it was last saved, without reading its state (None
+    when missing)."""
+    row = session.execute(
+        select(DetectorStateRow.cursor, DetectorStateRow.updated_at).where(
+            DetectorStateRow.name == name
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def lock_detector_position(session: Session, name: str, *, now: datetime) -> tuple[int, datetime]:
+    """`lock_detector` without reading the state: the cursor and when it was last saved."""
+    session.execute(
+        upsert(dialect_of(session), DetectorStateRow)
+        .values(name=name, state=None, cursor=0, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[DetectorStateRow.name])
+    )
+    row = session.execute(
+        select(DetectorStateRow.cursor, DetectorStateRow.updated_at)
+        .where(DetectorStateRow.name == name)
+        .with_for_update()
+    ).one()
+    return row[0], row[1]
+
+
 def save_detector(session: Session, name: str, *, state: str, cursor: int, now: datetime) -> None:
     row = session.get(DetectorStateRow, name)
     if row is None:

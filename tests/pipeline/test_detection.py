@@ -9,8 +9,15 @@ import pytest
 
 from monitor.alerting.recording import RecordingNotifier
 from monitor.pipeline.delivery import deliver_once
-from monitor.pipeline.detection import BATCH_MAX, catch_up, detect_once, detect_pass
+from monitor.pipeline.detection import (
+    BATCH_MAX,
+    Progress,
+    catch_up,
+    detect_once,
+    detect_pass,
+)
 from monitor.runtime import Services
+from monitor.store.detector_state import detector_position
 from tests.conftest import PostgresDatabases
 from tests.detect.test_engine import SCENARIO_ALERTS
 from tests.pipeline.support import (
@@ -187,6 +194,117 @@ class TestShortWrites:
         assert ([54], 0) == (overtaken, report.processed)
         assert SCENARIO_ALERTS == alert_rows(live)
         assert 2 == len(outbox_rows(live))
+
+
+SAVE_EVERY = timedelta(seconds=30)
+
+
+def kept_pass(services: Services, clock: Clock, progress: Progress, **options: object) -> int:
+    """One pass of a job that keeps its progress between saves; the events it processed."""
+    report = detect_pass(
+        services.session_factory, services.detector, now=clock(), settle=SETTLE,
+        progress=progress, save_every=SAVE_EVERY, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return report.processed
+
+
+def saved_cursor(services: Services) -> int | None:
+    with services.session_factory() as session:
+        position = detector_position(session, "default")
+    return None if position is None else position[0]
+
+
+class TestProgressBetweenSaves:
+    def test_passes_that_keep_their_progress_raise_the_same_alerts(self, live, clock, tmp_path):
+        """Passes of 7 events that keep their progress store the alerts and queue the messages
+        (repeats included) of passes of 7 that save every time."""
+        reference = start_services(f"sqlite:///{tmp_path / 'reference.db'}", tmp_path / "r", clock)
+        for services in (live, reference):
+            post_scenario(services)
+        clock.advance(5)
+        progress = Progress()
+        processed = [kept_pass(live, clock, progress, batch_max=7) for _ in range(12)]
+        run(reference, clock, batch_max=7)
+        expected = (alert_rows(reference), outbox_rows(reference))
+        stop_services(reference)
+        assert (54, SCENARIO_ALERTS, expected) == (
+            sum(processed),
+            expected[0],
+            (alert_rows(live), outbox_rows(live)),
+        )
+
+    def test_held_events_count_towards_the_alert_that_saves(self, live, clock):
+        """Three failed logins (under the threshold of 5) are judged and held: the saved
+        cursor stays; two more fire the brute-force alerts from the state held, and that pass
+        saves the cursor it reached."""
+        progress = Progress()
+        store(live, failures(3, start=START - timedelta(seconds=60)))
+        clock.advance(3)
+        first = (kept_pass(live, clock, progress), saved_cursor(live), alert_rows(live))
+        held = progress.cursor
+        store(live, failures(2, start=START - timedelta(seconds=10)))
+        clock.advance(3)
+        second = (kept_pass(live, clock, progress), saved_cursor(live))
+        fired = [row[0] for row in alert_rows(live)]
+        assert ((3, 0, []), (2, held + 2), ["brute_force_account", "brute_force_address"]) == (
+            first,
+            second,
+            fired,
+        )
+
+    def test_a_quiet_pass_saves_what_it_holds_once_the_save_is_due(self, live, clock):
+        """Within `save_every` of the last save, a pass that changes no alert leaves the saved
+        row; the first pass after it saves the state and cursor held."""
+        progress = Progress()
+        store(live, failures(3, start=START - timedelta(seconds=60)))
+        clock.advance(3)
+        judged = kept_pass(live, clock, progress)
+        clock.advance(SAVE_EVERY.total_seconds() - 1)
+        early = (kept_pass(live, clock, progress), saved_cursor(live))
+        clock.advance(1)
+        due = (kept_pass(live, clock, progress), saved_cursor(live))
+        assert (3, (0, 0), (0, progress.cursor)) == (judged, early, due)
+
+    def test_a_restart_before_the_save_judges_the_held_events_again(self, live, clock):
+        """Progress lost before its save (a restart) costs a second judgement of the same
+        events, from the state saved: the alerts are the same."""
+        store(live, failures(3, start=START - timedelta(seconds=60)))
+        clock.advance(3)
+        kept_pass(live, clock, Progress())
+        store(live, failures(2, start=START - timedelta(seconds=10)))
+        clock.advance(3)
+        again = kept_pass(live, clock, Progress())
+        assert (5, ["brute_force_account", "brute_force_address"]) == (
+            again,
+            [row[0] for row in alert_rows(live)],
+        )
+
+    def test_a_pass_of_another_replica_supersedes_the_progress_held(self, live, clock):
+        """When another replica saved the detector, the progress held is dropped: this pass
+        writes nothing and the next one starts from what the other saved; each alert is
+        raised once."""
+        progress = Progress()
+        store(live, failures(3, start=START - timedelta(seconds=60)))
+        clock.advance(3)
+        kept_pass(live, clock, progress)
+        store(live, failures(2, start=START - timedelta(seconds=10)))
+        clock.advance(3)
+        overtaken: list[int] = []
+
+        def after_another_pass(write):  # the other replica saves every pass
+            overtaken.append(run(live, clock))
+            with live.session_factory() as session, session.begin():
+                return write(session)
+
+        superseded = kept_pass(live, clock, progress, transact=after_another_pass)
+        clock.advance(1)
+        assert ([5], 0, 0, None, 2) == (
+            overtaken,
+            superseded,
+            kept_pass(live, clock, progress),
+            progress.state and None,
+            len(alert_rows(live)),
+        )
 
 
 class TestRestart:
