@@ -280,10 +280,10 @@ def decode_v5(data: bytes) -> Plan:
     )
 
 
-def selection_v5(data: bytes) -> Selection:
-    """The tags a format 5 plan deletes, read from its decisions alone."""
-    source = BytesSource(data)
-    layout = read_layout(source, len(data))
+def selection_of(source: Source, size: int) -> Selection:
+    """The tags the format 5 plan of `size` bytes in `source` deletes, read from its chunks of
+    decisions alone."""
+    layout = read_layout(source, size)
     selection: Selection = {}
     for chunk in layout.decisions:
         for name, groups in _entries(source, chunk):
@@ -293,3 +293,8 @@ def selection_v5(data: bytes) -> Selection:
                     for tag in tags:
                         selection[TagRef(name, tag)] = (why, detail)
     return selection
+
+
+def selection_v5(data: bytes) -> Selection:
+    """The tags a format 5 plan deletes, read from its decisions alone."""
+    return selection_of(BytesSource(data), len(data))

@@ -49,6 +49,7 @@ from monitor.cleanup.plan_chunks import (
     decisions_page,
     decode_v5,
     read_layout,
+    selection_of,
     selection_v5,
     short,
 )
@@ -311,6 +312,7 @@ class PlanPages:
         self._plan: Plan | None = plan
         self._layout: Layout | None = None
         self._source: Source = source or BytesSource(b"")
+        self._size = size
         if source is None:
             return
         try:
@@ -337,6 +339,16 @@ class PlanPages:
         if self._layout is not None:
             return self._layout.action_count
         return len(self._plan.actions) if self._plan is not None else 0
+
+    def selection(self) -> Selection:
+        """The tags the plan deletes with their reasons (`Plan.selection`), read from its
+        decisions alone."""
+        if self._layout is None:
+            return self._plan.selection() if self._plan else {}
+        try:
+            return selection_of(self._source, self._size)
+        except _UNREADABLE as exc:
+            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
 
     def decisions(self, start: int, limit: int) -> list[TagDecision]:
         """Up to `limit` decisions from the `start`th."""

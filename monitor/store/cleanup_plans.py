@@ -22,7 +22,6 @@ from monitor.cleanup.stored_plan import (
     EncodedPlan,
     PlanPages,
     decode,
-    decode_selection,
     encode_plan,
 )
 from monitor.errors import NotFound
@@ -208,17 +207,14 @@ def plan_pages(session: Session, plan_id: str) -> tuple[PlanSummary, PlanPages]:
 
 
 def latest_selection(session: Session) -> tuple[PlanSummary, Selection] | None:
-    """The newest stored plan's summary and the tags it deletes (`Plan.selection`), without
-    decoding its actions: what the next plan's diff needs."""
-    row = CleanupPlanRow
-    found = session.scalars(
-        select(row).order_by(row.created_at.desc(), row.id.desc()).limit(1)
-    ).first()
-    if found is None:
+    """The newest stored plan's summary and the tags it deletes (`Plan.selection`), read from
+    its decisions alone (a plan in format 5: its chunks of decisions, not its actions and
+    digests): what the next plan's diff needs."""
+    newest = latest_summary(session)
+    if newest is None:
         return None
-    if found.encoded is not None:
-        return _summary(found), decode_selection(found.encoded)
-    return _summary(found), Plan.from_dict(orjson.loads(found.body or "{}")).selection()
+    summary, pages = plan_pages(session, newest.id)
+    return summary, pages.selection()
 
 
 def query_plans(

@@ -111,8 +111,9 @@ class TestStoredPlans:
         assert (FORMAT_3_PLAN, FORMAT_3_PLAN.selection()) == (loaded, latest[1])
 
     def test_summaries_never_read_the_stored_plans(self, engine: Engine) -> None:
-        """Listing plans, the newest summary and a plan's pages select no plan whole: a stored
-        plan is 17 MB at 517k actions (the pages read slices of it, by their own statements)."""
+        """Listing plans, the newest summary, a plan's pages and the newest plan's selection
+        (the next plan's diff) select no plan whole: a stored plan is 17 MB at 517k actions
+        (the pages read slices of it, by their own statements)."""
         statements: list[str] = []
 
         def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -129,17 +130,19 @@ class TestStoredPlans:
                 older = latest_summary(session, before=listed[0].id)
                 _, pages = plan_pages(session, listed[0].id)
                 page = pages.decisions(0, 10)
+                selection = latest_selection(session)
         finally:
             event.remove(engine, "before_cursor_execute", record)
         whole = [
             s for s in statements if re.search(r"(?<!length\()cleanup_plans\.(encoded|body)\b", s)
         ]
-        assert ([], 2, listed[0], listed[1], 2) == (
+        assert ([], 2, listed[0], listed[1], 2, (listed[0], make_plan(2).selection())) == (
             whole,
             len(listed),
             newest,
             older,
             len(page),
+            selection,
         )
 
 
