@@ -140,12 +140,12 @@ class _RowSource:
     never reads the whole value (17 MB for a plan of 517,836 actions; 0.2 s to read whole
     from PostgreSQL, 20-30 ms from SQLite). PostgreSQL slices the column (stored out of line
     and not compressed again, so a slice reads its own pages); SQLite reads through an
-    incremental blob handle on the row."""
+    incremental blob handle on the row. A plan deleted meanwhile (pruned) is NotFound: each
+    read is a statement of its own, which sees the newest commit."""
 
     def __init__(self, session: Session, plan_id: str) -> None:
         self._session, self._plan_id = session, plan_id
         self._postgres = session.get_bind().dialect.name == "postgresql"
-        self._rowid: int | None = None
 
     def read(self, offset: int, length: int) -> bytes:
         return self.read_many([(offset, length)])[0]
@@ -173,16 +173,21 @@ class _RowSource:
                 "id": self._plan_id,
             },
         ).scalars()
-        return [bytes(part) for part in found]
+        out = [bytes(part) for part in found]
+        if not out:  # pruned since this read began: a statement sees the newest commit
+            raise NotFound(f"no cleanup plan {self._plan_id!r}")
+        return out
 
     def _sqlite_slices(self, spans: Sequence[tuple[int, int]]) -> list[bytes]:
-        if self._rowid is None:
-            self._rowid = self._session.scalar(
-                text("SELECT rowid FROM cleanup_plans WHERE id = :id"), {"id": self._plan_id}
-            )
+        # The row looked up on each read: SQLite reuses the rowid of a deleted last row.
+        rowid = self._session.scalar(
+            text("SELECT rowid FROM cleanup_plans WHERE id = :id"), {"id": self._plan_id}
+        )
+        if rowid is None:  # pruned since this read began
+            raise NotFound(f"no cleanup plan {self._plan_id!r}")
         connection: Any = self._session.connection().connection.driver_connection
         out: list[bytes] = []
-        with connection.blobopen("cleanup_plans", "encoded", self._rowid, readonly=True) as blob:
+        with connection.blobopen("cleanup_plans", "encoded", rowid, readonly=True) as blob:
             for offset, length in spans:
                 blob.seek(min(offset, len(blob)))
                 out.append(blob.read(length))

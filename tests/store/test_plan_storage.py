@@ -21,6 +21,7 @@ from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, RepositoryStat
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision, diff_plans
 from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.stored_plan import as_stored
+from monitor.errors import NotFound
 from monitor.events import Client
 from monitor.pipeline.cleanup import PolicySet
 from monitor.pipeline.cleanup import make_plan as plan_and_store
@@ -144,6 +145,18 @@ class TestStoredPlans:
             len(page),
             selection,
         )
+
+    def test_a_plan_deleted_while_its_pages_are_read(self, engine: Engine) -> None:
+        """Pruned after its pages were opened, the plan's next page is NotFound (404), not an
+        unreadable plan or a store error."""
+        with Session(engine) as session, session.begin():
+            plan_id = save_plan(session, make_plan(1), policy_digest="p").id
+        with Session(engine) as session:
+            _, pages = plan_pages(session, plan_id)
+            with Session(engine) as other, other.begin():
+                other.execute(delete(CleanupPlanRow).where(CleanupPlanRow.id == plan_id))
+            with pytest.raises(NotFound):
+                pages.decisions(0, 10)
 
 
 class TestPrunePlans:
