@@ -25,7 +25,7 @@ import bisect
 import dataclasses
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -165,6 +165,57 @@ def _entries(source: Source, chunk: Chunk) -> list[Any]:
     return entries
 
 
+def repository_decisions(
+    name: str, groups: list[Any], digests: Callable[[list[Any]], list[str | None]]
+) -> list[TagDecision]:
+    """Repository `name`'s decisions from its stored groups, in tag order; `digests(group)`
+    gives the digests of a delete group's tags (formats 4 and 5 refer to them differently)."""
+    mine: list[TagDecision] = []
+    for group in groups:
+        decision, reason, policy, detail, tags = group[:5]
+        kind, why = Decision(decision), Reason(reason)
+        found = digests(group) if kind is Decision.DELETE else [None] * len(tags)
+        mine.extend(
+            TagDecision(name, tag, digest, kind, why, policy, detail)
+            for tag, digest in zip(tags, found, strict=True)
+        )
+    mine.sort(key=lambda d: d.tag)
+    return mine
+
+
+def entries_selection(entries: Iterable[Any], selection: Selection) -> None:
+    """Adds the tags the stored `entries` ([repository, groups] each) delete to `selection`."""
+    for name, groups in entries:
+        for decision, reason, _policy, detail, tags, *_ in groups:
+            if decision == Decision.DELETE.value:
+                why = Reason(reason)
+                for tag in tags:
+                    selection[TagRef(name, tag)] = (why, detail)
+
+
+def actions_of(entries: Iterable[Any], raw: bytes) -> list[DigestAction]:
+    """The actions of the stored runs `entries` ([repository, rows] each), the SHA-256 digests
+    taken in order from `raw`, which they must use up exactly."""
+    out: list[DigestAction] = []
+    offset = 0
+    for repository, rows in entries:
+        for row in rows:
+            tags, reason, policy, media_type = row[:4]
+            if len(row) == 5:
+                digest = str(row[4])
+            else:
+                if offset + DIGEST_BYTES > len(raw):
+                    raise ValueError("stored plan lacks the digests of its actions")
+                digest = PREFIX + raw[offset : offset + DIGEST_BYTES].hex()
+                offset += DIGEST_BYTES
+            out.append(
+                DigestAction(repository, digest, tuple(tags), Reason(reason), policy, media_type)
+            )
+    if offset != len(raw):
+        raise ValueError("stored plan has digests no action names")
+    return out
+
+
 def decision_chunk(source: Source, layout: Layout, chunk: Chunk) -> list[TagDecision]:
     """The decisions of `chunk`, in stored order, each deleted tag with its digest (the
     digests it refers to read in one go)."""
@@ -193,21 +244,7 @@ def decision_chunk(source: Source, layout: Layout, chunk: Chunk) -> list[TagDeci
 
     out: list[TagDecision] = []
     for name, groups in entries:
-        mine: list[TagDecision] = []
-        for group in groups:
-            decision, reason, policy, detail, tags = group[:5]
-            kind, why = Decision(decision), Reason(reason)
-            found: list[str | None]
-            if kind is Decision.DELETE:
-                found = [digest(ref) for ref in group[5]]
-            else:
-                found = [None] * len(tags)
-            mine.extend(
-                TagDecision(name, tag, digest_of, kind, why, policy, detail)
-                for tag, digest_of in zip(tags, found, strict=True)
-            )
-        mine.sort(key=lambda d: d.tag)
-        out.extend(mine)
+        out.extend(repository_decisions(name, groups, lambda group: [digest(r) for r in group[5]]))
     if len(out) != chunk.count:
         raise ValueError("stored plan's chunk does not hold what its index says")
     return out
@@ -218,22 +255,8 @@ def action_chunk(source: Source, layout: Layout, chunk: Chunk) -> list[DigestAct
     raw = source.read(
         layout.digests_offset + chunk.digest_first * DIGEST_BYTES, chunk.digests * DIGEST_BYTES
     )
-    out: list[DigestAction] = []
-    offset = 0
-    for repository, rows in _entries(source, chunk):
-        for row in rows:
-            tags, reason, policy, media_type = row[:4]
-            if len(row) == 5:
-                digest = str(row[4])
-            else:
-                if offset >= len(raw):
-                    raise ValueError("stored plan lacks the digests of its actions")
-                digest = PREFIX + raw[offset : offset + DIGEST_BYTES].hex()
-                offset += DIGEST_BYTES
-            out.append(
-                DigestAction(repository, digest, tuple(tags), Reason(reason), policy, media_type)
-            )
-    if len(out) != chunk.count or offset != len(raw):
+    out = actions_of(_entries(source, chunk), raw)
+    if len(out) != chunk.count:
         raise ValueError("stored plan's chunk does not hold what its index says")
     return out
 
@@ -286,12 +309,7 @@ def selection_of(source: Source, size: int) -> Selection:
     layout = read_layout(source, size)
     selection: Selection = {}
     for chunk in layout.decisions:
-        for name, groups in _entries(source, chunk):
-            for decision, reason, _policy, detail, tags, *_ in groups:
-                if decision == Decision.DELETE.value:
-                    why = Reason(reason)
-                    for tag in tags:
-                        selection[TagRef(name, tag)] = (why, detail)
+        entries_selection(_entries(source, chunk), selection)
     return selection
 
 

@@ -20,20 +20,12 @@ from typing import Any
 
 import orjson
 
-from monitor.cleanup.model import TagRef
-from monitor.cleanup.plan import (
-    Decision,
-    DigestAction,
-    Plan,
-    Reason,
-    Selection,
-    TagDecision,
-)
+from monitor.cleanup.plan import DigestAction, Plan, Selection, TagDecision
+from monitor.cleanup.plan_chunks import actions_of, entries_selection, repository_decisions
 
 MAGIC_V4 = b"RMP4"
 _LENGTH = struct.Struct(">I")
 _PREFIX = "sha256:"
-_DIGEST_BYTES = 32
 
 
 def _long(short: str) -> str:
@@ -62,49 +54,22 @@ def _parts(data: bytes) -> tuple[dict[str, Any], list[bytes], bytes]:
 
 
 def _actions(packed: bytes, digests: bytes) -> tuple[DigestAction, ...]:
-    out: list[DigestAction] = []
-    offset = 0
-    for repository, rows in orjson.loads(zlib.decompress(packed)):
-        for row in rows:
-            tags, reason, policy, media_type = row[:4]
-            if len(row) == 5:
-                digest = str(row[4])
-            else:
-                raw = digests[offset : offset + _DIGEST_BYTES]
-                if len(raw) != _DIGEST_BYTES:
-                    raise ValueError("stored plan lacks the digests of its actions")
-                digest = _PREFIX + raw.hex()
-                offset += _DIGEST_BYTES
-            out.append(
-                DigestAction(repository, digest, tuple(tags), Reason(reason), policy, media_type)
-            )
-    if offset != len(digests):
-        raise ValueError("stored plan has digests no action names")
-    return tuple(out)
+    return tuple(actions_of(orjson.loads(zlib.decompress(packed)), digests))
 
 
 def _decisions(packed: bytes, named: dict[tuple[str, str], str]) -> list[TagDecision]:
     decisions: list[TagDecision] = []
     for name, groups in orjson.loads(zlib.decompress(packed)):
-        mine: list[TagDecision] = []
-        for group in groups:
-            decision, reason, policy, detail, tags = group[:5]
-            kind, why = Decision(decision), Reason(reason)
-            found: list[str | None]
-            if kind is Decision.DELETE:
-                digests = group[5] if len(group) > 5 else ["@"] * len(tags)
-                found = [
-                    named[(name, tag)] if digest == "@" else _long(digest)
-                    for tag, digest in zip(tags, digests, strict=True)
-                ]
-            else:
-                found = [None] * len(tags)
-            mine.extend(
-                TagDecision(name, tag, digest, kind, why, policy, detail)
-                for tag, digest in zip(tags, found, strict=True)
-            )
-        mine.sort(key=lambda d: d.tag)
-        decisions.extend(mine)
+
+        def digests(group: list[Any], name: str = name) -> list[str | None]:
+            tags = group[4]
+            refs = group[5] if len(group) > 5 else ["@"] * len(tags)
+            return [
+                named[(name, tag)] if ref == "@" else _long(ref)
+                for tag, ref in zip(tags, refs, strict=True)
+            ]
+
+        decisions.extend(repository_decisions(name, groups, digests))
     return decisions
 
 
@@ -124,10 +89,5 @@ def selection_v4(data: bytes) -> Selection:
     """The tags a format 4 plan deletes, read from its decisions alone."""
     _header, (decisions, _actions), _digests = _parts(data)
     selection: Selection = {}
-    for name, groups in orjson.loads(zlib.decompress(decisions)):
-        for decision, reason, _policy, detail, tags, *_ in groups:
-            if decision == Decision.DELETE.value:
-                why = Reason(reason)
-                for tag in tags:
-                    selection[TagRef(name, tag)] = (why, detail)
+    entries_selection(orjson.loads(zlib.decompress(decisions)), selection)
     return selection
