@@ -17,12 +17,13 @@ the whole plan never sits in memory; a diff needs only the previous plan's selec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -272,98 +273,108 @@ def encode(plan: Plan) -> bytes:
     return encode_plan(plan).data
 
 
+@contextlib.contextmanager
+def _readable() -> Iterator[None]:
+    """Whatever reading a stored plan raises for bytes that are not one, as ParseError."""
+    try:
+        yield
+    except _UNREADABLE as exc:  # JSONDecodeError is a ValueError
+        raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+
+
 def decode(data: bytes) -> Plan:
     """The plan stored as `data` (any format); ParseError when `data` is not one."""
-    try:
+    with _readable():
         if data.startswith(MAGIC):
             return decode_v5(data)
         if data.startswith(MAGIC_V4):
             return decode_v4(data)
         return decode_v3(data)
-    except _UNREADABLE as exc:  # JSONDecodeError is a ValueError
-        raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
 
 
 def decode_selection(data: bytes) -> Selection:
     """The tags the stored plan deletes with their reasons (`Plan.selection`), read from the
     decisions alone; ParseError when `data` is not a stored plan."""
-    try:
+    with _readable():
         if data.startswith(MAGIC):
             return selection_v5(data)
         if data.startswith(MAGIC_V4):
             return selection_v4(data)
         if data.startswith(MAGIC_V3):
             return selection_v3(data)
-        return decode(data).selection()
-    except _UNREADABLE as exc:
-        raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+    return decode(data).selection()
+
+
+EMPTY = Plan(datetime.min.replace(tzinfo=UTC), (), (), 0)
+"""A plan with nothing in it (the pages of a plan kept without a document)."""
 
 
 class PlanPages:
     """Pages of one stored plan's decisions (in stored order) and actions (in plan order). A
     plan in format 5 reads the header and the chunks a page spans from `source` (`size`
-    bytes), so a page costs the same in a plan of any size; one stored before is read and
-    decoded whole once; `plan` is one kept as a document. ParseError when the stored bytes
-    are not a plan."""
+    bytes), so a page costs the same in a plan of any size; one stored before is read whole
+    and decoded whole at its first page; `plan` is one kept as a document. ParseError when
+    the stored bytes are not a plan."""
 
     def __init__(
         self, source: Source | None = None, size: int = 0, *, plan: Plan | None = None
     ) -> None:
-        self._plan: Plan | None = plan
+        self._plan = plan
         self._layout: Layout | None = None
+        self._older: bytes | None = None
         self._source: Source = source or BytesSource(b"")
         self._size = size
         if source is None:
             return
-        try:
+        with _readable():
             if size >= len(MAGIC) and source.read(0, len(MAGIC)) == MAGIC:
                 self._layout = read_layout(source, size)
             else:
-                self._plan = decode(source.read(0, size))
-        except _UNREADABLE as exc:
-            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+                self._older = source.read(0, size)
 
     @classmethod
     def of(cls, data: bytes) -> PlanPages:
         """Pages of the stored plan `data`."""
         return cls(BytesSource(data), len(data))
 
+    def _whole(self) -> Plan:
+        """The plan stored before format 5, or kept as a document, decoded once."""
+        if self._plan is None:
+            self._plan = decode(self._older or b"") if self._older is not None else EMPTY
+        return self._plan
+
     @property
     def decision_count(self) -> int:
         if self._layout is not None:
             return self._layout.decision_count
-        return len(self._plan.decisions) if self._plan is not None else 0
+        return len(self._whole().decisions)
 
     @property
     def action_count(self) -> int:
         if self._layout is not None:
             return self._layout.action_count
-        return len(self._plan.actions) if self._plan is not None else 0
+        return len(self._whole().actions)
 
     def selection(self) -> Selection:
         """The tags the plan deletes with their reasons (`Plan.selection`), read from its
         decisions alone."""
-        if self._layout is None:
-            return self._plan.selection() if self._plan else {}
-        try:
-            return selection_of(self._source, self._size)
-        except _UNREADABLE as exc:
-            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
+        if self._layout is not None:
+            with _readable():
+                return selection_of(self._source, self._size)
+        if self._older is not None:
+            return decode_selection(self._older)
+        return self._whole().selection()
 
     def decisions(self, start: int, limit: int) -> list[TagDecision]:
         """Up to `limit` decisions from the `start`th."""
         if self._layout is None:
-            return list(self._plan.decisions[start : start + limit]) if self._plan else []
-        try:
+            return list(self._whole().decisions[start : start + limit])
+        with _readable():
             return decisions_page(self._source, self._layout, start, limit)
-        except _UNREADABLE as exc:
-            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc
 
     def actions(self, start: int, limit: int) -> list[DigestAction]:
         """Up to `limit` actions from the `start`th."""
         if self._layout is None:
-            return list(self._plan.actions[start : start + limit]) if self._plan else []
-        try:
+            return list(self._whole().actions[start : start + limit])
+        with _readable():
             return actions_page(self._source, self._layout, start, limit)
-        except _UNREADABLE as exc:
-            raise ParseError("stored_plan", f"stored cleanup plan is unreadable: {exc}") from exc

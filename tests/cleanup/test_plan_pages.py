@@ -157,13 +157,15 @@ class TestPlanPages:
 
     @pytest.mark.parametrize("data", [FORMAT_3, FORMAT_4])
     def test_plans_stored_before_page_from_the_whole_plan(self, data: bytes) -> None:
-        """A plan stored in format 3 or 4 pages from the plan decoded whole."""
+        """A plan stored in format 3 or 4 pages from the plan decoded whole; its selection
+        reads from its decisions."""
         pages, whole = PlanPages.of(data), decode(data)
-        assert (list(whole.decisions[1:4]), list(whole.actions[1:2]), 6, 2) == (
+        assert (list(whole.decisions[1:4]), list(whole.actions[1:2]), 6, 2, whole.selection()) == (
             pages.decisions(1, 3),
             pages.actions(1, 1),
             pages.decision_count,
             pages.action_count,
+            pages.selection(),
         )
 
     def test_a_plan_kept_as_a_document_pages_as_it_loads(self) -> None:
