@@ -16,15 +16,16 @@ def _key(digest: str) -> int | str:
     """A SHA-256 `digest` as the integer of its first 128 bits (48 bytes in memory instead of
     120: the sets below hold every manifest and blob of the registry), else as given.
 
+    Only the lowercase spelling becomes an integer, so two spellings stay two digests
+    (`digest.islower()` holds when no letter after the lowercase "sha256:" is upper case: one
+    scan, where slicing the hexadecimal out to check it cost as much as the rest together).
     Two different SHA-256 digests share 128 bits with a probability of about n²/2^129 among n
     (below 10^-26 for a million blobs), which would count one freed blob as kept."""
-    if len(digest) == 71 and digest.startswith("sha256:"):
-        hexadecimal = digest[7:]
-        if hexadecimal.islower() or hexadecimal.isdigit():  # one spelling per value
-            try:
-                return int(hexadecimal[:32], 16)
-            except ValueError:
-                return digest
+    if len(digest) == 71 and digest.startswith("sha256:") and digest.islower():
+        try:
+            return int(digest[7:39], 16)
+        except ValueError:
+            return digest
     return digest
 
 

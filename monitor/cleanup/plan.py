@@ -92,9 +92,9 @@ class TagDecision(NamedTuple):
         return REASON_TEXT[self.reason].format(detail=self.detail)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DigestAction:
-    """Delete one manifest; `tags` are all the live tags on it (empty for untagged ones)."""
+class DigestAction(NamedTuple):
+    """Delete one manifest; `tags` are all the live tags on it (empty for untagged ones).
+    A NamedTuple, like TagDecision: a large plan makes half a million."""
 
     repository: str
     digest: str

@@ -22,7 +22,7 @@ import dataclasses
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,19 +114,6 @@ class EncodedPlan:
     selection: Selection
 
 
-def _digest_refs(actions: Iterable[DigestAction], first: int) -> DigestRefs:
-    """Where the SHA-256 digests of the `actions` that name tags go in the digests part, when
-    the first digest of `actions` goes at `first` (a deleted tag's digest is one of these;
-    untagged manifests, the bulk of a large plan, need no entry)."""
-    refs: DigestRefs = {}
-    for action in actions:
-        if _SHA256.fullmatch(action.digest):
-            if action.tags:
-                refs.setdefault((action.repository, action.digest), first)
-            first += 1
-    return refs
-
-
 class PlanWriter:
     """Builds the stored form a repository at a time (`add`), then `finish`es it."""
 
@@ -150,9 +137,9 @@ class PlanWriter:
         actions: Sequence[DigestAction],
     ) -> None:
         """One repository's decisions (all of `repository`) and the actions that follow."""
+        refs = self.add_actions(actions)
         if decisions:
-            self._add_decisions(repository, decisions, _digest_refs(actions, self._digest_count))
-        self.add_actions(actions)
+            self._add_decisions(repository, decisions, refs)
 
     def _add_decisions(
         self, repository: str, decisions: Sequence[TagDecision], refs: DigestRefs
@@ -188,18 +175,27 @@ class PlanWriter:
         self._decision_chunks.append((len(self._decisions), zlib.compress(text, _LEVEL)))
         self._decisions = []
 
-    def add_actions(self, actions: Sequence[DigestAction]) -> None:
-        """Actions in plan order (consecutive ones of one repository stored as one run)."""
+    def add_actions(self, actions: Sequence[DigestAction]) -> DigestRefs:
+        """Actions in plan order (consecutive ones of one repository stored as one run).
+
+        Answers where the SHA-256 digests of the actions that name tags go in the digests
+        part: a deleted tag's digest is one of these (untagged manifests, the bulk of a large
+        plan, need no entry)."""
+        refs: DigestRefs = {}
         if not actions:
-            return
+            return refs
         self._hash.update(actions)
         self.action_count += len(actions)
         for action in actions:
             sha256 = _SHA256.fullmatch(action.digest) is not None
-            self._digest_count += sha256
+            if sha256:
+                if action.tags:
+                    refs.setdefault((action.repository, action.digest), self._digest_count)
+                self._digest_count += 1
             self._actions.append((action, sha256))
             if len(self._actions) == CHUNK:
                 self._flush_actions()
+        return refs
 
     def _flush_actions(self) -> None:
         if not self._actions:
@@ -258,13 +254,12 @@ class PlanWriter:
 def encode_plan(plan: Plan) -> EncodedPlan:
     """The stored form of a whole `plan` (format 5)."""
     writer = PlanWriter(plan.created_at)
-    refs = _digest_refs(plan.actions, 0)
+    refs = writer.add_actions(plan.actions)
     by_repository: dict[str, list[TagDecision]] = {}
     for decision in canonical(plan).decisions:
         by_repository.setdefault(decision.repository, []).append(decision)
     for repository, decisions in by_repository.items():
         writer._add_decisions(repository, decisions, refs)
-    writer.add_actions(plan.actions)
     return writer.finish(plan.bytes_freed)
 
 

@@ -53,11 +53,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
+        return utc_time(value)
 
 
 def raw_time(column: Any) -> Any:
@@ -68,13 +64,17 @@ def raw_time(column: Any) -> Any:
 
 def utc_time(value: Any) -> datetime:
     """What UTCDateTime gives for a time as the driver returns it (SQLite's naive UTC text,
-    PostgreSQL's aware datetime): an aware UTC datetime."""
+    PostgreSQL's aware datetime, already in UTC as the engine sets each session's time zone):
+    an aware UTC datetime."""
     if isinstance(value, str):
         try:  # naive UTC text, as UTCDateTime writes it: parsed with its zone in one call
             return datetime.fromisoformat(value + "+00:00")
         except ValueError:
             value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:
+        return value  # type: ignore[no-any-return]
+    if zone is None:
         return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
     return value.astimezone(UTC)  # type: ignore[no-any-return]
 

@@ -358,10 +358,8 @@ def _merge_repositories(
         if next_tags is not None and next_tags[0] == name:
             states = [
                 TagState(
-                    repository=name, tag=tag_name, digest=digest or "",
-                    first_seen_at=utc_time(first), last_pushed_at=utc_time(pushed or first),
-                    media_type=media_type,
-                    pulls=tuple(by_tag.get(tag_name, ())),
+                    name, tag_name, digest or "", utc_time(first), utc_time(pushed or first),
+                    media_type, None, tuple(by_tag.get(tag_name, ())),
                 )
                 for _, tag_name, digest, first, pushed, media_type in next_tags[1]
             ]  # fmt: skip
@@ -370,11 +368,10 @@ def _merge_repositories(
         if next_manifests is not None and next_manifests[0] == name:
             infos = [
                 ManifestInfo(
-                    repository=name, digest=digest,
-                    media_type=media_types.setdefault(media_type, media_type), size=size,
-                    blobs=() if blobs == EMPTY_LIST else _blobs(blobs),
-                    children=() if children == EMPTY_LIST else tuple(orjson.loads(children)),
-                    pushed_at=None if pushed is None else utc_time(pushed),
+                    name, digest, media_types.setdefault(media_type, media_type), size,
+                    () if blobs == EMPTY_LIST else _blobs(blobs),
+                    () if children == EMPTY_LIST else tuple(orjson.loads(children)),
+                    None if pushed is None else utc_time(pushed),
                 )
                 for _, digest, media_type, size, blobs, children, pushed in next_manifests[1]
             ]  # fmt: skip

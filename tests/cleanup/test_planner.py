@@ -247,9 +247,7 @@ class TestDeleteRules:
 
     def test_deleted_tags_are_ignored(self) -> None:
         """Tags the store marks deleted get no decision."""
-        import dataclasses
-
-        tag = dataclasses.replace(make_tag("x"), deleted_at=days_ago(1))
+        tag = make_tag("x")._replace(deleted_at=days_ago(1))
         expected: dict[str, object] = {}
         assert expected == decide(one_policy(DELETE_ALL), [tag])
 
