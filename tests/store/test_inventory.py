@@ -129,3 +129,23 @@ class TestPlannerInput:
         expected = (APP_V1, MULTI, 3)
         assert expected == (app["v1"].digest, app["multi"].digest, len(blobs[APP_V1]))
         assert all(isinstance(b, Blob) for b in blobs[APP_V1])
+
+    def test_times_are_aware_utc_and_read_without_conversion_on_postgresql(
+        self, services: Services
+    ) -> None:
+        """The planner's times are aware UTC on both stores; on PostgreSQL the session is in
+        UTC, so the driver's own values already carry `datetime.UTC` (nothing to convert)."""
+        ingest(services)
+        with services.session_factory() as session:
+            repositories, _ = planner_input(session, now=T0 + timedelta(days=30))
+            driver_zone = session.execute(select(func.now())).scalar_one().tzinfo
+        times = [
+            at
+            for r in repositories
+            for t in r.tags
+            for at in (t.first_seen_at, t.last_pushed_at, *(p.last_pulled_at for p in t.pulls))
+        ]
+        assert times
+        assert {UTC} == {at.tzinfo for at in times}
+        if services.settings.database.effective_url().startswith("postgresql"):
+            assert driver_zone is UTC
