@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -371,6 +372,37 @@ class TestPlanRepositories:
         ]
         expected = plan(policies, tags, manifests, coverage, now)
         assert expected == plan_repositories(policies, iter(repositories), coverage, now)
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_order_within_a_repository_does_not_matter(self, seed: int) -> None:
+        """Tags, their pulls and manifests in any order within a repository give the same
+        plan (the store streams them ordered by repository alone)."""
+        tags, manifests = fixture_state()
+        now = max(t.last_pushed_at for t in tags) + timedelta(days=1)
+        coverage = ((now - timedelta(days=9), now),)
+        policies = one_policy(
+            "  delete: [{tags: ['1.0', 'multi']}, {untagged: true, older_than_days: 0}]\n"
+        )
+        names = sorted({t.repository for t in tags} | {m.repository for m in manifests})
+        shuffle = random.Random(seed).sample
+
+        def repositories(mixed: bool) -> list[RepositoryState]:
+            out = []
+            for name in names:
+                states = [t for t in tags if t.repository == name]
+                infos = [m for m in manifests if m.repository == name]
+                if mixed:
+                    states = [
+                        t._replace(pulls=tuple(shuffle(t.pulls, len(t.pulls))))
+                        for t in shuffle(states, len(states))
+                    ]
+                    infos = shuffle(infos, len(infos))
+                out.append(RepositoryState(name, states, infos))
+            return out
+
+        expected = plan_repositories(policies, repositories(False), coverage, now)
+        assert expected.actions
+        assert expected == plan_repositories(policies, repositories(True), coverage, now)
 
     def test_repository_twice_is_refused(self) -> None:
         """A repository handed twice is a caller error, not a silent merge."""

@@ -276,6 +276,17 @@ def reference(tags, pulls, manifests) -> list[RepositoryState]:
     ]
 
 
+def in_order(repository: RepositoryState) -> RepositoryState:
+    """`repository` with its tags, their pulls and its manifests in the reference's order (the
+    stream orders by repository alone)."""
+    tags = sorted(repository.tags, key=lambda t: t.tag)
+    return RepositoryState(
+        repository.name,
+        [t._replace(pulls=tuple(sorted(t.pulls))) for t in tags],
+        sorted(repository.manifests, key=lambda m: m.digest),
+    )
+
+
 class TestStreamRepositories:
     @settings(
         max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -284,7 +295,8 @@ class TestStreamRepositories:
     def test_equals_a_plain_read_of_the_tables(self, engine: Engine, tags, pulls, manifests):
         """Whatever the rows (names differing in case, punctuation and accents), the stream
         gives each repository once, in code-point order, with its live tags, their pulls and
-        its manifests, as grouping the tables in Python does."""
+        its manifests (in any order within the repository), as grouping the tables in Python
+        does."""
         factory = sessionmaker(engine)
         with factory() as session, session.begin():
             for table in (TagStateRow, TagPullRow, ManifestInfoRow):
@@ -314,7 +326,7 @@ class TestStreamRepositories:
             )  # fmt: skip
         with factory() as session:
             streamed = list(stream_repositories(session))
-        assert reference(tags, pulls, manifests) == streamed
+        assert reference(tags, pulls, manifests) == [in_order(r) for r in streamed]
 
 
 def write_registry(session: Session, tags: list[TagState], manifests: list[ManifestInfo]) -> None:
