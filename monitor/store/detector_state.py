@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.dialect import dialect_of, upsert
@@ -35,13 +35,18 @@ def read_detector(session: Session, name: str, *, now: datetime) -> SavedDetecto
     return SavedDetector(state=row.state, cursor=row.cursor, updated_at=row.updated_at)
 
 
-def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
-    """The saved state of detector `name` (created empty when missing), locked until commit."""
+def _create_missing(session: Session, name: str, *, now: datetime) -> None:
+    """Detector `name`'s row, created empty unless it exists."""
     session.execute(
         upsert(dialect_of(session), DetectorStateRow)
         .values(name=name, state=None, cursor=0, updated_at=now)
         .on_conflict_do_nothing(index_elements=[DetectorStateRow.name])
     )
+
+
+def lock_detector(session: Session, name: str, *, now: datetime) -> SavedDetector:
+    """The saved state of detector `name` (created empty when missing), locked until commit."""
+    _create_missing(session, name, now=now)
     row = session.scalars(
         select(DetectorStateRow)
         .where(DetectorStateRow.name == name)
@@ -64,11 +69,7 @@ def detector_position(session: Session, name: str) -> tuple[int, datetime] | Non
 
 def lock_detector_position(session: Session, name: str, *, now: datetime) -> tuple[int, datetime]:
     """`lock_detector` without reading the state: the cursor and when it was last saved."""
-    session.execute(
-        upsert(dialect_of(session), DetectorStateRow)
-        .values(name=name, state=None, cursor=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=[DetectorStateRow.name])
-    )
+    _create_missing(session, name, now=now)
     row = session.execute(
         select(DetectorStateRow.cursor, DetectorStateRow.updated_at)
         .where(DetectorStateRow.name == name)
@@ -78,12 +79,14 @@ def lock_detector_position(session: Session, name: str, *, now: datetime) -> tup
 
 
 def save_detector(session: Session, name: str, *, state: str, cursor: int, now: datetime) -> None:
-    row = session.get(DetectorStateRow, name)
-    if row is None:
-        session.add(DetectorStateRow(name=name, state=state, cursor=cursor, updated_at=now))
-    else:
-        row.state, row.cursor, row.updated_at = state, cursor, now
-    session.flush()
+    """Saves detector `name`, whose row `lock_detector` or `lock_detector_position` holds in
+    this transaction, without reading back the state it replaces (megabytes on a busy
+    registry)."""
+    session.execute(
+        update(DetectorStateRow)
+        .where(DetectorStateRow.name == name)
+        .values(state=state, cursor=cursor, updated_at=now)
+    )
 
 
 def events_after(
