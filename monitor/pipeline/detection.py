@@ -151,11 +151,14 @@ def detect_pass(
     or the row was saved `save_every` ago or more; without, it reads and saves them every
     pass."""
     with session_factory() as session:
-        row = progress.row if progress is not None else None
-        kept = progress.state if progress is not None else None
-        if kept is not None and row is not None and row == detector_position(session, name):
-            saved = SavedDetector(None, row[0], row[1])
-            before, start = kept, progress.cursor if progress is not None else 0
+        if (
+            progress is not None
+            and progress.state is not None
+            and progress.row is not None
+            and progress.row == detector_position(session, name)
+        ):
+            saved = SavedDetector(None, *progress.row)
+            before, start = progress.state, progress.cursor
         else:
             saved = read_detector(session, name, now=now)
             before = state_from_json(saved.state) if saved.state else DetectorState()
