@@ -303,10 +303,9 @@ def decode_v5(data: bytes) -> Plan:
     )
 
 
-def selection_of(source: Source, size: int) -> Selection:
-    """The tags the format 5 plan of `size` bytes in `source` deletes, read from its chunks of
-    decisions alone."""
-    layout = read_layout(source, size)
+def selection_of(source: Source, layout: Layout) -> Selection:
+    """The tags the format 5 plan in `source` (laid out as `layout`) deletes, read from its
+    chunks of decisions alone."""
     selection: Selection = {}
     for chunk in layout.decisions:
         entries_selection(_entries(source, chunk), selection)
@@ -315,4 +314,5 @@ def selection_of(source: Source, size: int) -> Selection:
 
 def selection_v5(data: bytes) -> Selection:
     """The tags a format 5 plan deletes, read from its decisions alone."""
-    return selection_of(BytesSource(data), len(data))
+    source = BytesSource(data)
+    return selection_of(source, read_layout(source, len(data)))

@@ -318,7 +318,6 @@ class PlanPages:
         self._layout: Layout | None = None
         self._older: bytes | None = None
         self._source: Source = source or BytesSource(b"")
-        self._size = size
         if source is None:
             return
         with _readable():
@@ -335,7 +334,7 @@ class PlanPages:
     def _whole(self) -> Plan:
         """The plan stored before format 5, or kept as a document, decoded once."""
         if self._plan is None:
-            self._plan = decode(self._older or b"") if self._older is not None else EMPTY
+            self._plan = decode(self._older) if self._older is not None else EMPTY
         return self._plan
 
     @property
@@ -355,7 +354,7 @@ class PlanPages:
         decisions alone."""
         if self._layout is not None:
             with _readable():
-                return selection_of(self._source, self._size)
+                return selection_of(self._source, self._layout)
         if self._older is not None:
             return decode_selection(self._older)
         return self._whole().selection()
