@@ -30,22 +30,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bench.scalestore import PG_ADMIN, _libpq
 from monitor.detect.state import DetectorState, state_to_json
 from monitor.events import Action, Event, TargetKind
 from monitor.main import build_services
 from monitor.pipeline import detection
 from tests.conftest import make_settings
 from tests.fixture_events import make_event
-
-ADMIN = "postgresql+psycopg://monitor_test:monitor_test@127.0.0.1:5432/monitor_test"
-
-
-def _libpq(url: str) -> str:
-    parsed = make_url(url)
-    return (
-        f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
-        f"password={parsed.password} dbname={parsed.database}"
-    )
 
 
 def history(count: int, end: datetime) -> list[Event]:
@@ -169,7 +160,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--history", type=int, default=300_000)
     parser.add_argument("--state", type=Path, default=None)
-    parser.add_argument("--postgres", default=ADMIN)
+    parser.add_argument("--postgres", default=PG_ADMIN)
     args = parser.parse_args()
     rows = [run_mode(mode, args) for mode in ("every", "progress")]
     print("| passes | state | events judged | saves | WAL | passes' CPU | passes' wall time |")
