@@ -20,7 +20,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.types import Message
 
-from monitor.allocator import tune_allocator
+from monitor.allocator import FreeMemoryRelease, tune_allocator
 from monitor.api.read_process import read_frame, write_frame
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
@@ -70,14 +70,19 @@ async def _serve(channels: list[socket.socket]) -> None:
         clock=utc_now,
     )
     app = read_app(services)
+    release = FreeMemoryRelease()
     try:
-        await asyncio.gather(*(_answer_all(app, r, w, ops) for r, w in streams))
+        await asyncio.gather(*(_answer_all(app, r, w, ops, release) for r, w in streams))
     finally:
         engine.dispose()
 
 
 async def _answer_all(
-    app: Starlette, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ops: deque[Op]
+    app: Starlette,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    ops: deque[Op],
+    release: FreeMemoryRelease,
 ) -> None:
     while True:
         try:
@@ -87,6 +92,7 @@ async def _answer_all(
         if not await _reply(app, scope, writer, ops):
             return
         del scope
+        release.release()  # what building the answer freed
 
 
 async def _reply(

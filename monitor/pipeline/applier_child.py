@@ -16,7 +16,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from monitor.allocator import tune_allocator
+from monitor.allocator import FreeMemoryRelease, tune_allocator
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
@@ -108,6 +108,7 @@ def run(connection: Connection) -> None:
     applier.start()
     if detection is not None:
         detection.start()
+    release = FreeMemoryRelease()
     try:
         while True:
             if connection.poll(FLUSH_SECONDS):
@@ -117,6 +118,7 @@ def run(connection: Connection) -> None:
                 applier.wake()
             if ops:
                 send(("metrics", take(ops)))
+            release.release()  # what the batches and detection passes freed
     except (EOFError, OSError):
         pass  # the parent is gone: stop as asked
     finally:

@@ -13,6 +13,11 @@ from monitor.store.failures import READ_ONLY_CODES, sqlstate
 
 SessionFactory = sessionmaker[Session]
 
+SQLITE_CACHE_KIB = 512
+"""SQLite's page cache per connection (its default is 2,000 KiB). Every process of `serve`
+keeps a few pooled connections for months, and each cache fills to its size on a large store:
+the pages are read from the operating system's cache instead, which all processes share."""
+
 
 def load_driver(settings: DatabaseSettings) -> None:
     """Imports the store's SQLAlchemy dialect and database driver, as the first connection
@@ -43,6 +48,7 @@ def make_engine(settings: DatabaseSettings) -> Engine:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cursor.close()
 
         return engine
