@@ -125,6 +125,7 @@ class TestChildMemory:
         from starlette.responses import Response
         from starlette.routing import Route
 
+        from monitor.allocator import FreeMemoryRelease
         from monitor.api.read_child import _answer_all
         from monitor.api.read_process import read_frame, write_frame
 
@@ -149,7 +150,8 @@ class TestChildMemory:
             parent_reader, parent_writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
             tracemalloc.start()
             try:
-                child = asyncio.create_task(_answer_all(app, reader, writer, deque()))
+                release = FreeMemoryRelease()
+                child = asyncio.create_task(_answer_all(app, reader, writer, deque(), release))
                 await write_frame(parent_writer, request)
                 status, _headers, body, _ops = await read_frame(parent_reader)
                 size = len(body)
