@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from monitor.store.columns import Base, BigId, UTCDateTime
+from monitor.store.columns import WITHOUT_ROWID, Base, BigId, UTCDateTime
 
 
 class CleanupPlanRow(Base):
@@ -107,3 +107,5 @@ class ManifestInfoRow(Base):
     blobs: Mapped[str] = mapped_column(Text)
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     learned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = WITHOUT_ROWID

@@ -31,6 +31,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+WITHOUT_ROWID = {"sqlite_with_rowid": False}
+"""`__table_args__` of a table SQLite keeps in its primary key's b-tree (no rowid): for tables
+read whole in key order (cleanup planning) and upserted by key (migration 0013)."""
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, on every dialect.
 

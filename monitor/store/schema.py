@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store import cleanup_tables  # noqa: F401  (its tables join METADATA)
-from monitor.store.columns import Base, BigId, UTCDateTime
+from monitor.store.columns import WITHOUT_ROWID, Base, BigId, UTCDateTime
 
 
 class EventRow(Base):
@@ -93,7 +93,10 @@ class TagStateRow(Base):
     pull_count: Mapped[int] = mapped_column(BigInteger, default=0)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_tag_state_repository_digest", "repository", "digest"),)
+    __table_args__ = (
+        Index("ix_tag_state_repository_digest", "repository", "digest"),
+        WITHOUT_ROWID,
+    )
 
 
 class TagPullRow(Base):
@@ -107,6 +110,8 @@ class TagPullRow(Base):
     client: Mapped[str] = mapped_column(String(16), primary_key=True)
     last_pulled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     pull_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = WITHOUT_ROWID
 
 
 class QuarantineRow(Base):

@@ -7,11 +7,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, Table, create_engine, inspect, select
+from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from monitor.events import Event, TargetKind
@@ -123,3 +124,69 @@ class TestBlobSizesMigration:
         engine.dispose()
         expected = {(e.repository, e.digest): e.size for e in blobs if e.size is not None}
         assert expected == known
+
+
+CLUSTERED = ("tag_state", "tag_pulls", "manifest_info")
+
+
+def without_rowid(engine: Engine) -> dict[str, bool]:
+    """For each table of `CLUSTERED` in SQLite's catalogue: whether it has no rowid."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        ).all()
+    return {name: "WITHOUT ROWID" in sql.upper() for name, sql in rows if name in CLUSTERED}
+
+
+class TestClusteredStateMigration:
+    def test_sqlite_keeps_state_pulls_and_manifests_in_key_order_with_their_rows(
+        self, tmp_path: Path
+    ) -> None:
+        """0013 rebuilds the three tables that planning reads whole as WITHOUT ROWID tables,
+        rows, indexes and all; its downgrade gives them their rowid back."""
+        engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        upgrade(engine, "0012")
+        with Session(engine) as session, session.begin():
+            for table, row in ROWS.items():
+                columns = ", ".join(row)
+                values = ", ".join(f":{name}" for name in row)
+                session.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), row)  # noqa: S608
+        assert dict.fromkeys(CLUSTERED, False) == without_rowid(engine)
+        upgrade(engine)
+        assert dict.fromkeys(CLUSTERED, True) == without_rowid(engine)
+        assert ROWS == stored_rows(engine)
+        assert {"ix_tag_state_repository_digest"} == {
+            i["name"] for i in inspect(engine).get_indexes("tag_state")
+        }
+        downgrade(engine, "0012")
+        assert dict.fromkeys(CLUSTERED, False) == without_rowid(engine)
+        assert ROWS == stored_rows(engine)
+        engine.dispose()
+
+
+ROWS: dict[str, dict[str, Any]] = {
+    "tag_state": {
+        "repository": "team/app", "tag": "v1", "digest": "sha256:" + "a" * 64,
+        "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "first_seen_at": "2026-11-27 10:00:00.000000", "last_pushed_at": None,
+        "last_pushed_by": "ci", "last_pulled_at": None, "pull_count": 3, "deleted_at": None,
+    },
+    "tag_pulls": {
+        "repository": "team/app", "tag": "v1", "http_method": "GET", "client": "docker",
+        "last_pulled_at": "2026-11-28 10:00:00.000000", "pull_count": 3,
+    },
+    "manifest_info": {
+        "repository": "team/app", "digest": "sha256:" + "a" * 64,
+        "media_type": "application/vnd.oci.image.manifest.v1+json", "size": 1234,
+        "children": "[]", "blobs": '[["sha256:' + "b" * 64 + '", 99]]',
+        "pushed_at": None, "learned_at": "2026-11-27 10:00:00.000000",
+    },
+}  # fmt: skip
+
+
+def stored_rows(engine: Engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as connection:
+        return {
+            table: dict(connection.execute(text(f"SELECT * FROM {table}")).one()._mapping)  # noqa: S608
+            for table in CLUSTERED
+        }
