@@ -137,10 +137,10 @@ class PlanHash:
         self._hash = hashlib.sha256(created_at.isoformat().encode())
 
     def update(self, actions: Iterable[DigestAction]) -> None:
-        for action in actions:
-            self._hash.update(
-                f"{action.repository}@{action.digest}:{','.join(action.tags)};".encode()
-            )
+        # One update of the actions' text joined: what one update per action gives.
+        self._hash.update(
+            "".join([f"{a.repository}@{a.digest}:{','.join(a.tags)};" for a in actions]).encode()
+        )
 
     def plan_id(self) -> str:
         return self._hash.hexdigest()[:16]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
@@ -71,7 +70,22 @@ __all__ = [
     "encode_plan",
 ]
 
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+
+def _sha256_bytes(digest: str) -> bytes | None:
+    """The 32 bytes of a SHA-256 `digest` in its canonical spelling ("sha256:" and 64
+    lowercase hexadecimal digits), else None: what the digests part holds, and a digest it
+    gives back as it was. Canonical is what reads back the same (`fromhex` also takes upper
+    case and spaces): half the time of a regular expression's match."""
+    if not digest.startswith(PREFIX):
+        return None
+    hexadecimal = digest[len(PREFIX) :]
+    try:
+        raw = bytes.fromhex(hexadecimal)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 and raw.hex() == hexadecimal else None
+
+
 _LEVEL = 9
 _UNREADABLE = (zlib.error, ValueError, KeyError, TypeError, IndexError, struct.error)
 
@@ -122,7 +136,7 @@ class PlanWriter:
         self._decision_chunks: list[tuple[int, bytes]] = []
         self._action_chunks: list[tuple[int, int, bytes]] = []
         self._decisions: list[tuple[str, TagDecision, int | str | None]] = []
-        self._actions: list[tuple[DigestAction, bool]] = []
+        self._actions: list[tuple[DigestAction, bytes | None]] = []
         self._digests = bytearray()
         self._digest_count = 0
         self._hash = PlanHash(created_at)
@@ -186,34 +200,41 @@ class PlanWriter:
             return refs
         self._hash.update(actions)
         self.action_count += len(actions)
+        pending = self._actions
         for action in actions:
-            sha256 = _SHA256.fullmatch(action.digest) is not None
-            if sha256:
+            raw = _sha256_bytes(action.digest)
+            if raw is not None:
                 if action.tags:
                     refs.setdefault((action.repository, action.digest), self._digest_count)
                 self._digest_count += 1
-            self._actions.append((action, sha256))
-            if len(self._actions) == CHUNK:
+            pending.append((action, raw))
+            if len(pending) == CHUNK:
                 self._flush_actions()
+                pending = self._actions
         return refs
 
     def _flush_actions(self) -> None:
         if not self._actions:
             return
         runs: list[list[Any]] = []
-        digests = 0
-        for action, sha256 in self._actions:
-            row: list[Any] = [action.tags, action.reason, action.policy, action.media_type]
-            if sha256:
-                self._digests += bytes.fromhex(action.digest[len(PREFIX) :])
-                digests += 1
+        rows: list[list[Any]] = []
+        repository = None
+        digests: list[bytes] = []
+        for action, raw in self._actions:
+            if action.repository != repository:
+                repository = action.repository
+                rows = []
+                runs.append([repository, rows])
+            if raw is None:
+                rows.append(
+                    [action.tags, action.reason, action.policy, action.media_type, action.digest]
+                )
             else:
-                row.append(action.digest)
-            if not runs or runs[-1][0] != action.repository:
-                runs.append([action.repository, []])
-            runs[-1][1].append(row)
+                rows.append([action.tags, action.reason, action.policy, action.media_type])
+                digests.append(raw)
+        self._digests += b"".join(digests)
         packed = zlib.compress(orjson.dumps(runs), _LEVEL)
-        self._action_chunks.append((len(self._actions), digests, packed))
+        self._action_chunks.append((len(self._actions), len(digests), packed))
         self._actions = []
 
     def finish(self, bytes_freed: int) -> EncodedPlan:

@@ -185,7 +185,16 @@ class TestStoredPlan:
         the others."""
         actions = tuple(
             DigestAction("a/b", digest, (tag,), Reason.DELETE_RULE, "p", None)
-            for digest, tag in [(A, "t1"), (OTHER, "t2"), ("sha256:" + "AB" * 32, "t3"), (B, "t4")]
+            for digest, tag in [
+                (A, "t1"),
+                (OTHER, "t2"),
+                ("sha256:" + "AB" * 32, "t3"),  # upper case
+                (B, "t4"),
+                ("sha256:" + "ab" * 30 + " ab ", "t5"),  # 64 characters, 31 bytes and spaces
+                ("sha256:" + "ab" * 31 + "zz", "t6"),  # not hexadecimal
+                ("sha256:" + "ab" * 33, "t7"),  # too long
+                ("sha256:" + "ab" * 31, "t8"),  # too short
+            ]
         )
         decisions = tuple(
             TagDecision("a/b", a.tags[0], a.digest, Decision.DELETE, Reason.DELETE_RULE, "p", "r")
