@@ -39,7 +39,14 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from bench.scaleload import pss_kib
-from bench.scalestore import PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
+from bench.scalestore import (
+    PG_ADMIN,
+    Store,
+    _libpq,
+    _sqlite_path,
+    migrate_forward,
+    remove_sqlite_files,
+)
 
 SUFFIX = "_bounds"
 """Starts the name of the copy; `copy_name` adds what makes it this run's own."""
@@ -416,6 +423,7 @@ def main() -> None:
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     for kind in kinds:
         store = Store(kind, args.events)
+        migrate_forward(store)  # the copies and `serve` then measure the current schema
         meta = store.meta()
         result: dict[str, Any] = {
             "store": store.name,
