@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
@@ -31,6 +31,7 @@ from monitor.store.cleanup_tables import ManifestInfoRow, RegistryTagRow
 from monitor.store.columns import raw_time, utc_time
 from monitor.store.coverage import LOG, covered_intervals, merge_intervals
 from monitor.store.dialect import dialect_of, upsert
+from monitor.store.readahead import ReadAhead
 from monitor.store.requestlog import oldest_pending
 from monitor.store.schema import TagPullRow, TagStateRow
 
@@ -279,7 +280,7 @@ def _groups(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
         yield name, list(members)
 
 
-def stream_repositories(session: Session) -> Iterator[RepositoryState]:
+def stream_repositories(session: Session) -> Generator[RepositoryState, None, None]:
     """Every repository's live tags (with their pulls) and manifests, one repository at a time
     in name order: three ordered reads merged as they stream, so memory holds one repository.
     Plain Core rows (not ORM-enabled selects) with times as the driver gives them, decoded here
@@ -287,7 +288,10 @@ def stream_repositories(session: Session) -> Iterator[RepositoryState]:
     repository alone: the planner orders what it needs within a repository itself, and on
     PostgreSQL a second sort column (compared in the database's collation for every pair of
     rows of one repository) made the sort of the 609,083 manifests of the 10M-event store take
-    2.4 s instead of 1.5 s."""
+    2.4 s instead of 1.5 s. On PostgreSQL the three reads are fetched ahead on a thread
+    (`ReadAhead`), so the server's work between batches overlaps the merge and the planner's:
+    on the 10M-event store the loop of a plan waited 1.3-2.3 s on it instead of 2.2-3.2 s.
+    SQLite's reads gained nothing from it, for 35 MiB more at the peak: read as they come."""
     repo, tag = _TAGS.c.repository, _TAGS.c.tag
     tag_rows = session.execute(
         select(
@@ -315,14 +319,21 @@ def stream_repositories(session: Session) -> Iterator[RepositoryState]:
         .order_by(_by_name(session, _MANIFESTS.c.repository))
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
+    results = (tag_rows, pull_rows, manifest_rows)
     try:
-        yield from _merge_repositories(
-            _groups(tag_rows), _groups(pull_rows), _groups(manifest_rows)
-        )
+        if dialect_of(session) != "postgresql":
+            yield from _merge_repositories(
+                _groups(tag_rows), _groups(pull_rows), _groups(manifest_rows)
+            )
+            return
+        with ReadAhead(results, size=STREAM_ROWS) as ahead:
+            yield from _merge_repositories(
+                _groups(ahead.rows(0)), _groups(ahead.rows(1)), _groups(ahead.rows(2))
+            )
     finally:
         # Server-side cursors (PostgreSQL) must be closed while the session is open, also when
         # a read stops early or one of them still has rows (pulls of repositories with no tags).
-        for result in (tag_rows, pull_rows, manifest_rows):
+        for result in results:
             result.close()
 
 

@@ -328,6 +328,50 @@ class TestStreamRepositories:
             streamed = list(stream_repositories(session))
         assert reference(tags, pulls, manifests) == [in_order(r) for r in streamed]
 
+    def test_read_ahead_in_small_batches_and_stopped_early(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Fetched two rows at a time (each read many batches ahead of the merge), the stream
+        is the same; stopped after its first repository, it leaves the session usable."""
+        factory = sessionmaker(engine)
+        names = [f"team/app-{i}" for i in range(5)]
+        with factory() as session, session.begin():
+            for repo in names:
+                for n in range(3):
+                    digest = f"sha256:{n:064x}"
+                    session.add(
+                        TagStateRow(
+                            repository=repo, tag=f"v{n}", digest=digest, media_type="m",
+                            first_seen_at=T0, last_pushed_at=T0, last_pushed_by=None,
+                            last_pulled_at=None, pull_count=1, deleted_at=None,
+                        )
+                    )  # fmt: skip
+                    session.add(
+                        TagPullRow(
+                            repository=repo, tag=f"v{n}", http_method="GET", client="docker",
+                            last_pulled_at=T0, pull_count=1,
+                        )
+                    )  # fmt: skip
+                    session.add(
+                        ManifestInfoRow(
+                            repository=repo, digest=digest, media_type="m", size=n,
+                            children="[]", blobs="[]", pushed_at=T0, learned_at=T0,
+                        )
+                    )  # fmt: skip
+        with factory() as session:
+            whole = list(stream_repositories(session))
+        monkeypatch.setattr("monitor.store.inventory.STREAM_ROWS", 2)
+        with factory() as session:
+            assert whole == list(stream_repositories(session))
+            stream = stream_repositories(session)
+            assert whole[0] == next(stream)
+            stream.close()
+            assert 15 == session.scalar(select(func.count()).select_from(TagStateRow))
+        assert names == [r.name for r in whole]
+        assert [3] * 5 == [len(r.tags) for r in whole]
+        assert [3] * 5 == [len(r.manifests) for r in whole]
+        assert all(len(t.pulls) == 1 for r in whole for t in r.tags)
+
 
 def write_registry(session: Session, tags: list[TagState], manifests: list[ManifestInfo]) -> None:
     """The generated tags (one pull row per tag, method and client: the latest) and manifests
