@@ -12,18 +12,13 @@ from array import array
 from monitor.cleanup.model import ManifestInfo
 
 _MASK = (1 << 64) - 1
-
-
-def _key(digest: str) -> int:
-    """A digest as a 64-bit key: its string hash (computed in C, and cached on the string, which
-    is often a dict key already), made unsigned. The hash is the interpreter's (SipHash, seeded
-    per process), so keys compare only within one plan, which is all `Freed` needs.
-
-    Two different digests share 64 bits with a probability of about n²/2^65 among n: 5·10^-8
-    for the 1.3M keys of a plan of the 10M-event store, which would count one freed blob as
-    kept (an estimate off by one blob, once in twenty million plans). Every digest is a key,
-    whatever its algorithm or spelling: two spellings stay two digests."""
-    return hash(digest) & _MASK
+"""A digest's key is `hash(digest) & _MASK`: its string hash (computed in C, and cached on the
+string, which is often a dict key already), made unsigned. The hash is the interpreter's
+(SipHash, seeded per process), so keys compare only within one plan, which is all `Freed`
+needs. Every digest is a key, whatever its algorithm or spelling: two spellings stay two
+digests. Two different digests share a key with a probability of about n²/2^65 among n:
+8·10^-8 for the 1.7M digests of a plan of the 10M-event store, which would count one freed
+blob as kept (an estimate off by one blob, once in twelve million plans)."""
 
 
 BUCKETS = 256
@@ -35,13 +30,13 @@ _BUCKET_SHIFT = 56
 class Freed:
     """Blobs referenced by kept manifests vs. by manifests that go; counted once, globally.
 
-    Digests are held as `_key`s. The keys of a registry are the bulk (1.26M kept on a store of
-    100k tags; 1.1M candidates for a plan that deletes 517,836 untagged manifests): each key is
-    appended to the array of its bucket, 8 bytes instead of about 80 in a set, and a
-    candidate's size to an array beside it (16 bytes in all instead of about 115 in a dict of
-    128-bit keys: 126 MB for those 1.1M candidates). A candidate is a key of what goes that
-    its own repository does not keep; it may be appended more than once, the last size
-    counting. `total` drops the candidates some other repository keeps."""
+    Digests are held as keys (`_MASK`). The keys of a registry are the bulk (1.26M kept on a
+    store of 100k tags; 1.1M candidates for a plan that deletes 517,836 untagged manifests):
+    each key is appended to the array of its bucket, 8 bytes instead of about 80 in a set, and
+    a candidate's size to an array beside it (16 bytes in all instead of about 115 in a dict of
+    128-bit keys: 126 MB for those 1.1M candidates). A candidate is a key of what goes that its
+    own repository does not keep; it may be appended more than once, the last size counting.
+    `total` drops the candidates some other repository keeps."""
 
     def __init__(self) -> None:
         self.kept = [array("Q") for _ in range(BUCKETS)]

@@ -3,7 +3,7 @@
 `tag_state`, `tag_pulls` and `manifest_info` become WITHOUT ROWID tables on SQLite: their rows
 live in the primary key's b-tree, so a read in (repository, ...) order, which cleanup planning
 makes of every row, walks one b-tree instead of the key's index and a lookup in the table for
-each row, and an upsert writes one b-tree instead of two. PostgreSQL is unchanged.
+each row, and a new row goes into one b-tree instead of two. PostgreSQL is unchanged.
 
 Revision ID: 0013
 Revises: 0012
