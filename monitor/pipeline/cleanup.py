@@ -42,8 +42,8 @@ from monitor.store.cleanup_plans import (
     set_plan_state,
 )
 from monitor.store.engine import SessionFactory
-from monitor.store.inventory import planning_coverage, stream_repositories
 from monitor.store.journal import deleted_digests, record_entry, save_manifest, saved_manifests
+from monitor.store.planner_input import planning_coverage, stream_repositories
 
 log = structlog.get_logger("monitor.cleanup")
 SummarySender = Callable[[str], None]

@@ -30,8 +30,9 @@ from monitor.runtime import Services
 from monitor.settings import CleanupSettings, Settings
 from monitor.store.cleanup_plans import PlanState, load_plan, query_plans
 from monitor.store.coverage import record_heartbeat
-from monitor.store.inventory import planner_input, record_tag_seen
+from monitor.store.inventory import record_tag_seen
 from monitor.store.journal import list_journal
+from monitor.store.planner_input import planner_input
 from tests.cleanup.doubles import MemoryRegistry
 
 NOW = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)

@@ -12,12 +12,8 @@ from monitor.events import Action, TargetKind
 from monitor.runtime import Services
 from monitor.store.blob_sizes import blob_sizes
 from monitor.store.events import expire_events
-from monitor.store.inventory import (
-    list_manifests,
-    mark_missing_deleted,
-    planner_input,
-    record_tag_seen,
-)
+from monitor.store.inventory import list_manifests, mark_missing_deleted, record_tag_seen
+from monitor.store.planner_input import planner_input
 from monitor.store.schema import EventRow
 from monitor.store.tags import list_tags
 from tests.fixture_events import scenario_events

@@ -10,7 +10,7 @@ from monitor.ingest.requestlog import RequestRecord
 from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import reconcile_events
 from monitor.runtime import Services
-from monitor.store.inventory import planning_coverage
+from monitor.store.planner_input import planning_coverage
 from tests.request_captures import log_lines
 
 LINES = log_lines("3.1", "registry-text.log")

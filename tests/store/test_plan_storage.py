@@ -43,9 +43,10 @@ from monitor.store.cleanup_tables import (
     SavedManifestRow,
 )
 from monitor.store.coverage import record_heartbeat
-from monitor.store.inventory import planning_coverage, save_manifest_info, stream_repositories
+from monitor.store.inventory import save_manifest_info
 from monitor.store.journal import record_entry, save_manifest
 from monitor.store.migrate import upgrade
+from monitor.store.planner_input import planning_coverage, stream_repositories
 from monitor.store.schema import TagPullRow, TagStateRow
 from tests.cleanup.factories import NOW
 from tests.cleanup.test_planner_properties import policies, registries
@@ -360,7 +361,7 @@ class TestStreamRepositories:
                     )  # fmt: skip
         with factory() as session:
             whole = list(stream_repositories(session))
-        monkeypatch.setattr("monitor.store.inventory.STREAM_ROWS", 2)
+        monkeypatch.setattr("monitor.store.planner_input.STREAM_ROWS", 2)
         with factory() as session:
             assert whole == list(stream_repositories(session))
             stream = stream_repositories(session)
