@@ -23,20 +23,19 @@ TABLES = ("tag_state", "tag_pulls", "manifest_info")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    for table in TABLES:
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_with_rowid": False}
-        ):
-            pass
+    _rebuild(with_rowid=False)
 
 
 def downgrade() -> None:
+    _rebuild(with_rowid=True)
+
+
+def _rebuild(*, with_rowid: bool) -> None:
+    """Copies each table into a new one with (or without) a rowid, on SQLite only."""
     if op.get_bind().dialect.name != "sqlite":
         return
     for table in TABLES:
         with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_with_rowid": True}
+            table, recreate="always", table_kwargs={"sqlite_with_rowid": with_rowid}
         ):
             pass
