@@ -70,7 +70,7 @@ def stream_repositories(session: Session) -> Generator[RepositoryState, None, No
     rows of one repository) made the sort of the 609,083 manifests of the 10M-event store take
     2.4 s instead of 1.5 s. On PostgreSQL the three reads are fetched ahead on a thread
     (`ReadAhead`), so the server's work between batches overlaps the merge and the planner's:
-    on the 10M-event store the loop of a plan waited 1.3-2.3 s on it instead of 2.2-3.2 s.
+    on the 10M-event store the loop of a plan waited 1.1-2.3 s on it instead of 2.2-3.2 s.
     SQLite's reads gained nothing from it, for 37-39 MiB more at the peak: read as they come."""
     repo, tag = _TAGS.c.repository, _TAGS.c.tag
     tag_rows = session.execute(
