@@ -2,7 +2,7 @@
 planning, detection and `detect replay` cost on N events, and the RSS of `serve` after reads.
 
     python -m bench.scalebounds [--events N] [--db sqlite|postgresql|both]
-        [--only serve,plan,plan-detail,plan-tags,detect,replay] [--backlog N]
+        [--only serve,plan,plan-split,plan-detail,plan-tags,detect,replay] [--backlog N]
 
 Run from a checkout: the code measured is the `monitor` package of the current directory, so
 the same script measures an older revision when run from an export of it (`git archive`).
@@ -263,6 +263,17 @@ def drop_copy(store: Store, url: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
+def forget_plans(url: str) -> None:
+    """Delete the plans stored in the copy at `url` (and what refers to them)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for table in ("cleanup_saved_manifests", "cleanup_journal", "cleanup_plans"):
+            connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 (names above)
+    engine.dispose()
+
+
 PLAN_CHILD = """
 import json, os, resource, sys, time
 from datetime import datetime, timedelta
@@ -274,6 +285,7 @@ from monitor.store.engine import make_engine, make_session_factory
 from monitor.settings import load_settings
 
 url, policies_text, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+processes = int(sys.argv[4])
 settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": url})
 engine = make_engine(settings.database)
 policies = load_policies(policies_text)
@@ -282,9 +294,11 @@ policy_set = PolicySet(policies, hashlib.sha256(policies_text.encode()).hexdiges
 usage = resource.getrusage(resource.RUSAGE_SELF)
 load = os.getloadavg()
 started = time.perf_counter()
-outcome = make_plan(make_session_factory(engine), policies=policy_set, now=now)
+extra = {"processes": processes} if processes > 1 else {}
+outcome = make_plan(make_session_factory(engine), policies=policy_set, now=now, **extra)
 seconds = time.perf_counter() - started
 spent = resource.getrusage(resource.RUSAGE_SELF)
+forked = resource.getrusage(resource.RUSAGE_CHILDREN)
 columns = {c["name"] for c in inspect(engine).get_columns("cleanup_plans")}
 size_sql = "coalesce(length(body), 0)" + (
     " + coalesce(length(encoded), 0)" if "encoded" in columns else ""
@@ -302,6 +316,11 @@ print(json.dumps({
     ),
     "load_average": load,
     "peak_rss_mib": round(spent.ru_maxrss / 1024, 1),
+    "processes": getattr(outcome, "processes", 1),
+    "forked_cpu_seconds": round(forked.ru_utime + forked.ru_stime, 1),
+    "forked_peak_rss_mib": round(forked.ru_maxrss / 1024, 1),
+    "plan_id": outcome.summary.id,
+    "bytes_freed": outcome.summary.bytes_freed,
     "stored_bytes": size,
     "counts": outcome.summary.counts,
     "actions": outcome.summary.actions,
@@ -309,15 +328,25 @@ print(json.dumps({
 """
 
 
-def measure_plan(url: str, meta: dict[str, Any], policies: str = POLICIES) -> dict[str, Any]:
+def measure_plan(
+    url: str, meta: dict[str, Any], policies: str = POLICIES, processes: int = 1
+) -> dict[str, Any]:
+    """`make_plan` in a process of its own (as `cleanup plan` runs it with `--processes`);
+    "forked_*" are its planning processes' (their peak is the largest one's), "peak_pss_mib"
+    the largest proportional set size of all of them together, sampled every 0.1 s."""
     now = datetime.fromisoformat(meta["end"])
-    done = subprocess.run(
-        [sys.executable, "-c", PLAN_CHILD, url, policies, now.isoformat()],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    argv = [sys.executable, "-c", PLAN_CHILD, url, policies, now.isoformat(), str(processes)]
+    peak_pss = 0
+    with tempfile.TemporaryFile("w+") as out, subprocess.Popen(argv, stdout=out) as child:
+        while child.poll() is None:  # the planning processes' memory together, 10 times a second
+            peak_pss = max(peak_pss, pss_kib(child.pid))
+            time.sleep(0.1)
+        if child.returncode != 0:
+            raise subprocess.CalledProcessError(child.returncode, argv)
+        out.seek(0)
+        result = dict(json.loads(out.read().strip().splitlines()[-1]))
+    result["peak_pss_mib"] = round(peak_pss / 1024, 1)
+    return result
 
 
 def measure_detection(
@@ -439,6 +468,10 @@ def main() -> None:
             try:
                 if "plan" in only:
                     result["plan"] = measure_plan(url, meta)
+                if "plan-split" in only:
+                    if "plan" in only:  # stored apart, not found the same as the plan before
+                        forget_plans(url)
+                    result["plan_split"] = measure_plan(url, meta, processes=2)
                 if "plan" in only and "plan-detail" in only:
                     result["plan_detail"] = measure_plan_detail(url, store.kind)
                 if "plan-tags" in only:

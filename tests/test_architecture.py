@@ -36,6 +36,7 @@ PURE = (
     "monitor.cleanup.stored_plan_v3",
     "monitor.cleanup.stored_plan_v4",
     "monitor.cleanup.plan_chunks",
+    "monitor.cleanup.plan_pages",
     "monitor.cleanup.journal",
     "monitor.audit.model",
     "monitor.audit.registry_config",

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from monitor.api.read import _query, _services, check_parameters, parse_limit
 from monitor.cleanup.plan import action_dict, decision_dict
-from monitor.cleanup.stored_plan import PlanPages
+from monitor.cleanup.plan_pages import PlanPages
 from monitor.errors import InvalidQuery
 from monitor.ingest.boundary import MAX_BIGINT
 from monitor.store.cleanup_plans import plan_pages, query_plans, require_plan

@@ -8,6 +8,7 @@ span the whole registry, one repository added at a time.
 from __future__ import annotations
 
 from array import array
+from typing import NamedTuple
 
 from monitor.cleanup.model import ManifestInfo
 
@@ -25,6 +26,14 @@ BUCKETS = 256
 """Keys are kept in this many arrays, by their top 8 bits: `total` then counts one bucket at
 a time, holding a 256th of the keys as Python objects at once."""
 _BUCKET_SHIFT = 56
+
+
+class FreedKeys(NamedTuple):
+    """`Freed`'s arrays as bytes, bucket by bucket."""
+
+    kept: list[bytes]
+    candidates: list[bytes]
+    sizes: list[bytes]
 
 
 class Freed:
@@ -86,6 +95,28 @@ class Freed:
         kept_keys = self.kept
         for key in kept_here:
             kept_keys[key >> shift].append(key)
+
+    def export(self) -> FreedKeys:
+        """The keys so far, as bytes: what a process that planned other repositories hands
+        back to be `absorb`ed (keys compare only between processes forked from one, which
+        share the interpreter's hash seed)."""
+        return FreedKeys(
+            [a.tobytes() for a in self.kept],
+            [a.tobytes() for a in self.candidates],
+            [a.tobytes() for a in self.sizes],
+        )
+
+    def absorb(self, other: FreedKeys) -> None:
+        """Adds the keys `other` exported, as if its repositories came after these."""
+        for mine, theirs in (
+            (self.kept, other.kept),
+            (self.candidates, other.candidates),
+            (self.sizes, other.sizes),
+        ):
+            if len(theirs) != BUCKETS:
+                raise ValueError("freed keys of another shape")
+            for bucket, data in zip(mine, theirs, strict=True):
+                bucket.frombytes(data)
 
     def total(self) -> int:
         total = 0

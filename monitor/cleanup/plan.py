@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from monitor.cleanup.model import TagRef
@@ -131,16 +133,30 @@ def action_dict(a: DigestAction) -> dict[str, Any]:
 
 
 class PlanHash:
-    """A plan's id: a hash over its time and every action in order, fed as they come."""
+    """A plan's id: a hash over its time and, in order, the hash of each repository's actions
+    (a run of consecutive actions of one repository), fed as they come. Hashed per repository,
+    processes planning different repositories hash theirs side by side (`repository_hashes`)
+    and the plan's id is the same as one process gives."""
 
     def __init__(self, created_at: datetime) -> None:
         self._hash = hashlib.sha256(created_at.isoformat().encode())
 
-    def update(self, actions: Iterable[DigestAction]) -> None:
-        # One update of the actions' text joined: what one update per action gives.
-        self._hash.update(
-            "".join([f"{a.repository}@{a.digest}:{','.join(a.tags)};" for a in actions]).encode()
+    @staticmethod
+    def repository_hashes(actions: Iterable[DigestAction]) -> bytes:
+        """The SHA-256 of each run of one repository's `actions`, joined: what `update` hashes."""
+        return b"".join(
+            hashlib.sha256(
+                "".join([f"{a.repository}@{a.digest}:{','.join(a.tags)};" for a in run]).encode()
+            ).digest()
+            for _repository, run in groupby(actions, key=attrgetter("repository"))
         )
+
+    def update(self, actions: Iterable[DigestAction]) -> None:
+        self._hash.update(self.repository_hashes(actions))
+
+    def update_hashes(self, hashes: bytes) -> None:
+        """Hashes what `repository_hashes` gave, as `update` with those actions would."""
+        self._hash.update(hashes)
 
     def plan_id(self) -> str:
         return self._hash.hexdigest()[:16]

@@ -22,7 +22,7 @@ import dataclasses
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -42,14 +42,7 @@ from monitor.cleanup.plan_chunks import (
     LENGTH,
     MAGIC,
     PREFIX,
-    BytesSource,
-    Layout,
-    Source,
-    actions_page,
-    decisions_page,
     decode_v5,
-    read_layout,
-    selection_of,
     selection_v5,
     short,
 )
@@ -60,7 +53,7 @@ from monitor.errors import ParseError
 __all__ = [
     "MAGIC",
     "EncodedPlan",
-    "PlanPages",
+    "PlanPart",
     "PlanWriter",
     "as_stored",
     "canonical",
@@ -68,6 +61,7 @@ __all__ = [
     "decode_selection",
     "encode",
     "encode_plan",
+    "readable",
 ]
 
 
@@ -128,10 +122,40 @@ class EncodedPlan:
     selection: Selection
 
 
-class PlanWriter:
-    """Builds the stored form a repository at a time (`add`), then `finish`es it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanPart:
+    """What a `PlanWriter` of a part of a plan (repositories planned in another process) hands
+    to the writer of the whole: its chunks, digests, counts, selection, and the hashes of its
+    repositories' actions for the plan's id."""
 
-    def __init__(self, created_at: datetime) -> None:
+    decision_chunks: list[tuple[int, bytes]]
+    action_chunks: list[tuple[int, int, bytes]]
+    digests: bytes
+    digest_count: int
+    counts: dict[str, int]
+    action_count: int
+    selection: Selection
+    action_hashes: bytes
+
+
+def _shifted(packed: bytes, offset: int) -> bytes:
+    """A chunk of decisions with its references to the digests part moved by `offset`."""
+    entries = orjson.loads(zlib.decompress(packed))
+    moved = False
+    for _name, groups in entries:
+        for group in groups:
+            if len(group) > 5:
+                group[5] = [r + offset if isinstance(r, int) else r for r in group[5]]
+                moved = True
+    return zlib.compress(orjson.dumps(entries), _LEVEL) if moved else packed
+
+
+class PlanWriter:
+    """Builds the stored form a repository at a time (`add`), then `finish`es it. A writer
+    made with `part=True` writes a part of a plan instead: `part()` gives it, and the writer
+    of the whole `absorb`s it after the repositories before it."""
+
+    def __init__(self, created_at: datetime, *, part: bool = False) -> None:
         self.created_at = created_at
         self._decision_chunks: list[tuple[int, bytes]] = []
         self._action_chunks: list[tuple[int, int, bytes]] = []
@@ -140,6 +164,7 @@ class PlanWriter:
         self._digests = bytearray()
         self._digest_count = 0
         self._hash = PlanHash(created_at)
+        self._hashes: list[bytes] | None = [] if part else None
         self.counts = {d.value: 0 for d in Decision}
         self.action_count = 0
         self.selection: Selection = {}
@@ -198,7 +223,10 @@ class PlanWriter:
         refs: DigestRefs = {}
         if not actions:
             return refs
-        self._hash.update(actions)
+        if self._hashes is None:
+            self._hash.update(actions)
+        else:
+            self._hashes.append(PlanHash.repository_hashes(actions))
         self.action_count += len(actions)
         pending = self._actions
         for action in actions:
@@ -236,6 +264,38 @@ class PlanWriter:
         packed = zlib.compress(orjson.dumps(runs), _LEVEL)
         self._action_chunks.append((len(self._actions), len(digests), packed))
         self._actions = []
+
+    def part(self) -> PlanPart:
+        """The part of a plan written so far (a writer made with `part=True`)."""
+        if self._hashes is None:
+            raise ValueError("a writer of a whole plan has no part to give")
+        self._flush_decisions()
+        self._flush_actions()
+        return PlanPart(
+            self._decision_chunks, self._action_chunks, bytes(self._digests),
+            self._digest_count, dict(self.counts), self.action_count, self.selection,
+            b"".join(self._hashes),
+        )  # fmt: skip
+
+    def absorb(self, part: PlanPart) -> None:
+        """Adds `part`, planned from repositories after every one added so far (its chunks
+        follow these, its references to digests moved past these digests)."""
+        self._flush_decisions()
+        self._flush_actions()
+        offset = self._digest_count
+        chunks = part.decision_chunks
+        self._decision_chunks += [(n, _shifted(packed, offset)) for n, packed in chunks]
+        self._action_chunks += part.action_chunks
+        self._digests += part.digests
+        self._digest_count += part.digest_count
+        for decision, count in part.counts.items():
+            self.counts[decision] += count
+        self.action_count += part.action_count
+        self.selection.update(part.selection)
+        if self._hashes is None:
+            self._hash.update_hashes(part.action_hashes)
+        else:
+            self._hashes.append(part.action_hashes)
 
     def finish(self, bytes_freed: int) -> EncodedPlan:
         self._flush_decisions()
@@ -290,7 +350,7 @@ def encode(plan: Plan) -> bytes:
 
 
 @contextlib.contextmanager
-def _readable() -> Iterator[None]:
+def readable() -> Iterator[None]:
     """Whatever reading a stored plan raises for bytes that are not one, as ParseError."""
     try:
         yield
@@ -300,7 +360,7 @@ def _readable() -> Iterator[None]:
 
 def decode(data: bytes) -> Plan:
     """The plan stored as `data` (any format); ParseError when `data` is not one."""
-    with _readable():
+    with readable():
         if data.startswith(MAGIC):
             return decode_v5(data)
         if data.startswith(MAGIC_V4):
@@ -311,7 +371,7 @@ def decode(data: bytes) -> Plan:
 def decode_selection(data: bytes) -> Selection:
     """The tags the stored plan deletes with their reasons (`Plan.selection`), read from the
     decisions alone; ParseError when `data` is not a stored plan."""
-    with _readable():
+    with readable():
         if data.startswith(MAGIC):
             return selection_v5(data)
         if data.startswith(MAGIC_V4):
@@ -319,77 +379,3 @@ def decode_selection(data: bytes) -> Selection:
         if data.startswith(MAGIC_V3):
             return selection_v3(data)
     return decode(data).selection()
-
-
-EMPTY = Plan(datetime.min.replace(tzinfo=UTC), (), (), 0)
-"""A plan with nothing in it (the pages of a plan kept without a document)."""
-
-
-class PlanPages:
-    """Pages of one stored plan's decisions (in stored order) and actions (in plan order). A
-    plan in format 5 reads the header and the chunks a page spans from `source` (`size`
-    bytes), so a page costs the same in a plan of any size; one stored before is read whole
-    and decoded whole at its first page; `plan` is one kept as a document. ParseError when
-    the stored bytes are not a plan."""
-
-    def __init__(
-        self, source: Source | None = None, size: int = 0, *, plan: Plan | None = None
-    ) -> None:
-        self._plan = plan
-        self._layout: Layout | None = None
-        self._older: bytes | None = None
-        self._source: Source = source or BytesSource(b"")
-        if source is None:
-            return
-        with _readable():
-            if size >= len(MAGIC) and source.read(0, len(MAGIC)) == MAGIC:
-                self._layout = read_layout(source, size)
-            else:
-                self._older = source.read(0, size)
-
-    @classmethod
-    def of(cls, data: bytes) -> PlanPages:
-        """Pages of the stored plan `data`."""
-        return cls(BytesSource(data), len(data))
-
-    def _whole(self) -> Plan:
-        """The plan stored before format 5, or kept as a document, decoded once."""
-        if self._plan is None:
-            self._plan = decode(self._older) if self._older is not None else EMPTY
-        return self._plan
-
-    @property
-    def decision_count(self) -> int:
-        if self._layout is not None:
-            return self._layout.decision_count
-        return len(self._whole().decisions)
-
-    @property
-    def action_count(self) -> int:
-        if self._layout is not None:
-            return self._layout.action_count
-        return len(self._whole().actions)
-
-    def selection(self) -> Selection:
-        """The tags the plan deletes with their reasons (`Plan.selection`), read from its
-        decisions alone."""
-        if self._layout is not None:
-            with _readable():
-                return selection_of(self._source, self._layout)
-        if self._older is not None:
-            return decode_selection(self._older)
-        return self._whole().selection()
-
-    def decisions(self, start: int, limit: int) -> list[TagDecision]:
-        """Up to `limit` decisions from the `start`th."""
-        if self._layout is None:
-            return list(self._whole().decisions[start : start + limit])
-        with _readable():
-            return decisions_page(self._source, self._layout, start, limit)
-
-    def actions(self, start: int, limit: int) -> list[DigestAction]:
-        """Up to `limit` actions from the `start`th."""
-        if self._layout is None:
-            return list(self._whole().actions[start : start + limit])
-        with _readable():
-            return actions_page(self._source, self._layout, start, limit)

@@ -49,6 +49,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
             gap_tolerance=timedelta(seconds=settings.cleanup.coverage_gap_tolerance_seconds),
             metrics=make_metrics(CollectorRegistry()),
             plans_keep=settings.cleanup.plans_keep,
+            processes=args.processes,
         )
         with session_factory() as session:  # printed as stored, as `cleanup plans show` does
             summary, stored = load_plan(session, outcome.summary.id)

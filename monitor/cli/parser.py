@@ -7,6 +7,7 @@ command's module is imported when the command runs (`monitor.cli.app`).
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
@@ -31,6 +32,28 @@ def limit(text: str) -> int:
             f"must be a whole number from 1 to {MAX_LIMIT}, got {text!r}"
         )
     return int(text)
+
+
+MAX_PLAN_PROCESSES = 16
+DEFAULT_PLAN_PROCESSES = 4
+"""`cleanup plan`'s default processes, when this process may use as many cores."""
+
+
+def processes(text: str) -> int:
+    """`--processes`: a whole number from 1 to MAX_PLAN_PROCESSES."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PLAN_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_PLAN_PROCESSES}, got {text!r}"
+        )
+    return int(text)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
 
 
 def timestamp(text: str) -> datetime:
@@ -222,6 +245,15 @@ def _ingest(sub: argparse._SubParsersAction[Parser]) -> None:
 def _cleanup(sub: argparse._SubParsersAction[Parser]) -> None:
     cleanup = _groups(sub, "cleanup", "plan, apply and restore tag cleanup")
     plan = _command(cleanup, "plan", "cleanup:plan", "plan now, store the plan and show it")
+    plan.add_argument(
+        "--processes",
+        type=processes,
+        default=min(usable_cores(), DEFAULT_PLAN_PROCESSES),
+        metavar="N",
+        help="plan a large store in up to N processes side by side, 1 to "
+        f"{MAX_PLAN_PROCESSES} (default: the cores usable, at most {DEFAULT_PLAN_PROCESSES}; "
+        "here %(default)s)",
+    )
     _json(plan)
     apply = _command(cleanup, "apply", "cleanup:apply", "apply a stored plan: delete its tags")
     apply.add_argument("plan_id", metavar="PLAN", help="the plan's id, as `cleanup plan` printed")

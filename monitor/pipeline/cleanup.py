@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from monitor.cleanup.stored_plan import PlanWriter
 from monitor.clock import Clock
 from monitor.errors import ConfigError
 from monitor.observability.metrics import Metrics
+from monitor.pipeline import plan_processes
+from monitor.pipeline.plan_processes import Forked, RangePlanner, can_fork, ranges
 from monitor.settings import CleanupSettings
 from monitor.store.cleanup_plans import (
     PlanState,
@@ -43,7 +46,7 @@ from monitor.store.cleanup_plans import (
 )
 from monitor.store.engine import SessionFactory
 from monitor.store.journal import deleted_digests, record_entry, save_manifest, saved_manifests
-from monitor.store.planner_input import planning_coverage, stream_repositories
+from monitor.store.planner_input import planning_coverage, split_points, stream_repositories
 
 log = structlog.get_logger("monitor.cleanup")
 SummarySender = Callable[[str], None]
@@ -119,12 +122,13 @@ class SqlJournal:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PlanOutcome:
-    """A plan made and stored (`load_plan(session, summary.id)` gives it back) and how it
-    differs from the plan before it."""
+    """A plan made and stored (`load_plan(session, summary.id)` gives it back), how it
+    differs from the plan before it, and how many processes planned it."""
 
     summary: PlanSummary
     previous_id: str | None
     diff: PlanDiff
+    processes: int = 1
 
 
 def make_plan(
@@ -135,32 +139,49 @@ def make_plan(
     gap_tolerance: timedelta = timedelta(0),
     metrics: Metrics | None = None,
     plans_keep: int | None = None,
+    processes: int = 1,
 ) -> PlanOutcome:
     """Plan from what the store knows at `now`, store the plan, diff it with the previous one;
     with `plans_keep`, prune the stored plans beyond it (see `prune_plans`).
 
     The store's repositories stream through the planner into the plan's stored form one at a
     time: memory holds one repository, what the plan frees so far and the stored form (about
-    2 MB for 100k tags), never the whole plan."""
+    2 MB for 100k tags), never the whole plan. With `processes` above 1 and a large store, up
+    to that many processes plan ranges of the repositories side by side
+    (monitor.pipeline.plan_processes); the stored plan is the same."""
     with session_factory() as session, session.begin():
         previous = latest_selection(session)
-        planner = Planner(
-            policies.policies,
-            planning_coverage(session, now=now),
-            now,
-            gap_tolerance=gap_tolerance,
-        )
+        coverage = planning_coverage(session, now=now)
+        points: list[str] = []
+        if processes > 1 and can_fork():
+            points = split_points(session, processes, min_rows=plan_processes.SPLIT_MIN_ROWS)
+        spans = ranges(points)
+        planner = Planner(policies.policies, coverage, now, gap_tolerance=gap_tolerance)
         writer = PlanWriter(now)
         with gc_paused():
-            for part in planner.each(stream_repositories(session)):
-                writer.add(part.name, part.decisions, part.actions)
+            run = RangePlanner(session_factory, policies.policies, coverage, now, gap_tolerance)
+            children = [Forked(functools.partial(run, span)) for span in spans[1:]]
+            try:
+                first = stream_repositories(session, start=spans[0].start, stop=spans[0].stop)
+                for part in planner.each(first):
+                    writer.add(part.name, part.decisions, part.actions)
+                for child in children:
+                    planned = child.result()
+                    writer.absorb(planned.part)
+                    planner.freed.absorb(planned.freed)
+                    del planned  # copied: not held through the save
+            finally:
+                for child in children:
+                    child.stop()
             encoded = writer.finish(planner.bytes_freed())
         summary = save_encoded(session, encoded, policy_digest=policies.digest)
         if plans_keep is not None:
             prune_plans(session, keep=plans_keep)
     if previous is None or previous[0].id == summary.id:
-        return PlanOutcome(summary, None, diff_selections({}, encoded.selection))
-    return PlanOutcome(summary, previous[0].id, diff_selections(previous[1], encoded.selection))
+        diff = diff_selections({}, encoded.selection)
+        return PlanOutcome(summary, None, diff, len(spans))
+    diff = diff_selections(previous[1], encoded.selection)
+    return PlanOutcome(summary, previous[0].id, diff, len(spans))
 
 
 def apply_plan(

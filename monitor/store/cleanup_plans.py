@@ -18,12 +18,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from monitor.cleanup.plan import Plan, Selection
-from monitor.cleanup.stored_plan import (
-    EncodedPlan,
-    PlanPages,
-    decode,
-    encode_plan,
-)
+from monitor.cleanup.plan_pages import PlanPages
+from monitor.cleanup.stored_plan import EncodedPlan, decode, encode_plan
 from monitor.errors import NotFound
 from monitor.events import format_timestamp
 from monitor.store.cleanup_tables import CleanupPlanRow, SavedManifestRow

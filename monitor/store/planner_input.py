@@ -13,7 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor.cleanup.model import (
@@ -54,15 +54,60 @@ def _by_name(session: Session, column: Any) -> Any:
     return column.collate("C") if dialect_of(session) == "postgresql" else column
 
 
+def _in_range(session: Session, column: Any, start: str | None, stop: str | None) -> list[Any]:
+    """The conditions that keep `column` from `start` (included) to `stop` (excluded), compared
+    in code-point order; none for a bound that is None."""
+    name = _by_name(session, column)
+    return [
+        *([] if start is None else [name >= start]),
+        *([] if stop is None else [name < stop]),
+    ]
+
+
+def split_points(session: Session, parts: int, *, min_rows: int = 0) -> list[str]:
+    """Repository names that cut the planner's input into up to `parts` ranges of about as many
+    rows each (live tags and manifests, counted per repository), in code-point order: range i
+    runs from point i-1 (included) to point i (excluded), the first from the start, the last to
+    the end. A repository is never cut, so there may be fewer ranges; none for one part, or
+    when there are fewer than `min_rows` rows in all. Two grouped counts: 0.1-0.3 s on the
+    10M-event store."""
+    if parts < 2:
+        return []
+    weights: dict[str, int] = defaultdict(int)
+    for table, condition in ((_TAGS, _TAGS.c.deleted_at.is_(None)), (_MANIFESTS, None)):
+        query = select(table.c.repository, func.count()).group_by(table.c.repository)
+        if condition is not None:
+            query = query.where(condition)
+        for name, count in session.execute(query):
+            weights[name] += count
+    total = sum(weights.values())
+    if total < min_rows:
+        return []
+    points: list[str] = []
+    seen, cut = 0, 1
+    for name in sorted(weights):  # a range starts at the repository whose middle is past a cut
+        weight = weights[name]
+        while cut < parts and seen + weight / 2 > total * cut / parts:
+            if seen and (not points or points[-1] != name):
+                points.append(name)
+            cut += 1
+        seen += weight
+    return points
+
+
 def _groups(rows: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     """Consecutive rows grouped by their first column (the repository)."""
     for name, members in groupby(rows, key=itemgetter(0)):
         yield name, list(members)
 
 
-def stream_repositories(session: Session) -> Generator[RepositoryState, None, None]:
+def stream_repositories(
+    session: Session, *, start: str | None = None, stop: str | None = None
+) -> Generator[RepositoryState, None, None]:
     """Every repository's live tags (with their pulls) and manifests, one repository at a time
     in name order: three ordered reads merged as they stream, so memory holds one repository.
+    With `start` and `stop`, only the repositories from `start` (included) to `stop` (not
+    included), in code-point order: the ranges of `split_points`.
     Plain Core rows (not ORM-enabled selects) with times as the driver gives them, decoded here
     (`utc_time`): a million rows per plan on a large registry. Each read is ordered by the
     repository alone: the planner orders what it needs within a repository itself, and on
@@ -79,6 +124,7 @@ def stream_repositories(session: Session) -> Generator[RepositoryState, None, No
             raw_time(_TAGS.c.last_pushed_at), _TAGS.c.media_type,
         )
         .where(_TAGS.c.deleted_at.is_(None), _TAGS.c.digest.is_not(None))
+        .where(*_in_range(session, repo, start, stop))
         .order_by(_by_name(session, repo))
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
@@ -87,6 +133,7 @@ def stream_repositories(session: Session) -> Generator[RepositoryState, None, No
             _PULLS.c.repository, _PULLS.c.tag, _PULLS.c.http_method, _PULLS.c.client,
             raw_time(_PULLS.c.last_pulled_at),
         )
+        .where(*_in_range(session, _PULLS.c.repository, start, stop))
         .order_by(_by_name(session, _PULLS.c.repository))
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip
@@ -96,6 +143,7 @@ def stream_repositories(session: Session) -> Generator[RepositoryState, None, No
             _MANIFESTS.c.size, _MANIFESTS.c.blobs, _MANIFESTS.c.children,
             raw_time(_MANIFESTS.c.pushed_at),
         )
+        .where(*_in_range(session, _MANIFESTS.c.repository, start, stop))
         .order_by(_by_name(session, _MANIFESTS.c.repository))
         .execution_options(yield_per=STREAM_ROWS)
     )  # fmt: skip

@@ -90,3 +90,29 @@ class TestFreed:
         for infos, deleted, tagged in repositories:
             freed.add_repository(infos, deleted, tagged)
         assert reference_total(repositories) == freed.total()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(repository, max_size=5), st.integers(0, 5))
+    def test_keys_exported_and_absorbed_count_the_same(self, drawn, cut) -> None:
+        """Repositories added to two counts (those before `cut` to one, the rest to another
+        whose keys the first absorbs) give the total of one count of them all."""
+        repositories = [
+            (
+                {
+                    digest: ManifestInfo(
+                        "r", digest, MANIFEST_TYPE, size,
+                        tuple(Blob(d, n) for d, n in blobs), tuple(children),
+                    )
+                    for digest, blobs, children, size in manifests
+                },
+                deleted,
+                tagged,
+            )
+            for manifests, deleted, tagged in drawn
+        ]  # fmt: skip
+        whole, first, rest = Freed(), Freed(), Freed()
+        for index, (infos, deleted, tagged) in enumerate(repositories):
+            whole.add_repository(infos, deleted, tagged)
+            (first if index < cut else rest).add_repository(infos, deleted, tagged)
+        first.absorb(rest.export())
+        assert whole.total() == first.total() == reference_total(repositories)

@@ -19,7 +19,8 @@ from monitor.cleanup.plan_chunks import (
     decisions_page,
     read_layout,
 )
-from monitor.cleanup.stored_plan import PlanPages, as_stored, decode, encode
+from monitor.cleanup.plan_pages import PlanPages
+from monitor.cleanup.stored_plan import as_stored, decode, encode
 from monitor.errors import ParseError
 from tests.cleanup.factories import NOW
 from tests.cleanup.test_stored_plan import FORMAT_3, FORMAT_4

@@ -5,12 +5,14 @@ it is not."""
 from __future__ import annotations
 
 import base64
+import itertools
 import zlib
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.cleanup.model import ManifestInfo, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision
@@ -131,6 +133,52 @@ class TestStoredPlan:
             len(whole.actions),
             whole.selection(),
         )
+
+    @settings(max_examples=100, deadline=None)
+    @given(registry=registries(), chosen=policies(), cuts=st.lists(st.integers(0, 3), max_size=3))
+    def test_written_in_parts_is_the_whole_plan(self, registry, chosen, cuts) -> None:
+        """Repositories written by writers of parts (as processes planning ranges of them do)
+        and absorbed in order give the plan one writer gives: the same plan loaded back, id,
+        counts and selection; only where chunks end may differ."""
+        tags, manifests = registry
+        repositories = by_repository(tags, manifests)
+        whole = plan(chosen, tags, manifests, FULL, NOW)
+        bounds = sorted({0, len(repositories), *(min(c, len(repositories)) for c in cuts)})
+        writer = PlanWriter(NOW)
+        planner = Planner(chosen, FULL, NOW)
+        for start, stop in itertools.pairwise(bounds):
+            part = PlanWriter(NOW, part=True)
+            for one in planner.each(repositories[start:stop]):
+                part.add(one.name, one.decisions, one.actions)
+            writer.absorb(part.part())
+        stored = writer.finish(planner.bytes_freed())
+        assert (decode(stored.data), stored.plan_id, stored.counts, stored.selection) == (
+            as_stored(whole),
+            whole.plan_id,
+            whole.counts(),
+            whole.selection(),
+        )
+
+    def test_a_part_refers_to_digests_after_those_before_it(self) -> None:
+        """A tag deleted in a later part finds its digest (a reference into the digests part)
+        once its part's digests come after the first part's."""
+        decisions = [
+            TagDecision("a/one", "v1", A, Decision.DELETE, Reason.DELETE_RULE, "p", "r"),
+            TagDecision("b/two", "v1", B, Decision.DELETE, Reason.DELETE_RULE, "p", "r"),
+        ]
+        actions = [
+            DigestAction("a/one", A, ("v1",), Reason.DELETE_RULE, "p", MANIFEST),
+            DigestAction("b/two", B, ("v1",), Reason.DELETE_RULE, "p", MANIFEST),
+        ]
+        writer = PlanWriter(NOW)
+        for decision, action in zip(decisions, actions, strict=True):
+            part = PlanWriter(NOW, part=True)
+            part.add(decision.repository, [decision], [action])
+            writer.absorb(part.part())
+        loaded = decode(writer.finish(0).data)
+        assert (list(loaded.decisions), list(loaded.actions)) == (decisions, actions)
+        with pytest.raises(ValueError, match="no part"):
+            PlanWriter(NOW).part()
 
     def test_real_captures_plan_stored_and_written_alike(self) -> None:
         """On the state of the captured registry, the plan written per repository loads back

@@ -3,7 +3,9 @@ and the planner's input streamed per repository exactly as a plain read of the t
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,10 +22,12 @@ from monitor.cleanup.journal import JournalEntry, Outcome, SavedManifest
 from monitor.cleanup.model import Blob, ManifestInfo, PullRecord, RepositoryState, TagState
 from monitor.cleanup.plan import Decision, DigestAction, Plan, Reason, TagDecision, diff_plans
 from monitor.cleanup.planner import plan_repositories
+from monitor.cleanup.policy import load_policies
 from monitor.cleanup.stored_plan import as_stored
 from monitor.errors import NotFound
 from monitor.events import Client
-from monitor.pipeline.cleanup import PolicySet
+from monitor.pipeline import plan_processes
+from monitor.pipeline.cleanup import PlanOutcome, PolicySet
 from monitor.pipeline.cleanup import make_plan as plan_and_store
 from monitor.store.cleanup_plans import (
     PlanState,
@@ -46,7 +50,7 @@ from monitor.store.coverage import record_heartbeat
 from monitor.store.inventory import save_manifest_info
 from monitor.store.journal import record_entry, save_manifest
 from monitor.store.migrate import upgrade
-from monitor.store.planner_input import planning_coverage, stream_repositories
+from monitor.store.planner_input import planning_coverage, split_points, stream_repositories
 from monitor.store.schema import TagPullRow, TagStateRow
 from tests.cleanup.factories import NOW
 from tests.cleanup.test_planner_properties import policies, registries
@@ -54,6 +58,16 @@ from tests.cleanup.test_stored_plan import FORMAT_3, FORMAT_3_PLAN
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DIGEST = "sha256:" + "ab" * 32
+
+
+def policies_of_one() -> tuple[Any, ...]:
+    """Delete every tag of every repository."""
+    return tuple(
+        load_policies(
+            "policies:\n  - name: all\n    repositories: ['**']\n"
+            "    delete:\n      - {tags: ['*']}\n"
+        )
+    )
 
 
 @pytest.fixture
@@ -444,3 +458,117 @@ class TestMakePlanOnAGeneratedStore:
             outcomes[1].previous_id,
         )
         assert diff == outcomes[1].diff
+
+
+def stored_plan(factory: sessionmaker[Session], outcome: PlanOutcome) -> tuple[Plan, int]:
+    with factory() as session:
+        summary, loaded = load_plan(session, outcome.summary.id)
+    return loaded, summary.bytes_freed
+
+
+def forget_plans(factory: sessionmaker[Session]) -> None:
+    with factory() as session, session.begin():
+        session.execute(delete(CleanupPlanRow))
+
+
+class TestMakePlanInProcesses:
+    @settings(
+        max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(registry=registries(), chosen=policies())
+    def test_ranges_planned_side_by_side_store_the_same_plan(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch, registry, chosen
+    ) -> None:
+        """Planned by up to three processes (the repositories cut into ranges of about as many
+        rows, each range after the first planned by a forked process), the store holds the
+        plan one process stores: the same decisions, actions, id, bytes freed and diff."""
+        monkeypatch.setattr(plan_processes, "SPLIT_MIN_ROWS", 0)
+        tags, manifests = registry
+        factory = sessionmaker(engine)
+        with factory() as session, session.begin():
+            write_registry(session, tags, manifests)
+            expected_ranges = len(split_points(session, 3)) + 1
+        policy_set = PolicySet(chosen, "chosen")
+        alone = plan_and_store(factory, policies=policy_set, now=NOW)
+        planned_alone = stored_plan(factory, alone)
+        forget_plans(factory)
+        side_by_side = plan_and_store(factory, policies=policy_set, now=NOW, processes=3)
+        assert (alone.processes, side_by_side.processes) == (1, expected_ranges)
+        assert (planned_alone, alone.summary.id, alone.diff) == (
+            stored_plan(factory, side_by_side),
+            side_by_side.summary.id,
+            side_by_side.diff,
+        )
+
+    def test_repositories_cut_into_ranges_of_about_as_many_rows(self, engine: Engine) -> None:
+        """Six repositories of one row each and one of six: in three parts, a range starts at
+        the repository whose middle lies past each third (the big one a range of its own); in
+        two, at the big one; fewer rows than asked for, or one part, are not cut."""
+        factory = sessionmaker(engine)
+        names = ["a", "b", "c", "d", "e", "f", *["z"] * 6]
+        with factory() as session, session.begin():
+            session.add_all(
+                ManifestInfoRow(
+                    repository=name, digest=f"sha256:{n:064x}", media_type="m", size=1,
+                    children="[]", blobs="[]", pushed_at=T0, learned_at=T0,
+                )
+                for n, name in enumerate(names)
+            )  # fmt: skip
+        with factory() as session:
+            assert (["e", "z"], ["z"], [], []) == (
+                split_points(session, 3),
+                split_points(session, 2),
+                split_points(session, 3, min_rows=13),
+                split_points(session, 1),
+            )
+
+    def test_a_failed_range_fails_the_plan_and_stores_nothing(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A forked planner that raises, or ends without its part, fails the plan with what
+        happened; nothing is stored and no process is left behind."""
+        monkeypatch.setattr(plan_processes, "SPLIT_MIN_ROWS", 0)
+        factory = sessionmaker(engine)
+        tags = [
+            TagState(f"team/app-{i}", "v1", DIGEST, T0, T0, "m") for i in range(4)
+        ]  # fmt: skip
+        with factory() as session, session.begin():
+            write_registry(session, tags, [])
+        policy_set = PolicySet(policies_of_one(), "one")
+
+        def broken(self: Any, span: Any) -> Any:
+            raise RuntimeError("the store went away")
+
+        def gone(self: Any, span: Any) -> Any:
+            os._exit(3)
+
+        for fault, message in ((broken, "RuntimeError: the store went away"), (gone, "status")):
+            monkeypatch.setattr(plan_processes.RangePlanner, "__call__", fault)
+            with pytest.raises(plan_processes.PlanningError, match=message):
+                plan_and_store(factory, policies=policy_set, now=NOW, processes=2)
+            with factory() as session:
+                assert latest_summary(session) is None
+            with pytest.raises(ChildProcessError):
+                os.waitpid(-1, os.WNOHANG)
+
+    def test_one_process_while_another_thread_runs(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With another thread running (as in `serve`, whose copy would inherit the locks it
+        holds), the plan is made in this process alone."""
+        monkeypatch.setattr(plan_processes, "SPLIT_MIN_ROWS", 0)
+        factory = sessionmaker(engine)
+        tags = [TagState(f"team/app-{i}", "v1", DIGEST, T0, T0, "m") for i in range(4)]
+        with factory() as session, session.begin():
+            write_registry(session, tags, [])
+        release = threading.Event()
+        other = threading.Thread(target=release.wait)
+        other.start()
+        try:
+            outcome = plan_and_store(
+                factory, policies=PolicySet(policies_of_one(), "one"), now=NOW, processes=2
+            )
+        finally:
+            release.set()
+            other.join()
+        assert outcome.processes == 1
