@@ -463,7 +463,7 @@ def main() -> None:
             result["replay"] = measure_replay(store, meta)
         if "serve" in only:
             result["serve"] = measure_serve(store, meta)
-        if only & {"plan", "plan-tags", "detect"}:
+        if only & {"plan", "plan-split", "plan-tags", "detect"}:
             url = copy_store(store)
             try:
                 if "plan" in only:

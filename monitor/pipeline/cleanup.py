@@ -162,7 +162,9 @@ def make_plan(
             run = RangePlanner(session_factory, policies.policies, coverage, now, gap_tolerance)
             children = [Forked(functools.partial(run, span)) for span in spans[1:]]
             try:
-                first = stream_repositories(session, start=spans[0].start, stop=spans[0].stop)
+                first = stream_repositories(
+                    session, start=spans[0].start, stop=spans[0].stop, read_ahead=not children
+                )
                 for part in planner.each(first):
                     writer.add(part.name, part.decisions, part.actions)
                 for child in children:

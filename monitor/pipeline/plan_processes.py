@@ -84,7 +84,9 @@ class RangePlanner:
         planner = Planner(self.policies, self.coverage, self.now, gap_tolerance=self.gap_tolerance)
         writer = PlanWriter(self.now, part=True)
         with self.session_factory() as session, session.begin():
-            repositories = stream_repositories(session, start=span.start, stop=span.stop)
+            repositories = stream_repositories(
+                session, start=span.start, stop=span.stop, read_ahead=False
+            )
             for part in planner.each(repositories):
                 writer.add(part.name, part.decisions, part.actions)
         return RangePlan(writer.part(), planner.freed.export())
