@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from monitor.cleanup.journal import JournalEntry
-from monitor.cleanup.plan import Plan, PlanDiff
+from monitor.cleanup.plan import PlanDiff, TagDecision
 from monitor.events import format_timestamp
 from monitor.tables import table
 
 
-def decisions_table(plan: Plan) -> str:
+def decisions_table(decisions: Iterable[TagDecision]) -> str:
     """One row per tag: repository, tag, digest (short; `-` where the plan does not keep it:
     a stored plan names the digests of the tags it deletes only), decision, reason code,
     policy, why."""
@@ -25,7 +25,7 @@ def decisions_table(plan: Plan) -> str:
             d.policy,
             d.text,
         )
-        for d in plan.decisions
+        for d in decisions
     ]
     headers = ("repository", "tag", "digest", "decision", "reason", "policy", "why")
     return table(rows, headers)

@@ -32,7 +32,14 @@ from monitor.pipeline.cleanup import (
 )
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.settings import Settings
-from monitor.store.cleanup_plans import PlanState, PlanSummary, load_plan, query_plans
+from monitor.store.cleanup_plans import (
+    PlanState,
+    PlanSummary,
+    load_decisions,
+    load_plan,
+    plan_summary,
+    query_plans,
+)
 from monitor.store.engine import make_session_factory
 from monitor.store.journal import list_journal
 from monitor.tables import table
@@ -52,7 +59,10 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
             processes=args.processes,
         )
         with session_factory() as session:  # printed as stored, as `cleanup plans show` does
-            summary, stored = load_plan(session, outcome.summary.id)
+            if args.json:
+                summary, stored = load_plan(session, outcome.summary.id)
+            else:
+                summary, decisions = load_decisions(session, outcome.summary.id)
     if args.json:
         document = summary.to_dict()
         data = stored.to_dict()
@@ -61,7 +71,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
         document["diff"] = diff_to_dict(outcome.diff, outcome.previous_id)
         print_json(document)
         return 0
-    print(decisions_table(stored))
+    print(decisions_table(decisions))
     print()
     print("\n".join(diff_lines(outcome.diff, outcome.previous_id)))
     counts = ", ".join(f"{n} {k}" for k, n in summary.counts.items())
@@ -77,7 +87,7 @@ def apply(args: argparse.Namespace, settings: Settings) -> int:
     with store_engine(settings.database) as engine:
         session_factory = make_session_factory(engine)
         with session_factory() as session:
-            summary, _ = load_plan(session, args.plan_id)
+            summary = plan_summary(session, args.plan_id)
         if summary.state is PlanState.APPLIED:
             return _applied_before(args, summary)
         with open_registry(settings.cleanup) as client:
@@ -189,7 +199,10 @@ def plans(args: argparse.Namespace, settings: Settings) -> int:
 
 def show_plan(args: argparse.Namespace, settings: Settings) -> int:
     with store_session(settings.database) as session:
-        summary, stored = load_plan(session, args.plan_id)
+        if args.json:
+            summary, stored = load_plan(session, args.plan_id)
+        else:
+            summary, decisions = load_decisions(session, args.plan_id)
         journal = list_journal(session, plan_id=args.plan_id)
     if args.json:
         data = stored.to_dict()
@@ -209,7 +222,7 @@ def show_plan(args: argparse.Namespace, settings: Settings) -> int:
         f"after garbage collection; policies {summary.policy_digest}"
     )
     print()
-    print(decisions_table(stored))
+    print(decisions_table(decisions))
     if journal:
         rows = [
             (

@@ -33,8 +33,10 @@ from monitor.store.cleanup_plans import (
     PlanState,
     latest_selection,
     latest_summary,
+    load_decisions,
     load_plan,
     plan_pages,
+    plan_summary,
     prune_plans,
     query_plans,
     save_plan,
@@ -100,6 +102,38 @@ class TestStoredPlans:
             stored = (row.body, row.encoded is not None)
             loaded = load_plan(session, plan.plan_id)[1]
         assert ((None, True), as_stored(plan)) == (stored, loaded)
+
+    def test_decisions_and_summary_read_without_the_actions(self, engine: Engine) -> None:
+        """`load_decisions` gives the decisions `load_plan` gives (2,500: three chunks read one
+        at a time) and `plan_summary` its summary, also for a plan stored as JSON before; an
+        unknown plan is NotFound to both."""
+        deleted = [f"t-{n:04}" for n in range(1, 2500, 2)]
+        decisions = tuple(
+            TagDecision("team/app", f"t-{n:04}", DIGEST, Decision.DELETE, Reason.DELETE_RULE, "p")
+            if n % 2
+            else TagDecision("team/app", f"t-{n:04}", None, Decision.KEEP, Reason.NO_DELETE_RULE)
+            for n in range(2500)
+        )
+        actions = (DigestAction("team/app", DIGEST, tuple(deleted), Reason.DELETE_RULE, "p"),)
+        plan = Plan(T0, decisions, actions, 7)
+        with Session(engine) as session, session.begin():
+            save_plan(session, plan, policy_digest="d")
+        for stored_as in ("compact", "json"):
+            if stored_as == "json":
+                with Session(engine) as session, session.begin():
+                    row = session.get(CleanupPlanRow, plan.plan_id)
+                    assert row is not None
+                    row.body, row.encoded = orjson.dumps(plan.to_dict()).decode(), None
+            with Session(engine) as session:
+                summary, whole = load_plan(session, plan.plan_id)
+                assert ((summary, list(whole.decisions)), summary) == (
+                    load_decisions(session, plan.plan_id),
+                    plan_summary(session, plan.plan_id),
+                )
+                assert list(whole.decisions) == list(decisions)
+                for read in (load_decisions, plan_summary):
+                    with pytest.raises(NotFound):
+                        read(session, "no-such-plan")
 
     def test_a_plan_stored_as_json_before_still_loads(self, engine: Engine) -> None:
         """Rows written before the compact form (JSON in `body`) load as before."""
