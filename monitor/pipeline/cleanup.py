@@ -160,8 +160,10 @@ def make_plan(
         writer = PlanWriter(now)
         with gc_paused():
             run = RangePlanner(session_factory, policies.policies, coverage, now, gap_tolerance)
-            children = [Forked(functools.partial(run, span)) for span in spans[1:]]
+            children: list[Forked] = []
             try:
+                for span in spans[1:]:
+                    children.append(Forked(functools.partial(run, span)))
                 first = stream_repositories(
                     session, start=spans[0].start, stop=spans[0].stop, read_ahead=not children
                 )
