@@ -23,14 +23,21 @@ from monitor.pipeline.cleanup import (
     make_plan,
     open_registry,
 )
+from monitor.pipeline.plan_child import PlanRequest, plan_apart
 from monitor.pipeline.scheduler import Job
-from monitor.settings import CleanupSettings
+from monitor.settings import CleanupSettings, DatabaseSettings
 from monitor.store.cleanup_plans import PlanState, latest_summary
 from monitor.store.engine import SessionFactory
 
 log = structlog.get_logger("monitor.cleanup")
 
 JOB_IDS = {"reconcile": "cleanup-reconcile", "plan": "cleanup-plan", "apply": "cleanup-apply"}
+
+
+def _plan_apart(database: DatabaseSettings, settings: CleanupSettings, clock: Clock) -> str:
+    done = plan_apart(PlanRequest(database, settings, clock()))
+    log.info("cleanup planned", plan_id=done.plan_id, process=done.pid, **done.counts)
+    return done.plan_id
 
 
 def _plan(session_factory: SessionFactory, settings: CleanupSettings, clock: Clock,
@@ -104,10 +111,15 @@ def cleanup_job(
     clock: Clock,
     metrics: Metrics,
     send_summary: SummarySender | None = None,
+    database: DatabaseSettings | None = None,
 ) -> Job:
-    """The cleanup job `kind` (reconcile, plan, apply) as a row of the job table."""
+    """The cleanup job `kind` (reconcile, plan, apply) as a row of the job table. Given the
+    store's `database` settings (as `serve` gives them), the plan is made in a process of its
+    own (monitor.pipeline.plan_child); without, in the job's thread."""
     work: Callable[[], object]
-    if kind == "plan":
+    if kind == "plan" and database is not None:
+        work = lambda: _plan_apart(database, settings, clock)  # noqa: E731
+    elif kind == "plan":
         work = lambda: _plan(session_factory, settings, clock, metrics)  # noqa: E731
     elif kind == "apply":
         work = lambda: _apply(session_factory, settings, clock, metrics, send_summary)  # noqa: E731

@@ -11,7 +11,8 @@
                                                                 the writer, ends when serve
                                                                 stops)
     cleanup-reconcile  cron cleanup.reconcile_schedule        cleanup.lock_seconds
-    cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds
+    cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds  (planned in a
+                                                                process of its own)
     cleanup-apply      cron cleanup.apply_schedule            cleanup.lock_seconds
     registry-audit     every audit.interval_seconds           0.9 x the interval
     reconcile-events   every reconcile.interval_seconds       0.9 x the interval (at least 1 s)
@@ -98,6 +99,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
             clock=services.clock,
             metrics=services.metrics,
             send_summary=outbox_sender(services.session_factory, services.clock),
+            database=settings.database,
         )
         for kind in wanted_cleanup_jobs(settings.cleanup)
     )

@@ -6,11 +6,10 @@ end differs).
 
 A forked process shares this one's hash seed, so the keys of what a plan frees (Freed) compare
 across them. Forking is done only while this process runs no other thread (a copy would inherit
-the locks those hold): `serve`'s scheduled plan runs beside intake and plans in its own thread
-alone, as it should on a machine whose cores answer the registry; `cleanup plan` at the console
-uses them. Each process reads its range in a transaction of its own, started as it forks: on
-PostgreSQL (READ COMMITTED) each of a plan's reads saw the store as it was when that read began
-in any case.
+the locks those hold). `cleanup plan` at the console uses the cores; `serve`'s scheduled plan
+(monitor.pipeline.plan_child) plans in one process, leaving the others to intake. Each process
+reads its range in a transaction of its own, started as it forks: on PostgreSQL (READ
+COMMITTED) each of a plan's reads saw the store as it was when that read began in any case.
 """
 
 from __future__ import annotations

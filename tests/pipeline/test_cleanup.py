@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.stored_plan import as_stored
 from monitor.errors import ConfigError
 from monitor.main import build_services
+from monitor.pipeline import cleanup_jobs
 from monitor.pipeline.cleanup import (
     PolicySet,
     apply_plan,
@@ -25,6 +27,8 @@ from monitor.pipeline.cleanup import (
     make_plan,
 )
 from monitor.pipeline.cleanup_jobs import cleanup_job
+from monitor.pipeline.plan_child import PlanRequest, plan_apart
+from monitor.pipeline.plan_processes import PlanningError
 from monitor.pipeline.scheduler import run_job
 from monitor.runtime import Services
 from monitor.settings import CleanupSettings, Settings
@@ -231,6 +235,47 @@ class TestScheduledJobs:
         with services.session_factory() as session:
             plans, _ = query_plans(session)
         assert ([False, True], False, 1) == (sorted(ran), late, len(plans))
+
+    def test_plan_job_plans_in_a_process_of_its_own(
+        self, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Given the store's settings (as `serve` gives them), the scheduled plan is made by
+        another process (planning here would fail): the plan stored is the one `make_plan`
+        makes here (the same id, so stored once), and the run is counted."""
+        seed(services, MemoryRegistry())
+        path = tmp_path / "policies.yml"
+        path.write_text(POLICY)
+        cleanup = CleanupSettings(policies_file=path)
+        done = plan_apart(PlanRequest(services.settings.database, cleanup, NOW))
+        here = make_plan(services.session_factory, policies=load_policy_set(cleanup), now=NOW)
+
+        def not_here(*args: object, **kwargs: object) -> None:
+            raise AssertionError("planned in serve's process")
+
+        monkeypatch.setattr(cleanup_jobs, "make_plan", not_here)
+        job = cleanup_job(
+            "plan", session_factory=services.session_factory, settings=cleanup, clock=clock,
+            metrics=services.metrics, database=services.settings.database,
+        )  # fmt: skip
+        ran, _ = run_job(job, session_factory=services.session_factory, holder="a", clock=clock)
+        with services.session_factory() as session:
+            plans, _ = query_plans(session)
+        runs = services.metrics.registry.get_sample_value(
+            "registry_monitor_cleanup_runs_total", {"kind": "plan", "result": "ok"}
+        )
+        assert (done.plan_id, here.summary.counts, True, 1, 1.0) == (
+            here.summary.id, done.counts, ran, len(plans), runs,
+        )  # fmt: skip
+        assert done.pid != os.getpid()
+
+    def test_a_plan_process_that_fails_says_why(self, services: Services, tmp_path: Path) -> None:
+        """A plan's process that cannot plan (its policies file gone) fails the job with its
+        error; nothing is stored."""
+        cleanup = CleanupSettings(policies_file=tmp_path / "gone.yml")
+        with pytest.raises(PlanningError, match=r"cleanup\.policies_file.*cannot read"):
+            plan_apart(PlanRequest(services.settings.database, cleanup, NOW))
+        with services.session_factory() as session:
+            assert query_plans(session)[0] == []
 
     def test_apply_job_is_a_dry_run_by_default(self, services: Services, tmp_path: Path) -> None:
         """Without apply_on_schedule the apply job deletes nothing and the plan stays planned."""
