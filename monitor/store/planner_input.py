@@ -69,8 +69,8 @@ def split_points(session: Session, parts: int, *, min_rows: int = 0) -> list[str
     rows each (live tags and manifests, counted per repository), in code-point order: range i
     runs from point i-1 (included) to point i (excluded), the first from the start, the last to
     the end. A repository is never cut, so there may be fewer ranges; none for one part, or
-    when there are fewer than `min_rows` rows in all. Two grouped counts: 0.1-0.3 s on the
-    10M-event store."""
+    when there are fewer than `min_rows` rows in all. Two grouped counts: 0.23-0.38 s on the
+    10M-event store (SQLite and PostgreSQL)."""
     if parts < 2:
         return []
     weights: dict[str, int] = defaultdict(int)
