@@ -18,7 +18,7 @@ from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.stored_plan import as_stored
 from monitor.errors import ConfigError
 from monitor.main import build_services
-from monitor.pipeline import cleanup_jobs
+from monitor.pipeline import cleanup_jobs, plan_child
 from monitor.pipeline.cleanup import (
     PolicySet,
     apply_plan,
@@ -268,11 +268,16 @@ class TestScheduledJobs:
         )  # fmt: skip
         assert done.pid != os.getpid()
 
-    def test_a_plan_process_that_fails_says_why(self, services: Services, tmp_path: Path) -> None:
-        """A plan's process that cannot plan (its policies file gone) fails the job with its
-        error; nothing is stored."""
+    def test_a_plan_process_that_fails_says_why(
+        self, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A plan's process that cannot plan (its policies file gone), or runs over its time
+        limit, fails the job with why; nothing is stored."""
         cleanup = CleanupSettings(policies_file=tmp_path / "gone.yml")
         with pytest.raises(PlanningError, match=r"cleanup\.policies_file.*cannot read"):
+            plan_apart(PlanRequest(services.settings.database, cleanup, NOW))
+        monkeypatch.setattr(plan_child, "TIME_LIMIT_SECONDS", 0.01)
+        with pytest.raises(PlanningError, match=r"ran over 0\.01 s"):
             plan_apart(PlanRequest(services.settings.database, cleanup, NOW))
         with services.session_factory() as session:
             assert query_plans(session)[0] == []
