@@ -25,6 +25,11 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+NICENESS = 10
+"""Every child of `serve` (the intake applier, the read process, the scheduled plan's process)
+runs at this niceness: below `serve`, whose event loop answers the registry."""
+
+
 class ChildProcess(Protocol):
     """What a supervisor needs of its child: `subprocess.Popen`'s, or a `ForkedChild`'s."""
 

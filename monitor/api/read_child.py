@@ -22,6 +22,7 @@ from starlette.types import Message
 
 from monitor.allocator import FreeMemoryRelease, tune_allocator
 from monitor.api.read_process import read_frame, write_frame
+from monitor.children import NICENESS
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
@@ -30,9 +31,6 @@ from monitor.settings import Settings
 from monitor.store.engine import make_engine, make_session_factory
 
 log = structlog.get_logger("monitor.api.read_child")
-
-NICENESS = 10
-"""Below `serve`: when both want a core, the kernel runs the one answering the registry."""
 
 
 def main(fds: list[int]) -> None:

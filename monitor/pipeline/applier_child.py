@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from monitor.allocator import FreeMemoryRelease, tune_allocator
+from monitor.children import NICENESS
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
@@ -29,7 +30,6 @@ from monitor.store.inbox import InboxItem
 from monitor.store.inboxes import make_inbox
 from monitor.store.writer import StoreWriter
 
-NICENESS = 10
 FLUSH_SECONDS = 1.0  # metric updates made between batches reach the parent this often
 
 

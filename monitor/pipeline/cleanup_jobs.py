@@ -19,8 +19,6 @@ from monitor.observability.metrics import Metrics
 from monitor.pipeline.cleanup import (
     SummarySender,
     apply_plan,
-    load_policy_set,
-    make_plan,
     open_registry,
 )
 from monitor.pipeline.plan_child import PlanRequest, plan_apart
@@ -34,24 +32,10 @@ log = structlog.get_logger("monitor.cleanup")
 JOB_IDS = {"reconcile": "cleanup-reconcile", "plan": "cleanup-plan", "apply": "cleanup-apply"}
 
 
-def _plan_apart(database: DatabaseSettings, settings: CleanupSettings, clock: Clock) -> str:
+def _plan(database: DatabaseSettings, settings: CleanupSettings, clock: Clock) -> str:
     done = plan_apart(PlanRequest(database, settings, clock()))
     log.info("cleanup planned", plan_id=done.plan_id, process=done.pid, **done.counts)
     return done.plan_id
-
-
-def _plan(session_factory: SessionFactory, settings: CleanupSettings, clock: Clock,
-          metrics: Metrics) -> str:  # fmt: skip
-    outcome = make_plan(
-        session_factory,
-        policies=load_policy_set(settings),
-        now=clock(),
-        gap_tolerance=timedelta(seconds=settings.coverage_gap_tolerance_seconds),
-        metrics=metrics,
-        plans_keep=settings.plans_keep,
-    )
-    log.info("cleanup planned", plan_id=outcome.summary.id, **outcome.summary.counts)
-    return outcome.summary.id
 
 
 def _apply(
@@ -110,17 +94,14 @@ def cleanup_job(
     settings: CleanupSettings,
     clock: Clock,
     metrics: Metrics,
+    database: DatabaseSettings,
     send_summary: SummarySender | None = None,
-    database: DatabaseSettings | None = None,
 ) -> Job:
-    """The cleanup job `kind` (reconcile, plan, apply) as a row of the job table. Given the
-    store's `database` settings (as `serve` gives them), the plan is made in a process of its
-    own (monitor.pipeline.plan_child); without, in the job's thread."""
+    """The cleanup job `kind` (reconcile, plan, apply) as a row of the job table. The plan is
+    made in a process of its own (monitor.pipeline.plan_child) on the store of `database`."""
     work: Callable[[], object]
-    if kind == "plan" and database is not None:
-        work = lambda: _plan_apart(database, settings, clock)  # noqa: E731
-    elif kind == "plan":
-        work = lambda: _plan(session_factory, settings, clock, metrics)  # noqa: E731
+    if kind == "plan":
+        work = lambda: _plan(database, settings, clock)  # noqa: E731
     elif kind == "apply":
         work = lambda: _apply(session_factory, settings, clock, metrics, send_summary)  # noqa: E731
     elif kind == "reconcile":

@@ -19,11 +19,10 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
+from monitor.children import NICENESS
 from monitor.pipeline.plan_processes import PlanningError
 from monitor.settings import CleanupSettings, DatabaseSettings
 
-NICENESS = 10
-"""The plan's process runs below `serve`, as the applier does."""
 TIME_LIMIT_SECONDS = 3600.0
 """A plan's process still running after this long is killed and the run fails: a plan of
 517,836 actions on the 10M-event store takes 15-25 s this way."""

@@ -18,7 +18,7 @@ from monitor.cleanup.planner import plan_repositories
 from monitor.cleanup.stored_plan import as_stored
 from monitor.errors import ConfigError
 from monitor.main import build_services
-from monitor.pipeline import cleanup_jobs, plan_child
+from monitor.pipeline import plan_child
 from monitor.pipeline.cleanup import (
     PolicySet,
     apply_plan,
@@ -208,7 +208,7 @@ class TestScheduledJobs:
             barrier.wait(timeout=10)
             job = cleanup_job(
                 "plan", session_factory=replica.session_factory, settings=cleanup,
-                clock=clock, metrics=replica.metrics,
+                clock=clock, metrics=replica.metrics, database=replica.settings.database,
             )  # fmt: skip
             result, _ = run_job(
                 job, session_factory=replica.session_factory, holder=replica.replica,
@@ -225,7 +225,7 @@ class TestScheduledJobs:
                 thread.join(timeout=60)
             job = cleanup_job(
                 "plan", session_factory=other.session_factory, settings=cleanup,
-                clock=clock, metrics=other.metrics,
+                clock=clock, metrics=other.metrics, database=other.settings.database,
             )  # fmt: skip
             late, _ = run_job(
                 job, session_factory=other.session_factory, holder=other.replica, clock=clock
@@ -239,9 +239,9 @@ class TestScheduledJobs:
     def test_plan_job_plans_in_a_process_of_its_own(
         self, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Given the store's settings (as `serve` gives them), the scheduled plan is made by
-        another process (planning here would fail): the plan stored is the one `make_plan`
-        makes here (the same id, so stored once), and the run is counted."""
+        """The scheduled plan is made by another process (planning here would fail): the plan
+        stored is the one `make_plan` makes here (the same id, so stored once), and the run is
+        counted."""
         seed(services, MemoryRegistry())
         path = tmp_path / "policies.yml"
         path.write_text(POLICY)
@@ -252,7 +252,7 @@ class TestScheduledJobs:
         def not_here(*args: object, **kwargs: object) -> None:
             raise AssertionError("planned in serve's process")
 
-        monkeypatch.setattr(cleanup_jobs, "make_plan", not_here)
+        monkeypatch.setattr("monitor.pipeline.cleanup.make_plan", not_here)
         job = cleanup_job(
             "plan", session_factory=services.session_factory, settings=cleanup, clock=clock,
             metrics=services.metrics, database=services.settings.database,
@@ -289,7 +289,7 @@ class TestScheduledJobs:
         outcome = make_plan(services.session_factory, policies=policies(tmp_path), now=NOW)
         job = cleanup_job(
             "apply", session_factory=services.session_factory, settings=CleanupSettings(),
-            clock=clock, metrics=services.metrics,
+            clock=clock, metrics=services.metrics, database=services.settings.database,
         )  # fmt: skip
         ran, _ = run_job(job, session_factory=services.session_factory, holder="a", clock=clock)
         with services.session_factory() as session:
