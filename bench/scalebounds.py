@@ -388,9 +388,23 @@ def measure_detection(
         alerts_before = connection.execute(text("SELECT count(*) FROM alerts")).scalar() or 0
     started = time.perf_counter()
     passes = processed = 0
+    extra: dict[str, Any] = {}
     if catch_up is not None:
+        # as `serve`'s detection job runs it (in the applier's process): its progress kept
+        # between passes, the cap of that process (BENCH_DETECT_CAP to try another), where the
+        # tree has them
+        if hasattr(detection, "Progress"):
+            extra["progress"] = detection.Progress()
+            extra["save_every"] = timedelta(seconds=detection.SAVE_SECONDS)
+        if hasattr(detection, "BATCH_CAP_APART"):
+            extra["batch_cap"] = int(os.environ.get("BENCH_DETECT_CAP", detection.BATCH_CAP_APART))
         report = catch_up(
-            factory, detector, clock=lambda: now, settle=timedelta(seconds=2), budget_seconds=3600
+            factory,
+            detector,
+            clock=lambda: now,
+            settle=timedelta(seconds=2),
+            budget_seconds=3600,
+            **extra,
         )
         passes, processed = report.passes, report.processed
     else:
@@ -414,6 +428,7 @@ def measure_detection(
         "new_alerts": alerts,
         "warmup_events": warm,
         "default_interval_s": settings.detect.interval_seconds,
+        "batch_cap": extra.get("batch_cap", getattr(detection, "BATCH_CAP", None)),
     }
 
 
@@ -474,8 +489,9 @@ def main() -> None:
                     result["plan_split"] = measure_plan(url, meta, processes=2)
                 if "plan" in only and "plan-detail" in only:
                     result["plan_detail"] = measure_plan_detail(url, store.kind)
-                if "plan-tags" in only:
-                    result["plan_tags_only"] = measure_plan(url, meta, TAG_POLICIES)
+                if "plan-tags" in only:  # as `cleanup plan` runs it: two processes, no plan before
+                    forget_plans(url)
+                    result["plan_tags_only"] = measure_plan(url, meta, TAG_POLICIES, processes=2)
                 if "detect" in only:
                     result["detect"] = measure_detection(url, meta, args.backlog)
             finally:

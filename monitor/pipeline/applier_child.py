@@ -23,7 +23,7 @@ from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
 from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig
-from monitor.pipeline.detection import build_detector, detection_job
+from monitor.pipeline.detection import BATCH_CAP_APART, build_detector, detection_job
 from monitor.pipeline.scheduler import JobRunner
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.inbox import InboxItem
@@ -95,6 +95,7 @@ def run(connection: Connection) -> None:
             clock=utc_now,
             metrics=metrics,
             transact=writer.transact,
+            batch_cap=BATCH_CAP_APART,
         )
         detection = JobRunner(
             [job],

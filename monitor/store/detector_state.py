@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from monitor.store.columns import raw_time, utc_time
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.events import EVENTS, JUDGED_COLUMNS, StoredEvent, judged_event
 from monitor.store.schema import DetectorStateRow, EventRow
@@ -99,13 +100,14 @@ def events_after(
     defaults."""
     key = EVENTS.c.id
     rows = session.execute(
-        select(key, EVENTS.c.received_at, *JUDGED_COLUMNS)
+        select(key, raw_time(EVENTS.c.received_at), *JUDGED_COLUMNS)
         .where(key > cursor)
         .order_by(key.asc())
         .limit(limit)
-    )
+    ).all()  # fetched at once: row by row costs more than the batch's memory
     out: list[StoredEvent] = []
-    for row_id, received_at, *values in rows:
+    for row_id, raw_received_at, *values in rows:
+        received_at = utc_time(raw_received_at)
         if received_at > received_before:
             break
         out.append(StoredEvent(row_id, judged_event(values), received_at))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.ingest.requestlog import event_match_key
+from monitor.store.columns import raw_time, utc_time
 from monitor.store.dialect import dialect_of, in_list_chunks, upsert
 from monitor.store.pages import SCAN_ROWS, fetch_page, fetch_scanned_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
@@ -222,8 +223,11 @@ _KINDS[None] = None
 _CLIENTS = {member.value: member for member in Client}
 EVENTS = EventRow.__table__
 assert isinstance(EVENTS, Table)
-JUDGED_COLUMNS = tuple(EVENTS.c[name] for name in EVENT_FIELDS)
-"""The columns of the fields detection reads, in `EVENT_FIELDS` order."""
+JUDGED_COLUMNS = tuple(
+    raw_time(EVENTS.c[name]) if name == "occurred_at" else EVENTS.c[name] for name in EVENT_FIELDS
+)
+"""The columns of the fields detection reads, in `EVENT_FIELDS` order; the time as the driver
+gives it (`judged_event` converts it), which reading a backlog spends less on."""
 
 
 def judged_event(values: Sequence[Any]) -> Event:
@@ -232,14 +236,12 @@ def judged_event(values: Sequence[Any]) -> Event:
     Plain tuples and dictionary lookups of the enumerations: several times cheaper per event
     than the ORM object or the named row, which matters when detection reads a backlog."""
     fields = dict(zip(EVENT_FIELDS, values, strict=True))
+    fields["occurred_at"] = utc_time(fields["occurred_at"])
     fields["source"] = _SOURCES[fields["source"]]
     fields["action"] = _ACTIONS[fields["action"]]
     fields["target_kind"] = _KINDS[fields["target_kind"] or None]
     fields["client"] = _CLIENTS[fields["client"]]
     return Event(**fields)
-
-
-_OCCURRED_AT = EVENT_FIELDS.index("occurred_at")
 
 
 def judged_events_between(
@@ -258,10 +260,11 @@ def judged_events_between(
         rows = session.execute(query.order_by(at.asc(), key.asc()).limit(batch)).all()
         if not rows:
             return
-        yield [judged_event(values[1:]) for values in rows]
+        events = [judged_event(values[1:]) for values in rows]
+        yield events
         if len(rows) < batch:
             return
-        position = (rows[-1][1 + _OCCURRED_AT], rows[-1][0])
+        position = (events[-1].occurred_at, rows[-1][0])
 
 
 def stored_event(row: EventRow | Row[Any]) -> StoredEvent:

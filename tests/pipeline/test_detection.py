@@ -108,6 +108,23 @@ class TestDetectPass:
             alert_rows(live),
         )
 
+    def test_passes_of_a_catch_up_stop_growing_at_the_cap(self, live, clock):
+        """With the cap at the first batch, 2.5 batches take three passes of at most BATCH_MAX
+        (the last one short), where the default cap takes two."""
+        backlog = BATCH_MAX * 5 // 2
+        store(live, failures(backlog, start=START))
+        clock.advance(3)
+        passes: list[int] = []
+        report = catch_up(
+            live.session_factory,
+            live.detector,
+            clock=clock,
+            settle=SETTLE,
+            batch_cap=BATCH_MAX,
+            on_pass=lambda one, _now: passes.append(one.processed),
+        )
+        assert ([BATCH_MAX, BATCH_MAX, backlog - 2 * BATCH_MAX], False) == (passes, report.behind)
+
     def test_events_wait_until_they_settle(self, live, clock):
         """Events received less than settle_seconds ago are left for a later pass."""
         store(live, failures(5, start=START))
