@@ -131,6 +131,10 @@ def build_services(
             skew=skew,
             max_events=settings.input.max_events_per_body,
             detect=settings.detect,
+            logs=settings.logs if settings.logs.paths else None,
+            max_line_chars=settings.input.max_line_chars,
+            reconcile=settings.reconcile if settings.reconcile.interval_seconds > 0 else None,
+            cleanup=settings.cleanup,
         )
         applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
     else:

@@ -75,9 +75,9 @@ class Applier(Protocol):
     """What the service starts, wakes and stops: `IntakeApplier` (a thread of this process) or
     `ApplierProcess` (the same, in a process of its own; monitor/pipeline/applier_process.py)."""
 
-    @property
-    def detects(self) -> bool:
-        """Whether it also runs the detection passes (then `serve` does not)."""
+    def runs(self, job: str) -> bool:
+        """Whether its process also runs the job of this name (`detect`, `follow-logs`), which
+        `serve` then leaves out of its own job table."""
 
     def start(self) -> None: ...
 
@@ -96,7 +96,9 @@ class IntakeApplier:
 
     `on_applied(items)` runs on that thread after each batch is committed."""
 
-    detects = False  # `serve` runs detection on a thread of its own beside this one
+    def runs(self, job: str) -> bool:
+        """False: `serve` runs every job on threads of its own beside this one."""
+        return False
 
     def __init__(
         self,

@@ -2,8 +2,10 @@
 monitor.pipeline.applier_child FD`, FD its end of the socket pair to the answering process.
 
 It imports what applying needs (the store, the parsers and the writer) and, when `serve` asks
-for it (`ApplierConfig.detect`), runs the detection passes too, so that judging events never
-takes the answering process's interpreter."""
+for it, runs the detection passes (`ApplierConfig.detect`), follows the registry's log files
+(`ApplierConfig.logs`) and reconciles the log's requests with the notifications
+(`ApplierConfig.reconcile`) too, so that neither judging events, parsing a log's lines nor
+rebuilding lost events takes the answering process's interpreter."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from monitor.observability.relay import Op, relay_metrics, take
 from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig
 from monitor.pipeline.detection import BATCH_CAP_APART, build_detector, detection_job
+from monitor.pipeline.log_ingest import LineLimits, follow_logs_job, following
+from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import JobRunner
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.inbox import InboxItem
@@ -86,29 +90,58 @@ def run(connection: Connection) -> None:
         max_events=config.max_events,
         on_applied=report,
     )
-    detection = None
+    jobs = []
     if config.detect is not None:
-        job = detection_job(
-            config.detect,
-            session_factory=session_factory,
-            detector=build_detector(config.detect),
-            clock=utc_now,
-            metrics=metrics,
-            transact=writer.transact,
-            batch_cap=BATCH_CAP_APART,
+        jobs.append(
+            detection_job(
+                config.detect,
+                session_factory=session_factory,
+                detector=build_detector(config.detect),
+                clock=utc_now,
+                metrics=metrics,
+                transact=writer.transact,
+                batch_cap=BATCH_CAP_APART,
+            )
         )
-        detection = JobRunner(
-            [job],
+    stopping = threading.Event()
+    if config.logs is not None and config.logs.paths:
+        follow = following(
+            config.logs.paths,
+            start_at_end=config.logs.start_at_end,
+            session_factory=session_factory,
+            writer=writer,
+            metrics=metrics,
+            limits=LineLimits(utc_now, config.skew, config.max_line_chars),
+            stopping=stopping,
+        )
+        jobs.append(follow_logs_job(follow, poll_seconds=config.logs.poll_seconds))
+    if config.reconcile is not None and config.reconcile.interval_seconds > 0:
+        jobs.append(
+            reconcile_job(
+                session_factory,
+                writer,
+                clock=utc_now,
+                settle_seconds=config.reconcile.settle_seconds,
+                interval_seconds=config.reconcile.interval_seconds,
+                metrics=metrics,
+                open_lookup=None if config.cleanup is None else registry_tag_digest(config.cleanup),
+            )
+        )
+    runner = None
+    if jobs:
+        runner = JobRunner(
+            jobs,
             session_factory=session_factory,
             holder=config.receiver,
             clock=utc_now,
             metrics=metrics,
+            stopping=stopping,
         )
     writer.start()
     inbox.open_applying()
     applier.start()
-    if detection is not None:
-        detection.start()
+    if runner is not None:
+        runner.start()
     release = FreeMemoryRelease()
     try:
         while True:
@@ -123,8 +156,10 @@ def run(connection: Connection) -> None:
     except (EOFError, OSError):
         pass  # the parent is gone: stop as asked
     finally:
-        if detection is not None:
-            detection.stop(timeout=2.0)  # a pass cut short is rolled back; the next resumes
+        if runner is not None:
+            # a pass cut short is rolled back, a log batch not committed is read again: the
+            # next process resumes both from the store
+            runner.stop(timeout=2.0)
         applier.stop()
         inbox.close()
         writer.stop()

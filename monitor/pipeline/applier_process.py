@@ -44,7 +44,14 @@ import structlog
 from monitor.children import ChildProcess, ForkedChild, end_child, fork_child
 from monitor.observability.metrics import Metrics
 from monitor.observability.relay import replay
-from monitor.settings.sections import DatabaseSettings, DetectSettings, LoggingSettings
+from monitor.settings.sections import (
+    CleanupSettings,
+    DatabaseSettings,
+    DetectSettings,
+    LoggingSettings,
+    LogsSettings,
+    ReconcileSettings,
+)
 from monitor.store.inbox import Inbox
 
 log = structlog.get_logger("monitor.pipeline.applier_process")
@@ -65,6 +72,18 @@ class ApplierConfig:
     max_events: int
     detect: DetectSettings | None = None
     """When set, the child also runs the detection passes (`serve`'s `detect` job)."""
+    logs: LogsSettings | None = None
+    """When set (with paths), the child also follows `logs.paths` (`serve`'s `follow-logs`
+    job): parsing a log's lines is pure Python, which on a thread of the answering process
+    takes the interpreter from the event loop for as long as a backfill lasts."""
+    max_line_chars: int = 65_536
+    """Log lines longer than this are quarantined unparsed (`input.max_line_chars`)."""
+    reconcile: ReconcileSettings | None = None
+    """When set (with an interval), the child also runs the reconcile passes (`serve`'s
+    `reconcile-events` job), which read the requests of the log and rebuild lost events."""
+    cleanup: CleanupSettings | None = None
+    """Where reconcile asks the registry for a tag's digest (`cleanup.registry_url` and its
+    auth)."""
 
 
 @dataclasses.dataclass
@@ -119,9 +138,15 @@ class ApplierProcess:
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
-    @property
-    def detects(self) -> bool:
-        return self._config.detect is not None
+    def runs(self, job: str) -> bool:
+        config = self._config
+        if job == "detect":
+            return config.detect is not None
+        if job == "follow-logs":
+            return config.logs is not None and bool(config.logs.paths)
+        if job == "reconcile-events":
+            return config.reconcile is not None and config.reconcile.interval_seconds > 0
+        return False
 
     @property
     def pid(self) -> int | None:

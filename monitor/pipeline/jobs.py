@@ -6,7 +6,8 @@
                                                                 at once while behind; in the
                                                                 applier's process when apart)
     deliver            every alerting.interval_seconds        -  (rows taken FOR UPDATE SKIP LOCKED)
-    follow-logs        every logs.poll_seconds                -
+    follow-logs        every logs.poll_seconds                -  (in the applier's process
+                                                                when apart)
     expire-events      cron retention.schedule                -  (idempotent; batches through
                                                                 the writer, ends when serve
                                                                 stops)
@@ -15,8 +16,9 @@
                                                                 process of its own)
     cleanup-apply      cron cleanup.apply_schedule            cleanup.lock_seconds
     registry-audit     every audit.interval_seconds           0.9 x the interval
-    reconcile-events   every reconcile.interval_seconds       0.9 x the interval (at least 1 s)
-                       (the first one interval after start)
+    reconcile-events   every reconcile.interval_seconds       0.9 x the interval (at least 1 s;
+                       (the first one interval after start)     in the applier's process when
+                                                                apart)
 
 A row is there only when its settings ask for it (Slack for `deliver`, `logs.paths` for
 `follow-logs`, and so on). `monitor.pipeline.scheduler` runs the table.
@@ -31,18 +33,17 @@ import structlog
 
 from monitor.audit.model import check_ids
 from monitor.audit.probe import LiveProbe
-from monitor.ingest.tailer import Follower
 from monitor.pipeline.audit import audit_job, sources_from
 from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_and_wait
 from monitor.pipeline.detection import detection_job
 from monitor.pipeline.housekeeping import expire, heartbeat
-from monitor.pipeline.log_ingest import FollowJob, LineLimits
+from monitor.pipeline.log_ingest import FollowJob, LineLimits, following
+from monitor.pipeline.log_ingest import follow_logs_job as follow_logs
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
-from monitor.store.checkpoints import StoreCheckpoints
 
 log = structlog.get_logger("monitor.pipeline.jobs")
 
@@ -58,7 +59,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
             errors="heartbeat",
         ),
     ]
-    if not services.applier.detects:  # else the applier's process runs it
+    if not services.applier.runs("detect"):  # else the applier's process runs it
         rows.append(
             detection_job(
                 settings.detect,
@@ -80,8 +81,9 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
                 errors="deliver",
             )
         )
-    follow = build_follow_job(services, stopping=stopping)
-    if follow is not None:
+    apart = services.applier.runs("follow-logs")
+    follow = None if apart else build_follow_job(services, stopping=stopping)
+    if follow is not None:  # else the applier's process follows the files
         rows.append(follow_logs_job(services, follow))
     if settings.retention.schedule.strip():
         rows.append(
@@ -116,7 +118,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
             )
         )
     reconcile = settings.reconcile
-    if reconcile.interval_seconds > 0:
+    if reconcile.interval_seconds > 0 and not services.applier.runs("reconcile-events"):
         rows.append(
             reconcile_job(
                 services.session_factory,
@@ -141,13 +143,10 @@ def build_follow_job(
     paths = services.settings.logs.paths if globs is None else list(globs)
     if not paths:
         return None
-    follower = Follower(
+    return following(
         paths,
-        StoreCheckpoints(services.session_factory),
         start_at_end=services.settings.logs.start_at_end,
-    )
-    return FollowJob(
-        follower,
+        session_factory=services.session_factory,
         writer=services.writer,
         metrics=services.metrics,
         limits=LineLimits.of(services.settings.input, services.clock),
@@ -157,12 +156,7 @@ def build_follow_job(
 
 def follow_logs_job(services: Services, follow: FollowJob) -> Job:
     """The `follow-logs` row for `follow`: polls every `logs.poll_seconds`, closes at stop."""
-    return Job(
-        "follow-logs",
-        follow.run,
-        interval=services.settings.logs.poll_seconds,
-        close=follow.close,
-    )
+    return follow_logs(follow, poll_seconds=services.settings.logs.poll_seconds)
 
 
 def _heartbeat(services: Services) -> None:

@@ -5,7 +5,8 @@ joins the app lines of one request. Events go through the store writer like noti
 so they are deduplicated on their deterministic `event_id`: ingesting the same file twice adds
 nothing. A followed file's checkpoint is saved in the same transaction as the events its lines
 produced (`StoreWriter.submit(..., checkpoint=)`), so a restart neither loses nor repeats lines.
-`FollowJob` is the `follow-logs` row of the job table (monitor.pipeline.jobs).
+`FollowJob` is the `follow-logs` row of the job table (monitor.pipeline.jobs); `serve` runs it
+in the intake applier's process when that is apart (`following`, monitor/pipeline/applier_child.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 import orjson
@@ -30,8 +31,11 @@ from monitor.ingest.logcounters import LogCounters
 from monitor.ingest.requestlog import RegistryStart, RequestRecord, screen_records
 from monitor.ingest.tailer import Checkpoint, Follower
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.scheduler import Job
 from monitor.settings import InputSettings
+from monitor.store.checkpoints import StoreCheckpoints
 from monitor.store.coverage import extend_log_coverage
+from monitor.store.engine import SessionFactory
 from monitor.store.quarantine import Quarantined, combine
 from monitor.store.requestlog import record_requests, record_starts
 from monitor.store.writer import CommitResult, StoreWriter
@@ -280,3 +284,24 @@ class FollowJob:
                 log.warning("log batch not stored; retrying", path=checkpoint.path)
                 if self._stopping.wait(1.0):
                     return None
+
+
+def following(
+    paths: Sequence[str],
+    *,
+    start_at_end: bool,
+    session_factory: SessionFactory,
+    writer: StoreWriter,
+    metrics: Metrics,
+    limits: LineLimits,
+    stopping: threading.Event | None = None,
+) -> FollowJob:
+    """The follower of the files matching `paths` (globs), checkpointed in the store."""
+    follower = Follower(paths, StoreCheckpoints(session_factory), start_at_end=start_at_end)
+    return FollowJob(follower, writer=writer, metrics=metrics, limits=limits, stopping=stopping)
+
+
+def follow_logs_job(follow: FollowJob, *, poll_seconds: float) -> Job:
+    """The `follow-logs` row of a job table: polls every `poll_seconds` (at once again after a
+    poll that read lines), closes the files at stop."""
+    return Job("follow-logs", follow.run, interval=poll_seconds, close=follow.close)

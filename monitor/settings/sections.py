@@ -155,10 +155,10 @@ class NotificationsSettings:
     )
     applier: str = setting(
         "process",
-        "Where the intake inbox is applied to the store, and detection runs: `process` (a child "
-        "process, so parsing, writing and judging never take the interpreter from the answers; "
-        "forked at start-up, it shares `serve`'s modules: about 40 MiB more memory) or `thread` "
-        "(threads of the serving process).",
+        "Where the intake inbox is applied to the store, detection runs and `logs.paths` are "
+        "followed: `process` (a child process, so parsing, writing and judging never take the "
+        "interpreter from the answers; forked at start-up, it shares `serve`'s modules: about "
+        "40 MiB more memory) or `thread` (threads of the serving process).",
     )
 
 
@@ -294,8 +294,8 @@ class DetectSettings:
     )
     interval_seconds: float = setting(
         1.0,
-        "Seconds between detection passes once caught up; while behind, passes "
-        "follow each other and grow from 1,000 to 4,000 events.",
+        "Seconds between detection passes once caught up; while behind, passes follow each "
+        "other and grow from 1,000 to 16,000 events (4,000 with `notifications.applier: thread`).",
     )
     allow_cidrs: list[str] = setting(
         [],

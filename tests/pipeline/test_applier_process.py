@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from monitor.pipeline.applier_process import ApplierProcess
 from monitor.pipeline.jobs import job_table
@@ -18,6 +19,7 @@ from monitor.runtime import Services
 from monitor.settings import Settings
 from tests.conftest import make_settings
 from tests.harness import TOKEN, MonitorProcess, running_monitor, wait_until
+from tests.paths import FIXTURES, FIXTURES_31
 from tests.store.test_inbox import V1, append, body, event_ids, started
 
 
@@ -81,7 +83,7 @@ class TestDetectionInTheChild:
         )
         services = started(settings)
         try:
-            assert services.applier.detects
+            assert services.applier.runs("detect")
             jobs = [job.name for job in job_table(services, stopping=threading.Event())]
             assert "detect" not in jobs and "heartbeat" in jobs
             append(services, body(1))
@@ -109,12 +111,124 @@ class TestDetectionInTheChild:
         settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread")
         services = started(settings)
         try:
-            assert not services.applier.detects
+            assert not services.applier.runs("detect")
             jobs = [job.name for job in job_table(services, stopping=threading.Event())]
             assert "detect" in jobs
         finally:
             services.stop()
             services.engine.dispose()
+
+
+class TestLogFollowingInTheChild:
+    def test_the_child_follows_the_log_and_serve_runs_no_follow_job(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """With the applier in a process and `logs.paths` set, the log is followed there:
+        `serve`'s job table has no `follow-logs` row, the captured log is read to its end (its
+        checkpoint at the file's size), its failed logins are stored (bob once, mallory three
+        times) and its 310 lines are counted in this process's `/metrics`."""
+        log = tmp_path / "registry.log"
+        log.write_bytes((FIXTURES / "registry-text.log").read_bytes())
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process",
+            REGISTRY_MONITOR_LOGS_PATHS=str(log),
+            REGISTRY_MONITOR_LOGS_START_AT_END="false",
+        )
+        services = started(settings)
+        try:
+            assert services.applier.runs("follow-logs")
+            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            assert "follow-logs" not in jobs and "heartbeat" in jobs
+
+            def read_to_the_end() -> bool:
+                with services.engine.connect() as connection:
+                    offset = connection.execute(
+                        text('SELECT "offset" FROM log_checkpoints WHERE path = :p'),
+                        {"p": str(log)},
+                    ).scalar()
+                return offset == log.stat().st_size and 310 == log_lines(services)
+
+            wait_until(read_to_the_end, timeout=30, what="the log read and counted")
+            with services.engine.connect() as connection:
+                failed = connection.execute(
+                    text(
+                        "SELECT actor, count(*) FROM events WHERE action = 'auth_failure'"
+                        " AND source = 'log' GROUP BY actor ORDER BY actor"
+                    )
+                ).all()
+            assert [("bob", 1), ("mallory", 3)] == [tuple(row) for row in failed]
+        finally:
+            services.stop()
+            services.engine.dispose()
+
+    def test_the_child_rebuilds_the_events_whose_notifications_never_came(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """The reconcile passes run there too: `serve`'s job table has no `reconcile-events`
+        row, and the 3.1 log followed without any of its notifications gets the 44 events of
+        its requests rebuilt (as `reconcile-events` rebuilds them at the console)."""
+        log = tmp_path / "registry.log"
+        log.write_bytes((FIXTURES_31 / "registry-text.log").read_bytes())
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process",
+            REGISTRY_MONITOR_LOGS_PATHS=str(log),
+            REGISTRY_MONITOR_RECONCILE_SETTLE_SECONDS="0",
+            REGISTRY_MONITOR_RECONCILE_INTERVAL_SECONDS="1",
+        )
+        services = started(settings)
+        try:
+            assert services.applier.runs("reconcile-events")
+            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            assert "reconcile-events" not in jobs and "heartbeat" in jobs
+
+            def rebuilt() -> int:
+                with services.engine.connect() as connection:
+                    return int(
+                        connection.execute(
+                            text("SELECT count(*) FROM events WHERE reconstructed")
+                        ).scalar_one()
+                    )
+
+            wait_until(lambda: rebuilt() >= 44, timeout=30, what="the lost events rebuilt")
+            assert 44 == rebuilt()
+        finally:
+            services.stop()
+            services.engine.dispose()
+
+    def test_with_the_applier_on_a_thread_serve_follows_the_log(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """`notifications.applier: thread`: the `follow-logs` and `reconcile-events` jobs stay
+        in `serve`'s table."""
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread",
+            REGISTRY_MONITOR_LOGS_PATHS=str(tmp_path / "*.log"),
+        )
+        services = started(settings)
+        try:
+            assert not services.applier.runs("follow-logs")
+            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            assert {"follow-logs", "reconcile-events"} <= set(jobs)
+        finally:
+            services.stop()
+            services.engine.dispose()
+
+
+def log_lines(services: Services) -> float:
+    """Every line counted in `registry_monitor_log_lines_total`, whatever its result."""
+    return sum(
+        sample.value
+        for metric in services.metrics.registry.collect()
+        if metric.name == "registry_monitor_log_lines"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
 
 
 def children_of(pid: int) -> list[int]:
