@@ -76,8 +76,8 @@ class Applier(Protocol):
     `ApplierProcess` (the same, in a process of its own; monitor/pipeline/applier_process.py)."""
 
     def runs(self, job: str) -> bool:
-        """Whether its process also runs the job of this name (`detect`, `follow-logs`), which
-        `serve` then leaves out of its own job table."""
+        """Whether its process also runs the job of this name (`detect`, `follow-logs`,
+        `reconcile-events`), which `serve` then leaves out of its own job table."""
 
     def start(self) -> None: ...
 

@@ -205,6 +205,14 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                     timeout=90,
                     what="the lost events rebuilt and the new ones delivered",
                 )
+                # rebuilt in the applier's process, whose counts reach `/metrics` within a second
+                wait_until(
+                    lambda: (
+                        metric(monitor, "registry_monitor_events_reconstructed_total") >= len(lost)
+                    ),
+                    timeout=10,
+                    what="the rebuilt events counted",
+                )
                 control = captured(capture)
                 events = stored(monitor)
                 rebuilt_count = metric(monitor, "registry_monitor_events_reconstructed_total")
