@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -81,10 +82,9 @@ class TestDetectionInTheChild:
             REGISTRY_MONITOR_DETECT_ALLOW_CIDRS="192.0.2.0/24",
             REGISTRY_MONITOR_DETECT_SETTLE_SECONDS="0",
         )
-        services = started(settings)
-        try:
+        with running_services(settings) as services:
             assert services.applier.runs("detect")
-            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            jobs = serve_jobs(services)
             assert "detect" not in jobs and "heartbeat" in jobs
             append(services, body(1))
 
@@ -100,23 +100,16 @@ class TestDetectionInTheChild:
             wait_until(alerted, timeout=30, what="the alert counted in this process")
             lag = services.metrics.registry.get_sample_value("registry_monitor_detect_lag_seconds")
             assert lag is not None and lag >= 0
-        finally:
-            services.stop()
-            services.engine.dispose()
 
     def test_with_the_applier_on_a_thread_serve_runs_detection(
         self, db_url: str, tmp_path: Path
     ) -> None:
         """`notifications.applier: thread`: the `detect` job stays in `serve`'s table."""
         settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread")
-        services = started(settings)
-        try:
+        with running_services(settings) as services:
             assert not services.applier.runs("detect")
-            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            jobs = serve_jobs(services)
             assert "detect" in jobs
-        finally:
-            services.stop()
-            services.engine.dispose()
 
 
 class TestLogFollowingInTheChild:
@@ -136,10 +129,9 @@ class TestLogFollowingInTheChild:
             REGISTRY_MONITOR_LOGS_PATHS=str(log),
             REGISTRY_MONITOR_LOGS_START_AT_END="false",
         )
-        services = started(settings)
-        try:
+        with running_services(settings) as services:
             assert services.applier.runs("follow-logs")
-            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            jobs = serve_jobs(services)
             assert "follow-logs" not in jobs and "heartbeat" in jobs
 
             def read_to_the_end() -> bool:
@@ -159,9 +151,6 @@ class TestLogFollowingInTheChild:
                     )
                 ).all()
             assert [("bob", 1), ("mallory", 3)] == [tuple(row) for row in failed]
-        finally:
-            services.stop()
-            services.engine.dispose()
 
     def test_the_child_rebuilds_the_events_whose_notifications_never_came(
         self, db_url: str, tmp_path: Path
@@ -179,10 +168,9 @@ class TestLogFollowingInTheChild:
             REGISTRY_MONITOR_RECONCILE_SETTLE_SECONDS="0",
             REGISTRY_MONITOR_RECONCILE_INTERVAL_SECONDS="1",
         )
-        services = started(settings)
-        try:
+        with running_services(settings) as services:
             assert services.applier.runs("reconcile-events")
-            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
+            jobs = serve_jobs(services)
             assert "reconcile-events" not in jobs and "heartbeat" in jobs
 
             def rebuilt() -> int:
@@ -195,9 +183,6 @@ class TestLogFollowingInTheChild:
 
             wait_until(lambda: rebuilt() >= 44, timeout=30, what="the lost events rebuilt")
             assert 44 == rebuilt()
-        finally:
-            services.stop()
-            services.engine.dispose()
 
     def test_with_the_applier_on_a_thread_serve_follows_the_log(
         self, db_url: str, tmp_path: Path
@@ -210,14 +195,26 @@ class TestLogFollowingInTheChild:
             REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread",
             REGISTRY_MONITOR_LOGS_PATHS=str(tmp_path / "*.log"),
         )
-        services = started(settings)
-        try:
+        with running_services(settings) as services:
             assert not services.applier.runs("follow-logs")
-            jobs = [job.name for job in job_table(services, stopping=threading.Event())]
-            assert {"follow-logs", "reconcile-events"} <= set(jobs)
-        finally:
-            services.stop()
-            services.engine.dispose()
+            jobs = serve_jobs(services)
+            assert {"follow-logs", "reconcile-events"} <= jobs
+
+
+@contextlib.contextmanager
+def running_services(settings: Settings) -> Iterator[Services]:
+    """The services of `settings`, started, then stopped and their engine disposed."""
+    services = started(settings)
+    try:
+        yield services
+    finally:
+        services.stop()
+        services.engine.dispose()
+
+
+def serve_jobs(services: Services) -> set[str]:
+    """The names of the jobs `serve` itself runs with `services`."""
+    return {job.name for job in job_table(services, stopping=threading.Event())}
 
 
 def log_lines(services: Services) -> float:
