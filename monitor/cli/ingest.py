@@ -19,8 +19,8 @@ from monitor.cli.errors import CommandError
 from monitor.cli.session import prepare_directory, problem
 from monitor.ingest.tailer import read_lines
 from monitor.main import build_services
-from monitor.pipeline.jobs import build_follow_job, follow_logs_job
-from monitor.pipeline.log_ingest import IngestTotals, LineLimits, backfill
+from monitor.pipeline.jobs import build_follow_job
+from monitor.pipeline.log_ingest import IngestTotals, LineLimits, backfill, follow_logs_job
 from monitor.pipeline.scheduler import JobRunner
 from monitor.settings import Settings
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if job is None:
             raise CommandError("--follow needs at least one path")
         runner = JobRunner(
-            [follow_logs_job(services, job)],
+            [follow_logs_job(job, poll_seconds=services.settings.logs.poll_seconds)],
             session_factory=services.session_factory,
             holder=services.replica,
             clock=services.clock,

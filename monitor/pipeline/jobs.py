@@ -39,8 +39,7 @@ from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_and_wait
 from monitor.pipeline.detection import detection_job
 from monitor.pipeline.housekeeping import expire, heartbeat
-from monitor.pipeline.log_ingest import FollowJob, LineLimits, following
-from monitor.pipeline.log_ingest import follow_logs_job as follow_logs
+from monitor.pipeline.log_ingest import FollowJob, LineLimits, follow_logs_job, following
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
@@ -84,7 +83,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
     apart = services.applier.runs("follow-logs")
     follow = None if apart else build_follow_job(services, stopping=stopping)
     if follow is not None:  # else the applier's process follows the files
-        rows.append(follow_logs_job(services, follow))
+        rows.append(follow_logs_job(follow, poll_seconds=settings.logs.poll_seconds))
     if settings.retention.schedule.strip():
         rows.append(
             Job(
@@ -152,11 +151,6 @@ def build_follow_job(
         limits=LineLimits.of(services.settings.input, services.clock),
         stopping=stopping,
     )
-
-
-def follow_logs_job(services: Services, follow: FollowJob) -> Job:
-    """The `follow-logs` row for `follow`: polls every `logs.poll_seconds`, closes at stop."""
-    return follow_logs(follow, poll_seconds=services.settings.logs.poll_seconds)
 
 
 def _heartbeat(services: Services) -> None:
