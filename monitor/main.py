@@ -75,6 +75,26 @@ def build_registry_debug(
     return client
 
 
+def applier_config(settings: Settings, *, receiver: str) -> ApplierConfig:
+    """What the applier's process is given: how to apply the inbox of `receiver`, and each job
+    of `serve`'s table it runs instead of `serve` (those its settings ask for)."""
+    return ApplierConfig(
+        database=settings.database,
+        logging=settings.logging,
+        receiver=receiver,
+        batch_max=settings.notifications.batch_max,
+        quarantine_max_rows=settings.input.quarantine_max_rows,
+        skew=timedelta(seconds=settings.input.clock_skew_seconds),
+        max_events=settings.input.max_events_per_body,
+        detect=settings.detect,
+        logs=settings.logs if settings.logs.paths else None,
+        max_line_chars=settings.input.max_line_chars,
+        reconcile=settings.reconcile if settings.reconcile.interval_seconds > 0 else None,
+        cleanup=settings.cleanup,
+        retention=settings.retention if settings.retention.schedule.strip() else None,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -119,23 +139,9 @@ def build_services(
         receiver=replica,
     )
     metrics.intake_backlog.set_function(inbox.backlog)
-    skew = timedelta(seconds=settings.input.clock_skew_seconds)
     applier: Applier
     if settings.notifications.applier == "process":
-        config = ApplierConfig(
-            database=settings.database,
-            logging=settings.logging,
-            receiver=replica,
-            batch_max=settings.notifications.batch_max,
-            quarantine_max_rows=settings.input.quarantine_max_rows,
-            skew=skew,
-            max_events=settings.input.max_events_per_body,
-            detect=settings.detect,
-            logs=settings.logs if settings.logs.paths else None,
-            max_line_chars=settings.input.max_line_chars,
-            reconcile=settings.reconcile if settings.reconcile.interval_seconds > 0 else None,
-            cleanup=settings.cleanup,
-        )
+        config = applier_config(settings, receiver=replica)
         applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
     else:
         applier = IntakeApplier(
@@ -143,7 +149,7 @@ def build_services(
             writer,
             metrics=metrics,
             clock=clock,
-            skew=skew,
+            skew=timedelta(seconds=settings.input.clock_skew_seconds),
             max_events=settings.input.max_events_per_body,
         )
     inbox.on_append(applier.wake)

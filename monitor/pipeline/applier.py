@@ -77,7 +77,8 @@ class Applier(Protocol):
 
     def runs(self, job: str) -> bool:
         """Whether its process also runs the job of this name (`detect`, `follow-logs`,
-        `reconcile-events`), which `serve` then leaves out of its own job table."""
+        `reconcile-events`, `expire-events`), which `serve` then leaves out of its own job
+        table."""
 
     def start(self) -> None: ...
 

@@ -3,9 +3,10 @@ monitor.pipeline.applier_child FD`, FD its end of the socket pair to the answeri
 
 It imports what applying needs (the store, the parsers and the writer) and, when `serve` asks
 for it, runs the detection passes (`ApplierConfig.detect`), follows the registry's log files
-(`ApplierConfig.logs`) and reconciles the log's requests with the notifications
-(`ApplierConfig.reconcile`) too, so that neither judging events, parsing a log's lines nor
-rebuilding lost events takes the answering process's interpreter."""
+(`ApplierConfig.logs`), expires raw events (`ApplierConfig.retention`) and reconciles the log's
+requests with the notifications (`ApplierConfig.reconcile`) too, so that neither judging
+events, parsing a log's lines, expiry batches nor rebuilding lost events takes the answering
+process's interpreter or a write lock of its own."""
 
 from __future__ import annotations
 
@@ -22,14 +23,16 @@ from monitor.allocator import FreeMemoryRelease, tune_allocator
 from monitor.children import NICENESS
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
+from monitor.observability.metrics import Metrics
 from monitor.observability.relay import Op, relay_metrics, take
 from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig
 from monitor.pipeline.detection import BATCH_CAP_APART, build_detector, detection_job
+from monitor.pipeline.housekeeping import expire_job
 from monitor.pipeline.log_ingest import LineLimits, follow_logs_job, following
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
-from monitor.pipeline.scheduler import JobRunner
-from monitor.store.engine import make_engine, make_session_factory
+from monitor.pipeline.scheduler import Job, JobRunner
+from monitor.store.engine import SessionFactory, make_engine, make_session_factory
 from monitor.store.inbox import InboxItem
 from monitor.store.inboxes import make_inbox
 from monitor.store.writer import StoreWriter
@@ -90,43 +93,14 @@ def run(connection: Connection) -> None:
         max_events=config.max_events,
         on_applied=report,
     )
-    jobs = []
-    if config.detect is not None:
-        jobs.append(
-            detection_job(
-                config.detect,
-                session_factory=session_factory,
-                detector=build_detector(config.detect),
-                clock=utc_now,
-                metrics=metrics,
-                transact=writer.transact,
-                batch_cap=BATCH_CAP_APART,
-            )
-        )
     stopping = threading.Event()
-    if config.logs is not None and config.logs.paths:
-        follow = following(
-            config.logs.paths,
-            start_at_end=config.logs.start_at_end,
-            session_factory=session_factory,
-            writer=writer,
-            metrics=metrics,
-            limits=LineLimits(utc_now, config.skew, config.max_line_chars),
-            stopping=stopping,
-        )
-        jobs.append(follow_logs_job(follow, poll_seconds=config.logs.poll_seconds))
-    if config.reconcile is not None and config.reconcile.interval_seconds > 0:
-        jobs.append(
-            reconcile_job(
-                session_factory,
-                writer,
-                clock=utc_now,
-                settle_seconds=config.reconcile.settle_seconds,
-                interval_seconds=config.reconcile.interval_seconds,
-                metrics=metrics,
-                open_lookup=None if config.cleanup is None else registry_tag_digest(config.cleanup),
-            )
-        )
+    jobs = child_jobs(
+        config,
+        session_factory=session_factory,
+        writer=writer,
+        metrics=metrics,
+        stopping=stopping,
+    )
     runner = None
     if jobs:
         runner = JobRunner(
@@ -167,6 +141,58 @@ def run(connection: Connection) -> None:
         with contextlib.suppress(OSError, ValueError):
             send(("metrics", take(ops)))
             send(("stopped",))
+
+
+def child_jobs(
+    config: ApplierConfig,
+    *,
+    session_factory: SessionFactory,
+    writer: StoreWriter,
+    metrics: Metrics,
+    stopping: threading.Event,
+) -> list[Job]:
+    """The jobs of `serve`'s table that `config` hands to this process, built as `serve` builds
+    them but on this process's store writer (detection with the larger passes of
+    `BATCH_CAP_APART`); `stopping` ends the ones that run long."""
+    jobs: list[Job] = []
+    if config.detect is not None:
+        jobs.append(
+            detection_job(
+                config.detect,
+                session_factory=session_factory,
+                detector=build_detector(config.detect),
+                clock=utc_now,
+                metrics=metrics,
+                transact=writer.transact,
+                batch_cap=BATCH_CAP_APART,
+            )
+        )
+    if config.logs is not None and config.logs.paths:
+        follow = following(
+            config.logs.paths,
+            start_at_end=config.logs.start_at_end,
+            session_factory=session_factory,
+            writer=writer,
+            metrics=metrics,
+            limits=LineLimits(utc_now, config.skew, config.max_line_chars),
+            stopping=stopping,
+        )
+        jobs.append(follow_logs_job(follow, poll_seconds=config.logs.poll_seconds))
+    if config.retention is not None and config.retention.schedule.strip():
+        jobs.append(expire_job(writer.transact, config.retention, clock=utc_now, stopping=stopping))
+    if config.reconcile is not None and config.reconcile.interval_seconds > 0:
+        jobs.append(
+            reconcile_job(
+                session_factory,
+                writer,
+                clock=utc_now,
+                settle_seconds=config.reconcile.settle_seconds,
+                interval_seconds=config.reconcile.interval_seconds,
+                metrics=metrics,
+                open_lookup=None if config.cleanup is None else registry_tag_digest(config.cleanup),
+            )
+        )
+    return jobs
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from monitor.settings.sections import (
     LoggingSettings,
     LogsSettings,
     ReconcileSettings,
+    RetentionSettings,
 )
 from monitor.store.inbox import Inbox
 
@@ -84,6 +85,11 @@ class ApplierConfig:
     cleanup: CleanupSettings | None = None
     """Where reconcile asks the registry for a tag's digest (`cleanup.registry_url` and its
     auth)."""
+    retention: RetentionSettings | None = None
+    """When set (with a schedule), the child also expires raw events (`serve`'s
+    `expire-events` job) through its writer, the one that applies the inbox: on SQLite no
+    second process then takes the store's write lock for expiry batches, and the batches wait
+    behind the bodies to apply instead of beside them."""
 
 
 @dataclasses.dataclass
@@ -146,6 +152,8 @@ class ApplierProcess:
             return config.logs is not None and bool(config.logs.paths)
         if job == "reconcile-events":
             return config.reconcile is not None and config.reconcile.interval_seconds > 0
+        if job == "expire-events":
+            return config.retention is not None and bool(config.retention.schedule.strip())
         return False
 
     @property

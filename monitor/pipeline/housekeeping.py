@@ -1,10 +1,12 @@
 """The housekeeping jobs: the intake heartbeat and the expiry of raw events. Plain, idempotent
-functions with explicit arguments; the job table (monitor.pipeline.jobs) schedules them."""
+functions with explicit arguments; the job table (monitor.pipeline.jobs) schedules them, and
+the applier's process (monitor.pipeline.applier_child) runs `expire_job` when apart."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -13,6 +15,9 @@ from typing import Protocol, TypeVar
 import structlog
 from sqlalchemy.orm import Session
 
+from monitor.clock import Clock
+from monitor.pipeline.scheduler import Job
+from monitor.settings.sections import RetentionSettings
 from monitor.store.coverage import record_heartbeat
 from monitor.store.engine import SessionFactory
 from monitor.store.events import EXPIRE_BATCH, ExpiryKey, expire_event_batch
@@ -98,6 +103,23 @@ def expire(
     records = _in_batches(transact, requests, batch=batch, rest=None)
     log.info("events expired", removed=removed.removed, days=days, requests=records.removed)
     return removed.removed
+
+
+def expire_job(
+    transact: Transact,
+    retention: RetentionSettings,
+    *,
+    clock: Clock,
+    stopping: threading.Event,
+) -> Job:
+    """The `expire-events` job: `expire` at the times of `retention.schedule`, through
+    `transact` (the writer of the process that runs it), ending between two batches once
+    `stopping` is set."""
+
+    def run() -> None:
+        expire(transact, now=clock(), days=retention.events_days, rest=stopping.wait)
+
+    return Job("expire-events", run, cron=retention.schedule)
 
 
 def _in_batches(

@@ -10,7 +10,8 @@
                                                                 when apart)
     expire-events      cron retention.schedule                -  (idempotent; batches through
                                                                 the writer, ends when serve
-                                                                stops)
+                                                                stops; in the applier's
+                                                                process when apart)
     cleanup-reconcile  cron cleanup.reconcile_schedule        cleanup.lock_seconds
     cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds  (planned in a
                                                                 process of its own)
@@ -38,7 +39,7 @@ from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
 from monitor.pipeline.delivery import deliver_and_wait
 from monitor.pipeline.detection import detection_job
-from monitor.pipeline.housekeeping import expire, heartbeat
+from monitor.pipeline.housekeeping import expire_job, heartbeat
 from monitor.pipeline.log_ingest import FollowJob, LineLimits, follow_logs_job, following
 from monitor.pipeline.reconcile import reconcile_job, registry_tag_digest
 from monitor.pipeline.scheduler import Job
@@ -84,12 +85,13 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
     follow = None if apart else build_follow_job(services, stopping=stopping)
     if follow is not None:  # else the applier's process follows the files
         rows.append(follow_logs_job(follow, poll_seconds=settings.logs.poll_seconds))
-    if settings.retention.schedule.strip():
+    if settings.retention.schedule.strip() and not services.applier.runs("expire-events"):
         rows.append(
-            Job(
-                "expire-events",
-                lambda: _expire(services, stopping),
-                cron=settings.retention.schedule,
+            expire_job(
+                services.writer.transact,
+                settings.retention,
+                clock=services.clock,
+                stopping=stopping,
             )
         )
     rows.extend(
@@ -159,13 +161,4 @@ def _heartbeat(services: Services) -> None:
         replica=services.replica,
         now=services.clock(),
         interval=services.settings.notifications.heartbeat_seconds,
-    )
-
-
-def _expire(services: Services, stopping: threading.Event) -> None:
-    expire(
-        services.writer.transact,
-        now=services.clock(),
-        days=services.settings.retention.events_days,
-        rest=stopping.wait,
     )

@@ -1,5 +1,6 @@
 """The intake applier in a child process (the default): what it stores is counted in the
-serving process's `/metrics`, and a child that dies is replaced without losing a body."""
+serving process's `/metrics`, a child that dies is replaced without losing a body, and the jobs
+it takes from `serve` (detection, the log's, expiry) run there and not in `serve`."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from monitor.main import applier_config
+from monitor.pipeline.applier_child import child_jobs
 from monitor.pipeline.applier_process import ApplierProcess
 from monitor.pipeline.jobs import job_table
+from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
 from monitor.settings import Settings
 from tests.conftest import make_settings
+from tests.fixture_events import scenario_events
 from tests.harness import TOKEN, MonitorProcess, running_monitor, wait_until
 from tests.paths import FIXTURES, FIXTURES_31
 from tests.store.test_inbox import V1, append, body, event_ids, started
@@ -199,6 +204,70 @@ class TestLogFollowingInTheChild:
             assert not services.applier.runs("follow-logs")
             jobs = serve_jobs(services)
             assert {"follow-logs", "reconcile-events"} <= jobs
+
+
+class TestExpiryInTheChild:
+    def test_the_child_expires_through_its_writer_and_serve_runs_no_expire_job(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """With the applier in a process, `expire-events` is one of the jobs the child builds
+        from what `serve` hands it (on `retention.schedule`) and not one of `serve`'s own; run,
+        it removes every event older than `retention.events_days`."""
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process",
+            REGISTRY_MONITOR_RETENTION_EVENTS_DAYS="1",
+        )
+        with running_services(settings) as services:
+            assert services.applier.runs("expire-events")
+            assert "expire-events" not in serve_jobs(services)
+            services.writer.submit(scenario_events()).result(timeout=30)
+            assert 43 == stored(services)
+            jobs = jobs_of_the_child(settings, services)
+            expiry = jobs["expire-events"]
+            assert "cron 17 3 * * *" == expiry.schedule
+            expiry.run()
+            assert 0 == stored(services)
+
+    def test_without_a_schedule_nobody_expires(self, db_url: str, tmp_path: Path) -> None:
+        """`retention.schedule` empty: neither `serve` nor the child has an `expire-events`
+        job."""
+        settings = make_settings(
+            db_url,
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="process",
+            REGISTRY_MONITOR_RETENTION_SCHEDULE="",
+        )
+        with running_services(settings) as services:
+            assert not services.applier.runs("expire-events")
+            assert "expire-events" not in serve_jobs(services)
+            assert "expire-events" not in jobs_of_the_child(settings, services)
+
+    def test_with_the_applier_on_a_thread_serve_expires(self, db_url: str, tmp_path: Path) -> None:
+        """`notifications.applier: thread`: the `expire-events` job stays in `serve`'s table."""
+        settings = make_settings(db_url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread")
+        with running_services(settings) as services:
+            assert not services.applier.runs("expire-events")
+            assert "expire-events" in serve_jobs(services)
+
+
+def jobs_of_the_child(settings: Settings, services: Services) -> dict[str, Job]:
+    """The jobs the applier's process builds from what `serve` hands it for `settings`, on
+    `services`' writer."""
+    jobs = child_jobs(
+        applier_config(settings, receiver=services.replica),
+        session_factory=services.session_factory,
+        writer=services.writer,
+        metrics=services.metrics,
+        stopping=threading.Event(),
+    )
+    return {job.name: job for job in jobs}
+
+
+def stored(services: Services) -> int:
+    with services.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
 
 
 @contextlib.contextmanager
