@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,9 +94,14 @@ class Stack:
             return head.digest if head else None
 
     def cli(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+        """The command's exit code and output; a failed command's error output is written
+        again, so that a failing test shows it."""
         capsys.readouterr()
         code = cli.main(list(argv), environ=self.environ)
-        return code, capsys.readouterr().out
+        captured = capsys.readouterr()
+        if code != 0:
+            sys.stderr.write(f"{' '.join(argv)} exited {code}:\n{captured.err}")
+        return code, captured.out
 
 
 def populate(stack: Stack) -> None:
