@@ -36,6 +36,13 @@ WITHOUT_ROWID = {"sqlite_with_rowid": False}
 read whole in key order (cleanup planning) and upserted by key (migration 0013)."""
 
 
+def as_utc(value: datetime) -> datetime:
+    """`value` in UTC; a naive datetime is refused (its zone is unknown)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; pass aware UTC")
+    return value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, on every dialect.
 
@@ -48,9 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; pass aware UTC")
-        value = value.astimezone(UTC)
+        value = as_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value

@@ -19,53 +19,12 @@ from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.ingest.requestlog import event_match_key
 from monitor.store.columns import raw_time, utc_time
-from monitor.store.dialect import dialect_of, in_list_chunks, upsert
+from monitor.store.dialect import in_list_chunks
+from monitor.store.event_insert import event_row, insert_new_rows
 from monitor.store.pages import SCAN_ROWS, fetch_page, fetch_scanned_page, matching
 from monitor.store.rollups import count_inserted, forget_sources_before
 from monitor.store.schema import EventRow
 from monitor.store.tags import fill_rebuilt_push
-
-
-def _row_values(event: Event, received_at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "source": event.source.value,
-        "action": event.action.value,
-        "target_kind": event.target_kind.value if event.target_kind else None,
-        "repository": event.repository,
-        "tag": event.tag,
-        "digest": event.digest,
-        "media_type": event.media_type,
-        "size": event.size,
-        "from_repository": event.from_repository,
-        "actor": event.actor,
-        "remote_ip": event.remote_ip,
-        "user_agent": event.user_agent,
-        "http_method": event.http_method,
-        "http_status": event.http_status,
-        "request_id": event.request_id,
-        "request_uri": event.request_uri,
-        "client": event.client.value,
-        "route": event.route,
-        "instance": event.instance,
-        "references": orjson.dumps(list(event.references)).decode() if event.references else None,
-        "detail": event.detail,
-        "occurred_at": event.occurred_at,
-        "received_at": received_at,
-        "reconstructed": event.reconstructed,
-    }
-
-
-@functools.cache
-def _insert_statement(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, built once per dialect."""
-    table = EventRow.__table__
-    assert isinstance(table, Table)
-    return (
-        upsert(dialect, table)
-        .on_conflict_do_nothing(index_elements=[table.c.event_id])
-        .returning(table.c.event_id, sort_by_parameter_order=True)
-    )
 
 
 def insert_events(
@@ -88,13 +47,11 @@ def insert_events(
         del unique[merged]
     if not unique:
         return []
-    # Core on the session's connection: the ORM adds nothing to a table-level INSERT.
-    stmt = _insert_statement(dialect_of(session))
     if received:
-        rows = [_row_values(e, received.get(e.event_id, received_at)) for e in unique.values()]
+        rows = [event_row(e, received.get(e.event_id, received_at)) for e in unique.values()]
     else:
-        rows = [_row_values(e, received_at) for e in unique.values()]
-    inserted = set(session.connection().execute(stmt, rows).scalars())
+        rows = [event_row(e, received_at) for e in unique.values()]
+    inserted = insert_new_rows(session, rows)
     out = [e for e in unique.values() if e.event_id in inserted]
     count_inserted(session, out)
     return out

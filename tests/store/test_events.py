@@ -1,11 +1,11 @@
-"""Event queries: filters, keyset pagination, expiry."""
+"""Event rows: insert, filters, keyset pagination, expiry."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.errors import InvalidQuery
@@ -17,12 +17,14 @@ from monitor.store.events import (
     ExpiryKey,
     expire_event_batch,
     expire_events,
+    insert_events,
     judged_events_between,
     query_events,
+    stored_event,
 )
 from monitor.store.pages import decode_cursor
 from monitor.store.schema import EventRow
-from tests.detect.fixture_events import log_events
+from tests.detect.fixture_events import log_events, log_events_31, notification_events
 from tests.fixture_events import scenario_events
 
 
@@ -273,3 +275,41 @@ class TestJudgedEvents:
         expected = ([judged(s.event) for s in page], True)
         actual = ([e for b in batches for e in b], all(0 < len(b) <= 7 for b in batches))
         assert expected == actual
+
+
+class TestInsertEvents:
+    @staticmethod
+    def every_kind() -> list[Event]:
+        """Notifications of both captures, and events read from the 2.8 log: between them
+        every column is set in some and empty in others."""
+        return [*notification_events(), *scenario_events(), *log_events(), *log_events_31()]
+
+    def test_every_field_comes_back_as_it_went_in(self, services: Services) -> None:
+        """Each event inserted is read back equal, with the time it was received."""
+        received = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        events = list({e.event_id: e for e in self.every_kind()}.values())
+        with services.session_factory() as session, session.begin():
+            inserted = insert_events(session, events, received_at=received)
+        assert len(events) == len(inserted)
+        with services.session_factory() as session:
+            rows = [stored_event(row) for row in session.scalars(select(EventRow))]
+        assert sorted(events, key=lambda e: e.event_id) == sorted(
+            (s.event for s in rows), key=lambda e: e.event_id
+        )
+        assert {received} == {s.received_at for s in rows}
+
+    def test_only_the_events_not_stored_yet_are_inserted_and_returned(
+        self, services: Services
+    ) -> None:
+        """A batch holding stored events, new ones and a repeated one inserts and returns
+        each new event once."""
+        events = list({e.event_id: e for e in self.every_kind()}.values())
+        first, rest = events[::2], events[1::2]
+        received = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        with services.session_factory() as session, session.begin():
+            assert first == insert_events(session, first, received_at=received)
+        with services.session_factory() as session, session.begin():
+            again = insert_events(session, [*events, rest[0]], received_at=received)
+        assert rest == again
+        with services.session_factory() as session:
+            assert len(events) == session.scalar(select(func.count()).select_from(EventRow))

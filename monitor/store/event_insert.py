@@ -1,0 +1,123 @@
+"""Events written many at a time: `INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING
+event_id`, one statement for a whole batch, whatever its size.
+
+On PostgreSQL the rows go as one array a column through `unnest`: the statement's text is the
+same for every batch, so psycopg converts it to the server's placeholders once and the server
+prepares it once. A multi-row `VALUES` is a new text for each batch size, longer than psycopg
+caches (4,096 characters, 50 parameters): converting it took a fifth of the intake applier's
+time. SQLite takes SQLAlchemy's multi-row `VALUES`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, TextClause, text
+from sqlalchemy.orm import Session
+
+from monitor.events import Event
+from monitor.store.columns import as_utc
+from monitor.store.dialect import dialect_of, upsert
+from monitor.store.schema import EventRow
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "text"),
+    ("source", "text"),
+    ("action", "text"),
+    ("target_kind", "text"),
+    ("repository", "text"),
+    ("tag", "text"),
+    ("digest", "text"),
+    ("media_type", "text"),
+    ("size", "bigint"),
+    ("from_repository", "text"),
+    ("actor", "text"),
+    ("remote_ip", "text"),
+    ("user_agent", "text"),
+    ("http_method", "text"),
+    ("http_status", "integer"),
+    ("request_id", "text"),
+    ("request_uri", "text"),
+    ("client", "text"),
+    ("route", "text"),
+    ("instance", "text"),
+    ("references", "text"),
+    ("detail", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("reconstructed", "boolean"),
+)
+"""Every column an event row is written with (all but `id`), with its PostgreSQL type."""
+
+
+def event_row(event: Event, received_at: datetime) -> dict[str, Any]:
+    """The values of `event`'s row, received at `received_at`."""
+    return {
+        "event_id": event.event_id,
+        "source": event.source.value,
+        "action": event.action.value,
+        "target_kind": event.target_kind.value if event.target_kind else None,
+        "repository": event.repository,
+        "tag": event.tag,
+        "digest": event.digest,
+        "media_type": event.media_type,
+        "size": event.size,
+        "from_repository": event.from_repository,
+        "actor": event.actor,
+        "remote_ip": event.remote_ip,
+        "user_agent": event.user_agent,
+        "http_method": event.http_method,
+        "http_status": event.http_status,
+        "request_id": event.request_id,
+        "request_uri": event.request_uri,
+        "client": event.client.value,
+        "route": event.route,
+        "instance": event.instance,
+        "references": orjson.dumps(list(event.references)).decode() if event.references else None,
+        "detail": event.detail,
+        "occurred_at": event.occurred_at,
+        "received_at": received_at,
+        "reconstructed": event.reconstructed,
+    }
+
+
+def insert_new_rows(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert `rows` (of `event_row`, `event_id`s distinct) but those whose `event_id` is
+    stored already; return the `event_id`s inserted."""
+    if not rows:
+        return set()
+    connection = session.connection()
+    if dialect_of(session) == "postgresql":
+        arrays = {name: [row[name] for row in rows] for name, _ in COLUMNS}
+        for name in ("occurred_at", "received_at"):
+            arrays[name] = [as_utc(value) for value in arrays[name]]
+        return set(connection.execute(_unnest_insert(), arrays).scalars())
+    return set(connection.execute(_values_insert(dialect_of(session)), rows).scalars())
+
+
+@functools.cache
+def _unnest_insert() -> TextClause:
+    """The PostgreSQL statement: one array parameter a column, the same text for any batch."""
+    names = ", ".join(f'"{name}"' for name, _ in COLUMNS)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in COLUMNS)
+    # Only this module's constant names go into the text; the values are bound parameters.
+    return text(
+        f"INSERT INTO {EventRow.__tablename__} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    )
+
+
+@functools.cache
+def _values_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, built once per dialect."""
+    table = EventRow.__table__
+    assert isinstance(table, Table)
+    return (
+        upsert(dialect, table)
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id, sort_by_parameter_order=True)
+    )
