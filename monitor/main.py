@@ -75,9 +75,13 @@ def build_registry_debug(
     return client
 
 
-def applier_config(settings: Settings, *, receiver: str) -> ApplierConfig:
+def applier_config(settings: Settings, *, receiver: str, dialect: str) -> ApplierConfig:
     """What the applier's process is given: how to apply the inbox of `receiver`, and each job
-    of `serve`'s table it runs instead of `serve` (those its settings ask for)."""
+    of `serve`'s table it runs instead of `serve` (those its settings ask for). On SQLite
+    (`dialect`) that includes the expiry of raw events, so that one process writes the store;
+    PostgreSQL takes writers side by side, and expiry stays on `serve`'s writer, where it does
+    not wait behind the applier's backlog nor share the applier's (lowered) priority."""
+    expires = dialect == "sqlite" and bool(settings.retention.schedule.strip())
     return ApplierConfig(
         database=settings.database,
         logging=settings.logging,
@@ -91,7 +95,7 @@ def applier_config(settings: Settings, *, receiver: str) -> ApplierConfig:
         max_line_chars=settings.input.max_line_chars,
         reconcile=settings.reconcile if settings.reconcile.interval_seconds > 0 else None,
         cleanup=settings.cleanup,
-        retention=settings.retention if settings.retention.schedule.strip() else None,
+        retention=settings.retention if expires else None,
     )
 
 
@@ -141,7 +145,7 @@ def build_services(
     metrics.intake_backlog.set_function(inbox.backlog)
     applier: Applier
     if settings.notifications.applier == "process":
-        config = applier_config(settings, receiver=replica)
+        config = applier_config(settings, receiver=replica, dialect=engine.url.get_backend_name())
         applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
     else:
         applier = IntakeApplier(

@@ -86,10 +86,10 @@ class ApplierConfig:
     """Where reconcile asks the registry for a tag's digest (`cleanup.registry_url` and its
     auth)."""
     retention: RetentionSettings | None = None
-    """When set (with a schedule), the child also expires raw events (`serve`'s
-    `expire-events` job) through its writer, the one that applies the inbox: on SQLite no
-    second process then takes the store's write lock for expiry batches, and the batches wait
-    behind the bodies to apply instead of beside them."""
+    """When set (with a schedule; `serve` sets it on SQLite), the child also expires raw events
+    (`serve`'s `expire-events` job) through its writer, the one that applies the inbox: no
+    second process then takes the SQLite store's write lock for expiry batches, and the
+    batches wait behind the bodies to apply instead of beside them."""
 
 
 @dataclasses.dataclass

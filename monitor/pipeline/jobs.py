@@ -10,8 +10,9 @@
                                                                 when apart)
     expire-events      cron retention.schedule                -  (idempotent; batches through
                                                                 the writer, ends when serve
-                                                                stops; in the applier's
-                                                                process when apart)
+                                                                stops; on SQLite in the
+                                                                applier's process when
+                                                                apart)
     cleanup-reconcile  cron cleanup.reconcile_schedule        cleanup.lock_seconds
     cleanup-plan       cron cleanup.plan_schedule             cleanup.lock_seconds  (planned in a
                                                                 process of its own)

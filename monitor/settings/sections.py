@@ -156,9 +156,9 @@ class NotificationsSettings:
     applier: str = setting(
         "process",
         "Where the intake inbox is applied to the store, detection runs, `logs.paths` are "
-        "followed and raw events expire: `process` (a child process, so parsing, writing and "
-        "judging never take the interpreter from the answers; forked at start-up, it shares "
-        "`serve`'s modules: about 40 MiB more memory) or `thread` (threads of `serve`).",
+        "followed and (on SQLite) raw events expire: `process` (a child process, so parsing, "
+        "writing and judging never take the interpreter from the answers; forked at start-up, "
+        "it shares `serve`'s modules: about 40 MiB more memory) or `thread` (`serve`'s threads).",
     )
 
 
