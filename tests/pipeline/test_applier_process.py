@@ -1,6 +1,7 @@
 """The intake applier in a child process (the default): what it stores is counted in the
 serving process's `/metrics`, a child that dies is replaced without losing a body, and the jobs
-it takes from `serve` (detection, the log's, expiry) run there and not in `serve`."""
+it takes from `serve` (detection, the log's, and on SQLite expiry) run there and not in
+`serve`."""
 
 from __future__ import annotations
 
@@ -206,7 +207,7 @@ class TestLogFollowingInTheChild:
             assert {"follow-logs", "reconcile-events"} <= jobs
 
 
-class TestExpiryInTheChild:
+class TestWhereExpiryRuns:
     def test_on_sqlite_the_child_expires_on_postgresql_serve_does(
         self, db_url: str, tmp_path: Path
     ) -> None:
