@@ -166,14 +166,30 @@ def _statements(dialect: str) -> _Statements:
 
 
 def apply_events(session: Session, events: Iterable[Event]) -> None:
-    """Fold new (never seen before) events into the tag state."""
+    """Fold new (never seen before) events into the tag state.
+
+    Consecutive pulls by tag go to the store together, one call a statement (psycopg sends
+    them in one round trip; each row is still its own statement, so two pulls of one tag
+    count twice): their statements reach the tag state in the events' order, and every other
+    event's statements keep their place around them."""
     statements = _statements(dialect_of(session))
     # Core on the session's connection: these are table-level statements, the ORM adds nothing.
     connection = session.connection()
+    pulls: list[Event] = []
     for event in events:
         if event.repository is None:
             continue
-        if event.action is Action.PUSH and event.target_kind is TargetKind.MANIFEST and event.tag:
+        manifest = event.target_kind is TargetKind.MANIFEST
+        if event.action is Action.PULL and manifest and event.tag:
+            pulls.append(event)
+            continue
+        pushed = event.action is Action.PUSH and manifest and bool(event.tag)
+        pulled = event.action is Action.PULL and manifest
+        if not (pushed or pulled or event.action is Action.DELETE):
+            continue
+        _record_tag_pulls(connection, statements, pulls)
+        pulls = []
+        if pushed:
             connection.execute(
                 statements.push,
                 {
@@ -185,10 +201,11 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
                     "t": event.occurred_at,
                 },
             )
-        elif event.action is Action.PULL and event.target_kind is TargetKind.MANIFEST:
-            _record_pull(connection, statements, event)
-        elif event.action is Action.DELETE:
+        elif pulled:
+            _record_digest_pull(connection, statements, event)
+        else:
             _record_delete(connection, statements, event)
+    _record_tag_pulls(connection, statements, pulls)
 
 
 def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None:
@@ -215,38 +232,45 @@ def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None
     )
 
 
-def _record_pull(connection: Connection, statements: _Statements, event: Event) -> None:
-    params = {
+def _credit(event: Event, tag: str) -> dict[str, Any]:
+    """The parameters crediting `tag` with the pull `event` (by method and client)."""
+    return {
         "p_repository": event.repository,
-        "p_tag": event.tag,
-        "p_digest": event.digest,
-        "p_media_type": event.media_type,
+        "p_tag": tag,
+        "p_method": (event.http_method or "GET")[:8],
+        "p_client": event.client.value,
         "t": event.occurred_at,
     }
-    tags: Sequence[str]
-    if event.tag:
-        # A pull by tag names the tag; a tag we never saw pushed is learned from it.
-        connection.execute(statements.pull_tag, params)
-        tags = [event.tag]
-    else:
-        # A pull by digest credits every tag currently on that digest.
-        tags = list(connection.execute(statements.tags_on_digest, params).scalars())
-        if not tags:
-            return
-        connection.execute(statements.pull_digest, params)
+
+
+def _record_tag_pulls(connection: Connection, statements: _Statements, pulls: list[Event]) -> None:
+    """Pulls by tag: each names its tag, and a tag never seen pushed is learned from it."""
+    if not pulls:
+        return
     connection.execute(
-        statements.credit,
+        statements.pull_tag,
         [
             {
                 "p_repository": event.repository,
-                "p_tag": tag,
-                "p_method": (event.http_method or "GET")[:8],
-                "p_client": event.client.value,
+                "p_tag": event.tag,
+                "p_digest": event.digest,
+                "p_media_type": event.media_type,
                 "t": event.occurred_at,
             }
-            for tag in tags
+            for event in pulls
         ],
     )
+    connection.execute(statements.credit, [_credit(event, str(event.tag)) for event in pulls])
+
+
+def _record_digest_pull(connection: Connection, statements: _Statements, event: Event) -> None:
+    """A pull by digest credits every tag currently on that digest."""
+    params = {"p_repository": event.repository, "p_digest": event.digest, "t": event.occurred_at}
+    tags = list(connection.execute(statements.tags_on_digest, params).scalars())
+    if not tags:
+        return
+    connection.execute(statements.pull_digest, params)
+    connection.execute(statements.credit, [_credit(event, tag) for tag in tags])
 
 
 def _record_delete(connection: Connection, statements: _Statements, event: Event) -> None:

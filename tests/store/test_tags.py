@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from monitor.events import Action, Event, TargetKind
 from monitor.ingest.logclassify import LogClassifier
 from monitor.ingest.requestlog import expected_events
 from monitor.runtime import Services
-from monitor.store.tags import TagState, list_tag_pulls, list_tags
+from monitor.store.tags import TagPulls, TagState, list_tag_pulls, list_tags
 from tests.fixture_events import make_event, scenario_events, scenario_steps
 from tests.request_captures import log_lines, notified
 
@@ -34,6 +35,18 @@ def store(services: Services, events: Sequence[Event], *, one_by_one: bool = Fal
 def tags(services: Services) -> dict[tuple[str, str], TagState]:
     with services.session_factory() as session:
         return {(t.repository, t.tag): t for t in list_tags(session)}
+
+
+def renamed(events: Sequence[Event], prefix: str) -> list[Event]:
+    """`events` with their ids and repositories under `prefix`."""
+    return [
+        dataclasses.replace(
+            e,
+            event_id=prefix + e.event_id,
+            repository=None if e.repository is None else prefix + e.repository,
+        )
+        for e in events
+    ]
 
 
 def manifest(action: Action, at: int, **fields: Any) -> Event:
@@ -106,6 +119,55 @@ class TestScenarioTagState:
         reference = tags(services)
         store(services, events, one_by_one=True)
         assert reference == tags(services)
+
+
+class TestPullsTogether:
+    """Consecutive pulls by tag reach the store together; the state is the one the same events
+    stored one at a time leave."""
+
+    def test_a_batch_leaves_what_events_one_at_a_time_leave(self, services: Services) -> None:
+        """The captured scenario, then two runs of pulls by tag (one tag twice in a row) with
+        a push, a pull by digest and a delete between them: stored in one batch under `batch/`
+        and one by one in time order (the order a batch is applied in) under `alone/`, the
+        two leave the same tags and pull counts."""
+        hello = {"repository": "library/hello"}
+        events = [
+            *scenario_events(),
+            *(
+                manifest(Action.PULL, at, tag=tag, digest=HELLO, **hello)
+                for at, tag in [(60, "1.0"), (61, "1.0"), (62, "2.0")]
+            ),
+            manifest(Action.PUSH, 63, tag="2.0", digest=APP_V1, **hello),
+            manifest(Action.PULL, 64, digest=APP_V1, **hello),
+            manifest(Action.DELETE, 65, tag="3.0", **hello),
+            *(
+                manifest(Action.PULL, at, tag=tag, digest=HELLO, **hello)
+                for at, tag in [(66, "1.0"), (67, "3.0"), (68, "2.0")]
+            ),
+        ]
+        store(services, renamed(events, "batch/"))
+        in_time = sorted(events, key=lambda e: e.occurred_at)
+        store(services, renamed(in_time, "alone/"), one_by_one=True)
+        with services.session_factory() as session:
+            rows: list[TagState | TagPulls] = [*list_tags(session), *list_tag_pulls(session)]
+
+        def under(prefix: str) -> list[TagState | TagPulls]:
+            kept = [row for row in rows if row.repository.startswith(prefix)]
+            return sorted(
+                (
+                    dataclasses.replace(row, repository=row.repository[len(prefix) :])
+                    for row in kept
+                ),
+                key=repr,
+            )
+
+        assert under("alone/") == under("batch/")
+        counts = {
+            (row.tag, row.pull_count)
+            for row in under("batch/")
+            if isinstance(row, TagState) and row.repository == "library/hello"
+        }
+        assert {("1.0", 3 + 3), ("2.0", 2 + 1), ("3.0", 1)} <= counts
 
 
 class TestOutOfOrderAndRevival:
