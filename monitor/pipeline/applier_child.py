@@ -167,7 +167,7 @@ def child_jobs(
                 batch_cap=BATCH_CAP_APART,
             )
         )
-    if config.logs is not None and config.logs.paths:
+    if config.logs is not None:
         follow = following(
             config.logs.paths,
             start_at_end=config.logs.start_at_end,
@@ -178,9 +178,9 @@ def child_jobs(
             stopping=stopping,
         )
         jobs.append(follow_logs_job(follow, poll_seconds=config.logs.poll_seconds))
-    if config.retention is not None and config.retention.schedule.strip():
+    if config.retention is not None:
         jobs.append(expire_job(writer.transact, config.retention, clock=utc_now, stopping=stopping))
-    if config.reconcile is not None and config.reconcile.interval_seconds > 0:
+    if config.reconcile is not None:
         jobs.append(
             reconcile_job(
                 session_factory,

@@ -62,7 +62,9 @@ RESTART_SECONDS = (1.0, 2.0, 5.0, 10.0)  # pauses before starting another child,
 
 @dataclasses.dataclass(frozen=True)
 class ApplierConfig:
-    """What the child needs to build its side (picklable: it crosses the process boundary)."""
+    """What the child needs to build its side (picklable: it crosses the process boundary).
+    Each job's settings are set only when the child is to run that job
+    (`monitor.main.applier_config` decides)."""
 
     database: DatabaseSettings
     logging: LoggingSettings
@@ -74,19 +76,19 @@ class ApplierConfig:
     detect: DetectSettings | None = None
     """When set, the child also runs the detection passes (`serve`'s `detect` job)."""
     logs: LogsSettings | None = None
-    """When set (with paths), the child also follows `logs.paths` (`serve`'s `follow-logs`
+    """When set, the child also follows `logs.paths` (`serve`'s `follow-logs`
     job): parsing a log's lines is pure Python, which on a thread of the answering process
     takes the interpreter from the event loop for as long as a backfill lasts."""
     max_line_chars: int = 65_536
     """Log lines longer than this are quarantined unparsed (`input.max_line_chars`)."""
     reconcile: ReconcileSettings | None = None
-    """When set (with an interval), the child also runs the reconcile passes (`serve`'s
+    """When set, the child also runs the reconcile passes (`serve`'s
     `reconcile-events` job), which read the requests of the log and rebuild lost events."""
     cleanup: CleanupSettings | None = None
     """Where reconcile asks the registry for a tag's digest (`cleanup.registry_url` and its
     auth)."""
     retention: RetentionSettings | None = None
-    """When set (with a schedule; `serve` sets it on SQLite), the child also expires raw events
+    """When set (`serve` sets it on SQLite), the child also expires raw events
     (`serve`'s `expire-events` job) through its writer, the one that applies the inbox: no
     second process then takes the SQLite store's write lock for expiry batches, and the
     batches wait behind the bodies to apply instead of beside them."""
@@ -146,15 +148,13 @@ class ApplierProcess:
 
     def runs(self, job: str) -> bool:
         config = self._config
-        if job == "detect":
-            return config.detect is not None
-        if job == "follow-logs":
-            return config.logs is not None and bool(config.logs.paths)
-        if job == "reconcile-events":
-            return config.reconcile is not None and config.reconcile.interval_seconds > 0
-        if job == "expire-events":
-            return config.retention is not None and bool(config.retention.schedule.strip())
-        return False
+        handed = {
+            "detect": config.detect,
+            "follow-logs": config.logs,
+            "reconcile-events": config.reconcile,
+            "expire-events": config.retention,
+        }
+        return handed.get(job) is not None
 
     @property
     def pid(self) -> int | None:
