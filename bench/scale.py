@@ -65,7 +65,7 @@ def main() -> None:
                 "--uvloop",
                 default="",
                 metavar="PATH",
-                help="a directory holding uvloop and httptools (pip install --target PATH): "
+                help="a directory holding uvloop (pip install --target PATH): "
                 "also the bare endpoint and serve on them",
             )
         if name == "readers":

@@ -21,7 +21,7 @@ from monitor.main import build_app, build_services
 from monitor.pipeline.applier_process import fork_applier
 from monitor.server_limits import (
     RateLimitedLoopErrors,
-    protocol_with_header_timeout,
+    bounded_protocol,
     raise_open_files_limit,
 )
 from monitor.settings import HttpSettings, Settings
@@ -108,10 +108,11 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
-            http=protocol_with_header_timeout(http.header_timeout_seconds),
+            http=bounded_protocol(
+                header_timeout=http.header_timeout_seconds, max_header_bytes=http.max_header_bytes
+            ),
             limit_concurrency=http.max_connections,
             timeout_keep_alive=int(max(http.keep_alive_seconds, 1)),
-            h11_max_incomplete_event_size=http.max_header_bytes,
         )
         settle_runtime(http)
         asyncio.run(_serve(uvicorn.Server(config), sock))

@@ -1,9 +1,11 @@
 """Limits of the HTTP server: slow or idle clients, floods, file descriptors.
 
-- `BoundedH11Protocol`: uvicorn's h11 protocol with a header-read timeout. uvicorn closes an idle
-  keep-alive connection, but a connection that never completes its request headers (idle from
-  its first byte, or sending one byte at a time) would stay open forever and hold a file
-  descriptor; here it is closed after `http.header_timeout_seconds`.
+- `BoundedHttpToolsProtocol`: uvicorn's httptools protocol with a header-read timeout and a
+  bound on a request head's bytes. uvicorn closes an idle keep-alive connection, but a
+  connection that never completes its request headers (idle from its first byte, or sending one
+  byte at a time) would stay open forever and hold a file descriptor; here it is closed after
+  `http.header_timeout_seconds`, or at once (400) when its head exceeds `http.max_header_bytes`
+  (httptools itself has no such bound).
 - `RateLimitedLoopErrors`: the event loop's exception handler. Under a connection flood the
   loop reports every failed `accept()` (EMFILE: "Too many open files") with a traceback; here
   they become one line per interval with the number suppressed.
@@ -19,45 +21,83 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import h11
 import structlog
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from monitor.observability.lograte import LogRate
 
 log = structlog.get_logger("monitor.server")
 
 
-def protocol_with_header_timeout(seconds: float) -> type[H11Protocol]:
-    """The h11 protocol class closing connections whose request headers take over `seconds`."""
-    return type("BoundedH11Protocol", (BoundedH11Protocol,), {"header_timeout": seconds})
+def bounded_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
+    """The HTTP protocol class with this server's limits on request heads."""
+    return type(
+        "BoundedHttpToolsProtocol",
+        (BoundedHttpToolsProtocol,),
+        {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes},
+    )
 
 
-class BoundedH11Protocol(H11Protocol):
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, bounding each request head in time and in bytes.
+
+    A head is the request line and headers. It must arrive within `header_timeout` seconds,
+    counted from the connection's start or, on a kept-alive connection, from the moment the
+    previous request was both read whole and answered; and within `max_header_bytes` bytes,
+    counted from the end of the previous request's body. Otherwise the connection is closed
+    (400 when too large). The parser keeps an unfinished head in memory, so without the byte
+    bound a client could grow it for as long as the timeout lets it. Bytes are counted per
+    received chunk: a head that starts in the chunk ending the previous request (pipelining)
+    is counted from its next chunk, so a head never holds more than the bound plus one chunk.
+    """
+
     header_timeout: float = 10.0
+    max_header_bytes: int = 16 * 1024
     _header_timer: asyncio.TimerHandle | None = None
+    _awaiting_head = True  # the previous request (if any) was read whole; its head is next
+    _heads = 0  # request heads completed on this connection
+    _head_bytes = 0  # bytes received while awaiting the current head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_header_timer()
+        self._time_the_head()
 
     def data_received(self, data: bytes) -> None:
+        heads = self._heads
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._stop_header_timer()  # the request's headers are complete
+        if not self._awaiting_head or heads != self._heads or self.transport.is_closing():
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self.max_header_bytes:
+            self._stop_header_timer()
+            self.send_400_response("Request line and headers too large.")
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._heads += 1
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._awaiting_head = True
+        self._head_bytes = 0
+        self._time_the_head()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._start_header_timer()  # the next request on this connection
+        self._time_the_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
 
-    def _start_header_timer(self) -> None:
-        self._stop_header_timer()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
+    def _time_the_head(self) -> None:
+        """The next head's time runs once the previous request is read and answered."""
+        answered = self.cycle is None or self.cycle.response_complete
+        if self._awaiting_head and answered and not self.transport.is_closing():
+            self._stop_header_timer()
+            self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
 
     def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -66,7 +106,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def _header_timed_out(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._awaiting_head and not self.transport.is_closing():
             self.transport.close()
 
 

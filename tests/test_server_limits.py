@@ -41,6 +41,17 @@ def closed_by_server(sock: socket.socket, timeout: float = 10.0) -> bytes:
     raise AssertionError(f"the server kept the connection open; it sent {received!r}")
 
 
+def received_until(sock: socket.socket, marker: bytes, *, times: int = 1) -> bytes:
+    """What the server sent until `marker` appeared `times` times (fails if it closes first)."""
+    sock.settimeout(10)
+    received = b""
+    while received.count(marker) < times:
+        chunk = sock.recv(4096)
+        assert chunk, f"the server closed the connection after {received!r}"
+        received += chunk
+    return received
+
+
 @pytest.fixture
 def monitor(tmp_path: Path) -> Iterator[str]:
     with running_monitor(tmp_path, f"sqlite:///{tmp_path}/m.db", **LIMITS) as process:
@@ -81,6 +92,51 @@ class TestSlowClients:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n")
             answer = closed_by_server(sock)
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+    def test_a_head_growing_in_small_pieces_is_refused_at_the_limit(self, monitor: str) -> None:
+        """The limit (16 KiB by default) holds for the head as a whole, whatever pieces it
+        arrives in: pieces of 515 bytes, each far below it, until their sum passes it."""
+        with connect(monitor) as sock:
+            sent = sock.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            number = 0
+            while sent <= 16 * 1024:
+                sent += sock.send(b"X-Piece-%03d: " % number + b"a" * 500 + b"\r\n")
+                number += 1
+                time.sleep(0.005)
+            answer = closed_by_server(sock)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+    def test_a_body_in_many_pieces_does_not_count_as_head(self, monitor: str) -> None:
+        """40 KB of body after a small head, in pieces: answered by the application (401
+        without a token), not refused as an oversized head."""
+        with connect(monitor) as sock:
+            sock.sendall(
+                b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 40000\r\n\r\n"
+            )
+            for _ in range(40):
+                time.sleep(0.005)
+                sock.sendall(b" " * 1000)
+            sock.settimeout(10)
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+    def test_the_next_head_on_a_kept_alive_connection_is_timed_too(self, monitor: str) -> None:
+        """After one answered request, a second head that never ends is closed."""
+        with connect(monitor) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = received_until(sock, b'"ok"}')
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert b"" == closed_by_server(sock)
+        assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+
+    def test_pipelined_requests_are_each_answered(self, monitor: str) -> None:
+        """Three requests in one write: three answers, in order, on the same connection."""
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        with connect(monitor) as sock:
+            sock.sendall(request * 3)
+            received = received_until(sock, b'"ok"}', times=3)
+        assert 3 == received.count(b"HTTP/1.1 200 ")
 
     def test_the_service_answers_while_idle_sockets_are_open(self, monitor: str) -> None:
         """Above the connection limit new requests are 503 at once; once the idle sockets are
