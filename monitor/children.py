@@ -26,8 +26,13 @@ class Closable(Protocol):
 
 
 NICENESS = 10
-"""Every child of `serve` (the intake applier, the read process, the scheduled plan's process)
-runs at this niceness: below `serve`, whose event loop answers the registry."""
+"""The intake applier and the scheduled plan's process run at this niceness: below `serve`,
+whose event loop answers the registry."""
+
+READ_NICENESS = 15
+"""The read process runs below the applier too: when both want the one free core, the kernel
+gives the applier about three quarters of it, so the inbox (bounded; full, it refuses the
+registry) drains while clients read, and a read waits a little longer instead."""
 
 
 class ChildProcess(Protocol):

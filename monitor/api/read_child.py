@@ -22,7 +22,7 @@ from starlette.types import Message
 
 from monitor.allocator import FreeMemoryRelease, tune_allocator
 from monitor.api.read_process import read_frame, write_frame
-from monitor.children import NICENESS
+from monitor.children import READ_NICENESS
 from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.relay import Op, relay_metrics, take
@@ -42,7 +42,7 @@ def run(channels: list[socket.socket]) -> None:
     """Answers reads until `serve` closes the channels (or is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; serve stops us
     with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+        os.nice(READ_NICENESS)
     asyncio.run(_serve(channels))
 
 

@@ -105,6 +105,29 @@ class TestReadProcess:
             assert b"monitor.api.read_child" in Path(f"/proc/{second}/cmdline").read_bytes()
 
 
+class TestPriorities:
+    def test_reads_yield_to_the_applier_and_both_to_serve(
+        self, db_url: str, tmp_path: Path
+    ) -> None:
+        """The applier runs 10 niceness steps below `serve`, the read process 15: under load
+        the kernel gives the answers first, then applying the inbox, then reads."""
+        with running_monitor(
+            tmp_path, db_url, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER="thread"
+        ) as monitor:
+            assert monitor.process is not None
+            base = niceness(monitor.process.pid)
+            (reads,) = children_of(monitor.process.pid)
+            wait_until(lambda: niceness(reads) == min(base + 15, 19), timeout=10, what="reads")
+        with running_monitor(tmp_path, db_url, REGISTRY_MONITOR_HTTP_READS="thread") as monitor:
+            assert monitor.process is not None
+            (applier,) = children_of(monitor.process.pid)
+            wait_until(lambda: niceness(applier) == min(base + 10, 19), timeout=10, what="applier")
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def stat_state(pid: int) -> str:
     """The process's state letter (Z: ended, not yet reaped); "Z" when it is gone altogether."""
     try:
