@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -297,6 +298,32 @@ class TestInsertEvents:
             (s.event for s in rows), key=lambda e: e.event_id
         )
         assert {received} == {s.received_at for s in rows}
+
+    def test_unusual_text_and_extreme_values_come_back_as_they_went_in(
+        self, services: Services
+    ) -> None:
+        """Quotes, backslashes, an escape character, line separators and characters beyond the BMP in the
+        text columns, the largest size, a time in another zone with its last microsecond:
+        read back equal."""
+        base = notification_events()[0]
+        odd = dataclasses.replace(
+            base,
+            event_id="odd-\"'\\-\u2028",
+            repository="team/🐳-repo",
+            actor="a\x1bb",
+            user_agent='"quoted" \\ back\\slash \u2029 \U0001f600',
+            detail="line one\nline two\r\n\ttab",
+            size=2**63 - 1,
+            occurred_at=datetime(
+                2026, 12, 2, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=5))
+            ),
+        )
+        received = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        with services.session_factory() as session, session.begin():
+            assert [odd] == insert_events(session, [odd], received_at=received)
+        with services.session_factory() as session:
+            (row,) = session.scalars(select(EventRow))
+            assert odd == stored_event(row).event
 
     def test_only_the_events_not_stored_yet_are_inserted_and_returned(
         self, services: Services
