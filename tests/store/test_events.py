@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ClauseElement, Connection, func, select
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.errors import InvalidQuery
 from monitor.events import Event
 from monitor.runtime import Services
 from monitor.store.detector_state import events_after
+from monitor.store.dialect import in_list_chunks
 from monitor.store.events import (
     EventFilter,
     ExpiryKey,
+    _rebuilt_probe,
     expire_event_batch,
     expire_events,
     insert_events,
@@ -276,6 +280,49 @@ class TestJudgedEvents:
         expected = ([judged(s.event) for s in page], True)
         actual = ([e for b in batches for e in b], all(0 < len(b) <= 7 for b in batches))
         assert expected == actual
+
+
+class TestLateNotifications:
+    def test_a_shared_request_id_is_looked_up_among_rebuilt_events_only(
+        self, services: Services
+    ) -> None:
+        """Whether a batch's request ids have an event rebuilt from the log (asked for every
+        batch) is read from the index of rebuilt events: 300 stored notifications sharing a
+        request id are not walked to find none is rebuilt."""
+        base = notification_events()[0]
+        shared = [
+            dataclasses.replace(base, event_id=f"shared-{n}", request_id="shared")
+            for n in range(300)
+        ]
+        rebuilt = dataclasses.replace(
+            base, event_id="log:1", request_id="rebuilt", reconstructed=True
+        )
+        with services.session_factory() as session, session.begin():
+            insert_events(session, [*shared, rebuilt], received_at=datetime.now(UTC))
+        size, params = next(in_list_chunks("r", ["shared", "rebuilt"]))
+        with services.session_factory() as session, session.begin():
+            connection = session.connection()
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("ANALYZE events")
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = query_plan(connection, _rebuilt_probe(size), params)
+        assert "ix_events_rebuilt_request_id" in plan, plan
+
+
+def query_plan(connection: Connection, statement: ClauseElement, params: dict[str, Any]) -> str:
+    """The database's plan for `statement` with `params`, as text."""
+    compiled = statement.compile(dialect=connection.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    values = {**compiled.params, **params}
+    if connection.dialect.name == "sqlite":
+        assert compiled.positiontup is not None
+        rows = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled),
+            tuple(values[name] for name in compiled.positiontup),
+        ).all()
+    else:
+        rows = connection.exec_driver_sql("EXPLAIN " + str(compiled), values).all()
+    return "\n".join(" ".join(str(field) for field in row) for row in rows)
 
 
 class TestInsertEvents:
