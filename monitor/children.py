@@ -30,9 +30,9 @@ NICENESS = 10
 whose event loop answers the registry."""
 
 READ_NICENESS = 15
-"""The read process runs below the applier too: when both want the one free core, the kernel
-gives the applier about three quarters of it, so the inbox (bounded; full, it refuses the
-registry) drains while clients read, and a read waits a little longer instead."""
+"""The read process runs below the applier too: when both wait for the same core, the kernel
+weighs the applier three times the read process (CFS weights 110 and 36), so the inbox
+(bounded; full, it refuses the registry) drains first, and a read waits a little longer."""
 
 
 class ChildProcess(Protocol):
