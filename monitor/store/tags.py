@@ -184,8 +184,8 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
             pulls.append(event)
             continue
         pushed = event.action is Action.PUSH and manifest and bool(event.tag)
-        pulled = event.action is Action.PULL and manifest
-        if not (pushed or pulled or event.action is Action.DELETE):
+        pulled_by_digest = event.action is Action.PULL and manifest  # by tag: taken above
+        if not (pushed or pulled_by_digest or event.action is Action.DELETE):
             continue
         _record_tag_pulls(connection, statements, pulls)
         pulls = []
@@ -201,7 +201,7 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
                     "t": event.occurred_at,
                 },
             )
-        elif pulled:
+        elif pulled_by_digest:
             _record_digest_pull(connection, statements, event)
         else:
             _record_delete(connection, statements, event)
