@@ -9,7 +9,12 @@ out with the monitor's User-Agent, so the pulls they cause never count as use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from monitor.cleanup.model import Blob, ManifestInfo, TagRef
 from monitor.cleanup.registry_client import RegistryClient
@@ -27,6 +32,7 @@ from monitor.store.inventory import (
     save_manifest_info,
 )
 from monitor.store.tags import list_tags
+from monitor.store.transaction import in_transaction
 
 MAX_MANIFESTS_PER_REPOSITORY = 100_000
 
@@ -66,13 +72,25 @@ def manifest_info_from_body(
     return ManifestInfo(repository, digest, media_type, len(body), blobs=blobs)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What one repository's transaction found: tags new to the store, tags that point
+    elsewhere now, tags marked deleted, and the manifests the store has complete details of."""
+
+    learned: tuple[TagRef, ...]
+    moved: tuple[TagRef, ...]
+    vanished: int
+    complete: frozenset[str]
+
+
 def reconcile(
     session_factory: SessionFactory,
     client: RegistryClient,
     *,
     clock: Clock,
 ) -> ReconcileResult:
-    """One pass over the registry; each repository is committed on its own."""
+    """One pass over the registry; each repository is committed on its own (and written again
+    when PostgreSQL broke its transaction off for the applier's: monitor.store.transaction)."""
     repositories = client.catalog()
     learned: list[TagRef] = []
     moved: list[TagRef] = []
@@ -84,39 +102,64 @@ def reconcile(
             if head is not None and head.digest:
                 seen[tag] = (head.digest, head.media_type or None)
         tags_seen += len(seen)
-        now = clock()
-        with session_factory() as session, session.begin():
-            known = {t.tag: t for t in list_tags(session, repository=repository)}
-            for tag, (digest, media_type) in sorted(seen.items()):
-                state = known.get(tag)
-                if state is None or state.deleted_at is not None:
-                    learned.append(TagRef(repository, tag))
-                elif state.digest != digest:
-                    moved.append(TagRef(repository, tag))
-                record_tag_seen(
-                    session,
-                    repository=repository,
-                    tag=tag,
-                    digest=digest,
-                    media_type=media_type,
-                    seen_at=now,
-                )
-            vanished += mark_missing_deleted(
-                session, repository=repository, present=seen.keys(), now=now
-            )
-            replace_registry_tags(session, repository=repository, tags=seen, now=now)
-            complete = complete_manifests(session, repository=repository)
+        record = functools.partial(_record, repository=repository, seen=seen, now=clock())
+        recorded = in_transaction(session_factory, record)
+        learned.extend(recorded.learned)
+        moved.extend(recorded.moved)
+        vanished += recorded.vanished
         fetched += _fetch_manifests(
-            session_factory, client, repository, {d for d, _ in seen.values()} - complete, clock
+            session_factory,
+            client,
+            repository,
+            {d for d, _ in seen.values()} - recorded.complete,
+            clock,
         )
-    now = clock()
-    with session_factory() as session, session.begin():
-        for repository in sorted(live_repositories(session) - set(repositories)):
-            vanished += mark_missing_deleted(session, repository=repository, present=(), now=now)
-        forget_registry_repositories(session, keep=repositories)
+    vanished += in_transaction(
+        session_factory, functools.partial(_forget, keep=repositories, now=clock())
+    )
     return ReconcileResult(
         len(repositories), tags_seen, tuple(learned), tuple(moved), vanished, fetched
     )
+
+
+def _record(
+    session: Session,
+    *,
+    repository: str,
+    seen: Mapping[str, tuple[str, str | None]],
+    now: datetime,
+) -> _Recorded:
+    """Bring the store's tags of `repository` in line with `seen` (tag → digest, media type)."""
+    known = {t.tag: t for t in list_tags(session, repository=repository)}
+    learned: list[TagRef] = []
+    moved: list[TagRef] = []
+    for tag, (digest, media_type) in sorted(seen.items()):
+        state = known.get(tag)
+        if state is None or state.deleted_at is not None:
+            learned.append(TagRef(repository, tag))
+        elif state.digest != digest:
+            moved.append(TagRef(repository, tag))
+        record_tag_seen(
+            session,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            media_type=media_type,
+            seen_at=now,
+        )
+    vanished = mark_missing_deleted(session, repository=repository, present=seen.keys(), now=now)
+    replace_registry_tags(session, repository=repository, tags=seen, now=now)
+    complete = complete_manifests(session, repository=repository)
+    return _Recorded(tuple(learned), tuple(moved), vanished, frozenset(complete))
+
+
+def _forget(session: Session, *, keep: list[str], now: datetime) -> int:
+    """Tags of repositories gone from the catalog are deleted; their registry tags forgotten."""
+    vanished = 0
+    for repository in sorted(live_repositories(session) - set(keep)):
+        vanished += mark_missing_deleted(session, repository=repository, present=(), now=now)
+    forget_registry_repositories(session, keep=keep)
+    return vanished
 
 
 def _fetch_manifests(
@@ -139,7 +182,10 @@ def _fetch_manifests(
         infos.append(info)
         pending.extend(c for c in info.children if c not in done)
     if infos:
-        with session_factory() as session, session.begin():
-            for info in infos:
-                save_manifest_info(session, info, now=clock())
+        in_transaction(session_factory, functools.partial(_save, infos=infos, now=clock()))
     return len(infos)
+
+
+def _save(session: Session, *, infos: list[ManifestInfo], now: datetime) -> None:
+    for info in infos:
+        save_manifest_info(session, info, now=now)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from monitor.cli.errors import CommandError
 from monitor.settings import DatabaseSettings
 from monitor.store.engine import make_engine
+from monitor.store.failures import is_conflict
 
 UPGRADE = "run `registry-monitor db upgrade`"
 MISSING_TABLE = ("no such table", "does not exist")
@@ -74,6 +75,11 @@ def problem(exc: SQLAlchemyError, settings: DatabaseSettings) -> CommandError:
         return CommandError(
             f"cannot use {where}: {reason}: check that {path.parent} is writable "
             "and the file is a registry-monitor store"
+        )
+    if is_conflict(exc):
+        return CommandError(
+            f"the store at {where} kept breaking off this command's transaction for another "
+            f"writer's ({reason}): run the command again"
         )
     if url.get_backend_name() == "postgresql":
         return CommandError(

@@ -22,6 +22,7 @@ from monitor.store.coverage import record_heartbeat
 from monitor.store.engine import SessionFactory
 from monitor.store.events import EXPIRE_BATCH, ExpiryKey, expire_event_batch
 from monitor.store.requestlog import expire_requests
+from monitor.store.transaction import in_transaction
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -52,11 +53,11 @@ def heartbeat(
 
 
 def transaction_runner(session_factory: SessionFactory) -> Transact:
-    """Run work in a transaction of its own (where no writer thread runs, e.g. the CLI)."""
+    """Run work in a transaction of its own (where no writer thread runs, e.g. the CLI), again
+    when PostgreSQL broke it off for a conflicting writer (monitor.store.transaction)."""
 
     def run(work: Callable[[Session], T], /) -> T:
-        with session_factory() as session, session.begin():
-            return work(session)
+        return in_transaction(session_factory, work)
 
     return run
 

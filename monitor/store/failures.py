@@ -11,6 +11,9 @@ from sqlalchemy import exc as sa_exc
 _OUTAGE_CLASSES = ("08", "53", "57", "58")
 _OUTAGE_CODES = frozenset({"25006", "40001", "40P01"})
 READ_ONLY_CODES = frozenset({"25006"})
+CONFLICT_CODES = frozenset({"40001", "40P01"})
+"""Serialization failure and deadlock: PostgreSQL broke the transaction off for another one;
+run again, it commits."""
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -39,3 +42,8 @@ def is_outage(exc: BaseException) -> bool:
         return True
     code = sqlstate(exc)
     return code is not None and (code in _OUTAGE_CODES or code[:2] in _OUTAGE_CLASSES)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether PostgreSQL ended the transaction to let a conflicting one go on (run it again)."""
+    return sqlstate(exc) in CONFLICT_CODES

@@ -39,10 +39,11 @@ from monitor.observability.metrics import PULL_METHODS, Metrics
 from monitor.store.checkpoints import save_checkpoint
 from monitor.store.engine import SessionFactory
 from monitor.store.events import insert_events
-from monitor.store.failures import is_outage
+from monitor.store.failures import is_conflict, is_outage
 from monitor.store.inventory import learn_manifests
 from monitor.store.quarantine import Quarantined, add_quarantined
 from monitor.store.tags import apply_events
+from monitor.store.transaction import ATTEMPTS
 
 log = structlog.get_logger("monitor.store.writer")
 
@@ -191,7 +192,7 @@ class StoreWriter:
 
     def _commit_group(self, batch: list[_Submission]) -> None:
         try:
-            results = self._transaction(batch)
+            results = self._transaction_again_on_conflict(batch)
         except Exception as exc:
             if len(batch) == 1:
                 self._commit_alone(batch[0], exc)
@@ -278,6 +279,18 @@ class StoreWriter:
         )
         if expired:
             self._metrics.quarantine_expired.inc(expired)
+
+    def _transaction_again_on_conflict(self, batch: list[_Submission]) -> list[CommitResult]:
+        """The group's transaction, run again (at once: the other writer holds the rows and
+        commits) when PostgreSQL broke it off for a conflicting one (monitor.store.transaction)."""
+        for _ in range(ATTEMPTS - 1):
+            try:
+                return self._transaction(batch)
+            except Exception as exc:
+                if not is_conflict(exc):
+                    raise
+                log.info("store conflict; committing the group again", detail=str(exc)[:200])
+        return self._transaction(batch)
 
     def _transaction(self, batch: list[_Submission]) -> list[CommitResult]:
         started = time.perf_counter()

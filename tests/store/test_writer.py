@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from datetime import date
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ from monitor.ingest.tailer import Checkpoint
 from monitor.main import build_services
 from monitor.runtime import Services
 from monitor.store.checkpoints import load_checkpoint
-from monitor.store.inventory import list_manifests
+from monitor.store.inventory import list_manifests, record_tag_seen
 from monitor.store.quarantine import Quarantined
 from monitor.store.rollups import daily_counts, newest_per_source
 from monitor.store.tags import list_tag_pulls, list_tags
 from tests.conftest import make_settings, store_refusing
-from tests.fixture_events import scenario_events
+from tests.fixture_events import make_event, scenario_events
 
 
 def stored_state(services: Services) -> tuple[object, ...]:
@@ -237,3 +238,49 @@ class TestRefusedBatches:
         finally:
             services.writer.stop()
             services.engine.dispose()
+
+
+def _waiting_on_a_lock(services: Services) -> int:
+    """Sessions of this database waiting on a lock (read in a transaction of its own:
+    PostgreSQL keeps one snapshot of pg_stat_activity for a whole transaction)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with services.session_factory() as session:
+        return int(session.scalar(query) or 0)
+
+
+class TestConflicts:
+    @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+    def test_a_group_broken_off_in_a_deadlock_commits_again(self, services: Services) -> None:
+        """Reconciliation holds tag b and goes on to tag a while the writer's group holds a
+        (pulled first) and waits for b. PostgreSQL ends the writer's transaction (it waited
+        first); the writer commits the group again once reconciliation committed: the
+        submission succeeds, and no store error is counted."""
+        seen = datetime(2026, 11, 1, tzinfo=UTC)
+        pulls = [make_event(tag=tag, seconds=i) for i, tag in enumerate("ab")]
+        with services.session_factory() as other, other.begin():
+            for tag in "ba":
+                record_tag_seen(
+                    other,
+                    repository="team/app",
+                    tag=tag,
+                    digest=str(pulls[0].digest),
+                    media_type=None,
+                    seen_at=seen,
+                )
+                if tag == "b":
+                    submitted = services.writer.submit(pulls)
+                    deadline = time.monotonic() + 30
+                    while _waiting_on_a_lock(services) < 1:
+                        assert time.monotonic() < deadline, "the writer never waited for tag b"
+                        time.sleep(0.01)
+        assert 2 == len(submitted.result(timeout=60).inserted)
+        errors = services.metrics.registry.get_sample_value(
+            "registry_monitor_store_errors_total", {"operation": "commit"}
+        )
+        assert not errors
+        with services.session_factory() as session:
+            pulled = {t.tag: t.pull_count for t in list_tags(session, repository="team/app")}
+        assert {"a": 1, "b": 1} == pulled
