@@ -151,13 +151,12 @@ def new_source(event: Event, state: DetectorState, at: datetime, ctx: RuleContex
     last_seen = None if baseline is None else baseline.addresses.get(event.remote_ip)
     known = last_seen is not None and last_seen > cutoff
     # A known address is newer than the cutoff, so the account has not forgotten everything.
-    if baseline is not None and not known and max(baseline.addresses.values(), default=0) <= cutoff:
+    if baseline is not None and not known and baseline.newest() <= cutoff:
         baseline = None  # every address forgotten: the account learns again
     if baseline is None:
         state.baselines[event.actor] = Baseline(since=moment, addresses={event.remote_ip: moment})
         return []
-    addresses = baseline.addresses
-    addresses[event.remote_ip] = max(moment, 0 if last_seen is None else last_seen)
+    baseline.see(event.remote_ip, moment)
     _keep_newest(baseline, config.option("max_addresses"))
     learning = moment - baseline.since < span_us(config.option("learning_period"))
     if known or learning:
@@ -183,10 +182,10 @@ def _keep_newest(baseline: Baseline, limit: int) -> None:
     if len(addresses) <= limit:
         return
     if len(addresses) == limit + 1:  # one address was just added: drop the oldest
-        del addresses[min(zip(addresses.values(), addresses.keys(), strict=True))[1]]
+        baseline.drop_oldest()
         return
     newest = sorted(addresses.items(), key=lambda item: (item[1], item[0]))[-limit:]
-    baseline.addresses = dict(newest)
+    baseline.addresses, baseline.ordered = dict(newest), True
 
 
 def source_not_allowed(

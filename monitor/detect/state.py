@@ -54,10 +54,44 @@ class Incident:
 
 @dataclasses.dataclass
 class Baseline:
-    """Addresses an account was seen from, learned since `since`."""
+    """Addresses an account was seen from (address → last seen), learned since `since`.
+
+    `ordered` says the dictionary's order is that of (last seen, address): its first address
+    is then the one to forget first and its last the newest, without a walk over all of them.
+    Addresses seen in time order keep it so (`see` moves each to the end); anything else
+    clears it, and `drop_oldest` sorts once to restore it. Not a field: never saved, nor
+    compared."""
 
     since: int
     addresses: dict[str, int]
+
+    def __post_init__(self) -> None:
+        self.ordered = len(self.addresses) < 2
+
+    def see(self, address: str, moment: int) -> None:
+        """`address` seen at `moment` (its last seen only ever moves later)."""
+        addresses = self.addresses
+        last = addresses.pop(address, None)
+        if last is not None and last > moment:
+            moment = last
+        if self.ordered and addresses:
+            newest, seen = next(reversed(addresses.items()))
+            if (moment, address) < (seen, newest):
+                self.ordered = False
+        addresses[address] = moment
+
+    def newest(self) -> int:
+        """When the account was last seen from any address (0 with none)."""
+        if self.ordered:
+            return next(reversed(self.addresses.values()), 0)
+        return max(self.addresses.values(), default=0)
+
+    def drop_oldest(self) -> None:
+        """Forget the address seen longest ago (of two seen at once, the lesser address)."""
+        if not self.ordered:
+            ranked = sorted(self.addresses.items(), key=lambda item: (item[1], item[0]))
+            self.addresses, self.ordered = dict(ranked), True
+        del self.addresses[next(iter(self.addresses))]
 
 
 @dataclasses.dataclass
@@ -191,15 +225,18 @@ def copy_state(state: DetectorState) -> DetectorState:
         counts={k: list(v) for k, v in state.counts.items()},
         distinct={k: dict(v) for k, v in state.distinct.items()},
         volumes={k: dict(v) for k, v in state.volumes.items()},
-        baselines={
-            a: Baseline(since=b.since, addresses=dict(b.addresses))
-            for a, b in state.baselines.items()
-        },
+        baselines={a: _copy_baseline(b) for a, b in state.baselines.items()},
         tags=dict(state.tags),
         incidents={
             f: dataclasses.replace(i, evidence=list(i.evidence)) for f, i in state.incidents.items()
         },
     )
+
+
+def _copy_baseline(baseline: Baseline) -> Baseline:
+    copied = Baseline(since=baseline.since, addresses=dict(baseline.addresses))
+    copied.ordered = baseline.ordered
+    return copied
 
 
 def state_to_json(state: DetectorState) -> str:

@@ -13,6 +13,7 @@ from monitor.detect.config import default_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.roles import Roles
 from monitor.detect.state import (
+    Baseline,
     DetectorState,
     add_count,
     add_distinct,
@@ -183,3 +184,35 @@ class TestWindows:
         _, state = detector.process(failures, DetectorState(), BASE_TIME + timedelta(seconds=6))
         _, later = detector.process([], state, BASE_TIME + timedelta(days=2))
         assert (bool(state.counts), later.counts, later.incidents) == (True, {}, {})
+
+
+SEEN = st.lists(
+    st.tuples(
+        st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "::1"]), st.integers(0, 5)
+    ),
+    max_size=40,
+)
+
+
+class TestBaseline:
+    @settings(max_examples=300, deadline=None)
+    @given(seen=SEEN, limit=st.integers(1, 4), saved_after=st.integers(0, 40))
+    def test_the_oldest_and_newest_are_found_without_a_walk(
+        self, seen: list[tuple[str, int]], limit: int, saved_after: int
+    ) -> None:
+        """Addresses seen in any order (late ones, ties), a limit kept by dropping the oldest,
+        and a save and load on the way: the addresses kept and the newest time are those of
+        the walk over all addresses (the lesser address goes first of two seen at once)."""
+        baseline = Baseline(since=0, addresses={})
+        reference: dict[str, int] = {}
+        for step, (address, moment) in enumerate(seen):
+            if step == saved_after:
+                state = DetectorState(baselines={"alice": baseline})
+                baseline = state_from_json(state_to_json(state)).baselines["alice"]
+            baseline.see(address, moment)
+            reference[address] = max(moment, reference.get(address, moment))
+            if len(baseline.addresses) > limit:
+                baseline.drop_oldest()
+                del reference[min(reference.items(), key=lambda item: (item[1], item[0]))[0]]
+            assert reference == baseline.addresses
+            assert max(reference.values()) == baseline.newest()
