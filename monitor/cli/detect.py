@@ -11,7 +11,7 @@ from monitor.cli.session import store_session
 from monitor.detect.engine import replay_in_order
 from monitor.pipeline.detection import build_detector
 from monitor.settings import Settings
-from monitor.store.events import judged_events_between
+from monitor.store.judged import judged_events_between
 
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:

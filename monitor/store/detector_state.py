@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from monitor.store.columns import raw_time, utc_time
 from monitor.store.dialect import dialect_of, upsert
-from monitor.store.events import EVENTS, JUDGED_COLUMNS, StoredEvent, judged_event
+from monitor.store.events import EVENTS, StoredEvent
+from monitor.store.judged import JUDGED_COLUMNS, judged_event
 from monitor.store.schema import DetectorStateRow, EventRow
 
 DEFAULT_DETECTOR = "default"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +15,8 @@ import orjson
 from sqlalchemy import Row, Table, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
-from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.events import Action, Client, Event, Source, TargetKind, format_timestamp
 from monitor.ingest.requestlog import event_match_key
-from monitor.store.columns import raw_time, utc_time
 from monitor.store.dialect import in_list_chunks
 from monitor.store.event_insert import event_row, insert_new_rows
 from monitor.store.pages import SCAN_ROWS, fetch_page, fetch_scanned_page, matching
@@ -173,55 +171,8 @@ def _event(row: EventRow | Row[Any]) -> StoredEvent:
     )
 
 
-_SOURCES = {member.value: member for member in Source}
-_ACTIONS = {member.value: member for member in Action}
-_KINDS: dict[str | None, TargetKind | None] = {member.value: member for member in TargetKind}
-_KINDS[None] = None
-_CLIENTS = {member.value: member for member in Client}
 EVENTS = EventRow.__table__
 assert isinstance(EVENTS, Table)
-JUDGED_COLUMNS = tuple(
-    raw_time(EVENTS.c[name]) if name == "occurred_at" else EVENTS.c[name] for name in EVENT_FIELDS
-)
-"""The columns of the fields detection reads, in `EVENT_FIELDS` order; the time as the driver
-gives it (`judged_event` converts it), which reading a backlog spends less on."""
-
-
-def judged_event(values: Sequence[Any]) -> Event:
-    """The event of a row of `JUDGED_COLUMNS`, its other fields left at their defaults.
-
-    Plain tuples and dictionary lookups of the enumerations: several times cheaper per event
-    than the ORM object or the named row, which matters when detection reads a backlog."""
-    fields = dict(zip(EVENT_FIELDS, values, strict=True))
-    fields["occurred_at"] = utc_time(fields["occurred_at"])
-    fields["source"] = _SOURCES[fields["source"]]
-    fields["action"] = _ACTIONS[fields["action"]]
-    fields["target_kind"] = _KINDS[fields["target_kind"] or None]
-    fields["client"] = _CLIENTS[fields["client"]]
-    return Event(**fields)
-
-
-def judged_events_between(
-    session: Session, *, since: datetime, until: datetime, batch: int = 10_000
-) -> Iterator[list[Event]]:
-    """The events that occurred in [`since`, `until`) in (time, id) order, as `judged_event`s,
-    in batches of at most `batch`: keyset pages of the (occurred_at, id) index, so memory holds
-    one batch whatever the span. Plain columns, never ORM objects."""
-    key, at = EVENTS.c.id, EVENTS.c.occurred_at
-    position: tuple[datetime, int] | None = None
-    while True:
-        query = select(key, *JUDGED_COLUMNS).where(at >= since, at < until)
-        if position is not None:
-            last_at, last_key = position
-            query = query.where(or_(at > last_at, and_(at == last_at, key > last_key)))
-        rows = session.execute(query.order_by(at.asc(), key.asc()).limit(batch)).all()
-        if not rows:
-            return
-        events = [judged_event(values[1:]) for values in rows]
-        yield events
-        if len(rows) < batch:
-            return
-        position = (events[-1].occurred_at, rows[-1][0])
 
 
 def stored_event(row: EventRow | Row[Any]) -> StoredEvent:

@@ -23,10 +23,10 @@ from monitor.store.events import (
     expire_event_batch,
     expire_events,
     insert_events,
-    judged_events_between,
     query_events,
     stored_event,
 )
+from monitor.store.judged import judged_events_between
 from monitor.store.pages import decode_cursor
 from monitor.store.schema import EventRow
 from tests.detect.fixture_events import log_events, log_events_31, notification_events
