@@ -355,19 +355,20 @@ def measure_detection(
     """Rewind the detector by `warmup` + `backlog` events with an empty state, judge the
     `warmup` events untimed (so baselines are learnt, as on a running monitor), then time
     passes judging the `backlog`, as `serve` would."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     from monitor.pipeline import detection
     from monitor.pipeline.detection import build_detector
     from monitor.settings import load_settings
+    from monitor.store.engine import make_engine
 
-    engine = create_engine(url)
+    settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": url})
+    engine = make_engine(settings.database)  # as `serve` makes it (UTC sessions on PostgreSQL)
     with engine.begin() as connection:
         connection.execute(
             text("UPDATE detector_state SET cursor = :c, state = NULL"),
             {"c": meta["last_id"] - backlog - warmup},
         )
-    settings = load_settings({"REGISTRY_MONITOR_DATABASE_URL": url})
     detector = build_detector(settings.detect)
     from sqlalchemy.orm import sessionmaker
 
