@@ -56,11 +56,11 @@ class Incident:
 class Baseline:
     """Addresses an account was seen from (address → last seen), learned since `since`.
 
-    `ordered` says the dictionary's order is that of (last seen, address): its first address
-    is then the one to forget first and its last the newest, without a walk over all of them.
-    Addresses seen in time order keep it so (`see` moves each to the end); anything else
-    clears it, and `drop_oldest` sorts once to restore it. Not a field: never saved, nor
-    compared."""
+    `ordered` says the dictionary's order is that of last seen: its last address is then the
+    newest, and the oldest lead it (the first few, when several were seen at once), without a
+    walk over all of them. Addresses seen in time order keep it so (`see` moves each to the
+    end); a late one clears it, and `drop_oldest` sorts once to restore it. Not a field: never
+    saved, nor compared."""
 
     since: int
     addresses: dict[str, int]
@@ -74,10 +74,8 @@ class Baseline:
         last = addresses.pop(address, None)
         if last is not None and last > moment:
             moment = last
-        if self.ordered and addresses:
-            newest, seen = next(reversed(addresses.items()))
-            if (moment, address) < (seen, newest):
-                self.ordered = False
+        if self.ordered and addresses and moment < next(reversed(addresses.values())):
+            self.ordered = False
         addresses[address] = moment
 
     def newest(self) -> int:
@@ -87,11 +85,17 @@ class Baseline:
         return max(self.addresses.values(), default=0)
 
     def drop_oldest(self) -> None:
-        """Forget the address seen longest ago (of two seen at once, the lesser address)."""
+        """Forget the address seen longest ago (of several seen then, the least address)."""
         if not self.ordered:
-            ranked = sorted(self.addresses.items(), key=lambda item: (item[1], item[0]))
+            ranked = sorted(self.addresses.items(), key=lambda item: item[1])
             self.addresses, self.ordered = dict(ranked), True
-        del self.addresses[next(iter(self.addresses))]
+        items = iter(self.addresses.items())
+        oldest, seen = next(items)
+        for address, moment in items:
+            if moment != seen:
+                break
+            oldest = min(oldest, address)
+        del self.addresses[oldest]
 
 
 @dataclasses.dataclass
