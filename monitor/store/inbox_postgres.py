@@ -18,6 +18,14 @@ from monitor.store.engine import SessionFactory
 from monitor.store.inbox import ORPHAN_AFTER, InboxItem, Pending, unavailable, within_bytes
 from monitor.store.schema import IntakeInboxRow
 
+_APPEND = (
+    "INSERT INTO intake_inbox (receiver, received_at, content_type, remote_ip, body)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+"""One row per body. A lone body goes by `execute`: `executemany` in autocommit runs in
+psycopg's pipeline mode, which cost a single row a third more of `serve`'s CPU (0.26 against
+0.20 ms a commit, interleaved on one connection); several share one implicit transaction."""
+
 
 class PostgresInbox:
     def __init__(self, conninfo: str, *, receiver: str, session_factory: SessionFactory) -> None:
@@ -62,12 +70,10 @@ class PostgresInbox:
                 try:
                     connection = await self._connect()
                     async with connection.cursor() as cursor:
-                        await cursor.executemany(
-                            "INSERT INTO intake_inbox"
-                            " (receiver, received_at, content_type, remote_ip, body)"
-                            " VALUES (%s, %s, %s, %s, %s)",
-                            pending.rows,
-                        )
+                        if len(pending.rows) == 1:  # a registry's serial delivery
+                            await cursor.execute(_APPEND, pending.rows[0])
+                        else:
+                            await cursor.executemany(_APPEND, pending.rows)
                 except psycopg.Error as exc:
                     await self._discard()
                     pending.settle(unavailable(exc))

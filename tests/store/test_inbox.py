@@ -72,6 +72,20 @@ class TestApplying:
         assert ["inbox-1", "inbox-2"] == event_ids(services)
         assert 0 == services.inbox.backlog()
 
+    def test_bodies_appended_together_are_each_applied_once(self, services: Services) -> None:
+        """Forty bodies appended at once (commits shared by those waiting together, one
+        body alone in the first) are all kept, and each becomes its event once."""
+
+        async def run() -> None:
+            now = datetime.now(UTC)
+            await asyncio.gather(
+                *(services.inbox.append(body(n), V1, "127.0.0.1", now) for n in range(40))
+            )
+
+        asyncio.run(run())
+        assert services.applier.drain()
+        assert sorted(f"inbox-{n}" for n in range(40)) == event_ids(services)
+
     def test_bodies_left_by_a_stopped_process_are_applied_at_the_next_start(
         self, settings: Settings
     ) -> None:
