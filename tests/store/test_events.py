@@ -12,7 +12,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from monitor.detect.rulebase import EVENT_FIELDS
 from monitor.errors import InvalidQuery
-from monitor.events import Event
+from monitor.events import Action, Client, Event, Source, TargetKind
 from monitor.runtime import Services
 from monitor.store.detector_state import events_after
 from monitor.store.dialect import in_list_chunks
@@ -26,7 +26,7 @@ from monitor.store.events import (
     query_events,
     stored_event,
 )
-from monitor.store.judged import judged_events_between
+from monitor.store.judged import judged_event, judged_events_between
 from monitor.store.pages import decode_cursor
 from monitor.store.schema import EventRow
 from tests.detect.fixture_events import log_events, log_events_31, notification_events
@@ -255,6 +255,30 @@ def stored_mix(services: Services) -> tuple[Services, list[Event]]:
 
 
 class TestJudgedEvents:
+    def test_each_column_becomes_its_field(self) -> None:
+        """A row of JUDGED_COLUMNS, each value telling its column, gives each field its own
+        value (judged_event unpacks by position)."""
+        row: dict[str, object] = {name: f"value of {name}" for name in EVENT_FIELDS}
+        row |= {
+            "source": "log",
+            "action": "auth_failure",
+            "occurred_at": "2026-11-30 12:00:00.000001",
+            "target_kind": "blob",
+            "size": 7,
+            "http_status": 401,
+            "client": "scanner",
+        }
+        event = judged_event([row[name] for name in EVENT_FIELDS])
+        expected = {
+            **row,
+            "source": Source.LOG,
+            "action": Action.AUTH_FAILURE,
+            "occurred_at": datetime(2026, 11, 30, 12, 0, 0, 1, tzinfo=UTC),
+            "target_kind": TargetKind.BLOB,
+            "client": Client.SCANNER,
+        }
+        assert expected == {name: getattr(event, name) for name in EVENT_FIELDS}
+
     def test_detection_reads_the_fields_rules_read(self, stored_mix) -> None:
         """The events a detection pass reads are the stored ones with every field of
         EVENT_FIELDS (the others at their defaults), in id order."""
