@@ -71,27 +71,26 @@ class Freed:
             info = manifests.get(digest)
             if info is not None:
                 stack.extend(info.children)
-        mask = _MASK
-        kept_here: set[int] = set()
+        # Digests first, each once per repository (sets and dicts filled in C), then keys.
+        kept_digests: set[str] = set()
         for digest in kept:
             info = manifests.get(digest)
             if info is not None:
-                kept_here.add(hash(digest) & mask)
-                if info.blobs:
-                    kept_here.update([hash(blob[0]) & mask for blob in info.blobs])
-        candidates, sizes, shift = self.candidates, self.sizes, _BUCKET_SHIFT
+                kept_digests.add(digest)
+                kept_digests.update([blob[0] for blob in info.blobs])
+        gone: dict[str, int] = {}  # the last size of each digest, as the arrays count them
         for digest, info in manifests.items():
-            if digest in kept:
-                continue
+            if digest not in kept:
+                gone[digest] = info.size
+                gone.update(info.blobs)
+        mask = _MASK
+        kept_here = {hash(digest) & mask for digest in kept_digests}
+        candidates, sizes, shift = self.candidates, self.sizes, _BUCKET_SHIFT
+        for digest, size in gone.items():
             key = hash(digest) & mask
             if key not in kept_here:
                 candidates[key >> shift].append(key)
-                sizes[key >> shift].append(info.size)
-            for blob in info.blobs:
-                key = hash(blob[0]) & mask
-                if key not in kept_here:
-                    candidates[key >> shift].append(key)
-                    sizes[key >> shift].append(blob[1])
+                sizes[key >> shift].append(size)
         kept_keys = self.kept
         for key in kept_here:
             kept_keys[key >> shift].append(key)

@@ -65,6 +65,7 @@ class _Compiled:
         self.grace_after = now - protect.grace
         self.grace_text = _days(protect.grace)
         self.most_recent = keep.most_recent
+        self.most_recent_text = str(keep.most_recent)
         self.pushed_after = None if keep.pushed_within is None else now - keep.pushed_within
         self.pushed_text = "" if keep.pushed_within is None else _days(keep.pushed_within)
         self.pulled_after = None if keep.pulled_within is None else now - keep.pulled_within
@@ -85,15 +86,40 @@ class _Compiled:
     def last_pull(self, state: TagState) -> datetime | None:
         last: datetime | None = None
         methods, ignore = self.pulls.methods, self.pulls.ignore_clients
-        for record in state.pulls:
-            if record.http_method.upper() in methods and record.client not in ignore:
-                at = record.last_pulled_at
-                if last is None or at > last:
-                    last = at
+        for method, client, at in state.pulls:
+            # an upper-case method (as stored) is looked up as it is, saving `upper`
+            if (
+                (method in methods or method.upper() in methods)
+                and client not in ignore
+                and (last is None or at > last)
+            ):
+                last = at
         return last
 
 
 _UNSET: Any = object()
+_new = tuple.__new__
+"""Makes a `TagDecision` from a tuple of all its fields, without its generated `__new__` (a
+Python function, called a million times a plan)."""
+_PROTECTED, _KEEP, _DELETE, _UNKNOWN = (
+    Decision.PROTECTED,
+    Decision.KEEP,
+    Decision.DELETE,
+    Decision.UNKNOWN,
+)
+_ATTACHMENT, _PINNED, _DEPLOYED, _GRACE = (
+    Reason.ATTACHMENT,
+    Reason.PINNED,
+    Reason.DEPLOYED,
+    Reason.GRACE_PERIOD,
+)
+_MOST_RECENT, _PUSHED_WITHIN, _PULLED_WITHIN, _TAG_PATTERN = (
+    Reason.KEEP_MOST_RECENT,
+    Reason.KEEP_PUSHED_WITHIN,
+    Reason.KEEP_PULLED_WITHIN,
+    Reason.KEEP_TAG_PATTERN,
+)
+_DELETE_RULE, _NO_DELETE_RULE = Reason.DELETE_RULE, Reason.NO_DELETE_RULE
 _RECENCY = attrgetter("last_pushed_at", "tag")
 _BY_TAG = itemgetter(1)
 
@@ -106,35 +132,49 @@ class _Repo:
         self.since = since
 
     def decide(self, state: TagState, rank: int) -> TagDecision:
-        tag = state.tag
+        # Made a million times a plan: the state unpacked once, decisions made as tuples.
+        repository, tag, digest, first_seen, pushed, _media, _deleted, _pulls = state
         if tag.startswith("sha256-") and is_attachment(tag):
-            return _decide(state, Decision.PROTECTED, Reason.ATTACHMENT, None, tag)
-        pushed = state.last_pushed_at
+            return _new(TagDecision, (repository, tag, digest, _PROTECTED, _ATTACHMENT, None, tag))
         for p in self.policies:
             if p.pinned is not None and p.pinned(tag):
                 pattern = p.pinned.first_include(tag)
-                return _decide(state, Decision.PROTECTED, Reason.PINNED, p.name, pattern)
+                return _new(
+                    TagDecision, (repository, tag, digest, _PROTECTED, _PINNED, p.name, pattern)
+                )
             if p.deployed is not None and state in p.deployed:
-                return _decide(state, Decision.PROTECTED, Reason.DEPLOYED, p.name, "ref")
+                return _new(
+                    TagDecision, (repository, tag, digest, _PROTECTED, _DEPLOYED, p.name, "ref")
+                )
             if pushed > p.grace_after:
-                return _decide(state, Decision.PROTECTED, Reason.GRACE_PERIOD, p.name, p.grace_text)
+                return _new(
+                    TagDecision,
+                    (repository, tag, digest, _PROTECTED, _GRACE, p.name, p.grace_text),
+                )
         pulls: list[Any] = [_UNSET] * len(self.policies)
         for i, p in enumerate(self.policies):
             if p.most_recent is not None and rank < p.most_recent:
-                detail = str(p.most_recent)
-                return _decide(state, Decision.KEEP, Reason.KEEP_MOST_RECENT, p.name, detail)
+                return _new(
+                    TagDecision,
+                    (repository, tag, digest, _KEEP, _MOST_RECENT, p.name, p.most_recent_text),
+                )
             if p.pushed_after is not None and pushed >= p.pushed_after:
-                return _decide(
-                    state, Decision.KEEP, Reason.KEEP_PUSHED_WITHIN, p.name, p.pushed_text
+                return _new(
+                    TagDecision,
+                    (repository, tag, digest, _KEEP, _PUSHED_WITHIN, p.name, p.pushed_text),
                 )
             if p.pulled_after is not None:
                 last = pulls[i] = p.last_pull(state)
                 if last is not None and last >= p.pulled_after:
-                    detail = p.pulled_text
-                    return _decide(state, Decision.KEEP, Reason.KEEP_PULLED_WITHIN, p.name, detail)
+                    return _new(
+                        TagDecision,
+                        (repository, tag, digest, _KEEP, _PULLED_WITHIN, p.name, p.pulled_text),
+                    )
             if p.keep_tags is not None and p.keep_tags(tag):
                 pattern = p.keep_tags.first_include(tag)
-                return _decide(state, Decision.KEEP, Reason.KEEP_TAG_PATTERN, p.name, pattern)
+                return _new(
+                    TagDecision, (repository, tag, digest, _KEEP, _TAG_PATTERN, p.name, pattern)
+                )
         unknown: TagDecision | None = None
         for i, p in enumerate(self.policies):
             for rule, older_cutoff, horizon, window in p.rules:
@@ -150,16 +190,23 @@ class _Repo:
                         continue
                     if self.since is None or self.since > horizon:
                         reason = Reason.COVERAGE_GAP
-                    elif state.first_seen_at > horizon:
+                    elif first_seen > horizon:
                         reason = Reason.FIRST_SEEN_TOO_RECENT
                     else:
                         reason = None
                     if reason is not None:
                         if unknown is None:
-                            unknown = _decide(state, Decision.UNKNOWN, reason, p.name, window)
+                            unknown = _new(
+                                TagDecision,
+                                (repository, tag, digest, _UNKNOWN, reason, p.name, window),
+                            )
                         continue
-                return _decide(state, Decision.DELETE, Reason.DELETE_RULE, p.name, rule.name)
-        return unknown or _decide(state, Decision.KEEP, Reason.NO_DELETE_RULE, None, "")
+                return _new(
+                    TagDecision, (repository, tag, digest, _DELETE, _DELETE_RULE, p.name, rule.name)
+                )
+        return unknown or _new(
+            TagDecision, (repository, tag, digest, _KEEP, _NO_DELETE_RULE, None, "")
+        )
 
 
 def _decide(
@@ -232,7 +279,7 @@ def _plan_repo(
         DigestAction(
             repo,
             digest,
-            tuple(sorted(d.tag for d in group)),
+            (group[0].tag,) if len(group) == 1 else tuple(sorted(d.tag for d in group)),
             Reason.DELETE_RULE,
             group[0].policy or "",
             manifests[digest].media_type if digest in manifests else None,

@@ -131,6 +131,11 @@ class TestKeepRules:
                 make_tag("x", pulls=(("HEAD", Client.CONTAINERD, 2),)),
                 Reason.KEEP_PULLED_WITHIN,
             ),
+            (  # a method as a log may spell it
+                "{pulled_within_days: 5}",
+                make_tag("x", pulls=(("get", Client.DOCKER, 2),)),
+                Reason.KEEP_PULLED_WITHIN,
+            ),
             ("{tags: ['release-*']}", make_tag("release-1"), Reason.KEEP_TAG_PATTERN),
         ],
     )

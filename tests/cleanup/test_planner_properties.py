@@ -24,7 +24,7 @@ INDEX = digest_of("index")
 pull_records = st.lists(
     st.builds(
         PullRecord,
-        http_method=st.sampled_from(["GET", "HEAD"]),
+        http_method=st.sampled_from(["GET", "HEAD", "get", "Head"]),
         client=st.sampled_from(list(Client)),
         last_pulled_at=st.integers(0, 300).map(lambda d: NOW - timedelta(days=d)),
     ),
