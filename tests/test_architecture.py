@@ -31,6 +31,7 @@ PURE = (
     "monitor.cleanup.policy",
     "monitor.cleanup.plan",
     "monitor.cleanup.planner",
+    "monitor.cleanup.tag_rules",
     "monitor.cleanup.freed",
     "monitor.cleanup.stored_plan",
     "monitor.cleanup.stored_plan_v3",
