@@ -9,11 +9,11 @@ from sqlalchemy import exc as sa_exc
 # serialization failure and deadlock, insufficient resources (disk full), operator
 # intervention (shutdown), system errors.
 _OUTAGE_CLASSES = ("08", "53", "57", "58")
-_OUTAGE_CODES = frozenset({"25006", "40001", "40P01"})
 READ_ONLY_CODES = frozenset({"25006"})
 CONFLICT_CODES = frozenset({"40001", "40P01"})
 """Serialization failure and deadlock: PostgreSQL broke the transaction off for another one;
 run again, it commits."""
+_OUTAGE_CODES = READ_ONLY_CODES | CONFLICT_CODES
 
 
 def sqlstate(exc: BaseException) -> str | None:
