@@ -60,6 +60,16 @@ class Detector:
     ) -> tuple[list[Alert], DetectorState]:
         """Alerts for `events` (one per incident touched) and the state after them."""
         current = copy_state(state)
+        alerts = self.judge(events, current, now)
+        self.settle(current, now)
+        return coalesce(alerts), current
+
+    def judge(self, events: Iterable[Event], current: DetectorState, now: datetime) -> list[Alert]:
+        """`process` without the copy and the sweep: runs the rules over `events` in time order
+        onto `current` (changed in place) and returns an alert per hit. A caller judging a
+        pass's events in consecutive slices calls it once a slice, then `settle` once: the
+        same as one `process` over them when each slice's events come after the previous
+        slice's."""
         now = utc(now)
         alerts: list[Alert] = []
         allows = self._allows
@@ -82,8 +92,11 @@ class Detector:
                 if allowed or not hits:
                     continue
                 alerts.extend(record_hit(current, ctx.config, hit) for hit in hits)
-        sweep(current, to_us(now), self._windows, self._cooldowns, self._forget_after)
-        return coalesce(alerts), current
+        return alerts
+
+    def settle(self, current: DetectorState, now: datetime) -> None:
+        """Drops from `current` what can no longer matter at `now` (the end of a pass)."""
+        sweep(current, to_us(utc(now)), self._windows, self._cooldowns, self._forget_after)
 
 
 def replay(

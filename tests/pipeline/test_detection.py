@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.alerting.recording import RecordingNotifier
+from monitor.pipeline import detection
 from monitor.pipeline.delivery import deliver_once
 from monitor.pipeline.detection import (
     BATCH_MAX,
@@ -17,7 +18,7 @@ from monitor.pipeline.detection import (
     detect_pass,
 )
 from monitor.runtime import Services
-from monitor.store.detector_state import detector_position
+from monitor.store.detector_state import detector_position, events_after
 from tests.conftest import PostgresDatabases
 from tests.detect.test_engine import SCENARIO_ALERTS
 from tests.pipeline.support import (
@@ -89,6 +90,30 @@ class TestDetectPass:
         clock.advance(5)
         run(live, clock, batch_max=batch_max)
         assert SCENARIO_ALERTS == alert_rows(live)
+
+    def test_a_pass_reads_and_judges_its_events_a_slice_at_a_time(self, live, clock, monkeypatch):
+        """A pass larger than SLICE_EVENTS reads its events in slices, one after another, and
+        stores the alerts and the cursor one pass over them all stores."""
+        monkeypatch.setattr(detection, "SLICE_EVENTS", 5)
+        reads: list[tuple[int, int]] = []
+
+        def counted(session, cursor, *, received_before, limit):
+            out = events_after(session, cursor, received_before=received_before, limit=limit)
+            reads.append((limit, len(out)))
+            return out
+
+        monkeypatch.setattr(detection, "events_after", counted)
+        post_scenario(live)
+        clock.advance(5)
+        report = detect_pass(live.session_factory, live.detector, now=clock(), settle=SETTLE)
+        with live.session_factory() as session:
+            position = detector_position(session, detection.DETECTOR_NAME)
+        assert (54, [(5, 5)] * 10 + [(5, 4)], SCENARIO_ALERTS, report.cursor) == (
+            report.processed,
+            reads,
+            alert_rows(live),
+            position and position[0],
+        )
 
     def test_a_backlog_is_judged_in_one_catch_up_of_growing_passes(self, live, clock, tmp_path):
         """2.5 batches of failed logins: catch_up runs a full pass, then one twice as large
