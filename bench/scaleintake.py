@@ -258,6 +258,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
                 f"detection caught up on {backlog:,} in {marks['detection']:.0f} s"
                 if "detection" in marks
                 else f"detection had not caught up on {backlog:,} in {window:.0f} s",
+                f"peak PSS MiB by process: {s.roles_note()}",
             ]
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",

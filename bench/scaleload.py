@@ -149,6 +149,23 @@ def pss_kib(pid: int, *, alone: bool = False) -> int:
     return total
 
 
+ROLES = {0: "serve", 10: "applier", 15: "reads"}
+"""A process of `serve`'s family by its niceness (`monitor/children.py`): the applier's process
+runs at 10 (as does a scheduled plan's, not running in these benchmarks), the read process at
+15."""
+
+
+def pss_by_role(pid: int) -> dict[str, float]:
+    """PSS in MiB of each process of `pid`'s family, by role (`ROLES`; others by pid)."""
+    out: dict[str, float] = {}
+    for one in family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            nice = int(Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            role = ROLES.get(nice, str(one)) if one != pid else "serve"
+            out[role] = out.get(role, 0.0) + pss_kib(one, alone=True) / 1024
+    return out
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of `pid` and its children, MiB."""
     return status_kib(pid) / 1024
@@ -205,6 +222,11 @@ class Running:
     peak_rss_mib: float = 0.0
     peak_pss_mib: float = 0.0  # the pages the processes share counted once (see pss_kib)
     peak_serve_pss_mib: float = 0.0  # `serve`'s own share, without its children
+    peak_pss_by_role: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Each process's own peak PSS (see `pss_by_role`); peaks of different moments."""
+
+    def roles_note(self) -> str:
+        return ", ".join(f"{role} {mib:.0f}" for role, mib in self.peak_pss_by_role.items())
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -234,6 +256,9 @@ def server(command: list[str], env: dict[str, str], port: int, log: Path) -> Ite
                 running.peak_pss_mib = max(running.peak_pss_mib, pss_kib(process.pid) / 1024)
                 own = pss_kib(process.pid, alone=True) / 1024
                 running.peak_serve_pss_mib = max(running.peak_serve_pss_mib, own)
+                for role, mib in pss_by_role(process.pid).items():
+                    peaks = running.peak_pss_by_role
+                    peaks[role] = max(peaks.get(role, 0.0), mib)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
