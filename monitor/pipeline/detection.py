@@ -1,9 +1,10 @@
 """Detection passes: stored events → detector → alerts and outbox rows.
 
 A pass reads the detector's saved state and the events after its cursor (only those received at
-least `settle` ago, so a lower id still committing is not skipped) and runs `Detector.process`
-outside any write transaction, so judging a large batch never holds the store's write lock
-(SQLite has one for the whole file, which intake needs for every commit). It then writes the
+least `settle` ago, so a lower id still committing is not skipped), `SLICE_EVENTS` at a time,
+and judges them (`Detector.judge`) outside any transaction, so judging a large batch never
+holds the store's write lock (SQLite has one for the whole file, which intake needs for every
+commit). It then writes the
 outcome in one short transaction: it locks the detector's row and, only if the cursor and state
 are still the ones it read (no other replica ran a pass meanwhile), saves the new state and cursor
 with the alerts and the outbox rows they cause, each kind in a few statements; otherwise it writes
@@ -39,7 +40,7 @@ from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.findings import coalesce
 from monitor.detect.roles import load_roles
-from monitor.detect.state import DetectorState, copy_state, state_from_json, state_to_json
+from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.observability.metrics import Metrics
 from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
@@ -76,10 +77,9 @@ judged 11,434 (SQLite) and 10,049 (PostgreSQL) events a second against 9,696 and
 passes of 4,000."""
 
 SLICE_EVENTS = 4_000
-"""Events a pass reads and judges at a time: a pass of up to `BATCH_CAP_APART` reads its events
-in slices one after another, each judged onto the same state and then let go, and sweeps and
-saves once. Passes of 16,000 judged at once held 16 MiB more of the applier's process than
-passes of 4,000 (the busy phase of `bench.scale`, PostgreSQL)."""
+"""Events a pass reads and judges at a time, each slice let go before the next is read (the
+sweep and the save once a pass): 16,000 judged at once held 16 MiB more of the applier's
+process than 4,000 (the busy phase of `bench.scale`, PostgreSQL)."""
 
 Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 
@@ -107,12 +107,47 @@ def quiet_period(detector: Detector, rule: str) -> timedelta:
     return max(config.window, config.cooldown)
 
 
-def _hits(found: Alert, before: DetectorState) -> int:
-    """Occurrences detection's alert adds to its stored alert."""
-    incident = before.incidents.get(found.fingerprint)
-    if found.repeat and incident is not None:
-        return max(found.count - incident.count, 0)
+def _hits(found: Alert, counts: dict[str, int]) -> int:
+    """Occurrences detection's alert adds to its stored alert (`counts`: the count of each
+    incident open before the pass)."""
+    before = counts.get(found.fingerprint)
+    if found.repeat and before is not None:
+        return max(found.count - before, 0)
     return found.count
+
+
+def _judge_slices(
+    session: Session,
+    detector: Detector,
+    state: DetectorState,
+    start: int,
+    *,
+    now: datetime,
+    settle: timedelta,
+    batch_max: int,
+) -> tuple[list[Alert], int, int, datetime | None]:
+    """Reads up to `batch_max` events after `start`, `SLICE_EVENTS` at a time, each slice
+    judged onto `state` and let go before the next is read; then the sweep at the newest
+    event's time (at most `now`). Returns the alerts (one per incident), the events judged,
+    the last one's id and the newest `occurred_at`."""
+    found: list[Alert] = []
+    processed, cursor, newest = 0, start, None
+    while processed < batch_max:
+        limit = min(SLICE_EVENTS, batch_max - processed)
+        stored = events_after(session, cursor, received_before=now - settle, limit=limit)
+        session.close()  # no read transaction held while judging; the next slice begins one
+        if not stored:
+            break
+        events = [s.event for s in stored]
+        found = coalesce(found + detector.judge(events, state, now))
+        processed, cursor = processed + len(stored), stored[-1].id
+        latest = max(e.occurred_at for e in events)
+        newest = latest if newest is None else max(newest, latest)
+        if len(stored) < limit:
+            break
+        del stored, events
+    detector.settle(state, min(now, newest) if newest is not None else now)
+    return found, processed, cursor, newest
 
 
 def _queue(session: Session, queued: list[tuple[Kind, Alert]], now: datetime) -> None:
@@ -173,30 +208,23 @@ def detect_pass(
             and progress.row == detector_position(session, name)
         ):
             saved = SavedDetector(None, *progress.row)
-            before, start = progress.state, progress.cursor
+            state, start = progress.state, progress.cursor
         else:
             saved = read_detector(session, name, now=now)
-            before = state_from_json(saved.state) if saved.state else DetectorState()
+            state = state_from_json(saved.state) if saved.state else DetectorState()
             start = saved.cursor
-        after = copy_state(before)
-        found_alerts: list[Alert] = []
-        processed, cursor, newest = 0, start, None
-        while processed < batch_max:
-            limit = min(SLICE_EVENTS, batch_max - processed)
-            stored = events_after(session, cursor, received_before=now - settle, limit=limit)
-            session.close()  # no read transaction held while judging; the next slice begins one
-            if not stored:
-                break
-            events = [s.event for s in stored]
-            found_alerts = coalesce(found_alerts + detector.judge(events, after, now))
-            processed, cursor = processed + len(stored), stored[-1].id
-            latest = max(e.occurred_at for e in events)
-            newest = latest if newest is None else max(newest, latest)
-            if len(stored) < limit:
-                break
-            del stored, events
+        # Judged in place: `state` is this pass's own (parsed now, or the job's progress,
+        # forgotten if the pass fails or is superseded); the counts are all `_hits` needs.
+        counts = {key: incident.count for key, incident in state.incidents.items()}
+        try:
+            found_alerts, processed, cursor, newest = _judge_slices(
+                session, detector, state, start, now=now, settle=settle, batch_max=batch_max
+            )
+        except BaseException:
+            if progress is not None:
+                progress.forget()
+            raise
     at = min(now, newest) if newest is not None else now
-    detector.settle(after, at)
     quiet = {rule: quiet_period(detector, rule) for rule in detector.config.rules}
     written: list[tuple[int, datetime]] = []
 
@@ -213,7 +241,7 @@ def detect_pass(
         written.clear()
         if (other := moved(session)) is not None:
             return DetectionReport(0, other, None, (), (), (), 0, superseded=True)
-        upserted = upsert_alerts(session, [(found, _hits(found, before)) for found in found_alerts])
+        upserted = upsert_alerts(session, [(found, _hits(found, counts)) for found in found_alerts])
         raised: list[Alert] = []
         repeated: list[Alert] = []
         queue: list[tuple[Kind, Alert]] = []
@@ -222,11 +250,11 @@ def detect_pass(
             (raised if fresh else repeated).append(done.alert)
             if found.mode is not Mode.SHADOW:
                 queue.append((Kind.NEW if fresh else Kind.REPEAT, done.alert))
-        resolved = resolve_quiet(session, quiet=quiet, ongoing=after.incidents, at=at)
+        resolved = resolve_quiet(session, quiet=quiet, ongoing=state.incidents, at=at)
         queue.extend((Kind.RESOLVE, alert) for alert in resolved if alert.mode is not Mode.SHADOW)
         _queue(session, queue, now)
         if progress is None or found_alerts or resolved or now - saved.updated_at >= save_every:
-            save_detector(session, name, state=state_to_json(after), cursor=cursor, now=now)
+            save_detector(session, name, state=state_to_json(state), cursor=cursor, now=now)
             written.append((cursor, now))
         return DetectionReport(
             processed=processed,
@@ -252,7 +280,7 @@ def detect_pass(
         if report.superseded:
             progress.forget()
         else:
-            progress.state, progress.cursor = after, cursor
+            progress.state, progress.cursor = state, cursor
             progress.row = written[-1] if written else (saved.cursor, saved.updated_at)
     return report
 
