@@ -26,7 +26,7 @@ from monitor.api.app import Lifespan, create_app
 from monitor.api.read_process import ReadProcess
 from monitor.clock import Clock, utc_now
 from monitor.observability.audit_metrics import AuditCollector
-from monitor.observability.collectors import StoreCollector
+from monitor.observability.collectors import StoreCollector, TagGauges
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.applier import Applier, IntakeApplier
@@ -121,8 +121,11 @@ def build_services(
     session_factory = make_session_factory(engine)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = make_metrics(registry)
+    tag_gauges = TagGauges(session_factory, clock=clock)
     registry.register(
-        StoreCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
+        StoreCollector(
+            session_factory, clock=clock, store_errors=metrics.store_errors, tag_gauges=tag_gauges
+        )
     )
     registry.register(
         AuditCollector(session_factory, clock=clock, store_errors=metrics.store_errors)
@@ -175,6 +178,7 @@ def build_services(
             cap_seconds=settings.alerting.retry_max_seconds,
         ),
         registry_debug=registry_debug,
+        tag_gauges=tag_gauges,
     )
 
 

@@ -13,6 +13,7 @@ from monitor.alerting.outbox import RetryPolicy
 from monitor.alerting.throttle import Budget
 from monitor.clock import Clock
 from monitor.detect.engine import Detector
+from monitor.observability.collectors import TagGauges
 from monitor.observability.metrics import Metrics
 from monitor.pipeline.applier import Applier
 from monitor.settings import Settings
@@ -63,6 +64,7 @@ class Services:
     budget: Budget = dataclasses.field(default_factory=Budget)
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     registry_debug: httpx.Client | None = None
+    tag_gauges: TagGauges | None = None  # the tag gauges' counts, refreshed by `serve`'s job
 
     def start(self) -> None:
         """Starts the store writer, opens the intake inbox and starts its applier (each once)."""

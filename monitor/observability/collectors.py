@@ -1,5 +1,10 @@
 """Gauges derived from the store, computed when Prometheus scrapes (a stateless Collector).
 
+The tag gauges are the exception: counting live and unused tags is one pass over the tag state
+(26-31 ms at 87,312 tags, growing with them), so `TagGauges` counts them off the scrape, on
+`serve`'s job `tag-gauges` every `TAG_GAUGES_SECONDS`, and the scrape exports the last count
+(none before the first).
+
 The cleanup gauges come from the store rather than from the process that ran the job, so every
 replica exports the same values whether the run was scheduled here, on another replica, or
 made with the CLI.
@@ -10,8 +15,10 @@ When the store does not answer, the scrape exports none of them and counts a sto
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +39,37 @@ from monitor.store.stats import (
 
 UNUSED_DAYS = (30, 90)
 PREFIX = "registry_monitor_"
+TAG_GAUGES_SECONDS = 60.0
+"""How often `serve` counts the tags for the tag gauges (the age of `tags_unused` is in days)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TagCounts:
+    tracked: int
+    unused: dict[int, int]  # days → live tags not used for more than that
+    counted_at: datetime
+
+
+class TagGauges:
+    """The last count of live and unused tags (`UNUSED_DAYS`), made by `refresh`."""
+
+    def __init__(self, session_factory: SessionFactory, *, clock: Clock) -> None:
+        self._session_factory = session_factory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: TagCounts | None = None
+
+    def refresh(self) -> None:
+        """Counts the tags now (one pass over the tag state); raises what the store raises."""
+        now = self._clock()
+        with self._session_factory() as session:
+            tracked, unused = tag_counts(session, now=now, unused_days=UNUSED_DAYS)
+        with self._lock:
+            self._counts = TagCounts(tracked, unused, now)
+
+    def last(self) -> TagCounts | None:
+        with self._lock:
+            return self._counts
 
 
 class StoreReadingCollector(Collector):
@@ -54,12 +92,22 @@ class StoreReadingCollector(Collector):
 
 
 class StoreCollector(StoreReadingCollector):
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        clock: Clock,
+        store_errors: Counter,
+        tag_gauges: TagGauges,
+    ) -> None:
+        super().__init__(session_factory, clock=clock, store_errors=store_errors)
+        self._tag_gauges = tag_gauges
+
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
         try:
             with self._session_factory() as session:
                 depth = outbox_depth(session)
-                tracked, unused = tag_counts(session, now=now, unused_days=UNUSED_DAYS)
                 newest = newest_events(session)
                 plan_counts = newest_plan_counts(session)
                 successes = cleanup_successes(session)
@@ -74,17 +122,7 @@ class StoreCollector(StoreReadingCollector):
         for state, count in sorted(depth.items()):
             outbox.add_metric([state], count)
         yield outbox
-        yield GaugeMetricFamily(
-            f"{PREFIX}tags_tracked", "Live (not deleted) tags in the tag state.", value=tracked
-        )
-        unused_family = GaugeMetricFamily(
-            f"{PREFIX}tags_unused",
-            "Live tags not pulled for more than `days` days (never pulled: since first seen).",
-            labels=["days"],
-        )
-        for days, count in unused.items():
-            unused_family.add_metric([str(days)], count)
-        yield unused_family
+        yield from _tag_families(self._tag_gauges.last())
         age = GaugeMetricFamily(
             f"{PREFIX}newest_event_age_seconds",
             "Seconds since the newest stored event occurred, by source.",
@@ -130,3 +168,22 @@ class StoreCollector(StoreReadingCollector):
             moment = last_start if last_start.tzinfo is not None else last_start.replace(tzinfo=UTC)
             started.add_metric([], moment.timestamp())
         yield started
+
+
+def _tag_families(counts: TagCounts | None) -> Iterator[Metric]:
+    """The tag gauges from the last count (empty families before the first)."""
+    tracked = GaugeMetricFamily(
+        f"{PREFIX}tags_tracked", "Live (not deleted) tags in the tag state, counted each minute."
+    )
+    unused = GaugeMetricFamily(
+        f"{PREFIX}tags_unused",
+        "Live tags not pulled for more than `days` days (never pulled: since first seen), "
+        "counted each minute.",
+        labels=["days"],
+    )
+    if counts is not None:
+        tracked.add_metric([], counts.tracked)
+        for days, count in counts.unused.items():
+            unused.add_metric([str(days)], count)
+    yield tracked
+    yield unused

@@ -35,6 +35,7 @@ import structlog
 
 from monitor.audit.model import check_ids
 from monitor.audit.probe import LiveProbe
+from monitor.observability.collectors import TAG_GAUGES_SECONDS
 from monitor.pipeline.audit import audit_job, sources_from
 from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
@@ -60,6 +61,15 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
             errors="heartbeat",
         ),
     ]
+    if services.tag_gauges is not None:
+        rows.append(
+            Job(
+                "tag-gauges",
+                services.tag_gauges.refresh,
+                interval=TAG_GAUGES_SECONDS,
+                errors="scrape",
+            )
+        )
     if not services.applier.runs("detect"):  # else the applier's process runs it
         rows.append(
             detection_job(

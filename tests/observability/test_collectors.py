@@ -9,7 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from monitor.cleanup.journal import JournalEntry, Outcome
 from monitor.cleanup.plan import Decision, Plan, Reason, TagDecision
-from monitor.observability.collectors import StoreCollector
+from monitor.observability.collectors import StoreCollector, TagGauges
 from monitor.pipeline.delivery import deliver_once
 from monitor.pipeline.detection import detect_once
 from monitor.store.cleanup_plans import PlanState, save_plan, set_plan_state
@@ -32,6 +32,8 @@ class TestStoreCollector:
         )
         deliver_once(services)
         clock.now = START + timedelta(days=31)
+        assert services.tag_gauges is not None
+        services.tag_gauges.refresh()  # `serve`'s job `tag-gauges`
         value = services.metrics.registry.get_sample_value
         actual = (
             pending,
@@ -51,6 +53,31 @@ class TestStoreCollector:
         tracked = actual[2]
         expected = (2.0, 2.0, tracked, tracked, 0.0, True, 1.0, 2.0, 65.0)
         assert expected == (*actual[:8], round(actual[8] or 0.0))
+
+    def test_the_tag_gauges_are_the_last_count_not_read_at_the_scrape(self, db_url, tmp_path):
+        """Before the first count the tag gauges have no sample; a scrape exports the last
+        count (the tag state is not read then) until the next one."""
+        clock = Clock()
+        services = start_services(db_url, tmp_path, clock)
+        assert services.tag_gauges is not None
+        value = services.metrics.registry.get_sample_value
+        tracked = "registry_monitor_tags_tracked"
+        before_count = value(tracked)
+        services.tag_gauges.refresh()
+        empty = value(tracked)
+        post_scenario(services)
+        still = value(tracked)
+        services.tag_gauges.refresh()
+        counted = value(tracked)
+        last = services.tag_gauges.last()
+        stop_services(services)
+        assert (None, 0.0, 0.0, True, clock()) == (
+            before_count,
+            empty,
+            still,
+            (counted or 0) > 0,
+            last and last.counted_at,
+        )
 
     def test_detection_lag_is_the_wait_of_the_oldest_unjudged_event(self, db_url, tmp_path):
         """Before a pass the lag is the time since the first waiting event was received; once a
@@ -73,7 +100,10 @@ class TestStoreCollector:
         engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")
         registry = CollectorRegistry()
         errors = Counter("store_errors", "errors", ["operation"], registry=registry)
-        registry.register(StoreCollector(sessionmaker(engine), clock=Clock(), store_errors=errors))
+        factory = sessionmaker(engine)
+        gauges = TagGauges(factory, clock=Clock())
+        collector = StoreCollector(factory, clock=Clock(), store_errors=errors, tag_gauges=gauges)
+        registry.register(collector)
         actual = (
             registry.get_sample_value("registry_monitor_tags_tracked"),
             registry.get_sample_value("store_errors_total", {"operation": "scrape"}),

@@ -54,6 +54,7 @@ class TestJobTable:
         hour = timedelta(hours=1)
         expected = [
             ("heartbeat", "every 15s", None),
+            ("tag-gauges", "every 60s", None),
             ("detect", "every 1s", None),
             ("deliver", "every 1s", None),
             ("follow-logs", "every 0.25s", None),
@@ -68,10 +69,12 @@ class TestJobTable:
             assert expected == rows(services)
 
     def test_only_what_the_settings_ask_for(self, tmp_path: Path) -> None:
-        """Without Slack, log paths, cleanup or audit settings: heartbeat, detection, expiry;
+        """Without Slack, log paths, cleanup or audit settings: heartbeat, the tag gauges' count,
+        detection, expiry;
         reconciling the log with notifications unless its interval is 0."""
         expected = [
             ("heartbeat", "every 15s", None),
+            ("tag-gauges", "every 60s", None),
             ("detect", "every 1s", None),
             ("expire-events", "cron 17 3 * * *", None),
         ]
