@@ -4,11 +4,10 @@ A pass reads the detector's saved state and the events after its cursor (only th
 least `settle` ago, so a lower id still committing is not skipped), `SLICE_EVENTS` at a time,
 and judges them (`Detector.judge`) outside any transaction, so judging a large batch never
 holds the store's write lock (SQLite has one for the whole file, which intake needs for every
-commit). It then writes the
-outcome in one short transaction: it locks the detector's row and, only if the cursor and state
-are still the ones it read (no other replica ran a pass meanwhile), saves the new state and cursor
-with the alerts and the outbox rows they cause, each kind in a few statements; otherwise it writes
-nothing.
+commit). It then writes the outcome in one short transaction: it locks the detector's row and,
+only if the cursor and state are still the ones it read (no other replica ran a pass
+meanwhile), saves the new state and cursor with the alerts and the outbox rows they cause,
+each kind in a few statements; otherwise it writes nothing.
 
 A detection job (`detection_job`) keeps its state and cursor between passes (`Progress`) and
 saves them only with a pass that changes an alert, or `SAVE_SECONDS` after the last save: its
@@ -78,8 +77,8 @@ passes of 4,000."""
 
 SLICE_EVENTS = 4_000
 """Events a pass reads and judges at a time, each slice let go before the next is read (the
-sweep and the save once a pass): 16,000 judged at once held 16 MiB more of the applier's
-process than 4,000 (the busy phase of `bench.scale`, PostgreSQL)."""
+sweep and the save once a pass), so a pass of 16,000 holds a quarter of its events at once
+(traced over 100k events of `bench.scale`'s store: 15.3 MiB at most with slices of 4,000)."""
 
 Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 

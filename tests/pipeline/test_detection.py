@@ -115,6 +115,51 @@ class TestDetectPass:
             position and position[0],
         )
 
+    def test_a_pass_failing_between_slices_forgets_what_it_judged(self, live, clock, monkeypatch):
+        """A pass judges onto the state its job holds; when a later slice cannot be read, the
+        pass fails and the job forgets that state, so the next pass starts from the saved one
+        and the alerts stored are those of passes that never failed."""
+        monkeypatch.setattr(detection, "SLICE_EVENTS", 5)
+        reads: list[int] = []
+
+        def failing_third(session, cursor, *, received_before, limit):
+            reads.append(cursor)
+            if len(reads) == 3:
+                raise OSError("the store went away")
+            return events_after(session, cursor, received_before=received_before, limit=limit)
+
+        monkeypatch.setattr(detection, "events_after", failing_third)
+        post_scenario(live)
+        clock.advance(5)
+        progress = Progress()
+
+        def one(batch_max: int) -> int:
+            report = detect_pass(
+                live.session_factory,
+                live.detector,
+                now=clock(),
+                settle=SETTLE,
+                batch_max=batch_max,
+                progress=progress,
+                save_every=timedelta(seconds=30),
+            )
+            return report.processed
+
+        first = one(5)
+        held = progress.state is not None
+        with pytest.raises(OSError):
+            one(1000)
+        forgotten = progress.state is None
+        monkeypatch.setattr(detection, "events_after", events_after)
+        rest = one(1000)
+        assert (5, True, True, 49, SCENARIO_ALERTS) == (
+            first,
+            held,
+            forgotten,
+            rest,
+            alert_rows(live),
+        )
+
     def test_a_backlog_is_judged_in_one_catch_up_of_growing_passes(self, live, clock, tmp_path):
         """2.5 batches of failed logins: catch_up runs a full pass, then one twice as large
         that comes back short, and stores the alerts that passes of 100 events store."""
