@@ -16,7 +16,6 @@ When the store does not answer, the scrape exports none of them and counts a sto
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -56,20 +55,17 @@ class TagGauges:
     def __init__(self, session_factory: SessionFactory, *, clock: Clock) -> None:
         self._session_factory = session_factory
         self._clock = clock
-        self._lock = threading.Lock()
-        self._counts: TagCounts | None = None
+        self._counts: TagCounts | None = None  # replaced whole (one reference), never changed
 
     def refresh(self) -> None:
         """Counts the tags now (one pass over the tag state); raises what the store raises."""
         now = self._clock()
         with self._session_factory() as session:
             tracked, unused = tag_counts(session, now=now, unused_days=UNUSED_DAYS)
-        with self._lock:
-            self._counts = TagCounts(tracked, unused, now)
+        self._counts = TagCounts(tracked, unused, now)
 
     def last(self) -> TagCounts | None:
-        with self._lock:
-            return self._counts
+        return self._counts
 
 
 class StoreReadingCollector(Collector):

@@ -106,13 +106,11 @@ class TestDetectPass:
         post_scenario(live)
         clock.advance(5)
         report = detect_pass(live.session_factory, live.detector, now=clock(), settle=SETTLE)
-        with live.session_factory() as session:
-            position = detector_position(session, detection.DETECTOR_NAME)
         assert (54, [(5, 5)] * 10 + [(5, 4)], SCENARIO_ALERTS, report.cursor) == (
             report.processed,
             reads,
             alert_rows(live),
-            position and position[0],
+            saved_cursor(live),
         )
 
     def test_a_pass_failing_between_slices_forgets_what_it_judged(self, live, clock, monkeypatch):
@@ -132,26 +130,13 @@ class TestDetectPass:
         post_scenario(live)
         clock.advance(5)
         progress = Progress()
-
-        def one(batch_max: int) -> int:
-            report = detect_pass(
-                live.session_factory,
-                live.detector,
-                now=clock(),
-                settle=SETTLE,
-                batch_max=batch_max,
-                progress=progress,
-                save_every=timedelta(seconds=30),
-            )
-            return report.processed
-
-        first = one(5)
+        first = kept_pass(live, clock, progress, batch_max=5)
         held = progress.state is not None
         with pytest.raises(OSError):
-            one(1000)
+            kept_pass(live, clock, progress)
         forgotten = progress.state is None
         monkeypatch.setattr(detection, "events_after", events_after)
-        rest = one(1000)
+        rest = kept_pass(live, clock, progress)
         assert (5, True, True, 49, SCENARIO_ALERTS) == (
             first,
             held,
