@@ -41,6 +41,14 @@ def _save_cursor() -> Any:
 
 _SAVE_CURSOR = _save_cursor()  # built once: compiling it per batch cost more than running it
 
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
+"""What the file's write-ahead log is cut back to when it starts over. The log starts over
+only once a checkpoint (the applier's, after each batch) has caught up with every append, so
+while intake never pauses it grows (639 MB after 15 minutes of 1,000 appends a second behind
+a full backlog); without a limit it then stays that size on disk, reused, for good. The cut is
+one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here (10.2 ms
+from 64 MiB, 121.6 ms from 640 MiB), once after such a burst."""
+
 
 class SqliteInbox:
     def __init__(self, path: Path, *, synchronous: str, session_factory: SessionFactory) -> None:
@@ -104,6 +112,7 @@ class SqliteInbox:
         )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         return connection
 
     def on_append(self, callback: Callable[[], None]) -> None:

@@ -19,6 +19,7 @@ from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
+from monitor.store.inbox_sqlite import WAL_LIMIT_BYTES
 from monitor.store.schema import EventRow, QuarantineRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
@@ -222,6 +223,36 @@ class TestSqliteFile:
         finally:
             services.stop()
             services.engine.dispose()
+
+    def test_after_a_burst_the_write_ahead_log_is_cut_back_to_its_limit(
+        self, tmp_path: Path, applier: str
+    ) -> None:
+        """Bodies appended while none is applied grow the file's write-ahead log past
+        WAL_LIMIT_BYTES; once they are applied and intake goes on, the log starts over cut
+        back to the limit instead of kept at its largest."""
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'store.db'}",
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        )
+        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        large = json.dumps({"events": [push_event(id="large")], "pad": "x" * 4_000_000}).encode()
+        services = started(settings)
+        try:
+            services.applier.stop()
+            append(services, *[large] * (WAL_LIMIT_BYTES // len(large) + 2))
+            grown = wal.stat().st_size
+            services.applier.start()
+            assert services.applier.drain()
+            for n in (1, 2):  # the first also deletes the applied bodies
+                append(services, body(n))
+                assert services.applier.drain()
+            after = wal.stat().st_size
+            assert ["inbox-1", "inbox-2", "large"] == event_ids(services)
+        finally:
+            services.stop()
+            services.engine.dispose()
+        assert grown > WAL_LIMIT_BYTES >= after
 
 
 class TestBound:
