@@ -49,6 +49,9 @@ a full backlog); without a limit it then stays that size on disk, reused, for go
 one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here (10.2 ms
 from 64 MiB, 121.6 ms from 640 MiB), once after such a burst."""
 
+CHECKPOINT_EVERY = 256
+"""Commits between two checkpoints the event loop runs itself (see `SqliteInbox._checkpoint`)."""
+
 
 class SqliteInbox:
     def __init__(self, path: Path, *, synchronous: str, session_factory: SessionFactory) -> None:
@@ -62,6 +65,7 @@ class SqliteInbox:
         self._last_id = 0  # newest body committed (event loop)
         self._applied_id = 0  # newest body applied (applier thread)
         self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
+        self._since_checkpoint = 0  # commits since the event loop's last checkpoint
 
     def open(self) -> None:
         """Creates or opens the file and resumes after the applied cursor (idempotent)."""
@@ -164,6 +168,28 @@ class SqliteInbox:
         pending.settle(None)
         for callback in self._callbacks:
             callback()
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            with contextlib.suppress(RuntimeError):  # no running loop: closing
+                asyncio.get_running_loop().call_soon(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """Brings the file up to date with its write-ahead log, so that the next commit starts
+        the log over and writes over the file's first pages instead of lengthening it.
+
+        The applier's checkpoints alone do not get there while appends keep coming: one that
+        an append overtakes leaves the log ahead of the file, and the log grows (639 MB in
+        15 minutes of 1,000 appends a second), each commit then lengthening the file, which
+        makes its sync wait for the file system's journal. Run here, between two commits, it
+        finds only what was appended since the applier's last one: 0.5 ms at the median and
+        3.1 ms at most at c=1 on an empty store; 1.0, 6.1 (p99) and 13.2 ms over the 3,858 of
+        a busy phase on 10M events. It runs after the answers of the commit before it are on
+        their way. A checkpoint already running (the applier's) makes it give up at once,
+        and a reader in the log makes it stop short: the next one tries again."""
+        if self._writer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def backlog(self) -> int:
         return max(self._last_id - self._applied_id, 0)

@@ -19,7 +19,7 @@ from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
-from monitor.store.inbox_sqlite import WAL_LIMIT_BYTES
+from monitor.store.inbox_sqlite import CHECKPOINT_EVERY, WAL_LIMIT_BYTES
 from monitor.store.schema import EventRow, QuarantineRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
@@ -253,6 +253,29 @@ class TestSqliteFile:
             services.stop()
             services.engine.dispose()
         assert grown > WAL_LIMIT_BYTES >= after
+
+    def test_while_appends_never_pause_the_write_ahead_log_starts_over(
+        self, tmp_path: Path, applier: str
+    ) -> None:
+        """With nothing applied and no pause between appends, the log still starts over every
+        CHECKPOINT_EVERY commits: three times as many appends leave it no longer."""
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'store.db'}",
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        )
+        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        services = started(settings)
+        try:
+            services.applier.stop()
+            append(services, *[body(n) for n in range(CHECKPOINT_EVERY + 1)])
+            one_round = wal.stat().st_size
+            append(services, *[body(n) for n in range(2 * CHECKPOINT_EVERY)])
+            three_rounds = wal.stat().st_size
+        finally:
+            services.stop()
+            services.engine.dispose()
+        assert three_rounds <= one_round
 
 
 class TestBound:
