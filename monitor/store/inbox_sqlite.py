@@ -42,15 +42,15 @@ def _save_cursor() -> Any:
 _SAVE_CURSOR = _save_cursor()  # built once: compiling it per batch cost more than running it
 
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
-"""What the file's write-ahead log is cut back to when it starts over. The log starts over
-only once a checkpoint (the applier's, after each batch) has caught up with every append, so
-while intake never pauses it grows (639 MB after 15 minutes of 1,000 appends a second behind
-a full backlog); without a limit it then stays that size on disk, reused, for good. The cut is
-one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here (10.2 ms
-from 64 MiB, 121.6 ms from 640 MiB), once after such a burst."""
+"""What the file's write-ahead log is cut back to when it starts over after it grew (while a
+reader kept it from starting over); otherwise it would stay at its largest on disk, reused.
+The cut is one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here
+(10.2 ms from 64 MiB, 121.6 ms from 640 MiB)."""
 
 CHECKPOINT_EVERY = 256
-"""Commits between two checkpoints the event loop runs itself (see `SqliteInbox._checkpoint`)."""
+CHECKPOINT_BYTES = 4 * 1024 * 1024
+"""The event loop checkpoints the file itself (see `SqliteInbox._checkpoint`) after this many
+commits, or bodies of this many bytes, since its last checkpoint."""
 
 
 class SqliteInbox:
@@ -65,7 +65,7 @@ class SqliteInbox:
         self._last_id = 0  # newest body committed (event loop)
         self._applied_id = 0  # newest body applied (applier thread)
         self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
-        self._since_checkpoint = 0  # commits since the event loop's last checkpoint
+        self._since_checkpoint = (0, 0)  # commits and bytes since the loop's last checkpoint
 
     def open(self) -> None:
         """Creates or opens the file and resumes after the applied cursor (idempotent)."""
@@ -168,9 +168,11 @@ class SqliteInbox:
         pending.settle(None)
         for callback in self._callbacks:
             callback()
-        self._since_checkpoint += 1
-        if self._since_checkpoint >= CHECKPOINT_EVERY:
-            self._since_checkpoint = 0
+        commits, size = self._since_checkpoint
+        commits, size = commits + 1, size + sum(len(row[3]) for row in pending.rows)
+        self._since_checkpoint = (commits, size)
+        if commits >= CHECKPOINT_EVERY or size >= CHECKPOINT_BYTES:
+            self._since_checkpoint = (0, 0)
             with contextlib.suppress(RuntimeError):  # no running loop: closing
                 asyncio.get_running_loop().call_soon(self._checkpoint)
 

@@ -4,7 +4,9 @@ whether it is applied in a child process (the default) or on a thread of the ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
-from monitor.store.inbox_sqlite import CHECKPOINT_EVERY, WAL_LIMIT_BYTES
+from monitor.store.inbox_sqlite import CHECKPOINT_BYTES, CHECKPOINT_EVERY, WAL_LIMIT_BYTES
 from monitor.store.schema import EventRow, QuarantineRow
 from tests.conftest import make_settings
 from tests.fixture_events import iter_posts
@@ -227,7 +229,7 @@ class TestSqliteFile:
     def test_after_a_burst_the_write_ahead_log_is_cut_back_to_its_limit(
         self, tmp_path: Path, applier: str
     ) -> None:
-        """Bodies appended while none is applied grow the file's write-ahead log past
+        """Bodies appended while a reader holds the file grow its write-ahead log past
         WAL_LIMIT_BYTES; once they are applied and intake goes on, the log starts over cut
         back to the limit instead of kept at its largest."""
         settings = make_settings(
@@ -240,8 +242,12 @@ class TestSqliteFile:
         services = started(settings)
         try:
             services.applier.stop()
-            append(services, *[large] * (WAL_LIMIT_BYTES // len(large) + 2))
-            grown = wal.stat().st_size
+            with contextlib.closing(sqlite3.connect(wal.with_name("store.db.intake"))) as pin:
+                pin.execute("BEGIN")
+                pin.execute("SELECT count(*) FROM intake_inbox").fetchall()
+                append(services, *[large] * (WAL_LIMIT_BYTES // len(large) + 2))
+                grown = wal.stat().st_size
+                pin.rollback()
             services.applier.start()
             assert services.applier.drain()
             for n in (1, 2):  # the first also deletes the applied bodies
@@ -276,6 +282,28 @@ class TestSqliteFile:
             services.stop()
             services.engine.dispose()
         assert three_rounds <= one_round
+
+    def test_large_bodies_start_the_write_ahead_log_over_every_few_mib(
+        self, tmp_path: Path, applier: str
+    ) -> None:
+        """Commits of large bodies start the log over every CHECKPOINT_BYTES or so, however
+        few they are: ten bodies of 1.5 MiB leave a log of under two such spans."""
+        settings = make_settings(
+            f"sqlite:///{tmp_path / 'store.db'}",
+            tmp_path,
+            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        )
+        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        large = json.dumps({"events": [push_event(id="large")], "pad": "x" * 1_500_000}).encode()
+        services = started(settings)
+        try:
+            services.applier.stop()
+            append(services, *[large] * 10)
+            size = wal.stat().st_size
+        finally:
+            services.stop()
+            services.engine.dispose()
+        assert 10 * len(large) > 2 * CHECKPOINT_BYTES > size
 
 
 class TestBound:
