@@ -196,6 +196,16 @@ def received_as_applied(
         services.engine.dispose()
 
 
+def sqlite_inbox(tmp_path: Path, applier: str) -> tuple[Settings, Path]:
+    """Settings of a SQLite store in `tmp_path`, and its inbox file's write-ahead log."""
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'store.db'}",
+        tmp_path,
+        REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+    )
+    return settings, inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+
+
 class TestSqliteFile:
     def test_a_replaced_inbox_file_numbers_new_bodies_after_the_applied_ones(
         self, tmp_path: Path, applier: str
@@ -232,17 +242,12 @@ class TestSqliteFile:
         """Bodies appended while a reader holds the file grow its write-ahead log past
         WAL_LIMIT_BYTES; once they are applied and intake goes on, the log starts over cut
         back to the limit instead of kept at its largest."""
-        settings = make_settings(
-            f"sqlite:///{tmp_path / 'store.db'}",
-            tmp_path,
-            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
-        )
-        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        settings, wal = sqlite_inbox(tmp_path, applier)
         large = json.dumps({"events": [push_event(id="large")], "pad": "x" * 4_000_000}).encode()
         services = started(settings)
         try:
             services.applier.stop()
-            with contextlib.closing(sqlite3.connect(wal.with_name("store.db.intake"))) as pin:
+            with contextlib.closing(sqlite3.connect(wal.with_suffix(".intake"))) as pin:
                 pin.execute("BEGIN")
                 pin.execute("SELECT count(*) FROM intake_inbox").fetchall()
                 append(services, *[large] * (WAL_LIMIT_BYTES // len(large) + 2))
@@ -265,12 +270,7 @@ class TestSqliteFile:
     ) -> None:
         """With nothing applied and no pause between appends, the log still starts over every
         CHECKPOINT_EVERY commits: three times as many appends leave it no longer."""
-        settings = make_settings(
-            f"sqlite:///{tmp_path / 'store.db'}",
-            tmp_path,
-            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
-        )
-        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        settings, wal = sqlite_inbox(tmp_path, applier)
         services = started(settings)
         try:
             services.applier.stop()
@@ -288,12 +288,7 @@ class TestSqliteFile:
     ) -> None:
         """Commits of large bodies start the log over every CHECKPOINT_BYTES or so, however
         few they are: ten bodies of 1.5 MiB leave a log of under two such spans."""
-        settings = make_settings(
-            f"sqlite:///{tmp_path / 'store.db'}",
-            tmp_path,
-            REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
-        )
-        wal = inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
+        settings, wal = sqlite_inbox(tmp_path, applier)
         large = json.dumps({"events": [push_event(id="large")], "pad": "x" * 1_500_000}).encode()
         services = started(settings)
         try:
