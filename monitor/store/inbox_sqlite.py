@@ -65,7 +65,8 @@ class SqliteInbox:
         self._last_id = 0  # newest body committed (event loop)
         self._applied_id = 0  # newest body applied (applier thread)
         self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
-        self._since_checkpoint = (0, 0)  # commits and bytes since the loop's last checkpoint
+        self._commits_since_checkpoint = 0  # since the event loop's last checkpoint
+        self._bytes_since_checkpoint = 0
 
     def open(self) -> None:
         """Creates or opens the file and resumes after the applied cursor (idempotent)."""
@@ -168,11 +169,13 @@ class SqliteInbox:
         pending.settle(None)
         for callback in self._callbacks:
             callback()
-        commits, size = self._since_checkpoint
-        commits, size = commits + 1, size + sum(len(row[3]) for row in pending.rows)
-        self._since_checkpoint = (commits, size)
-        if commits >= CHECKPOINT_EVERY or size >= CHECKPOINT_BYTES:
-            self._since_checkpoint = (0, 0)
+        self._commits_since_checkpoint += 1
+        self._bytes_since_checkpoint += sum(len(row[3]) for row in pending.rows)
+        if (
+            self._commits_since_checkpoint >= CHECKPOINT_EVERY
+            or self._bytes_since_checkpoint >= CHECKPOINT_BYTES
+        ):
+            self._commits_since_checkpoint = self._bytes_since_checkpoint = 0
             with contextlib.suppress(RuntimeError):  # no running loop: closing
                 asyncio.get_running_loop().call_soon(self._checkpoint)
 
