@@ -4,6 +4,7 @@ applier (which folds the registry's events into the same tags, in the order they
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -12,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from monitor.cleanup import reconcile as reconcile_module
 from monitor.cleanup.model import TagRef
 from monitor.cleanup.reconcile import ReconcileResult, reconcile
 from monitor.runtime import Services
 from monitor.store.engine import SessionFactory
 from monitor.store.inventory import list_manifests, record_tag_seen
 from monitor.store.tags import apply_events, list_tags
+from monitor.store.transaction import in_transaction
 from tests.cleanup.doubles import MemoryRegistry
 from tests.fixture_events import make_event
 
@@ -101,13 +104,27 @@ def _waiting_on_a_lock(session_factory: SessionFactory) -> int:
 
 class TestDeadlockWithTheApplier:
     @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-    def test_reconcile_runs_again_and_reports_its_last_run(self, services: Services) -> None:
+    def test_reconcile_runs_again_and_reports_its_last_run(
+        self, services: Services, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """The applier's transaction has folded a pull of tag b and goes on to a pull of tag a;
         reconciliation, writing tags in name order, holds a and waits for b. PostgreSQL breaks
         the cycle by ending reconciliation's transaction (it waited first, so its deadlock check
         runs first); reconciliation writes the repository again once the applier committed,
         and reports what that run found: a and b were learned from their pulls meanwhile, only
-        c is new to the store."""
+        c is new to the store. (Reconciliation's pause before it runs again lasts until the
+        applier committed: on a loaded machine its usual 20-100 ms may end before the applier's
+        thread is scheduled, and its second run would then see a store without a and b.)"""
+        committed = threading.Event()
+
+        def until_committed(seconds: float) -> None:
+            assert committed.wait(timeout=30), "the applier never committed"
+
+        monkeypatch.setattr(
+            reconcile_module,
+            "in_transaction",
+            functools.partial(in_transaction, pause=until_committed),
+        )
         client = registry()
         digests = {tag: client.tag_map[(REPO, tag)] for tag in ("a", "b", "c")}
         pulls = {
@@ -131,6 +148,7 @@ class TestDeadlockWithTheApplier:
                 assert time.monotonic() < deadline, f"reconciliation never waited: {outcome}"
                 time.sleep(0.01)
             apply_events(applier, [pulls["a"]])
+        committed.set()
         reconciler.join(timeout=60)
         assert [ReconcileResult(1, 3, (TagRef(REPO, "c"),), (), 0, 3)] == outcome
         assert {tag: (digest, True) for tag, digest in digests.items()} == state(services)
