@@ -34,6 +34,7 @@ from bench.scaleload import (
     wrk_intake_until_stopped,
 )
 from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, drop_working_copy, working_copy
+from bench.syncprobe import sync_probe
 
 SERVE = ["-m", "monitor", "serve"]
 EXPIRE = 1_000_000
@@ -241,6 +242,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
     with serve(run, url, **settings) as s:
         started = time.monotonic()
         with (
+            sync_probe(DATA_DIR) as device,
             readers(s.url),
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=run.work
@@ -259,6 +261,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
                 if "detection" in marks
                 else f"detection had not caught up on {backlog:,} in {window:.0f} s",
                 f"peak PSS MiB by process: {s.roles_note()}",
+                f"the file system beside it (bench/syncprobe.py): {device[0].line()}",
             ]
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",

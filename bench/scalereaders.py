@@ -10,16 +10,17 @@ load of the machine:
     python -m bench.scale readers [--db sqlite|postgresql|both] [--seconds S] [--rounds N]
                                   [--before DIR] [--variant LABEL:KEY=VALUE,...] [--profile S]
 
-Each server starts 15 s before a minute boundary (retention is scheduled every minute, so it
-starts 15 s into the window), with the detector's cursor moved back 100k events; the readers
-and intake start as soon as it answers, and the profile (if any) 20 s later. Servers run with
-MALLOC_ARENA_MAX=2, as scripts/serve and the Docker image run them (`KEY=-` in a variant
-unsets a variable). `--before DIR` runs `serve` from
-another source tree (the version to compare with), `--variant` runs this tree with settings
-(`http_read_slots=8`, ...) or environment variables in capitals. Rounds take the servers in turn,
-so a change of the machine's load reaches each of them. `--profile S` records S seconds of
-each window with `py-spy record --gil` (PY_SPY, default `py-spy` on PATH): the stacks that held
-the GIL, summed per thread and per innermost frame of our code or of the library it called.
+Each server starts 15 s before a minute boundary (retention is scheduled every minute, so it starts
+15 s into the window), with the detector's cursor moved back 100k events; the readers and intake
+start as soon as it answers, and the profile (if any) 20 s later. Servers run with
+MALLOC_ARENA_MAX=2, as scripts/serve and the Docker image run them (`KEY=-` in a variant unsets a
+variable), and `bench/syncprobe.py` syncs a small file in the store's directory every 10 ms beside
+each window, to tell the file system's own slow syncs from the server's. `--before DIR` runs
+`serve` from another source tree (the version to compare with), `--variant` runs this tree with
+settings (`http_read_slots=8`, ...) or environment variables in capitals. Rounds take the servers
+in turn, so a change of the machine's load reaches each of them. `--profile S` records S seconds of
+each window with `py-spy record --gil` (PY_SPY, default `py-spy` on PATH): the stacks that held the
+GIL, summed per thread and per innermost frame of our code or of the library it called.
 
 The working copy (`<store>_readers`) is made from the pristine store and dropped at the end;
 the pristine store is only read.
@@ -55,6 +56,7 @@ from bench.scaleload import (
     wrk_intake_until_stopped,
 )
 from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
+from bench.syncprobe import SyncLatency, sync_probe
 from monitor.store.migrate import upgrade
 
 BEFORE = (
@@ -103,6 +105,7 @@ class Window:
     detected: int
     load_start: str
     load_end: str
+    device: SyncLatency | None = None
     profile: str = ""
 
 
@@ -256,6 +259,7 @@ def window(
     with server(command, env, port, log) as s:
         load_start = load_average()
         with (
+            sync_probe(DATA_DIR) as device,
             readers(s.url) as read_results,
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=work
@@ -283,6 +287,7 @@ def window(
         detected=cursor_after - cursor_before,
         load_start=load_start,
         load_end=load_end,
+        device=device[0],
         profile=summarise_profile(out) if profile > 0 else "",
     )
 
@@ -300,9 +305,10 @@ def report(windows: list[Window]) -> str:
     lines = [
         "| store | server | round | intake req/s | p50 ms | p99 ms | max ms | non-2xx "
         "| reads/s | reads p50 ms | reads p99 ms | reads 503 | expired | detected | RSS MiB "
-        "| PSS MiB | serve's own PSS MiB | load avg start → end |",
+        "| PSS MiB | serve's own PSS MiB | device sync max ms (over 100 ms) "
+        "| load avg start → end |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w in windows:
         i, r = w.intake, w.readers
@@ -315,7 +321,7 @@ def report(windows: list[Window]) -> str:
             f"| {w.store} | {w.server} | {w.round} | {i.rate:,.0f} | {i.p50_ms:.2f} | "
             f"{i.p99_ms:.2f} | {i.max_ms:.1f} | {i.status_errors} | {reads} | {w.expired:,} | "
             f"{w.detected:,} | {w.rss_mib:.0f} | {w.pss_mib:.0f} | {w.serve_pss_mib:.0f} | "
-            f"{w.load_start} → {w.load_end} |"
+            f"{w.device.brief() if w.device else '-'} | {w.load_start} → {w.load_end} |"
         )
     profiles = [f"- {w.store}, {w.server}, round {w.round}: {w.profile}" for w in windows]
     return "\n".join([*lines, "", *[p for p in profiles if not p.endswith(": ")]])
@@ -338,6 +344,8 @@ def main(
                                profile=profile, work=work, log=log)  # fmt: skip
                     windows.append(w)
                     print(report([w]).splitlines()[2], flush=True)
+                    if w.device:
+                        print(f"    device: {w.device.line()}", flush=True)
                     if w.profile:
                         print("    " + w.profile, flush=True)
     print(f"end {datetime.now(UTC):%H:%M} UTC, load {load_average()}", flush=True)
