@@ -39,6 +39,7 @@ from bench.scaleload import (
     TOKEN,
     WrkResult,
     bare_command,
+    fill,
     free_port,
     load_average,
     mixed_bodies,
@@ -108,7 +109,7 @@ def writer_alone(url: str, synchronous: str, count: int = 2000) -> str:
     window = Window(utc_now(), timedelta(minutes=10))
     envelopes = [
         parse_envelope(
-            templates[n % len(templates)].replace("__ID__", f"{nonce}-{n}").encode(),
+            fill(templates[n % len(templates)], f"{nonce}-{n}", utc_now()).encode(),
             MEDIA_TYPE,
             window=window,
         )

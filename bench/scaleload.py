@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ function request()
   counter = counter + 1
   local body = templates[(counter % #templates) + 1]
   local id = nonce .. "-" .. tid .. "-" .. counter
-  body = string.gsub(body, "__ID__", id)
+  local sent = os.date("!%Y-%m-%dT%H:%M:%S") .. string.format(".%06dZ", counter % 1000000)
+  body = string.gsub(string.gsub(body, "__ID__", id), "__TIME__", sent)
   return wrk.format("POST", "/v1/notifications", {
     ["Content-Type"] = "%(media_type)s",
     ["Authorization"] = "Bearer " .. token,
@@ -185,9 +187,22 @@ def _captured() -> list[dict[str, Any]]:
 
 
 def _with_placeholders(body: dict[str, Any]) -> str:
+    """The body as a template: each event's id and request id become new per request, and its
+    time the time it is sent (`fill`, or the Lua script), as a registry's events are: a
+    replayed capture's times and request ids would put every insert into the store's
+    time-keyed and request-id indexes at the same few places."""
     for n, event in enumerate(body["events"]):
         event["id"] = f"__ID__-{n}"
+        event["timestamp"] = "__TIME__"
+        if isinstance(event.get("request"), dict):
+            event["request"]["id"] = f"__ID__-{n}-request"
     return json.dumps(body, separators=(",", ":"))
+
+
+def fill(template: str, event_id: str, now: datetime) -> str:
+    """A template of `mixed_bodies` or `push_bodies` made into a body sent at `now`."""
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return template.replace("__ID__", event_id).replace("__TIME__", stamp)
 
 
 def mixed_bodies() -> list[str]:
