@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from bench.intake import FIXTURE
+from bench.quantiles import quantile
 from bench.scaleload import pss_kib, status_kib
 from tests.harness import wait_for_port
 from tests.registry_harness import free_port
@@ -131,8 +131,8 @@ def attack(url: str, stop: threading.Event, statuses: Counter[str], deadline: fl
                 statuses[f"{name} → {response.status_code}"] += 1
 
 
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q * 100) - 1] * 1000
+def quantile_ms(values: list[float], q: float) -> float:
+    return quantile(values, q) * 1000
 
 
 def run(label: str, db_url: str, seconds: float) -> list[str]:
@@ -180,13 +180,14 @@ def run(label: str, db_url: str, seconds: float) -> list[str]:
         hwm = rss_kib(process.pid, "VmHWM")
         under, probe_statuses = probe_result[0]
     rows.append(
-        f"| {label} | alone | {len(alone)} | {quantile(alone, 0.5):.2f} | "
-        f"{quantile(alone, 0.99):.2f} | {max(alone) * 1000:.1f} | {rss_alone / 1024:.0f} | | "
+        f"| {label} | alone | {len(alone)} | {quantile_ms(alone, 0.5):.2f} | "
+        f"{quantile_ms(alone, 0.99):.2f} | {max(alone) * 1000:.1f} | {rss_alone / 1024:.0f} | | "
         f"{pss_alone / 1024:.0f} | {serve_alone / 1024:.0f} |"
     )
     rows.append(
         f"| {label} | under attack ({seconds:.0f} s, {len(idle)} idle sockets) | {len(under)} | "
-        f"{quantile(under, 0.5):.2f} | {quantile(under, 0.99):.2f} | {max(under) * 1000:.1f} | "
+        f"{quantile_ms(under, 0.5):.2f} | {quantile_ms(under, 0.99):.2f} | "
+        f"{max(under) * 1000:.1f} | "
         f"{peak[0] / 1024:.0f} | {hwm / 1024:.0f} | {peak[1] / 1024:.0f} | "
         f"{peak[2] / 1024:.0f} |"
     )

@@ -16,7 +16,6 @@ import concurrent.futures
 import copy
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.quantiles import quantile
 from tests.harness import wait_for_port
 from tests.paths import FIXTURES
 from tests.registry_harness import free_port
@@ -101,10 +101,6 @@ def run(url: str, count: int, concurrency: int) -> tuple[list[float], float]:
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(worker, chunks))
     return latencies, time.perf_counter() - started
-
-
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q * 100) - 1]
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
+from bench.quantiles import quantiles
 from bench.scaleload import (
     MEDIA_TYPE,
     TOKEN,
@@ -91,8 +91,8 @@ def commit_floor(directory: Path, commits: int = 1000) -> tuple[float, float]:
         db.execute("COMMIT")
         times.append(time.perf_counter() - started)
     db.close()
-    q = statistics.quantiles(times[commits:], n=100)
-    return q[49], q[98]
+    p50, p99 = quantiles(times[commits:], [0.5, 0.99])
+    return p50, p99
 
 
 def writer_alone(url: str, synchronous: str, count: int = 2000) -> str:
@@ -129,11 +129,11 @@ def writer_alone(url: str, synchronous: str, count: int = 2000) -> str:
     finally:
         writer.stop()
         engine.dispose()
-    q = statistics.quantiles(times, n=100)
+    p50, p99 = quantiles(times, [0.5, 0.99])
     store = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
     sync = f" synchronous={synchronous}" if store == "SQLite" else ""
     return (
-        f"writer alone, {store}{sync}: p50 {q[49] * 1000:.3f} ms, p99 {q[98] * 1000:.3f} ms, "
+        f"writer alone, {store}{sync}: p50 {p50 * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms, "
         f"CPU {cpu / count * 1000:.3f} ms/notification (load {load_average()})"
     )
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.quantiles import quantiles
 from bench.scalestore import DATA_DIR
 
 INTERVAL_SECONDS = 0.01
@@ -44,18 +45,13 @@ class SyncLatency:
 
     @classmethod
     def of(cls, latencies_ms: list[float]) -> SyncLatency:
-        ms = sorted(latencies_ms) or [0.0]
-        n = len(latencies_ms)
-
-        def at(fraction: float) -> float:
-            return ms[min(int(len(ms) * fraction), len(ms) - 1)]
-
+        p50, p99, p999, most = quantiles(latencies_ms or [0.0], [0.5, 0.99, 0.999, 1.0])
         return cls(
-            syncs=n,
-            p50_ms=at(0.5),
-            p99_ms=at(0.99),
-            p999_ms=at(0.999),
-            max_ms=ms[-1],
+            syncs=len(latencies_ms),
+            p50_ms=p50,
+            p99_ms=p99,
+            p999_ms=p999,
+            max_ms=most,
             over_20=sum(x > 20 for x in latencies_ms),
             over_50=sum(x > 50 for x in latencies_ms),
             over_100=sum(x > 100 for x in latencies_ms),
