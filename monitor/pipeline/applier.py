@@ -193,26 +193,26 @@ class IntakeApplier:
             return 0
 
     def _apply_waiting(self) -> bool:
-        """Applies batches while they come full, until a batch is not (True) or the store
-        fails (False). After a batch that was not full, what arrived while it was applied
+        """Applies batches while more waited than each took, until one took all that waited
+        (True) or the store fails (False). What arrived while that last batch was applied
         waits for the next gathering: fetched at once, it made a batch of the few bodies of
         that moment, and at one registry's serial pace the process spent as much CPU on
         batches of a few bodies as `serve` on answering them."""
         while not self._stopping.is_set():
             now = self._clock()
             try:
-                items = self._inbox.fetch(self._batch_bodies, now)
+                batch = self._inbox.fetch(self._batch_bodies, now)
             except Exception as exc:
                 self._metrics.store_errors.labels(operation="inbox").inc()
                 log.error("intake inbox read failed", error=type(exc).__name__, detail=str(exc))
                 return False
-            if not items:
+            if not batch.items:
                 return True
             try:
-                self._apply(items, now)
+                self._apply(batch.items, now)
             except StoreUnavailable:
                 return False  # the writer has logged and counted it; the bodies stay
-            if len(items) < self._batch_bodies:
+            if not batch.more:
                 return True
         return True
 

@@ -44,6 +44,17 @@ class InboxItem:
     body: bytes
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """A batch of bodies to apply. `more`: when they were fetched the inbox held bodies beyond
+    them (the batch was cut at its `limit` or at BATCH_BYTES), so the applier fetches again at
+    once; otherwise it was all that waited, and what comes meanwhile waits for the next
+    gathering."""
+
+    items: list[InboxItem]
+    more: bool
+
+
 class Inbox(Protocol):
     """What intake, the applier and readiness use; built by `make_inbox`."""
 
@@ -66,7 +77,7 @@ class Inbox(Protocol):
         """Bodies the applier would fetch now, counted up to `limit` (a query, on the
         applier's thread)."""
 
-    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+    def fetch(self, limit: int, now: datetime) -> Fetched:
         """The next bodies to apply, oldest first, at most `limit` and BATCH_BYTES of them
         (at least one): large bodies never make a batch that does not fit in memory."""
 
@@ -103,6 +114,12 @@ class Pending:
                 future.set_result(None)
             else:
                 future.set_exception(error)
+
+
+def fetched(items: list[InboxItem], sizes: Sequence[tuple[int, int]], limit: int) -> Fetched:
+    """`items`, the bodies `sizes` (the first `limit` waiting, by id) held within BATCH_BYTES:
+    more waited if `sizes` was cut at `limit` or if `items` stop short of it."""
+    return Fetched(items, len(sizes) >= limit or len(items) < len(sizes))
 
 
 def within_bytes(sizes: Sequence[tuple[int, int]], limit: int = BATCH_BYTES) -> int | None:

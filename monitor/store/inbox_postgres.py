@@ -15,7 +15,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from monitor.store.engine import SessionFactory
-from monitor.store.inbox import ORPHAN_AFTER, InboxItem, Pending, unavailable, within_bytes
+from monitor.store.inbox import (
+    ORPHAN_AFTER,
+    Fetched,
+    InboxItem,
+    Pending,
+    fetched,
+    unavailable,
+    within_bytes,
+)
 from monitor.store.schema import IntakeInboxRow
 
 _APPEND = (
@@ -113,7 +121,7 @@ class PostgresInbox:
         with self._session_factory() as session:
             return int(session.execute(select(func.count()).select_from(mine)).scalar_one())
 
-    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+    def fetch(self, limit: int, now: datetime) -> Fetched:
         table = IntakeInboxRow.__table__
         with self._session_factory() as session:
             sizes = session.execute(
@@ -124,7 +132,7 @@ class PostgresInbox:
             ).all()
             last = within_bytes([(row[0], row[1]) for row in sizes])
             if last is None:
-                return []
+                return Fetched([], more=False)
             rows = session.execute(
                 select(
                     table.c.id,
@@ -136,7 +144,7 @@ class PostgresInbox:
                 .where(self._mine(now), table.c.id <= last)
                 .order_by(table.c.id)
             ).all()
-        return [
+        items = [
             InboxItem(
                 id=row.id,
                 received_at=row.received_at,
@@ -146,6 +154,7 @@ class PostgresInbox:
             )
             for row in rows
         ]
+        return fetched(items, sizes, limit)
 
     def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
         session.execute(

@@ -21,8 +21,10 @@ from monitor.store.engine import SessionFactory
 from monitor.store.inbox import (
     DELETE_PER_APPEND,
     SQLITE_INBOX,
+    Fetched,
     InboxItem,
     Pending,
+    fetched,
     unavailable,
     within_bytes,
 )
@@ -207,7 +209,7 @@ class SqliteInbox:
         ).fetchone()
         return int(row[0])
 
-    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+    def fetch(self, limit: int, now: datetime) -> Fetched:
         assert self._reader is not None, "open() first"
         sizes = self._reader.execute(
             "SELECT id, length(body) FROM intake_inbox WHERE id > ? ORDER BY id LIMIT ?",
@@ -215,13 +217,13 @@ class SqliteInbox:
         ).fetchall()
         last = within_bytes(sizes)
         if last is None:
-            return []
+            return Fetched([], more=False)
         rows = self._reader.execute(
             "SELECT id, received_at, content_type, remote_ip, body FROM intake_inbox"
             " WHERE id > ? AND id <= ? ORDER BY id",
             (self._applied_id, last),
         ).fetchall()
-        return [
+        items = [
             InboxItem(
                 id=row[0],
                 received_at=datetime.fromtimestamp(row[1], UTC),
@@ -231,6 +233,7 @@ class SqliteInbox:
             )
             for row in rows
         ]
+        return fetched(items, sizes, limit)
 
     def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
         session.execute(

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.observability.metrics import make_metrics
 from monitor.pipeline.applier import IntakeApplier
-from monitor.store.inbox import InboxItem
+from monitor.store.inbox import Fetched, InboxItem
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 GATHER = 0.2
@@ -29,6 +29,7 @@ class ListInbox:
         self.next_id = 1
         self.lock = threading.Lock()
         self.woken: Callable[[], None] = lambda: None
+        self.cut = 1_000_000
 
     def put(self, count: int) -> None:
         with self.lock:
@@ -46,10 +47,12 @@ class ListInbox:
     def waiting(self, limit: int, now: datetime) -> int:
         return min(self.backlog(), limit)
 
-    def fetch(self, limit: int, now: datetime) -> list[InboxItem]:
+    def fetch(self, limit: int, now: datetime) -> Fetched:
+        """At most `limit`, and at most `cut` (standing for the byte bound of large bodies)."""
         with self.lock:
-            items, self.waiting_items = self.waiting_items[:limit], self.waiting_items[limit:]
-            return items
+            taken = min(limit, self.cut)
+            items, self.waiting_items = self.waiting_items[:taken], self.waiting_items[taken:]
+            return Fetched(items, more=bool(self.waiting_items))
 
     def record_applied(self, session: Any, items: Sequence[InboxItem], now: datetime) -> None:
         pass
@@ -74,7 +77,9 @@ class CommittingWriter:
         return done
 
 
-def applied_batches(inbox: ListInbox, writer: CommittingWriter, batch_bodies: int) -> list[Any]:
+def applied_batches(
+    inbox: ListInbox, writer: CommittingWriter, batch_bodies: int, gather: float = GATHER
+) -> list[Any]:
     """(size, when) of each batch applied after one wake-up, until the inbox is empty."""
     batches: list[tuple[int, float]] = []
     applier = IntakeApplier(
@@ -85,7 +90,7 @@ def applied_batches(inbox: ListInbox, writer: CommittingWriter, batch_bodies: in
         skew=timedelta(minutes=5),
         max_events=100,
         batch_bodies=batch_bodies,
-        gather_seconds=GATHER,
+        gather_seconds=gather,
         on_applied=lambda items: batches.append((len(items), time.monotonic())),
     )
     inbox.woken = applier.wake
@@ -114,3 +119,13 @@ def test_full_batches_are_applied_one_after_another_until_one_is_not() -> None:
 
     assert [size for size, _ in batches] == [2, 2, 1]
     assert inbox.backlog() == 0
+
+
+def test_batches_cut_by_their_bytes_are_applied_one_after_another() -> None:
+    inbox = ListInbox()
+    inbox.cut = 2
+    inbox.put(5)
+    batches = applied_batches(inbox, CommittingWriter(), 5, gather=2.0)
+
+    assert [size for size, _ in batches] == [2, 2, 1]
+    assert batches[-1][1] - batches[0][1] < 2.0  # no gathering between them

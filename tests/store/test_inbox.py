@@ -348,8 +348,8 @@ class TestBatchBytes:
         assert 3 == within_bytes([(1, 4), (2, 3), (3, 3), (4, 1)], 10)
 
     def test_large_bodies_are_fetched_a_few_at_a_time(self, db_url: str, tmp_path: Path) -> None:
-        """Three bodies of 3 MiB wait: the applier fetches two (6 MiB within BATCH_BYTES), then
-        the third, never the 9 MiB at once."""
+        """Three bodies of 3 MiB wait: the applier fetches two (6 MiB within BATCH_BYTES), told
+        that more wait, then the third, told that it was the last, never the 9 MiB at once."""
         settings = make_settings(db_url, tmp_path)
         services = build_services(settings, registry=CollectorRegistry(), migrate=True)
         services.writer.start()
@@ -361,12 +361,29 @@ class TestBatchBytes:
             now = datetime.now(UTC)
             first = services.inbox.fetch(256, now)
             services.writer.submit(
-                [], [], also=lambda session: services.inbox.record_applied(session, first, now)
+                [],
+                [],
+                also=lambda session: services.inbox.record_applied(session, first.items, now),
             ).result()
-            services.inbox.applied(first)
+            services.inbox.applied(first.items)
             second = services.inbox.fetch(256, now)
         finally:
             services.inbox.close()
             services.writer.stop()
             services.engine.dispose()
-        assert (2, 1) == (len(first), len(second))
+        assert (2, True) == (len(first.items), first.more)
+        assert (1, False) == (len(second.items), second.more)
+
+    def test_a_batch_cut_at_its_limit_says_more_wait(self, db_url: str, tmp_path: Path) -> None:
+        settings = make_settings(db_url, tmp_path)
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.inbox.open()  # no applier: fetched by hand below
+        try:
+            append(services, body(1), body(2), body(3))
+            now = datetime.now(UTC)
+            cut, whole = services.inbox.fetch(2, now), services.inbox.fetch(4, now)
+        finally:
+            services.inbox.close()
+            services.engine.dispose()
+        assert (2, True) == (len(cut.items), cut.more)
+        assert (3, False) == (len(whole.items), whole.more)
