@@ -75,10 +75,14 @@ the state saved with them); judging a 200k backlog of the 10M-event store, passe
 judged 11,434 (SQLite) and 10,049 (PostgreSQL) events a second against 9,696 and 7,036 with
 passes of 4,000."""
 
-SLICE_EVENTS = 4_000
+SLICE_EVENTS = 1_000
 """Events a pass reads and judges at a time, each slice let go before the next is read (the
-sweep and the save once a pass), so a pass of 16,000 holds a quarter of its events at once
-(traced over 100k events of `bench.scale`'s store: 15.3 MiB at most with slices of 4,000)."""
+sweep and the save once a pass), so a pass of 16,000 holds a sixteenth of its events at once.
+What a slice allocates stays with the process after the catch-up: Python's allocator keeps an
+arena (1 MiB) while one object of the state made meanwhile lives in it. Over the last 100k
+events of `bench.scale`'s 10M stores, one process grew by 15.8 (PostgreSQL) and 15.9-17.0 MiB
+(SQLite) with slices of 4,000, by 10.8 and 12.1 with slices of 1,000, in the same time
+(3.6-4.3 s); slices of 250 saved another 1.6 MiB."""
 
 Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 
