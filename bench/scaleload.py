@@ -144,11 +144,21 @@ def pss_kib(pid: int, *, alone: bool = False) -> int:
     each."""
     total = 0
     for one in [pid] if alone else family(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            total += rollup_kib(one)["Pss"]
     return total
+
+
+def rollup_kib(pid: int) -> dict[str, int]:
+    """The sizes of /proc/PID/smaps_rollup in KiB, by name (`Rss`, `Pss`, …); OSError when the
+    process ended."""
+    sizes = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields = value.split()
+        if len(fields) == 2 and fields[1] == "kB":
+            sizes[key] = int(fields[0])
+    return sizes
 
 
 ROLES = {0: "serve", 10: "applier", 15: "reads"}
@@ -173,13 +183,9 @@ def members(pid: int) -> list[Member]:
     that ended meanwhile is left out."""
     out = []
     for one in family(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
+        with contextlib.suppress(OSError, IndexError, KeyError, ValueError):
             nice = int(Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()[16])
-            sizes = {}
-            for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("Rss", "Pss"):
-                    sizes[key] = int(value.split()[0])
+            sizes = rollup_kib(one)
             role = "serve" if one == pid else ROLES.get(nice, str(one))
             out.append(Member(one, role, sizes["Rss"], sizes["Pss"]))
     return out
