@@ -86,25 +86,31 @@ def tag_moved(event: Event, state: DetectorState, at: datetime, ctx: RuleContext
         or not _protected(ctx, event.tag)
     ):
         return []
-    key = f"{event.repository}:{event.tag}"
-    previous = state.tags.get(key)
-    state.tags[key] = event.digest
+    tags = state.tags.setdefault(event.repository, {})
+    previous = tags.get(event.tag)
+    tags[event.tag] = event.digest
     if event.action is not Action.PUSH or previous is None or previous == event.digest:
         return []
     summary = (
-        f"protected tag {key} moved from {previous} to {event.digest} "
+        f"protected tag {event.repository}:{event.tag} moved from {previous} to {event.digest} "
         f"by {event.actor or 'an anonymous client'}"
     )
     return _single(event, at, ctx, summary)
 
 
 def _forget(state: DetectorState, event: Event) -> None:
+    """A tag deleted, or a manifest deleted by digest (with the tags of its repository that
+    point at it)."""
+    tags = state.tags.get(event.repository or "")
+    if tags is None:
+        return
     if event.tag:
-        state.tags.pop(f"{event.repository}:{event.tag}", None)
-    elif event.digest and event.digest in state.tags.values():
-        prefix = f"{event.repository}:"
-        for key in [k for k, v in state.tags.items() if k.startswith(prefix) and v == event.digest]:
-            del state.tags[key]
+        tags.pop(event.tag, None)
+    elif event.digest and event.digest in tags.values():
+        for tag in [t for t, digest in tags.items() if digest == event.digest]:
+            del tags[tag]
+    if not tags:
+        del state.tags[event.repository or ""]
 
 
 def delete_outside_cleanup(

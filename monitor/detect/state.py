@@ -19,7 +19,9 @@ import orjson
 
 from monitor.errors import ParseError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 saves the protected tags by repository (`{repository: {tag: digest}}`); version 1
+saved them flat (`{"<repository>:<tag>": digest}`), and is still read."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Entry = tuple[int, str]
@@ -104,7 +106,9 @@ class DetectorState:
     distinct: dict[str, dict[str, Entry]] = dataclasses.field(default_factory=dict)
     volumes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     baselines: dict[str, Baseline] = dataclasses.field(default_factory=dict)
-    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    """Protected tags' digests by repository and tag (rule `tag_moved`): a manifest deleted by
+    digest looks through its repository's tags only. Saved flat, `<repository>:<tag>`."""
     incidents: dict[str, Incident] = dataclasses.field(default_factory=dict)
 
 
@@ -230,7 +234,7 @@ def copy_state(state: DetectorState) -> DetectorState:
         distinct={k: dict(v) for k, v in state.distinct.items()},
         volumes={k: dict(v) for k, v in state.volumes.items()},
         baselines={a: _copy_baseline(b) for a, b in state.baselines.items()},
-        tags=dict(state.tags),
+        tags={repository: dict(tags) for repository, tags in state.tags.items()},
         incidents={
             f: dataclasses.replace(i, evidence=list(i.evidence)) for f, i in state.incidents.items()
         },
@@ -276,8 +280,9 @@ def state_from_json(text: str) -> DetectorState:
     """The state saved by `state_to_json`; ParseError when it is not one."""
     try:
         document = orjson.loads(text)
-        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
-            raise ValueError(f"expected a version {STATE_VERSION} detector state")
+        version = document.get("version") if isinstance(document, dict) else None
+        if type(version) is not int or version not in (1, STATE_VERSION):
+            raise ValueError(f"expected a version 1 or {STATE_VERSION} detector state")
         return _from_document(document)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ParseError("detector_state", f"invalid detector state: {exc}") from exc
@@ -288,6 +293,27 @@ def _entry(value: Any) -> Entry:
     if not isinstance(at, int) or not isinstance(event_id, str):
         raise TypeError("a window entry is [microseconds, event id]")
     return (at, event_id)
+
+
+def _tags(document: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The protected tags by repository, as version 2 saves them or from version 1's flat
+    `<repository>:<tag>` keys (a repository's name has no colon)."""
+    saved = document["tags"]
+    if document["version"] != 1:
+        return {str(r): {str(t): _digest(d) for t, d in tags.items()} for r, tags in saved.items()}
+    tags: dict[str, dict[str, str]] = {}
+    for key, digest in saved.items():
+        repository, colon, tag = key.partition(":")
+        if not colon:
+            raise ValueError(f"a version 1 tag is saved as <repository>:<tag>, not {key!r}")
+        tags.setdefault(repository, {})[tag] = _digest(digest)
+    return tags
+
+
+def _digest(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a tag's digest is a string")
+    return value
 
 
 def _from_document(document: dict[str, Any]) -> DetectorState:
@@ -304,7 +330,7 @@ def _from_document(document: dict[str, Any]) -> DetectorState:
             )
             for actor, b in document["baselines"].items()
         },
-        tags={str(k): str(v) for k, v in document["tags"].items()},
+        tags=_tags(document),
         incidents={
             f: Incident(
                 rule=str(i["rule"]),

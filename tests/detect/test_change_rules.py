@@ -193,6 +193,16 @@ class TestTagMoved:
         expected: list[object] = []
         assert expected == run_rule("tag_moved", events)
 
+    def test_a_manifest_delete_elsewhere_forgets_nothing_here(self):
+        """The same digest deleted in another repository leaves this one's tags remembered."""
+        events = [
+            self.manifest_push(0, "v1", D1),
+            delete(seconds=1, digest=D1, repository="other/app"),
+            self.manifest_push(2, "v1", D2),
+        ]
+        expected = [("critical", (("repository", "team/app"), ("tag", "v1")), 1)]
+        assert expected == run_rule("tag_moved", events)
+
     def test_allow_listed_pushes_still_update_the_digest(self):
         """A release bot on the allow-list moves tags silently, and its digest is remembered."""
         options = {"allow": {"users": ["release-bot"]}}

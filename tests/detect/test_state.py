@@ -42,9 +42,30 @@ class TestStateJson:
         saved by earlier versions and by this one compare and load the same."""
         detector = Detector(default_detect_config(), Roles())
         _, state = detector.process(scenario_events(), DetectorState(), BASE_TIME)
-        document = {"version": 1, **dataclasses.asdict(state)}
+        assert state.tags  # the capture pushes protected tags
+        document = {"version": 2, **dataclasses.asdict(state)}
         expected = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         assert expected == state_to_json(state)
+
+    def test_protected_tags_are_kept_by_repository(self):
+        """Version 2 saves the protected tags by repository, so a manifest deleted by digest is
+        looked for among its repository's tags only; version 1 saved them flat, and loads."""
+        flat = {"team/app:v1": "sha256:aa", "team/app:v2": "sha256:bb", "other:1.0": "sha256:aa"}
+        by_repository = {
+            "team/app": {"v1": "sha256:aa", "v2": "sha256:bb"},
+            "other": {"1.0": "sha256:aa"},
+        }
+        version_1 = (
+            state_to_json(DetectorState())
+            .replace('"version":2', '"version":1')
+            .replace('"tags":{}', f'"tags":{json.dumps(flat)}')
+        )
+
+        state = state_from_json(version_1)
+
+        assert state.tags == by_repository
+        assert json.loads(state_to_json(state))["tags"] == by_repository
+        assert state == state_from_json(state_to_json(state))
 
     def test_a_copy_is_equal_and_independent(self):
         """copy_state equals a deep copy, and changing every container of the copy leaves the
@@ -60,7 +81,9 @@ class TestStateJson:
             distinct["x"] = (0, "x")
         for volume in copied.volumes.values():
             volume["x"] = 1
-        copied.tags["x"] = "x"
+        copied.tags["x"] = {"x": "x"}
+        for tags in copied.tags.values():
+            tags["x"] = "x"
         for baseline in copied.baselines.values():
             baseline.addresses["x"] = 0
         for incident in copied.incidents.values():
@@ -73,11 +96,31 @@ class TestStateJson:
             "",
             "[]",
             '{"version": 99}',
+            '{"version": true}',
             '{"version": 1}',
             '{"version":1,"counts":{"k":[["x","y"]]},"distinct":{},"volumes":{},'
             '"baselines":{},"tags":{},"incidents":{}}',
+            '{"version":1,"counts":{},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{"v1":"sha256:aa"},"incidents":{}}',
+            '{"version":1,"counts":{},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{"app:v1":7},"incidents":{}}',
+            '{"version":2,"counts":{},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{"app:v1":"sha256:aa"},"incidents":{}}',
+            '{"version":2,"counts":{},"distinct":{},"volumes":{},'
+            '"baselines":{},"tags":{"app":{"v1":7}},"incidents":{}}',
         ],
-        ids=["empty", "list", "version", "missing-keys", "bad-entry"],
+        ids=[
+            "empty",
+            "list",
+            "version",
+            "version-bool",
+            "missing-keys",
+            "bad-entry",
+            "v1-tag-key",
+            "v1-tag-digest",
+            "v2-flat-tags",
+            "v2-tag-digest",
+        ],
     )
     def test_invalid(self, text):
         """Anything but a saved state is a ParseError."""
