@@ -108,7 +108,7 @@ class DetectorState:
     baselines: dict[str, Baseline] = dataclasses.field(default_factory=dict)
     tags: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """Protected tags' digests by repository and tag (rule `tag_moved`): a manifest deleted by
-    digest looks through its repository's tags only. Saved flat, `<repository>:<tag>`."""
+    digest looks through its repository's tags only. Saved so since version 2 of the state."""
     incidents: dict[str, Incident] = dataclasses.field(default_factory=dict)
 
 
