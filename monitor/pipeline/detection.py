@@ -77,12 +77,9 @@ passes of 4,000."""
 
 SLICE_EVENTS = 1_000
 """Events a pass reads and judges at a time, each slice let go before the next is read (the
-sweep and the save once a pass), so a pass of 16,000 holds a sixteenth of its events at once.
-What a slice allocates stays with the process after the catch-up: Python's allocator keeps an
-arena (1 MiB) while one object of the state made meanwhile lives in it. Over the last 100k
-events of `bench.scale`'s 10M stores, one process grew by 15.8 (PostgreSQL) and 15.9-17.0 MiB
-(SQLite) with slices of 4,000, by 10.8 and 12.1 with slices of 1,000, in the same time
-(3.6-4.3 s); slices of 250 saved another 1.6 MiB."""
+sweep and the save once a pass). What slices allocate stays with the process: pymalloc keeps a
+1 MiB arena while one object made meanwhile lives in it. Over 100k events of `bench.scale`'s
+stores one process grew by 10.8-12.1 MiB with slices of 1,000, 15.8-17.0 with 4,000."""
 
 Transact = Callable[[Callable[[Session], "DetectionReport"]], "DetectionReport"]
 

@@ -295,7 +295,7 @@ class DetectSettings:
     interval_seconds: float = setting(
         1.0,
         "Seconds between detection passes once caught up; while behind, back to back, of 1,000 to "
-        "16,000 events (4,000 with `notifications.applier: thread`), each read 4,000 at a time.",
+        "16,000 events (4,000 with `notifications.applier: thread`), each read 1,000 at a time.",
     )
     allow_cidrs: list[str] = setting(
         [],
