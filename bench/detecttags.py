@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import time
 from datetime import timedelta
+from typing import Any
 
 from monitor.detect.config import default_detect_config
 from monitor.detect.engine import Detector
@@ -28,33 +29,36 @@ def digest(n: int) -> str:
     return "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
 
 
+def manifest_event(action: Action, n: int, repositories: int, at_ms: int, **fields: Any) -> Event:
+    """The `n`th event on a manifest, in one of `repositories`, `at_ms` after BASE_TIME."""
+    return make_event(
+        action=action,
+        http_method="PUT" if action is Action.PUSH else "DELETE",
+        target_kind=TargetKind.MANIFEST,
+        repository=f"team-{n % repositories:04d}/app",
+        occurred_at=BASE_TIME + timedelta(milliseconds=at_ms),
+        **fields,
+    )
+
+
 def pushes(tags: int, repositories: int) -> list[Event]:
     return [
-        make_event(
-            action=Action.PUSH,
-            http_method="PUT",
-            target_kind=TargetKind.MANIFEST,
-            repository=f"team-{n % repositories:04d}/app",
-            tag=f"v{n}",
-            digest=digest(n),
-            occurred_at=BASE_TIME + timedelta(milliseconds=n),
-        )
+        manifest_event(Action.PUSH, n, repositories, n, tag=f"v{n}", digest=digest(n))
         for n in range(tags)
     ]
 
 
 def deletes(count: int, repositories: int, after: int) -> list[Event]:
-    start = BASE_TIME + timedelta(milliseconds=after)
+    """Deletes by digest of manifests no tag points at (a cleanup's untagged ones)."""
     return [
-        make_event(
-            action=Action.DELETE,
-            http_method="DELETE",
-            target_kind=TargetKind.MANIFEST,
-            repository=f"team-{n % repositories:04d}/app",
+        manifest_event(
+            Action.DELETE,
+            n,
+            repositories,
+            after + n,
             tag=None,
             digest=digest(10**9 + n),
             actor="cleanup-bot",
-            occurred_at=start + timedelta(milliseconds=n),
         )
         for n in range(count)
     ]
