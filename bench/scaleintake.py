@@ -74,7 +74,7 @@ class Run:
             f"{r.rate:,.0f}/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} max {r.max_ms:.1f} ms | "
             f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
             f"PSS {row.pss_mib:.0f} MiB (serve {row.serve_pss_mib:.0f}) | "
-            f"disk's sync p99 {_disk(row)} ms | load {row.uptime} {row.note}",
+            f"disk's sync p99 / max {_disk(row)} ms | load {row.uptime} {row.note}",
             flush=True,
         )
 
