@@ -127,6 +127,7 @@ class IntakeApplier:
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         self._busy = False
+        self._behind = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -146,6 +147,11 @@ class IntakeApplier:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def behind(self) -> bool:
+        """True from a fetch that left bodies waiting (more than a batch takes) until a batch
+        takes all that waits: what expiry gives way to (`housekeeping.rest_giving_way`)."""
+        return self._behind
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every body appended so far is applied; False if `timeout` passed first."""
@@ -206,6 +212,7 @@ class IntakeApplier:
                 self._metrics.store_errors.labels(operation="inbox").inc()
                 log.error("intake inbox read failed", error=type(exc).__name__, detail=str(exc))
                 return False
+            self._behind = batch.more
             if not batch.items:
                 return True
             try:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -100,6 +101,7 @@ def run(connection: Connection) -> None:
         writer=writer,
         metrics=metrics,
         stopping=stopping,
+        intake_behind=applier.behind,
     )
     runner = None
     if jobs:
@@ -150,6 +152,7 @@ def child_jobs(
     writer: StoreWriter,
     metrics: Metrics,
     stopping: threading.Event,
+    intake_behind: Callable[[], bool] | None = None,
 ) -> list[Job]:
     """The jobs of `serve`'s table that `config` hands to this process, built as `serve` builds
     them but on this process's store writer (detection with the larger passes of
@@ -179,7 +182,15 @@ def child_jobs(
         )
         jobs.append(follow_logs_job(follow, poll_seconds=config.logs.poll_seconds))
     if config.retention is not None:
-        jobs.append(expire_job(writer.transact, config.retention, clock=utc_now, stopping=stopping))
+        jobs.append(
+            expire_job(
+                writer.transact,
+                config.retention,
+                clock=utc_now,
+                stopping=stopping,
+                intake_behind=intake_behind,
+            )
+        )
     if config.reconcile is not None:
         jobs.append(
             reconcile_job(

@@ -106,19 +106,53 @@ def expire(
     return removed.removed
 
 
+GIVE_WAY_SECONDS = 10.0
+"""After a batch, expiry waits at most this long more while intake's applier is behind: the
+batches share the store's writes with the applier, and an inbox that fills answers the
+registry `503`. Expiry still removes a batch every 10 s or so under a flood of notifications."""
+
+
+def rest_giving_way(
+    stopping: threading.Event,
+    intake_behind: Callable[[], bool] | None,
+    *,
+    most: float = GIVE_WAY_SECONDS,
+    poll: float = 0.05,
+) -> Callable[[float], bool]:
+    """`expire`'s rest: the batch's own time, then, while `intake_behind()` says more
+    notifications wait than the applier takes at once, up to `most` seconds more (looked at
+    every `poll`). True when `stopping` was set meanwhile."""
+
+    def rest(seconds: float) -> bool:
+        if stopping.wait(seconds):
+            return True
+        if intake_behind is None:
+            return False
+        deadline = time.monotonic() + most
+        while intake_behind() and time.monotonic() < deadline:
+            if stopping.wait(poll):
+                return True
+        return False
+
+    return rest
+
+
 def expire_job(
     transact: Transact,
     retention: RetentionSettings,
     *,
     clock: Clock,
     stopping: threading.Event,
+    intake_behind: Callable[[], bool] | None = None,
 ) -> Job:
     """The `expire-events` job: `expire` at the times of `retention.schedule`, through
-    `transact` (the writer of the process that runs it), ending between two batches once
-    `stopping` is set."""
+    `transact` (the writer of the process that runs it), giving way to intake while
+    `intake_behind()` (`rest_giving_way`), ending between two batches once `stopping` is
+    set."""
+    rest = rest_giving_way(stopping, intake_behind)
 
     def run() -> None:
-        expire(transact, now=clock(), days=retention.events_days, rest=stopping.wait)
+        expire(transact, now=clock(), days=retention.events_days, rest=rest)
 
     return Job("expire-events", run, cron=retention.schedule)
 

@@ -36,6 +36,7 @@ import structlog
 from monitor.audit.model import check_ids
 from monitor.audit.probe import LiveProbe
 from monitor.observability.collectors import TAG_GAUGES_SECONDS
+from monitor.pipeline.applier import BATCH_BODIES
 from monitor.pipeline.audit import audit_job, sources_from
 from monitor.pipeline.cleanup_jobs import cleanup_job, wanted_cleanup_jobs
 from monitor.pipeline.cleanup_summary import outbox_sender
@@ -103,6 +104,7 @@ def job_table(services: Services, *, stopping: threading.Event) -> tuple[Job, ..
                 settings.retention,
                 clock=services.clock,
                 stopping=stopping,
+                intake_behind=lambda: services.inbox.backlog() > BATCH_BODIES,
             )
         )
     rows.extend(

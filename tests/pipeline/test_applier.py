@@ -129,3 +129,31 @@ def test_batches_cut_by_their_bytes_are_applied_one_after_another() -> None:
 
     assert [size for size, _ in batches] == [2, 2, 1]
     assert batches[-1][1] - batches[0][1] < 2.0  # no gathering between them
+
+
+def test_the_applier_is_behind_while_its_batches_are_cut_short() -> None:
+    """`behind()` (what expiry gives way to) holds from a fetch that left bodies waiting until
+    a batch takes all that waits."""
+    inbox = ListInbox()
+    inbox.put(5)
+    seen: list[bool] = []
+    applier = IntakeApplier(
+        inbox,  # type: ignore[arg-type]
+        CommittingWriter(),  # type: ignore[arg-type]
+        metrics=make_metrics(CollectorRegistry()),
+        clock=lambda: NOW,
+        skew=timedelta(minutes=5),
+        max_events=100,
+        batch_bodies=2,
+        gather_seconds=0.0,
+        on_applied=lambda items: seen.append(applier.behind()),
+    )
+    assert applier.behind() is False
+    applier.start()
+    try:
+        applier.wake()
+        assert applier.drain(timeout=10)
+    finally:
+        applier.stop()
+    assert [True, True, False] == seen
+    assert applier.behind() is False

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from monitor.pipeline.housekeeping import expire
+from monitor.pipeline.housekeeping import expire, rest_giving_way
 from monitor.pipeline.jobs import job_table
 from monitor.runtime import Services
 from monitor.settings import Settings
@@ -67,6 +68,46 @@ class TestExpiryStops:
         removed = expire(filled.writer.transact, now=NOW, days=1, batch=20, rest=resting)
         assert (STORED, 0, 2) == (removed, stored(filled), len(rests))
         assert all(0 < seconds <= 1.0 for seconds in rests)
+
+
+class TestExpiryGivesWayToIntake:
+    """After each batch, expiry rests as long as the batch took, then waits, up to a bound,
+    while intake's applier is behind (the inbox would fill and answer the registry 503)."""
+
+    def test_with_intake_keeping_up_it_rests_the_batch_time_only(self) -> None:
+        rest = rest_giving_way(threading.Event(), lambda: False, most=5.0)
+        started = time.monotonic()
+        assert rest(0.05) is False
+        assert 0.05 <= time.monotonic() - started < 1.0
+
+    def test_it_waits_until_intake_has_caught_up(self) -> None:
+        caught_up_at = time.monotonic() + 0.3
+        rest = rest_giving_way(
+            threading.Event(), lambda: time.monotonic() < caught_up_at, most=5.0, poll=0.01
+        )
+        assert rest(0.0) is False
+        assert caught_up_at <= time.monotonic() < caught_up_at + 1.0
+
+    def test_it_waits_no_longer_than_its_bound(self) -> None:
+        rest = rest_giving_way(threading.Event(), lambda: True, most=0.2, poll=0.01)
+        started = time.monotonic()
+        assert rest(0.0) is False
+        assert 0.2 <= time.monotonic() - started < 1.5
+
+    def test_a_stop_ends_the_wait(self) -> None:
+        stopping = threading.Event()
+        threading.Timer(0.1, stopping.set).start()
+        rest = rest_giving_way(stopping, lambda: True, most=30.0, poll=0.01)
+        started = time.monotonic()
+        assert rest(0.0) is True
+        assert time.monotonic() - started < 5.0
+
+    def test_a_batch_every_bound_under_a_flood(self, filled: Services) -> None:
+        """With intake behind all along, expiry still removes every due event, a batch after
+        each wait."""
+        rest = rest_giving_way(threading.Event(), lambda: True, most=0.05, poll=0.01)
+        removed = expire(filled.writer.transact, now=NOW, days=1, batch=20, rest=rest)
+        assert (STORED, 0) == (removed, stored(filled))
 
 
 class TestExpireJob:
