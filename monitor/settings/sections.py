@@ -208,10 +208,9 @@ class InputSettings:
 class RetentionSettings:
     events_days: int = setting(
         180,
-        "Raw events older than this many days are deleted, 500 at a time, the job resting as "
-        "long as each batch took, and up to 10 s more while notifications wait to be applied "
-        "(more than a batch of 256); per-tag state and daily roll-ups (`GET /v1/stats/daily`) "
-        "are kept.",
+        "Raw events older than this many days are deleted, 500 at a time, resting as long as "
+        "each batch took, up to 10 s more while over 256 notifications wait to be applied; "
+        "per-tag state and daily roll-ups (`GET /v1/stats/daily`) are kept.",
     )
     schedule: str = setting(
         "17 3 * * *", "Cron (UTC, 5 fields) of the expiry of raw events; empty: never."
