@@ -77,11 +77,13 @@ class CommittingWriter:
         return done
 
 
-def applied_batches(
-    inbox: ListInbox, writer: CommittingWriter, batch_bodies: int, gather: float = GATHER
-) -> list[Any]:
-    """(size, when) of each batch applied after one wake-up, until the inbox is empty."""
-    batches: list[tuple[int, float]] = []
+def make_applier(
+    inbox: ListInbox,
+    writer: CommittingWriter,
+    batch_bodies: int,
+    gather: float,
+    on_applied: Callable[[list[InboxItem]], None],
+) -> IntakeApplier:
     applier = IntakeApplier(
         inbox,  # type: ignore[arg-type]
         writer,  # type: ignore[arg-type]
@@ -91,15 +93,36 @@ def applied_batches(
         max_events=100,
         batch_bodies=batch_bodies,
         gather_seconds=gather,
-        on_applied=lambda items: batches.append((len(items), time.monotonic())),
+        on_applied=on_applied,
     )
     inbox.woken = applier.wake
+    return applier
+
+
+def apply_until_empty(applier: IntakeApplier) -> None:
+    """One wake-up, then every batch until the inbox is empty."""
     applier.start()
     try:
         applier.wake()
         assert applier.drain(timeout=10)
     finally:
         applier.stop()
+
+
+def applied_batches(
+    inbox: ListInbox, writer: CommittingWriter, batch_bodies: int, gather: float = GATHER
+) -> list[Any]:
+    """(size, when) of each batch applied after one wake-up, until the inbox is empty."""
+    batches: list[tuple[int, float]] = []
+    apply_until_empty(
+        make_applier(
+            inbox,
+            writer,
+            batch_bodies,
+            gather,
+            lambda items: batches.append((len(items), time.monotonic())),
+        )
+    )
     return batches
 
 
@@ -137,23 +160,10 @@ def test_the_applier_is_behind_while_its_batches_are_cut_short() -> None:
     inbox = ListInbox()
     inbox.put(5)
     seen: list[bool] = []
-    applier = IntakeApplier(
-        inbox,  # type: ignore[arg-type]
-        CommittingWriter(),  # type: ignore[arg-type]
-        metrics=make_metrics(CollectorRegistry()),
-        clock=lambda: NOW,
-        skew=timedelta(minutes=5),
-        max_events=100,
-        batch_bodies=2,
-        gather_seconds=0.0,
-        on_applied=lambda items: seen.append(applier.behind()),
+    applier = make_applier(
+        inbox, CommittingWriter(), 2, 0.0, lambda items: seen.append(applier.behind())
     )
     assert applier.behind() is False
-    applier.start()
-    try:
-        applier.wake()
-        assert applier.drain(timeout=10)
-    finally:
-        applier.stop()
+    apply_until_empty(applier)
     assert [True, True, False] == seen
     assert applier.behind() is False
