@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from monitor.main import build_services
+from monitor.pipeline.applier import BATCH_BODIES
 from monitor.pipeline.housekeeping import expire, rest_giving_way
 from monitor.pipeline.jobs import job_table
 from monitor.runtime import Services
 from monitor.settings import Settings
+from monitor.store.events import EXPIRE_BATCH
 from monitor.store.schema import EventRow
 from tests.conftest import make_settings
 from tests.fixture_events import scenario_events
+from tests.store.test_inbox import append, body
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 STORED = 43  # the scenario's events, all older than a day at NOW
@@ -118,3 +124,33 @@ class TestExpireJob:
         ]
         job.run()
         assert 0 == stored(filled)
+
+    def test_the_job_gives_way_while_notifications_wait(self, settings: Settings) -> None:
+        """With more notification bodies waiting in the inbox than the applier takes at once,
+        `serve`'s own expire-events job waits after its first batch; stopped during that wait,
+        it leaves the other due events to its next run."""
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.writer.start()
+        services.inbox.open()  # no applier: the bodies stay waiting
+        try:
+            due = [
+                dataclasses.replace(event, event_id=f"{event.event_id}-{copy}")
+                for copy in range(EXPIRE_BATCH // STORED + 1)
+                for event in scenario_events()
+            ]
+            services.writer.submit(due).result(timeout=30)
+            append(services, *(body(n) for n in range(BATCH_BODIES + 1)))
+            assert services.inbox.backlog() > BATCH_BODIES
+            stopping = threading.Event()
+            (job,) = [
+                j for j in job_table(services, stopping=stopping) if j.name == "expire-events"
+            ]
+            stop = threading.Timer(2.0, stopping.set)
+            stop.start()
+            job.run()
+            stop.join()
+            assert len(due) - EXPIRE_BATCH == stored(services)
+        finally:
+            services.inbox.close()
+            services.writer.stop()
+            services.engine.dispose()
