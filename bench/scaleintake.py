@@ -3,7 +3,8 @@ on an empty store and on the full one, then on the full store while retention ex
 events, 8 clients read /v1/tags and /v1/stats/daily, and detection catches up on 100k events.
 Beside every run of wrk, bench/syncprobe.py syncs a small file in the stores' directory every
 10 ms: each row shows the file system's own p99 and slowest sync of the same seconds, which
-bound from below what a durable answer can take.
+bound from below what a durable answer can take; and bench/runqueue.py reads how long `serve`
+waited for a core in those seconds (ms a second), what it owes to the CPU rather than the disk.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, text
 
+from bench.runqueue import CoreWait, core_wait
 from bench.scaleload import (
     Running,
     WrkResult,
@@ -57,6 +59,7 @@ class Row:
     pss_mib: float = 0.0  # the pages serve and its children share counted once
     serve_pss_mib: float = 0.0  # serve's own share, without its children
     disk: SyncLatency | None = None  # the file system's syncs beside it (bench/syncprobe.py)
+    cpu: CoreWait | None = None  # serve's time on a core and waiting for one (bench/runqueue.py)
 
 
 @dataclasses.dataclass
@@ -74,7 +77,8 @@ class Run:
             f"{r.rate:,.0f}/s p50 {r.p50_ms:.2f} p99 {r.p99_ms:.2f} max {r.max_ms:.1f} ms | "
             f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
             f"PSS {row.pss_mib:.0f} MiB (serve {row.serve_pss_mib:.0f}) | "
-            f"disk's sync p99 / max {_disk(row)} ms | load {row.uptime} {row.note}",
+            f"disk's sync p99 / max {_disk(row)} ms | serve on a core / waiting {_cpu(row)} "
+            f"ms/s | load {row.uptime} {row.note}",
             flush=True,
         )
 
@@ -96,7 +100,7 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
     env = {"PYTHONPATH": path} if path else {}
     with server(bare_command(run.work, port, loop=loop, http=http), env, port, run.log) as s:
         for connections in (1, 64):
-            result, disk = _probed(run, s.url, mixed_bodies(), connections)
+            result, disk, cpu = _probed(run, s, mixed_bodies(), connections)
             run.add(
                 Row(
                     label,
@@ -109,38 +113,44 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
                     pss_mib=s.peak_pss_mib,
                     serve_pss_mib=s.peak_serve_pss_mib,
                     disk=disk,
+                    cpu=cpu,
                 )
             )
 
 
 def _probed(
-    run: Run, url: str, bodies: list[str], connections: int
-) -> tuple[WrkResult, SyncLatency]:
+    run: Run, s: Running, bodies: list[str], connections: int
+) -> tuple[WrkResult, SyncLatency, CoreWait]:
     """wrk's run with the file system's syncs measured beside it: an answer of ours waits
     for a commit, whose flush is at least one such sync, so a row's p99 is read against the
-    disk's p99 of the same seconds (the probe adds 100 small syncs a second)."""
-    with sync_probe(DATA_DIR) as disk:
+    disk's p99 of the same seconds (the probe adds 100 small syncs a second); and with the
+    time `serve` waited for a core."""
+    with sync_probe(DATA_DIR) as disk, core_wait(s.pid) as cpu:
         result = wrk_intake(
-            url + "/v1/notifications", bodies, connections=connections,
+            s.url + "/v1/notifications", bodies, connections=connections,
             seconds=run.seconds, work=run.work,
         )  # fmt: skip
-    return result, disk[0]
+    return result, disk[0], cpu[0]
 
 
 def _disk(row: Row) -> str:
     return "-" if row.disk is None else f"{row.disk.p99_ms:.2f} / {row.disk.max_ms:.1f}"
 
 
+def _cpu(row: Row) -> str:
+    return "-" if row.cpu is None else row.cpu.brief()
+
+
 def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> None:
     for connections in (1, 64):
-        result, disk = _probed(run, s.url, mixed_bodies(), connections)
+        result, disk, cpu = _probed(run, s, mixed_bodies(), connections)
         run.add(Row(label, store, "captured mix", connections, result, s.peak_rss_mib,
                     load_average(), pss_mib=s.peak_pss_mib,
-                    serve_pss_mib=s.peak_serve_pss_mib, disk=disk))  # fmt: skip
-    result, disk = _probed(run, s.url, push_bodies(busiest), 1)
+                    serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu))  # fmt: skip
+    result, disk, cpu = _probed(run, s, push_bodies(busiest), 1)
     run.add(Row(label, store, f"manifest push to {busiest}", 1, result, s.peak_rss_mib,
                 load_average(), pss_mib=s.peak_pss_mib,
-                serve_pss_mib=s.peak_serve_pss_mib, disk=disk))  # fmt: skip
+                serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu))  # fmt: skip
 
 
 @contextmanager
@@ -257,6 +267,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         started = time.monotonic()
         with (
             sync_probe(DATA_DIR) as device,
+            core_wait(s.pid) as cpu,
             readers(s.url),
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=run.work
@@ -281,7 +292,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
                     load_average(), note, s.peak_pss_mib, s.peak_serve_pss_mib,
-                    device[0]))  # fmt: skip
+                    device[0], cpu[0]))  # fmt: skip
 
 
 def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, float]) -> None:
@@ -314,15 +325,16 @@ def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, f
 def report(run: Run) -> str:
     lines = [
         "| server | store | load | c | req/s | p50 ms | p99 ms | max ms | disk's sync p99 / max ms "
-        "| non-2xx | RSS MiB | PSS MiB | serve's own PSS MiB | load avg |",
+        "| serve on a core / waiting, ms/s | non-2xx | RSS MiB | PSS MiB | serve's own PSS MiB "
+        "| load avg |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- |",
+        "| ---: | --- |",
     ]
     for row in run.rows:
         r = row.result
         lines.append(
             f"| {row.server} | {row.store} | {row.load} | {row.connections} | {r.rate:,.0f} | "
-            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {_disk(row)} | "
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {_disk(row)} | {_cpu(row)} | "
             f"{r.status_errors} | {row.rss_mib:.0f} | {row.pss_mib:.0f} | "
             f"{row.serve_pss_mib:.0f} | {row.uptime} |"
         )

@@ -15,7 +15,8 @@ Each server starts 15 s before a minute boundary (retention is scheduled every m
 start as soon as it answers, and the profile (if any) 20 s later. Servers run with
 MALLOC_ARENA_MAX=2, as scripts/serve and the Docker image run them (`KEY=-` in a variant unsets a
 variable), and `bench/syncprobe.py` syncs a small file in the store's directory every 10 ms beside
-each window, to tell the file system's own slow syncs from the server's. `--before DIR` runs
+each window, to tell the file system's own slow syncs from the server's; bench/runqueue.py
+reads how long `serve` waited for a core in the window. `--before DIR` runs
 `serve` from another source tree (the version to compare with), `--variant` runs this tree with
 settings (`http_read_slots=8`, ...) or environment variables in capitals. Rounds take the servers
 in turn, so a change of the machine's load reaches each of them. `--profile S` records S seconds of
@@ -44,6 +45,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import create_engine, text
 
+from bench.runqueue import CoreWait, core_wait
 from bench.scaleintake import COUNT_BEFORE, DETECT_BACKLOG, EXPIRE, NTH_OLDEST, _scalar, _stamp
 from bench.scaleload import (
     WrkResult,
@@ -106,6 +108,7 @@ class Window:
     load_start: str
     load_end: str
     device: SyncLatency | None = None
+    cpu: CoreWait | None = None  # serve's time on a core and waiting for one
     profile: str = ""
 
 
@@ -260,6 +263,7 @@ def window(
         load_start = load_average()
         with (
             sync_probe(DATA_DIR) as device,
+            core_wait(s.pid) as cpu,
             readers(s.url) as read_results,
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=work
@@ -288,6 +292,7 @@ def window(
         load_start=load_start,
         load_end=load_end,
         device=device[0],
+        cpu=cpu[0],
         profile=summarise_profile(out) if profile > 0 else "",
     )
 
@@ -306,9 +311,9 @@ def report(windows: list[Window]) -> str:
         "| store | server | round | intake req/s | p50 ms | p99 ms | max ms | non-2xx "
         "| reads/s | reads p50 ms | reads p99 ms | reads 503 | expired | detected | RSS MiB "
         "| PSS MiB | serve's own PSS MiB | device sync max ms (over 100 ms) "
-        "| load avg start → end |",
+        "| serve on a core / waiting, ms/s | load avg start → end |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w in windows:
         i, r = w.intake, w.readers
@@ -321,7 +326,8 @@ def report(windows: list[Window]) -> str:
             f"| {w.store} | {w.server} | {w.round} | {i.rate:,.0f} | {i.p50_ms:.2f} | "
             f"{i.p99_ms:.2f} | {i.max_ms:.1f} | {i.status_errors} | {reads} | {w.expired:,} | "
             f"{w.detected:,} | {w.rss_mib:.0f} | {w.pss_mib:.0f} | {w.serve_pss_mib:.0f} | "
-            f"{w.device.brief() if w.device else '-'} | {w.load_start} → {w.load_end} |"
+            f"{w.device.brief() if w.device else '-'} | {w.cpu.brief() if w.cpu else '-'} | "
+            f"{w.load_start} → {w.load_end} |"
         )
     profiles = [f"- {w.store}, {w.server}, round {w.round}: {w.profile}" for w in windows]
     return "\n".join([*lines, "", *[p for p in profiles if not p.endswith(": ")]])
