@@ -12,6 +12,8 @@ from monitor.events import format_timestamp, parse_timestamp
 from monitor.ingest import memo
 from monitor.ingest.timestamps import is_rfc3339, parse_clf_time, parse_rfc3339
 
+EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
 
 class TestTimes:
     @pytest.mark.parametrize(
@@ -124,6 +126,22 @@ class TestOneParser:
     def test_format_then_parse_is_the_same_time(self, when: datetime) -> None:
         """`format_timestamp` writes what `parse_timestamp` reads back."""
         assert when == parse_timestamp(format_timestamp(when))
+
+    @given(
+        st.datetimes(),
+        st.sampled_from([None, UTC, timezone(timedelta(0)), timezone(timedelta(hours=-2, minutes=-30)),
+                         timezone(timedelta(hours=5, minutes=45))]),
+    )  # fmt: skip
+    def test_format_writes_what_isoformat_writes_in_utc(
+        self, when: datetime, zone: timezone | None
+    ) -> None:
+        """Any time, naive (taken as UTC) or in any zone, is written in UTC with a `Z`, its
+        microseconds only when it has some: the spelling of `isoformat`."""
+        when = when.replace(tzinfo=zone)
+        if zone is not None and not EARLIEST <= when <= LATEST:
+            return  # no UTC time to write
+        expected = when.replace(tzinfo=UTC) if zone is None else when.astimezone(UTC)
+        assert expected.isoformat().replace("+00:00", "Z") == format_timestamp(when)
 
 
 class TestMemoBounds:
