@@ -76,6 +76,12 @@ class TestCompose:
         )
         assert (1, True) == (result.returncode, "GRAFANA_ADMIN_PASSWORD" in result.stderr)
 
+    def test_postgres_compresses_its_write_ahead_log(self) -> None:
+        """PostgreSQL runs with `wal_compression=lz4`: intake's commits wait for the WAL that
+        expiry and detection wrote before them."""
+        command = compose_config()["services"]["postgres"]["command"]
+        assert ["postgres", "-c", "wal_compression=lz4"] == command
+
     def test_prometheus_scrapes_the_compose_services(self) -> None:
         """prometheus.yml scrapes the monitor's port and the registry's debug port of compose."""
         config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
