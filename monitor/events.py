@@ -118,7 +118,7 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-_WRITE_UTC = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+_WRITE_UTC = orjson.OPT_UTC_Z
 
 
 def format_timestamp(value: datetime) -> str:
@@ -128,8 +128,8 @@ def format_timestamp(value: datetime) -> str:
 
     Written by orjson: `isoformat` and the replacement of its `+00:00` took 2.2 µs a time
     here, orjson 0.8 µs, and a page of a thousand tags formats up to four thousand times."""
-    if value.tzinfo is not None and value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:
+        value = utc(value)
     return orjson.dumps(value, option=_WRITE_UTC)[1:-1].decode()
 
 
