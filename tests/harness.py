@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -140,6 +141,34 @@ def pull(source: str, target: Path, *, user: str = "bob") -> None:
         f"docker://{source}",
         f"dir:{target}",
     )
+
+
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    )
+)
+
+
+def end_marker(registry_url: str, repository: str, reference: str) -> str:
+    """HEAD a manifest with a user agent of its own, and return that user agent.
+
+    The registry queues each endpoint's events in the order its requests made them, so once
+    this request's pull event has reached an endpoint, every event of an earlier request has
+    reached it too. Counting events cannot tell that: the last ones may be missing on both
+    sides at once.
+    """
+    agent = f"end-marker/{uuid.uuid4()}"
+    response = httpx.head(
+        f"{registry_url}/v2/{repository}/manifests/{reference}",
+        auth=("bob", USERS["bob"]),
+        headers={"User-Agent": agent, "Accept": MANIFEST_TYPES},
+    )
+    assert 200 == response.status_code, response.text
+    return agent
 
 
 # --- capture server ----------------------------------------------------------------------

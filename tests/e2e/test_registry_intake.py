@@ -25,6 +25,7 @@ from tests.harness import (
     MonitorProcess,
     build_images,
     capture_server,
+    end_marker,
     endpoint,
     notifying_registry_config,
     pull,
@@ -52,11 +53,21 @@ def stored_events(monitor: MonitorProcess) -> list[dict[str, Any]]:
     return [{k: e[k] for k in COMPARED} for e in monitor.all_events()]
 
 
-def assert_same(capture: Capture, monitor: MonitorProcess) -> list[dict[str, Any]]:
-    """Every event the registry sent is stored once, field for field."""
+def assert_same(
+    capture: Capture, monitor: MonitorProcess, registry: Registry, reference: str
+) -> list[dict[str, Any]]:
+    """Every event the registry sent, up to a HEAD of `reference` made now, is stored once,
+    field for field."""
+    repository, tag = reference.split(":")
+    marker = end_marker(registry.url, repository, tag)
+    wait_until(
+        lambda: any(e["user_agent"] == marker for e in expected_events(capture).values()),
+        timeout=60,
+        what="the marker's event at the capture",
+    )
 
     def settled() -> bool:
-        return len(expected_events(capture)) == len(monitor.all_events())
+        return set(expected_events(capture)) == {e["event_id"] for e in monitor.all_events()}
 
     wait_until(settled, timeout=60, what="the monitor to store every event the registry sent")
     stored = stored_events(monitor)
@@ -123,7 +134,7 @@ class TestRealRegistry:
         pull(f"{host}/team/app@{digest}", tmp_path / "pull-digest")
         delete_manifest(registry, "library/hello", layout.digests["hello"])
 
-        stored = assert_same(capture, monitor)
+        stored = assert_same(capture, monitor, registry, "team/app:v1")
         kinds = Counter((e["action"], e["target_kind"]) for e in stored)
         assert kinds[("delete", "tag")] == 2
         assert kinds[("delete", "manifest")] == 1
@@ -151,7 +162,7 @@ class TestFaults:
         """Stopped while images are pushed, started again: the registry's retries deliver all."""
         registry, monitor, capture = stack
         push(layout, "hello", f"{registry.host}/library/hello:1.0")
-        assert_same(capture, monitor)
+        assert_same(capture, monitor, registry, "library/hello:1.0")
         monitor.stop()
         push(layout, "app", f"{registry.host}/team/app:v1", extra=("--format", "v2s2"))
         push(layout, "multi", f"{registry.host}/team/app:multi", extra=("--all",))
@@ -161,7 +172,7 @@ class TestFaults:
             what="the pushes' events",
         )
         monitor.start()
-        stored = assert_same(capture, monitor)
+        stored = assert_same(capture, monitor, registry, "team/app:multi")
         assert len(stored) >= 14
 
     def test_events_sent_while_the_store_is_down_are_kept_and_stored_once(
@@ -174,7 +185,7 @@ class TestFaults:
         """While the store cannot commit, intake answers 503; afterwards everything is stored."""
         registry, monitor, capture = stack
         push(layout, "hello", f"{registry.host}/library/hello:1.0")
-        assert_same(capture, monitor)
+        assert_same(capture, monitor, registry, "library/hello:1.0")
         outage = StoreOutage(db_url, request)
         outage.start()
         try:
@@ -189,7 +200,7 @@ class TestFaults:
             )
         finally:
             outage.end()
-        assert_same(capture, monitor)
+        assert_same(capture, monitor, registry, "team/app:v1")
 
 
 class StoreOutage:

@@ -34,6 +34,7 @@ from tests.harness import (
     MonitorProcess,
     build_images,
     capture_server,
+    end_marker,
     endpoint,
     notifying_registry_config,
     pull,
@@ -155,8 +156,14 @@ class TestRegistryKilledWhileTheMonitorIsDown:
                 push(layout, "hello", f"{host}/library/hello:latest")
                 push(layout, "app", f"{host}/team/app:v1", extra=("--format", "v2s2"))
                 pull(f"{host}/library/hello:1.0", tmp_path / "pull-1")
+                marker = end_marker(registry.url, "library/hello", "1.0")
                 wait_until(
-                    lambda: len(stored(monitor)) == len(captured(capture)),
+                    lambda: any(e["user_agent"] == marker for e in captured(capture).values()),
+                    timeout=60,
+                    what="the marker's event at the capture",
+                )
+                wait_until(
+                    lambda: set(captured(capture)) == {e["event_id"] for e in stored(monitor)},
                     timeout=60,
                     what="the delivered events in the store",
                 )
