@@ -6,8 +6,9 @@
 A PostgreSQL database of its own per mode, migrated, holding a detector state: the detector's
 state after judging `--history` synthetic events (default 300,000: 2,000 accounts from 500
 addresses pushing and pulling 60k tags of 1,000 repositories over a week; 10.4 MB of JSON), or
-the state in `--state FILE` (a store's, e.g. `psql -Atc "SELECT state FROM detector_state"`;
-the `bench.scale` catch-up leaves one of 1.3 MB). Then, once a second for `--seconds`, `--rate`
+the state in `--state FILE` (one document, as `state_to_json` writes it and stores saved it
+before version 3; the `bench.scale` catch-up leaves one of 1.3 MB), saved as the store saves
+it before the measure starts. Then, once a second for `--seconds`, `--rate`
 pulls of one repository by one known account (no rule fires; the account's last-seen times
 move) are stored and a detection pass runs, as the `detect` job runs them. Two modes: the
 passes save the state every time (as `detect_pass` without progress), or keep their
@@ -31,10 +32,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.scalestore import PG_ADMIN, _libpq
-from monitor.detect.state import DetectorState, state_to_json
+from monitor.detect.state import DetectorState, state_from_json, state_to_json
 from monitor.events import Action, Event, TargetKind
 from monitor.main import build_services
 from monitor.pipeline import detection
+from monitor.pipeline.detector_saves import save_state
+from monitor.store.detector_state import lock_detector_position
 from tests.conftest import make_settings
 from tests.fixture_events import make_event
 
@@ -97,13 +100,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             else build_state(services.detector, args.history, now)
         )
         with services.session_factory() as session, session.begin():
-            session.execute(
-                text(
-                    "INSERT INTO detector_state (name, state, cursor, updated_at)"
-                    " VALUES ('default', :state, 0, :now)"
-                ),
-                {"state": state, "now": now},
-            )
+            lock_detector_position(session, "default", now=now)
+            save_state(session, "default", state_from_json(state), cursor=0, now=now, saved={})
         progress = detection.Progress() if mode == "progress" else None
         save_every = timedelta(seconds=detection.SAVE_SECONDS if progress else 0)
         start = wal_position()

@@ -247,9 +247,9 @@ def _copy_baseline(baseline: Baseline) -> Baseline:
     return copied
 
 
-def state_to_json(state: DetectorState) -> str:
-    """The state as a JSON document (stable key order)."""
-    document = {
+def document_of(state: DetectorState) -> dict[str, Any]:
+    """The state as a version 2 document (plain data; `state_to_json` writes it)."""
+    return {
         "version": STATE_VERSION,
         "counts": state.counts,
         "distinct": state.distinct,
@@ -272,20 +272,29 @@ def state_to_json(state: DetectorState) -> str:
             for f, i in state.incidents.items()
         },
     }
+
+
+def state_to_json(state: DetectorState) -> str:
+    """The state as one JSON document (stable key order)."""
     # orjson writes what json.dumps(sort_keys, ensure_ascii=False, compact) writes, faster.
-    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode()
+    return orjson.dumps(document_of(state), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def state_from_json(text: str) -> DetectorState:
     """The state saved by `state_to_json`; ParseError when it is not one."""
     try:
-        document = orjson.loads(text)
-        version = document.get("version") if isinstance(document, dict) else None
-        if type(version) is not int or version not in (1, STATE_VERSION):
-            raise ValueError(f"expected a version 1 or {STATE_VERSION} detector state")
-        return _from_document(document)
+        return state_from_document(orjson.loads(text))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ParseError("detector_state", f"invalid detector state: {exc}") from exc
+
+
+def state_from_document(document: Any) -> DetectorState:
+    """The state a version 1 or 2 document holds (ValueError, TypeError, KeyError or
+    AttributeError when it holds none)."""
+    version = document.get("version") if isinstance(document, dict) else None
+    if type(version) is not int or version not in (1, STATE_VERSION):
+        raise ValueError(f"expected a version 1 or {STATE_VERSION} detector state")
+    return _from_document(document)
 
 
 def _entry(value: Any) -> Entry:

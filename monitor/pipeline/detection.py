@@ -10,8 +10,8 @@ meanwhile), saves the new state and cursor with the alerts and the outbox rows t
 each kind in a few statements; otherwise it writes nothing.
 
 A detection job (`detection_job`) keeps its state and cursor between passes (`Progress`) and
-saves them only with a pass that changes an alert, or `SAVE_SECONDS` after the last save: its
-next pass checks the row's cursor and time instead of reading the whole state back.
+saves them (the parts that changed, `pipeline.detector_saves`) only with a pass that changes an
+alert, or `SAVE_SECONDS` after the last save: its next pass checks the row's cursor and time.
 
 A restart therefore resumes with the same open windows. Shadow alerts are stored but never
 queued for Slack. A firing alert resolves once its incident has ended and nothing was seen for
@@ -39,8 +39,9 @@ from monitor.detect.config import load_detect_config
 from monitor.detect.engine import Detector
 from monitor.detect.findings import coalesce
 from monitor.detect.roles import load_roles
-from monitor.detect.state import DetectorState, state_from_json, state_to_json
+from monitor.detect.state import DetectorState
 from monitor.observability.metrics import Metrics
+from monitor.pipeline.detector_saves import Digests, load_state, save_state
 from monitor.pipeline.scheduler import Job
 from monitor.runtime import Services
 from monitor.settings import DetectSettings
@@ -52,8 +53,6 @@ from monitor.store.detector_state import (
     events_after,
     lock_detector,
     lock_detector_position,
-    read_detector,
-    save_detector,
 )
 from monitor.store.engine import SessionFactory
 from monitor.store.outbox import enqueue_many
@@ -164,22 +163,21 @@ class Progress:
     passes (see `SAVE_SECONDS`). `row` is the detector row's (cursor, updated_at) as this job
     last saved or read it: while the row still holds it, no other replica ran a pass, and the
     next pass goes on from `state` and `cursor` instead of reading and parsing the saved state
-    (1.4 MB of JSON on the `bench.scale` store)."""
+    (1.4 MB of JSON on the `bench.scale` store). `parts`: the digests of the parts saved."""
 
     state: DetectorState | None = None
     cursor: int = 0
     row: tuple[int, datetime] | None = None
+    parts: Digests = dataclasses.field(default_factory=dict)
 
     def forget(self) -> None:
-        self.state, self.row = None, None
+        self.state, self.row, self.parts = None, None, {}
 
 
 SAVE_SECONDS = 30.0
-"""Longest a detection job keeps its progress unsaved while its passes raise, repeat and resolve
-nothing. Saving the state on every pass rewrote it whole each second: 1.4 MB of JSON on the
-`bench.scale` store, 0.9 MB of PostgreSQL WAL per save. A pass that changes any alert saves
-(the alerts and the state that made them commit together), so a restart re-judges at most
-this much of quiet traffic, from a state that raised every alert stored."""
+"""Longest a detection job keeps its progress unsaved while its passes change no alert (a pass
+that changes one saves: the alerts and the state that made them commit together), so a restart
+re-judges at most this much of quiet traffic, from a state that raised every alert stored."""
 
 
 def detect_pass(
@@ -208,10 +206,9 @@ def detect_pass(
             and progress.row == detector_position(session, name)
         ):
             saved = SavedDetector(None, *progress.row)
-            state, start = progress.state, progress.cursor
+            state, start, parts = progress.state, progress.cursor, progress.parts
         else:
-            saved = read_detector(session, name, now=now)
-            state = state_from_json(saved.state) if saved.state else DetectorState()
+            saved, state, parts = load_state(session, name, now=now)
             start = saved.cursor
         # Judged in place: `state` is this pass's own (parsed now, or the job's progress,
         # forgotten if the pass fails or is superseded); the counts are all `_hits` needs.
@@ -226,14 +223,13 @@ def detect_pass(
             raise
     at = min(now, newest) if newest is not None else now
     quiet = {rule: quiet_period(detector, rule) for rule in detector.config.rules}
-    written: list[tuple[int, datetime]] = []
+    written: list[tuple[int, datetime, Digests]] = []
 
     def moved(session: Session) -> int | None:
         """The row's cursor when another pass saved it since this one read it, else None."""
         if progress is None:
             current = lock_detector(session, name, now=now)
-            same = (current.cursor, current.state) == (saved.cursor, saved.state)
-            return None if same else current.cursor
+            return None if current == saved else current.cursor
         position = lock_detector_position(session, name, now=now)
         return None if position == (saved.cursor, saved.updated_at) else position[0]
 
@@ -254,8 +250,8 @@ def detect_pass(
         queue.extend((Kind.RESOLVE, alert) for alert in resolved if alert.mode is not Mode.SHADOW)
         _queue(session, queue, now)
         if progress is None or found_alerts or resolved or now - saved.updated_at >= save_every:
-            save_detector(session, name, state=state_to_json(state), cursor=cursor, now=now)
-            written.append((cursor, now))
+            saving = save_state(session, name, state, cursor=cursor, now=now, saved=parts)
+            written.append((cursor, now, saving))
         return DetectionReport(
             processed=processed,
             cursor=cursor,
@@ -281,7 +277,10 @@ def detect_pass(
             progress.forget()
         else:
             progress.state, progress.cursor = state, cursor
-            progress.row = written[-1] if written else (saved.cursor, saved.updated_at)
+            row_cursor, row_time, progress.parts = (
+                written[-1] if written else (saved.cursor, saved.updated_at, parts)
+            )
+            progress.row = (row_cursor, row_time)
     return report
 
 

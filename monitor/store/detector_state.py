@@ -1,4 +1,5 @@
-"""The persisted detector: its state as JSON and the cursor (last `events.id` processed).
+"""The persisted detector: its state as JSON (a core document in its row, and parts in
+`detector_parts`) and the cursor (last `events.id` processed).
 
 `lock_detector` takes the row for the rest of the transaction (SELECT … FOR UPDATE on
 PostgreSQL; SQLite serialises writers from the first write), so one detection pass runs at a
@@ -8,18 +9,21 @@ time across replicas. Functions take a session and never commit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.columns import raw_time, utc_time
 from monitor.store.dialect import dialect_of, upsert
 from monitor.store.events import EVENTS, StoredEvent
 from monitor.store.judged import JUDGED_COLUMNS, judged_event
-from monitor.store.schema import DetectorStateRow, EventRow
+from monitor.store.schema import DetectorPartRow, DetectorStateRow, EventRow
 
 DEFAULT_DETECTOR = "default"
+PARTS_A_STATEMENT = 256
+"""Parts written or deleted by one statement (SQLite takes at most 32,766 parameters)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +93,43 @@ def save_detector(session: Session, name: str, *, state: str, cursor: int, now: 
         .where(DetectorStateRow.name == name)
         .values(state=state, cursor=cursor, updated_at=now)
     )
+
+
+def read_parts(session: Session, name: str) -> dict[str, str]:
+    """The parts of detector `name`'s state, by key."""
+    rows = session.execute(
+        select(DetectorPartRow.part, DetectorPartRow.body).where(DetectorPartRow.name == name)
+    )
+    return {part: body for part, body in rows}
+
+
+def save_parts(
+    session: Session, name: str, *, changed: Mapping[str, str], removed: Collection[str]
+) -> None:
+    """Writes the `changed` parts of detector `name`'s state (key → body) and deletes the
+    `removed` ones, in the transaction that holds its row."""
+    items = list(changed.items())
+    for start in range(0, len(items), PARTS_A_STATEMENT):
+        statement = upsert(dialect_of(session), DetectorPartRow).values(
+            [
+                {"name": name, "part": part, "body": body}
+                for part, body in items[start : start + PARTS_A_STATEMENT]
+            ]
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[DetectorPartRow.name, DetectorPartRow.part],
+                set_={"body": statement.excluded.body},
+            )
+        )
+    keys = list(removed)
+    for start in range(0, len(keys), PARTS_A_STATEMENT):
+        session.execute(
+            delete(DetectorPartRow).where(
+                DetectorPartRow.name == name,
+                DetectorPartRow.part.in_(keys[start : start + PARTS_A_STATEMENT]),
+            )
+        )
 
 
 def events_after(

@@ -235,6 +235,17 @@ class DetectorStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DetectorPartRow(Base):
+    """A part of a detector's state (version 3): one account's learned addresses, or one
+    repository's protected tags, as JSON; rewritten only by a pass that changed it."""
+
+    __tablename__ = "detector_parts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
 class BlobSizeRow(Base):
     """The size of a blob in a repository, recorded as blob events are stored."""
 

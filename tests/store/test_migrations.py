@@ -15,6 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from monitor.detect.saved_state import saved_form, state_from_saved
+from monitor.detect.state import Baseline, DetectorState, state_from_json
 from monitor.events import Event, TargetKind
 from monitor.store.events import insert_events
 from monitor.store.migrate import (
@@ -190,3 +192,37 @@ def stored_rows(engine: Engine) -> dict[str, dict[str, Any]]:
             table: dict(connection.execute(text(f"SELECT * FROM {table}")).one()._mapping)  # noqa: S608
             for table in CLUSTERED
         }
+
+
+class TestDetectorPartsMigration:
+    def test_downgrade_puts_the_parts_back_into_one_document(self, empty_db_url: str) -> None:
+        """A state saved in parts is one version 2 document again below 0015, which the code
+        of that revision reads; upgraded again, it is read as it is."""
+        state = DetectorState(
+            baselines={"alice": Baseline(since=1, addresses={"10.0.0.1": 5, "10.0.0.2": 7})},
+            tags={"team/app": {"v1": "sha256:" + "a" * 64}},
+        )
+        core, parts = saved_form(state)
+        engine = create_engine(empty_db_url)
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO detector_state (name, state, cursor, updated_at)"
+                    " VALUES ('default', :state, 3, :at)"
+                ),
+                {"state": core, "at": datetime(2026, 12, 3, tzinfo=UTC)},
+            )
+            for part, body in parts.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO detector_parts (name, part, body) VALUES ('default', :p, :b)"
+                    ),
+                    {"p": part, "b": body},
+                )
+        downgrade(engine, "0014")
+        with engine.connect() as connection:
+            document = connection.scalar(text("SELECT state FROM detector_state"))
+        upgrade(engine)
+        engine.dispose()
+        assert (state, state) == (state_from_json(document), state_from_saved(document, []))
