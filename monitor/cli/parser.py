@@ -211,6 +211,10 @@ def _service(sub: argparse._SubParsersAction[Parser]) -> None:
 
     db = _groups(sub, "db", "schema migrations")
     _command(db, "upgrade", "db:upgrade", "create the store or upgrade its schema to the newest")
+    back = _command(
+        db, "downgrade", "db:downgrade", "undo migrations down to a revision (before a rollback)"
+    )
+    back.add_argument("revision", metavar="REVISION", help="the revision to go back to, e.g. 0014")
     _command(db, "current", "db:current", "print the schema revision and the newest one")
 
 

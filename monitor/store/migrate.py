@@ -157,6 +157,22 @@ def current_revision(engine: Engine) -> str | None:
         return revision
 
 
+def known_revisions() -> list[str]:
+    """Every revision of migrations/versions/, oldest first (each revises the one before)."""
+    down: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        parent = _DOWN_REVISION.findall(source)
+        for revision in _REVISION.findall(source):
+            down[revision] = parent[0] if parent else None
+    chain: list[str] = []
+    revision = head_revision()
+    while revision is not None:
+        chain.append(revision)
+        revision = down.get(revision)
+    return chain[::-1]
+
+
 def head_revision() -> str | None:
     """The newest revision of migrations/versions/: the one no other revises."""
     revisions: set[str] = set()

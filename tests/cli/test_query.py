@@ -9,6 +9,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.runtime import Services
+from monitor.store.migrate import head_revision
 from tests.fixture_events import scenario_events
 
 
@@ -69,6 +70,29 @@ class TestCommands:
         code, out, _ = run(capsys, environ, "db", "current")
         current, head = out.split()[1], out.split()[3]
         assert (0, head) == (code, current)
+
+    def test_db_downgrade_goes_back_to_an_older_revision_only(
+        self, capsys: pytest.CaptureFixture[str], empty_db_url: str
+    ) -> None:
+        """`db downgrade 0014` undoes the newer migrations; a revision that is not older than
+        the store's, or none at all, exits 2 and changes nothing."""
+        environ = {
+            "REGISTRY_MONITOR_DATABASE_URL": empty_db_url,
+            "REGISTRY_MONITOR_LOGGING_LEVEL": "error",
+        }
+        run(capsys, environ, "db", "upgrade")
+        head = str(head_revision())
+        refused = [
+            run(capsys, environ, "db", "downgrade", revision)[0] for revision in (head, "base", "x")
+        ]
+        code, out, _ = run(capsys, environ, "db", "downgrade", "0014")
+        _, current, _ = run(capsys, environ, "db", "current")
+        assert ([2, 2, 2], 0, "schema at revision 0014", "0014") == (
+            refused,
+            code,
+            out.strip(),
+            current.split()[1],
+        )
 
     def test_events_as_a_table_and_as_json(
         self, capsys: pytest.CaptureFixture[str], environ: dict[str, str], stored: Services
