@@ -251,6 +251,19 @@ OVERVIEW = Dashboard(
                     T(f"max(registry_monitor_detect_lag_seconds{{{M}}})", "newest judged"),
                 ),
                 ts(
+                    "Detection windows dropped",
+                    "Windows and open incidents the detector dropped per second because it held "
+                    "more than 50,000 of a kind: a flood of failed logins naming new accounts "
+                    "or addresses (RegistryMonitorAuthFailureBurst fires on the failures). A "
+                    "brute force under way keeps its window: the windows with fewest entries "
+                    "go first.",
+                    "ops",
+                    T(
+                        rate("registry_monitor_detection_windows_dropped_total", "instance"),
+                        "{{instance}}",
+                    ),
+                ),
+                ts(
                     "Registry audit: failing checks",
                     "Security checks of the registry's configuration that fail in the newest "
                     "audit (1 while failing), by check id; GET /v1/audit has the detail and "

@@ -21,7 +21,15 @@ from monitor.detect.findings import coalesce, record_hit
 from monitor.detect.roles import Roles
 from monitor.detect.rulebase import RuleContext, RuleSpec
 from monitor.detect.rules import RULES
-from monitor.detect.state import DetectorState, copy_state, span_us, sweep, to_us
+from monitor.detect.state import (
+    MAX_WINDOWS,
+    DetectorState,
+    bound,
+    copy_state,
+    span_us,
+    sweep,
+    to_us,
+)
 from monitor.events import Action, Event, utc
 
 Step = tuple[RuleSpec, RuleContext, int]
@@ -29,9 +37,12 @@ Step = tuple[RuleSpec, RuleContext, int]
 
 
 class Detector:
-    def __init__(self, config: DetectConfig, roles: Roles) -> None:
+    def __init__(
+        self, config: DetectConfig, roles: Roles, *, max_windows: int = MAX_WINDOWS
+    ) -> None:
         self.config = config
         self.roles = roles
+        self.max_windows = max_windows
         self._rules: list[tuple[RuleSpec, RuleContext]] = [
             (spec, RuleContext(config.rules[spec.name], roles, config.business_hours))
             for spec in RULES
@@ -94,9 +105,11 @@ class Detector:
                 alerts.extend(record_hit(current, ctx.config, hit) for hit in hits)
         return alerts
 
-    def settle(self, current: DetectorState, now: datetime) -> None:
-        """Drops from `current` what can no longer matter at `now` (the end of a pass)."""
+    def settle(self, current: DetectorState, now: datetime) -> int:
+        """Drops from `current` what can no longer matter at `now` (the end of a pass), then
+        what exceeds `max_windows`; returns how many windows and incidents the latter took."""
         sweep(current, to_us(utc(now)), self._windows, self._cooldowns, self._forget_after)
+        return bound(current, self.max_windows)
 
 
 def replay(

@@ -2,8 +2,8 @@
 
 Everything here converts to JSON and back exactly (times are integer microseconds since the
 Unix epoch), so the store can persist the state and a restart keeps open windows. Memory is
-bounded: windows are pruned to their duration and capped per key, and `sweep` drops keys
-that went quiet.
+bounded: windows are pruned to their duration and capped per key, `sweep` drops keys that
+went quiet, and `bound` caps how many windows and incidents there are.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import heapq
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,6 +211,36 @@ def sweep(
         }
         if not baseline.addresses:
             del state.baselines[actor]
+
+
+MAX_WINDOWS = 50_000
+"""Most windows of each kind (occurrences, distinct values, volumes), and most open incidents,
+the state keeps. A failed login names any account, and the address a registry records can be
+any the client claims: each new one opens windows that would otherwise stay for the rule's
+window. `bound` keeps the state (its memory, and the core a save writes) within the cap."""
+
+
+def bound(state: DetectorState, limit: int) -> int:
+    """Drops the windows and incidents beyond `limit` of each kind: those holding the fewest
+    entries first (a flood's are single), of those the ones whose newest entry is oldest.
+    Returns how many it dropped."""
+    return (
+        _bound(state.counts, lambda v: (len(v), v[-1][0] if v else 0), limit)
+        + _bound(
+            state.distinct, lambda v: (len(v), max((e[0] for e in v.values()), default=0)), limit
+        )
+        + _bound(state.volumes, lambda v: (len(v), max((int(s) for s in v), default=0)), limit)
+        + _bound(state.incidents, lambda i: (i.count, i.last_seen), limit)
+    )
+
+
+def _bound(windows: dict[str, Any], weight: Callable[[Any], tuple[int, int]], limit: int) -> int:
+    excess = len(windows) - limit
+    if excess <= 0:
+        return 0
+    for key in heapq.nsmallest(excess, windows, key=lambda k: (*weight(windows[k]), k)):
+        del windows[key]
+    return excess
 
 
 def _bucket_width(window: int) -> int:

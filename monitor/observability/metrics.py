@@ -63,6 +63,7 @@ class Metrics:
     alerts: Counter
     alert_deliveries: Counter
     detect_lag: Gauge
+    detect_dropped: Counter
     cleanup_runs: Counter
     cleanup_deletions: Counter
     cleanup_bytes_freed: Counter
@@ -217,6 +218,12 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         detect_lag=Gauge(
             f"{prefix}detect_lag_seconds",
             "Age of the newest event the detection job has processed, at its last pass.",
+            registry=registry,
+        ),
+        detect_dropped=Counter(
+            f"{prefix}detection_windows_dropped_total",
+            "Detection windows and incidents dropped beyond the detector's cap "
+            "(a flood of new accounts or addresses).",
             registry=registry,
         ),
         cleanup_runs=Counter(

@@ -61,18 +61,16 @@ DETECTOR_NAME = DEFAULT_DETECTOR
 BATCH_MAX = 1000
 """Events in one pass when detection keeps up (and the first pass of a catch-up)."""
 BATCH_CAP = 4_000
-"""Most events in one pass while catching up. A pass holds its events, their judgement and its
-outcome in memory, and its outcome is written in one transaction of the intake writer that
-notifications wait behind: catching up on 100k events of the `bench.scale` history (about one
-alert per three events), passes of 32,000 stalled intake for up to 9 s and took `serve` to
-240 MiB; passes of 4,000 still caught up within 40 s, with stalls under 0.6 s and 160 MiB."""
+"""Most events in one pass while catching up, where its outcome is written in a transaction of
+the intake writer: catching up on 100k events of the `bench.scale` history, passes of 32,000
+stalled intake for up to 9 s and took `serve` to 240 MiB; passes of 4,000 caught up within 40 s,
+with stalls under 0.6 s and 160 MiB."""
 BATCH_CAP_APART = 16_000
 """The cap where passes run in the intake applier's process (`serve`'s default), apart from the
-answering one: a pass there delays only the applying of bodies already answered, which wait in
-the inbox. Every pass has a cost of its own (its outcome's transaction, the alerts it upserts,
-the state saved with them); judging a 200k backlog of the 10M-event store, passes of 16,000
-judged 11,434 (SQLite) and 10,049 (PostgreSQL) events a second against 9,696 and 7,036 with
-passes of 4,000."""
+answering one: a pass there delays only the applying of bodies already answered. Every pass has
+a cost of its own (its transaction, the alerts it upserts, the state saved with them); judging
+a 200k backlog of the 10M-event store, passes of 16,000 judged 11,434 (SQLite) and 10,049
+(PostgreSQL) events a second against 9,696 and 7,036 with passes of 4,000."""
 
 SLICE_EVENTS = 1_000
 """Events a pass reads and judges at a time, each slice let go before the next is read (the
@@ -96,6 +94,7 @@ class DetectionReport:
     resolved: tuple[Alert, ...]
     queued: int
     superseded: bool = False
+    dropped: int = 0  # windows and incidents dropped beyond the cap (`detect.state.bound`)
 
 
 def quiet_period(detector: Detector, rule: str) -> timedelta:
@@ -124,11 +123,11 @@ def _judge_slices(
     now: datetime,
     settle: timedelta,
     batch_max: int,
-) -> tuple[list[Alert], int, int, datetime | None]:
+) -> tuple[list[Alert], int, int, datetime | None, int]:
     """Reads up to `batch_max` events after `start`, `SLICE_EVENTS` at a time, each slice
     judged onto `state` and let go before the next is read; then the sweep at the newest
     event's time (at most `now`). Returns the alerts (one per incident), the events judged,
-    the last one's id and the newest `occurred_at`."""
+    the last one's id, the newest `occurred_at` and what the sweep dropped beyond the cap."""
     found: list[Alert] = []
     processed, cursor, newest = 0, start, None
     while processed < batch_max:
@@ -145,8 +144,8 @@ def _judge_slices(
         if len(stored) < limit:
             break
         del stored, events
-    detector.settle(state, min(now, newest) if newest is not None else now)
-    return found, processed, cursor, newest
+    dropped = detector.settle(state, min(now, newest) if newest is not None else now)
+    return found, processed, cursor, newest, dropped
 
 
 def _queue(session: Session, queued: list[tuple[Kind, Alert]], now: datetime) -> None:
@@ -214,7 +213,7 @@ def detect_pass(
         # forgotten if the pass fails or is superseded); the counts are all `_hits` needs.
         counts = {key: incident.count for key, incident in state.incidents.items()}
         try:
-            found_alerts, processed, cursor, newest = _judge_slices(
+            found_alerts, processed, cursor, newest, dropped = _judge_slices(
                 session, detector, state, start, now=now, settle=settle, batch_max=batch_max
             )
         except BaseException:
@@ -260,6 +259,7 @@ def detect_pass(
             repeated=tuple(repeated),
             resolved=tuple(resolved),
             queued=len(queue),
+            dropped=dropped,
         )
 
     try:
@@ -337,7 +337,8 @@ def catch_up(
 
 
 def record_detection(metrics: Metrics, report: DetectionReport, now: datetime) -> None:
-    """Count raised alerts and set the detection lag."""
+    """Count raised alerts and dropped windows, and set the detection lag."""
+    metrics.detect_dropped.inc(report.dropped)
     for alert in report.raised:
         metrics.alerts.labels(
             rule=alert.rule, severity=alert.severity.value, mode=alert.mode.value

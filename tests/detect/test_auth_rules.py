@@ -4,6 +4,10 @@ from datetime import timedelta
 
 import pytest
 
+from monitor.detect.config import default_detect_config
+from monitor.detect.engine import Detector
+from monitor.detect.roles import Roles
+from monitor.detect.state import DetectorState
 from monitor.events import Action, Event, Source
 from tests.detect.fixture_events import log_events, log_events_31, scenario_events
 from tests.detect.rule_runs import run_findings, run_rule
@@ -194,3 +198,25 @@ class TestSuccessAfterFailures:
         ]
         found = run_rule("success_after_failures", scenario_events() + shifted)
         assert [(s, g, 1) for s, g, _ in found] == [("critical", LOOPBACK, 1)]
+
+
+class TestFlood:
+    def test_a_brute_force_still_fires_through_a_flood_of_new_accounts_and_addresses(self):
+        """Between an account's 4th and 5th failed login, 600 failures each from a new account
+        and a new address, judged in passes of 100: a detector that keeps at most 50 windows of
+        each kind drops the flood's single-entry windows, keeps the account's 4, and its 5th
+        failure fires."""
+        detector = Detector(default_detect_config(), Roles(), max_windows=50)
+        flood = [
+            failure(4 + i / 1000, actor=f"user{i}", ip=f"10.{i // 250}.{i % 250}.1")
+            for i in range(600)
+        ]
+        state, sizes = DetectorState(), []
+        for batch in ([*failures(4)], *(flood[n : n + 100] for n in range(0, 600, 100))):
+            _, state = detector.process(batch, state, batch[-1].occurred_at)
+            sizes.append(max(len(state.counts), len(state.distinct), len(state.incidents)))
+        alerts, _ = detector.process([failure(10)], state, failure(10).occurred_at)
+        assert max(sizes) <= 50
+        assert {("brute_force_account", MALLORY), ("brute_force_address", LOOPBACK)} == {
+            (a.rule, tuple(a.subject.items())) for a in alerts
+        }

@@ -15,9 +15,11 @@ from monitor.detect.roles import Roles
 from monitor.detect.state import (
     Baseline,
     DetectorState,
+    Incident,
     add_count,
     add_distinct,
     add_volume,
+    bound,
     copy_state,
     state_from_json,
     state_to_json,
@@ -259,3 +261,41 @@ class TestBaseline:
                 del reference[min(reference.items(), key=lambda item: (item[1], item[0]))[0]]
             assert reference == baseline.addresses
             assert max(reference.values()) == baseline.newest()
+
+
+class TestBound:
+    def test_the_windows_with_fewest_entries_go_first_then_the_least_recent(self):
+        """Over the cap, a window close to its threshold outlives newer single entries."""
+        state = DetectorState(
+            counts={
+                'brute_force_account|["mallory"]': [(1 * S, "e1"), (2 * S, "e2")],
+                'brute_force_account|["u1"]': [(9 * S, "e3")],
+                'brute_force_account|["u2"]': [(5 * S, "e4")],
+            }
+        )
+        kept = copy_state(state)
+        assert (0, kept) == (bound(kept, 3), state)
+        assert 1 == bound(state, 2)
+        assert {'brute_force_account|["mallory"]', 'brute_force_account|["u1"]'} == set(
+            state.counts
+        )
+
+    def test_each_kind_is_capped_on_its_own(self):
+        def incident(count: int, last: int) -> Incident:
+            return Incident("r", 0, 0, last * S, count, "warning", [])
+
+        state = DetectorState(
+            counts={f"c|{i}": [(i * S, f"e{i}")] for i in range(4)},
+            distinct={f"d|{i}": {"v": (i * S, f"e{i}")} for i in range(4)},
+            volumes={f"v|{i}": {str(i * S): 1} for i in range(4)},
+            incidents={"a": incident(3, 1), "b": incident(1, 9), "c": incident(1, 2)},
+            baselines={f"user{i}": Baseline(since=0, addresses={"10.0.0.1": 0}) for i in range(4)},
+        )
+        assert 3 + 2 + 2 + 1 == bound(state, 2)
+        assert (["c|3", "c|2"], ["d|3", "d|2"], ["v|3", "v|2"], {"a", "b"}, 4) == (
+            sorted(state.counts, reverse=True),
+            sorted(state.distinct, reverse=True),
+            sorted(state.volumes, reverse=True),
+            set(state.incidents),
+            len(state.baselines),
+        )

@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 
 from monitor.detect.saved_state import BASELINE, part_key
 from monitor.detect.state import Baseline, DetectorState, state_to_json, to_us
-from monitor.events import Event
-from monitor.pipeline.detection import Progress, detect_pass
+from monitor.events import Action, Event, Source
+from monitor.pipeline.detection import Progress, detect_once, detect_pass
 from monitor.pipeline.detector_saves import load_state
 from monitor.runtime import Services
 from monitor.store.schema import DetectorPartRow, DetectorStateRow
@@ -149,3 +149,35 @@ class TestSavedInParts:
         assert 3 == core_version(live)
         assert {part_key(BASELINE, "alice"), part_key(BASELINE, "carol")} == set(saved)
         assert {"10.0.0.7"} == saved[part_key(BASELINE, "carol")]["addresses"].keys()
+
+
+class TestFlood:
+    def test_windows_beyond_the_cap_are_dropped_before_the_save_and_counted(self, live, clock):
+        """30 failed logins, each from a new account and a new address, with a detector that
+        keeps 10 windows of each kind: the saved state holds 10 of each, and
+        `registry_monitor_detection_windows_dropped_total` counts the others."""
+        live.detector.max_windows = 10
+        store(
+            live,
+            [
+                make_event(
+                    source=Source.LOG,
+                    action=Action.AUTH_FAILURE,
+                    occurred_at=START - timedelta(seconds=30 - i),
+                    target_kind=None,
+                    repository=None,
+                    digest=None,
+                    actor=f"user{i}",
+                    remote_ip=f"10.0.1.{i}",
+                )
+                for i in range(30)
+            ],
+        )
+        clock.advance(3)
+        detect_once(live)
+        saved = saved_state(live, clock)
+        dropped = live.metrics.registry.get_sample_value(
+            "registry_monitor_detection_windows_dropped_total"
+        )
+        assert (10, 10) == (len(saved.counts), len(saved.distinct))
+        assert dropped is not None and dropped >= 20 + 20
