@@ -291,7 +291,7 @@ class TestBound:
             incidents={"a": incident(3, 1), "b": incident(1, 9), "c": incident(1, 2)},
             baselines={f"user{i}": Baseline(since=0, addresses={"10.0.0.1": 0}) for i in range(4)},
         )
-        assert 3 + 2 + 2 + 1 == bound(state, 2)
+        assert 2 + 2 + 2 + 1 == bound(state, 2)
         assert (["c|3", "c|2"], ["d|3", "d|2"], ["v|3", "v|2"], {"a", "b"}, 4) == (
             sorted(state.counts, reverse=True),
             sorted(state.distinct, reverse=True),
