@@ -7,7 +7,8 @@ naming a new account from a new address (as a client that sets any `X-Forwarded-
 make the registry record), spread over the `--minutes` (default 5) before now, are stored; then
 the detection job catches up on them as `serve`'s applier runs it (progress kept, passes of up
 to `BATCH_CAP_APART`). Reports the passes, their wall and CPU time, the process's peak RSS
-growth, the windows the state holds at the end, what the store keeps of it (the detector's row,
+growth, the windows the state holds at the end and its size as one JSON document (what a
+save wrote before the state was saved in parts), what the store keeps of it (the detector's row,
 and its parts where the store has them), the WAL PostgreSQL wrote while detection ran, and
 `registry_monitor_detection_windows_dropped_total` where the tree has it. Only the detection
 API both trees share is used, so a source tree without the cap runs it too (copy the file).
@@ -29,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bench.scalestore import PG_ADMIN, _libpq
+from monitor.detect.state import state_to_json
 from monitor.events import Action, Event, Source
 from monitor.main import build_services
 from monitor.pipeline import detection
@@ -129,16 +131,17 @@ def main() -> None:
         windows = (
             (len(state.counts), len(state.distinct), len(state.incidents)) if state else (0, 0, 0)
         )
+        as_json = len(state_to_json(state)) if state else 0
         dropped = registry.get_sample_value("registry_monitor_detection_windows_dropped_total")
         print(
             "| events | passes | wall s | CPU s | peak RSS growth MiB | windows (counts, "
-            "distinct, incidents) | detector row | parts | WAL | dropped |"
+            "distinct, incidents) | state as JSON | detector row | parts | WAL | dropped |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+        print("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         print(
             f"| {processed:,} | {passes} | {wall:.1f} | {cpu:.1f} | {rss_growth:.0f} | "
-            f"{windows} | {(core or 0) / 1e6:.2f} MB | {part_rows:,} rows, "
-            f"{part_bytes / 1e6:.2f} MB | {float(wal) / 1e6:.0f} MB | "
+            f"{windows} | {as_json / 1e6:.1f} MB | {(core or 0) / 1e6:.2f} MB | "
+            f"{part_rows:,} rows, {part_bytes / 1e6:.2f} MB | {float(wal) / 1e6:.0f} MB | "
             f"{'-' if dropped is None else f'{dropped:,.0f}'} |"
         )
     finally:
