@@ -5,7 +5,7 @@
 
 A PostgreSQL database of its own per mode, migrated, holding a detector state: the detector's
 state after judging `--history` synthetic events (default 300,000: 2,000 accounts from 500
-addresses pushing and pulling 60k tags of 1,000 repositories over a week; 10.4 MB of JSON), or
+addresses pushing and pulling 60k tags of 1,000 repositories over a week; 8.6 MB of JSON), or
 the state in `--state FILE` (one document, as `state_to_json` writes it and stores saved it
 before version 3; the `bench.scale` catch-up leaves one of 1.3 MB), saved as the store saves
 it before the measure starts. Then, once a second for `--seconds`, `--rate`

@@ -4,7 +4,7 @@ The core holds the windows and the open incidents. Each account's learned addres
 repository's protected tags are a part of their own, saved in a row of its own, so a save
 rewrites only the parts a pass changed: what a save costs follows what the passes since the
 last one judged, not how many accounts and repositories the detector has learned (1.2 MB of
-parts on the `bench.scale` store; 10 MB with 2,000 accounts and 60k protected tags).
+parts on the `bench.scale` store; 8.6 MB with 2,000 accounts and 60k protected tags).
 
 A part's key names its kind and a digest of its account or repository, so a key has one length
 whatever the name's; the name itself is in the part's body. Versions 1 and 2 saved the whole
@@ -53,16 +53,17 @@ def saved_form(state: DetectorState) -> tuple[str, dict[str, str]]:
     return core, parts
 
 
-def state_from_saved(core: str, parts: Iterable[str]) -> DetectorState:
-    """The state `saved_form` wrote (or a version 1 or 2 document, whose parts are ignored);
-    ParseError when it is not one."""
+def state_from_saved(core: str, parts: Iterable[str]) -> tuple[DetectorState, bool]:
+    """The state `saved_form` wrote, or a version 1 or 2 document's, whose parts are stale and
+    ignored; and whether the parts belong to it (a version 3 core). ParseError when `core` is
+    not a saved state."""
     try:
         document = orjson.loads(core)
         version = document.get("version") if isinstance(document, dict) else None
         if version != SAVED_VERSION:
             if type(version) is not int or version not in (1, 2):
                 raise ValueError(f"expected a version 1, 2 or {SAVED_VERSION} detector state")
-            return state_from_document(document)
+            return state_from_document(document), False
         baselines: dict[str, Any] = {}
         tags: dict[str, Any] = {}
         for body in parts:
@@ -74,18 +75,10 @@ def state_from_saved(core: str, parts: Iterable[str]) -> DetectorState:
                 }
             else:
                 tags[_name(part["repository"])] = part["tags"]
-        return state_from_document({**document, "version": 2, "baselines": baselines, "tags": tags})
+        whole = {**document, "version": 2, "baselines": baselines, "tags": tags}
+        return state_from_document(whole), True
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ParseError("detector_state", f"invalid detector state: {exc}") from exc
-
-
-def is_parted(core: str) -> bool:
-    """Whether `core` is a version 3 core, whose parts belong to it."""
-    try:
-        document = orjson.loads(core)
-    except ValueError:
-        return False
-    return isinstance(document, dict) and document.get("version") == SAVED_VERSION
 
 
 def _name(value: Any) -> str:

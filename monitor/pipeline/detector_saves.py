@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from monitor.detect.saved_state import is_parted, part_digest, saved_form, state_from_saved
-from monitor.detect.state import DetectorState, state_from_json
+from monitor.detect.saved_state import part_digest, saved_form, state_from_saved
+from monitor.detect.state import DetectorState
 from monitor.store.detector_state import (
     SavedDetector,
     read_detector,
@@ -33,11 +33,12 @@ def load_state(
     without locking the row. ParseError when the saved state is not one."""
     saved = read_detector(session, name, now=now)
     parts = read_parts(session, name)
-    if saved.state and is_parted(saved.state):
-        state = state_from_saved(saved.state, parts.values())
-        return saved, state, {key: part_digest(body) for key, body in parts.items()}
-    state = state_from_json(saved.state) if saved.state else DetectorState()
-    return saved, state, dict.fromkeys(parts, b"")  # saved before parts: replaced or removed
+    if not saved.state:
+        return saved, DetectorState(), dict.fromkeys(parts, b"")
+    state, parted = state_from_saved(saved.state, parts.values())
+    if not parted:  # saved before parts: any part is stale, replaced or removed by the save
+        return saved, state, dict.fromkeys(parts, b"")
+    return saved, state, {key: part_digest(body) for key, body in parts.items()}
 
 
 def save_state(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,20 +35,6 @@ from tests.pipeline.support import (
 SETTLE = timedelta(seconds=2)
 
 # The findings tests/detect/test_engine.py lists for the shared capture with these roles.
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def live(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[Services]:
-    services = start_services(db_url, tmp_path, clock)
-    try:
-        yield services
-    finally:
-        stop_services(services)
 
 
 def run(services: Services, clock: Clock, *, batch_max: int = 1000) -> int:

@@ -6,13 +6,10 @@ Each account's learned addresses and each repository's protected tags are a row 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import select, update
 
 from monitor.detect.saved_state import BASELINE, part_key
@@ -23,23 +20,9 @@ from monitor.pipeline.detector_saves import load_state
 from monitor.runtime import Services
 from monitor.store.schema import DetectorPartRow, DetectorStateRow
 from tests.fixture_events import make_event
-from tests.pipeline.support import START, Clock, start_services, stop_services, store
+from tests.pipeline.support import START, Clock, store
 
 SETTLE = timedelta(seconds=2)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def live(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[Services]:
-    services = start_services(db_url, tmp_path, clock)
-    try:
-        yield services
-    finally:
-        stop_services(services)
 
 
 def pulls(*sources: tuple[str, str], at: datetime = START) -> list[Event]:

@@ -225,4 +225,7 @@ class TestDetectorPartsMigration:
             document = connection.scalar(text("SELECT state FROM detector_state"))
         upgrade(engine)
         engine.dispose()
-        assert (state, state) == (state_from_json(document), state_from_saved(document, []))
+        assert (state, (state, False)) == (
+            state_from_json(document),
+            state_from_saved(document, []),
+        )

@@ -2,7 +2,7 @@
 
 A detection pass that changes an alert saves the detector's state. Saved as one document, every
 save rewrote all of it: every account's learned addresses and every repository's protected tags
-(1.2 MB on the `bench.scale` store, 10 MB with 2,000 accounts and 60k protected tags), about
+(1.2 MB on the `bench.scale` store, 8.6 MB with 2,000 accounts and 60k protected tags), about
 once a second while alerts keep changing. Each account's addresses and each repository's tags
 are now a row of their own, written only when a pass changed them; `detector_state.state` keeps
 the windows and incidents. A state saved before is read as it is and saved in parts by the next
