@@ -141,10 +141,13 @@ OVERVIEW = Dashboard(
                 ts(
                     "Intake latency p50 / p99",
                     "Time from receiving a notification to answering it; the registry sends "
-                    "one at a time, so this bounds how fast its queue drains.",
+                    "one at a time, so this bounds how fast its queue drains. The third line "
+                    "is the p99 of the answers' wait for the inbox's durable commit: where it "
+                    "follows the answers' p99, the store (its disk) holds them, not the process.",
                     "s",
                     T(quantile(0.5, "registry_monitor_intake_latency_seconds"), "p50"),
                     T(quantile(0.99, "registry_monitor_intake_latency_seconds"), "p99"),
+                    T(quantile(0.99, "registry_monitor_intake_inbox_seconds"), "p99 inbox commit"),
                 ),
                 ts(
                     "Intake answers by code",

@@ -5,6 +5,8 @@ from which the applier stores its events (idempotent on the event id) or quarant
 cannot be used; so the answer costs one small append, whatever the store holds or is busy
 with. 401 and 413 are the only refusals; 503 when the inbox cannot commit or holds more than
 `notifications.inbox_max` bodies not yet applied (the registry keeps the event and retries).
+How long each answer waited for that commit is `registry_monitor_intake_inbox_seconds`, so a
+slow answer tells whether the store (its disk) or the process held it.
 Refusals are logged at most once per code every 10 s (monitor/observability/lograte.py); the
 intake counters count every one.
 """
@@ -62,9 +64,11 @@ async def _receive(request: Request, services: Services) -> Response:
                 "sends it again",
                 details={"reason": "intake_backlog"},
             )
+        appending = time.perf_counter()
         await services.inbox.append(
             body, request.headers.get("content-type"), _client_ip(request), services.clock()
         )
+        services.metrics.intake_inbox.observe(time.perf_counter() - appending)
     except StoreUnavailable as exc:
         services.metrics.store_errors.labels(operation="intake").inc()
         log_rate: LogRate = request.app.state.intake_log_rate

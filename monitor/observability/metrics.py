@@ -48,6 +48,7 @@ class Metrics:
     quarantine_expired: Counter
     intake_requests: Counter
     intake_latency: Histogram
+    intake_inbox: Histogram
     read_rejected: Counter
     intake_backlog: Gauge
     intake_apply_delay: Histogram
@@ -132,6 +133,13 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         intake_latency=Histogram(
             f"{prefix}intake_latency_seconds",
             "Time from receiving a notification request to answering it.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        intake_inbox=Histogram(
+            f"{prefix}intake_inbox_seconds",
+            "Time a notification's answer waited for the durable commit of its body to the "
+            "intake inbox: the store's share of intake_latency_seconds.",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -22,7 +23,7 @@ from monitor.observability.lograte import LogRate
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import inbox_path
-from tests.conftest import PostgresDatabases, SqliteWriteLock, make_settings
+from tests.conftest import MigratedStores, PostgresDatabases, SqliteWriteLock, make_settings
 from tests.fixture_events import iter_posts
 from tests.live import live_server
 
@@ -188,6 +189,8 @@ class TestIntake:
         )
         assert 'registry_monitor_intake_requests_total{code="401"} 1.0' in metrics
         assert "registry_monitor_intake_latency_seconds_count 4.0" in metrics
+        # The three bodies answered 200 waited for their commit; the refusal for none.
+        assert "registry_monitor_intake_inbox_seconds_count 3.0" in metrics
 
     @settings(
         max_examples=60,
@@ -436,3 +439,58 @@ class TestLogRate:
         now[0] = 10.0
         assert 3 == rate.admit("a")
         assert rate.admit("a") is None
+
+
+@pytest.fixture
+def postgres_services(
+    tmp_path: Path, migrated_stores: MigratedStores, postgres: PostgresDatabases
+) -> Iterator[tuple[Services, str]]:
+    """Services on a PostgreSQL store of their own, and its URL."""
+    url = migrated_stores.checkout(postgres)
+    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
+    built.start()
+    try:
+        yield built, url
+    finally:
+        built.stop()
+        built.engine.dispose()
+        migrated_stores.checkin(postgres, url)
+
+
+def bucket(metrics: str, name: str, le: str) -> float:
+    prefix = f'{name}_bucket{{le="{le}"}} '
+    (line,) = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(line.removeprefix(prefix))
+
+
+class TestInboxWait:
+    def test_an_answer_held_by_the_inbox_commit_shows_it_as_the_stores_share(
+        self, postgres_services: tuple[Services, str]
+    ) -> None:
+        """PostgreSQL: while another session locks the inbox table for 0.4 s, the answer waits
+        for its commit, and `intake_inbox_seconds` says the store held it, not the process: both
+        histograms put it above 0.25 s; an answer with nothing in the way is under it in both."""
+        services, url = postgres_services
+        name = "registry_monitor_intake"
+        with TestClient(build_app(services, with_jobs=False)) as client:
+            quick = client.post("/v1/notifications", content=first_post(), headers=AUTH)
+            engine = create_engine(url)
+            try:
+                with engine.begin() as locker:
+                    locker.execute(text("LOCK TABLE intake_inbox IN ACCESS EXCLUSIVE MODE"))
+                    pool = concurrent.futures.ThreadPoolExecutor(1)
+                    held = pool.submit(
+                        client.post, "/v1/notifications", content=first_post(), headers=AUTH
+                    )
+                    time.sleep(0.4)
+                answer = held.result(10)
+                pool.shutdown()
+            finally:
+                engine.dispose()
+            metrics = client.get("/metrics").text
+        assert (200, 200) == (quick.status_code, answer.status_code)
+        for histogram in (f"{name}_inbox_seconds", f"{name}_latency_seconds"):
+            assert (1.0, 2.0) == (
+                bucket(metrics, histogram, "0.25"),
+                bucket(metrics, histogram, "+Inf"),
+            ), histogram
