@@ -9,6 +9,7 @@ waited for a core in those seconds (ms a second), what it owes to the CPU rather
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -39,6 +40,7 @@ from bench.scaleload import (
     wrk_intake_until_stopped,
 )
 from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, drop_working_copy, working_copy
+from bench.slowanswers import Slow, slow_answers
 from bench.syncprobe import SyncLatency, sync_probe
 
 SERVE = ["-m", "monitor", "serve"]
@@ -60,6 +62,7 @@ class Row:
     serve_pss_mib: float = 0.0  # serve's own share, without its children
     disk: SyncLatency | None = None  # the file system's syncs beside it (bench/syncprobe.py)
     cpu: CoreWait | None = None  # serve's time on a core and waiting for one (bench/runqueue.py)
+    slow: Slow | None = None  # serve's own count of its slow answers (bench/slowanswers.py)
 
 
 @dataclasses.dataclass
@@ -78,7 +81,7 @@ class Run:
             f"errors {r.status_errors}+{r.socket_errors} | RSS {row.rss_mib:.0f} MiB | "
             f"PSS {row.pss_mib:.0f} MiB (serve {row.serve_pss_mib:.0f}) | "
             f"disk's sync p99 / max {_disk(row)} ms | serve on a core / waiting {_cpu(row)} "
-            f"ms/s | load {row.uptime} {row.note}",
+            f"ms/s | over 50 / 100 ms (inbox) {_slow(row)} | load {row.uptime} {row.note}",
             flush=True,
         )
 
@@ -100,7 +103,7 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
     env = {"PYTHONPATH": path} if path else {}
     with server(bare_command(run.work, port, loop=loop, http=http), env, port, run.log) as s:
         for connections in (1, 64):
-            result, disk, cpu = _probed(run, s, mixed_bodies(), connections)
+            result, disk, cpu, _ = _probed(run, s, mixed_bodies(), connections, counted=False)
             run.add(
                 Row(
                     label,
@@ -119,18 +122,22 @@ def bare(run: Run, *, loop: str = "asyncio", http: str = "h11", path: str = "") 
 
 
 def _probed(
-    run: Run, s: Running, bodies: list[str], connections: int
-) -> tuple[WrkResult, SyncLatency, CoreWait]:
+    run: Run, s: Running, bodies: list[str], connections: int, *, counted: bool = True
+) -> tuple[WrkResult, SyncLatency, CoreWait, Slow | None]:
     """wrk's run with the file system's syncs measured beside it: an answer of ours waits
     for a commit, whose flush is at least one such sync, so a row's p99 is read against the
-    disk's p99 of the same seconds (the probe adds 100 small syncs a second); and with the
-    time `serve` waited for a core."""
-    with sync_probe(DATA_DIR) as disk, core_wait(s.pid) as cpu:
+    disk's p99 of the same seconds (the probe adds 100 small syncs a second); with the
+    time `serve` waited for a core, and (`counted`: a server with `/metrics`) its own count of
+    slow answers and slow inbox commits."""
+    with contextlib.ExitStack() as stack:
+        disk = stack.enter_context(sync_probe(DATA_DIR))
+        cpu = stack.enter_context(core_wait(s.pid))
+        slow = stack.enter_context(slow_answers(s.url)) if counted else [None]
         result = wrk_intake(
             s.url + "/v1/notifications", bodies, connections=connections,
             seconds=run.seconds, work=run.work,
         )  # fmt: skip
-    return result, disk[0], cpu[0]
+    return result, disk[0], cpu[0], slow[0]
 
 
 def _disk(row: Row) -> str:
@@ -141,16 +148,22 @@ def _cpu(row: Row) -> str:
     return "-" if row.cpu is None else row.cpu.brief()
 
 
+def _slow(row: Row) -> str:
+    return "-" if row.slow is None else row.slow.brief()
+
+
 def _intake_rows(run: Run, s: Running, label: str, store: str, busiest: str) -> None:
     for connections in (1, 64):
-        result, disk, cpu = _probed(run, s, mixed_bodies(), connections)
+        result, disk, cpu, slow = _probed(run, s, mixed_bodies(), connections)
         run.add(Row(label, store, "captured mix", connections, result, s.peak_rss_mib,
                     load_average(), pss_mib=s.peak_pss_mib,
-                    serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu))  # fmt: skip
-    result, disk, cpu = _probed(run, s, push_bodies(busiest), 1)
+                    serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu,
+                    slow=slow))  # fmt: skip
+    result, disk, cpu, slow = _probed(run, s, push_bodies(busiest), 1)
     run.add(Row(label, store, f"manifest push to {busiest}", 1, result, s.peak_rss_mib,
                 load_average(), pss_mib=s.peak_pss_mib,
-                serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu))  # fmt: skip
+                serve_pss_mib=s.peak_serve_pss_mib, disk=disk, cpu=cpu,
+                slow=slow))  # fmt: skip
 
 
 @contextmanager
@@ -268,6 +281,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         with (
             sync_probe(DATA_DIR) as device,
             core_wait(s.pid) as cpu,
+            slow_answers(s.url) as slow,
             readers(s.url),
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=run.work
@@ -292,7 +306,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
         run.add(Row(label, f"{store.events / 1e6:g}M events",
                     "retention + 8 readers + detection backlog", 1, results[0], s.peak_rss_mib,
                     load_average(), note, s.peak_pss_mib, s.peak_serve_pss_mib,
-                    device[0], cpu[0]))  # fmt: skip
+                    device[0], cpu[0], slow[0]))  # fmt: skip
 
 
 def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, float]) -> None:
@@ -325,16 +339,17 @@ def _wait(url: str, cut: datetime, last: int, started: float, marks: dict[str, f
 def report(run: Run) -> str:
     lines = [
         "| server | store | load | c | req/s | p50 ms | p99 ms | max ms | disk's sync p99 / max ms "
-        "| serve on a core / waiting, ms/s | non-2xx | RSS MiB | PSS MiB | serve's own PSS MiB "
-        "| load avg |",
+        "| serve on a core / waiting, ms/s | serve's answers over 50 / 100 ms (inbox commits) "
+        "| non-2xx | RSS MiB | PSS MiB | serve's own PSS MiB | load avg |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | --- |",
+        "| ---: | ---: | --- |",
     ]
     for row in run.rows:
         r = row.result
         lines.append(
             f"| {row.server} | {row.store} | {row.load} | {row.connections} | {r.rate:,.0f} | "
             f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {_disk(row)} | {_cpu(row)} | "
+            f"{_slow(row)} | "
             f"{r.status_errors} | {row.rss_mib:.0f} | {row.pss_mib:.0f} | "
             f"{row.serve_pss_mib:.0f} | {row.uptime} |"
         )

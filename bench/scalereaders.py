@@ -58,6 +58,7 @@ from bench.scaleload import (
     wrk_intake_until_stopped,
 )
 from bench.scalestore import DATA_DIR, PG_ADMIN, Store, _libpq, _sqlite_path, remove_sqlite_files
+from bench.slowanswers import Slow, slow_answers
 from bench.syncprobe import SyncLatency, sync_probe
 from monitor.store.migrate import upgrade
 
@@ -109,6 +110,7 @@ class Window:
     load_end: str
     device: SyncLatency | None = None
     cpu: CoreWait | None = None  # serve's time on a core and waiting for one
+    slow: Slow | None = None  # serve's own count of its slow answers (bench/slowanswers.py)
     profile: str = ""
 
 
@@ -264,6 +266,7 @@ def window(
         with (
             sync_probe(DATA_DIR) as device,
             core_wait(s.pid) as cpu,
+            slow_answers(s.url) as slow,
             readers(s.url) as read_results,
             wrk_intake_until_stopped(
                 s.url + "/v1/notifications", mixed_bodies(), connections=1, work=work
@@ -293,6 +296,7 @@ def window(
         load_end=load_end,
         device=device[0],
         cpu=cpu[0],
+        slow=slow[0],
         profile=summarise_profile(out) if profile > 0 else "",
     )
 
@@ -311,9 +315,10 @@ def report(windows: list[Window]) -> str:
         "| store | server | round | intake req/s | p50 ms | p99 ms | max ms | non-2xx "
         "| reads/s | reads p50 ms | reads p99 ms | reads 503 | expired | detected | RSS MiB "
         "| PSS MiB | serve's own PSS MiB | device sync max ms (over 100 ms) "
-        "| serve on a core / waiting, ms/s | load avg start → end |",
+        "| serve on a core / waiting, ms/s | serve's answers over 50 / 100 ms (inbox commits) "
+        "| load avg start → end |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for w in windows:
         i, r = w.intake, w.readers
@@ -327,6 +332,7 @@ def report(windows: list[Window]) -> str:
             f"{i.p99_ms:.2f} | {i.max_ms:.1f} | {i.status_errors} | {reads} | {w.expired:,} | "
             f"{w.detected:,} | {w.rss_mib:.0f} | {w.pss_mib:.0f} | {w.serve_pss_mib:.0f} | "
             f"{w.device.brief() if w.device else '-'} | {w.cpu.brief() if w.cpu else '-'} | "
+            f"{w.slow.brief() if w.slow else '-'} | "
             f"{w.load_start} → {w.load_end} |"
         )
     profiles = [f"- {w.store}, {w.server}, round {w.round}: {w.profile}" for w in windows]
