@@ -325,6 +325,22 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def postgres_services(
+    tmp_path: Path, migrated_stores: MigratedStores, postgres: PostgresDatabases
+) -> Iterator[tuple[Services, str]]:
+    """Services on a PostgreSQL store of their own (for what only PostgreSQL has), and its URL."""
+    url = migrated_stores.checkout(postgres)
+    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
+    built.start()
+    try:
+        yield built, url
+    finally:
+        built.stop()
+        built.engine.dispose()
+        migrated_stores.checkin(postgres, url)
+
+
+@pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     """Migrated store, fresh metrics registry, writer, intake inbox and applier running."""
     built = build_services(settings, registry=CollectorRegistry(), migrate=True)

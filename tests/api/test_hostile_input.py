@@ -9,23 +9,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from monitor.main import build_app, build_services
+from monitor.main import build_app
 from monitor.runtime import Services
 from monitor.store.events import EventFilter, query_events
 from monitor.store.tags import list_tags
-from tests.conftest import PostgresDatabases, _libpq, make_settings
+from tests.conftest import PostgresDatabases, _libpq
 from tests.ingest.test_notification import push_event
 from tests.paths import fixtures
 
@@ -245,19 +243,6 @@ class TestPoisonLogs:
         assert ["mallory"] == [e.actor for e in stored(services, action="auth_failure")]
 
 
-@pytest.fixture
-def pg_services(postgres: PostgresDatabases, tmp_path: Path) -> Iterator[tuple[Services, str]]:
-    url = postgres.create()
-    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
-    built.start()
-    try:
-        yield built, url
-    finally:
-        built.stop()
-        built.engine.dispose()
-        postgres.drop(url)
-
-
 def set_read_only(postgres: PostgresDatabases, url: str, read_only: bool) -> None:
     """The database's default for new sessions, as an operator or a failover would set it;
     the sessions open now are ended so that the pool reconnects while it holds."""
@@ -276,11 +261,11 @@ def set_read_only(postgres: PostgresDatabases, url: str, read_only: bool) -> Non
 
 class TestReadOnlyDatabase:
     def test_postgres_read_only_then_writable_recovers_without_restart(
-        self, pg_services: tuple[Services, str], postgres: PostgresDatabases
+        self, postgres_services: tuple[Services, str], postgres: PostgresDatabases
     ) -> None:
         """While read-only: intake 503 and /readyz 503. Writable again: both 200, no restart;
         every event sent is stored once."""
-        services, url = pg_services
+        services, url = postgres_services
         with TestClient(build_app(services, with_jobs=False)) as client:
             assert 200 == post(client, good(0)).status_code
             set_read_only(postgres, url, True)

@@ -23,7 +23,7 @@ from monitor.observability.lograte import LogRate
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import inbox_path
-from tests.conftest import MigratedStores, PostgresDatabases, SqliteWriteLock, make_settings
+from tests.conftest import PostgresDatabases, SqliteWriteLock, make_settings
 from tests.fixture_events import iter_posts
 from tests.live import live_server
 
@@ -439,22 +439,6 @@ class TestLogRate:
         now[0] = 10.0
         assert 3 == rate.admit("a")
         assert rate.admit("a") is None
-
-
-@pytest.fixture
-def postgres_services(
-    tmp_path: Path, migrated_stores: MigratedStores, postgres: PostgresDatabases
-) -> Iterator[tuple[Services, str]]:
-    """Services on a PostgreSQL store of their own, and its URL."""
-    url = migrated_stores.checkout(postgres)
-    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
-    built.start()
-    try:
-        yield built, url
-    finally:
-        built.stop()
-        built.engine.dispose()
-        migrated_stores.checkin(postgres, url)
 
 
 def bucket(metrics: str, name: str, le: str) -> float:
