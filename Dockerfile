@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN groupadd --system --gid 10001 monitor \
     && useradd --system --uid 10001 --gid monitor --home-dir /var/lib/registry-monitor \
-       --create-home --shell /usr/sbin/nologin monitor
+       --create-home --shell /usr/sbin/nologin monitor \
+    && install -d -o monitor -g monitor /var/lib/registry-monitor/data
 
 WORKDIR /app
 COPY requirements.lock ./

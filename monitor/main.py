@@ -86,6 +86,7 @@ def applier_config(settings: Settings, *, receiver: str, dialect: str) -> Applie
         database=settings.database,
         logging=settings.logging,
         receiver=receiver,
+        inbox_file=settings.notifications.inbox_file,
         batch_max=settings.notifications.batch_max,
         quarantine_max_rows=settings.input.quarantine_max_rows,
         skew=timedelta(seconds=settings.input.clock_skew_seconds),
@@ -144,6 +145,7 @@ def build_services(
         session_factory,
         synchronous=settings.database.sqlite_synchronous,
         receiver=replica,
+        inbox_file=settings.notifications.inbox_file,
     )
     metrics.intake_backlog.set_function(inbox.backlog)
     applier: Applier

@@ -326,11 +326,19 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def postgres_services(
-    tmp_path: Path, migrated_stores: MigratedStores, postgres: PostgresDatabases
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_stores: MigratedStores,
+    postgres: PostgresDatabases,
 ) -> Iterator[tuple[Services, str]]:
-    """Services on a PostgreSQL store of their own (for what only PostgreSQL has), and its URL."""
+    """Services on a PostgreSQL store of their own (for what only PostgreSQL has), and its URL.
+    Parametrized indirectly with "inbox_file", their intake inbox is a file of their own."""
     url = migrated_stores.checkout(postgres)
-    built = build_services(make_settings(url, tmp_path), registry=CollectorRegistry(), migrate=True)
+    env = {}
+    if getattr(request, "param", None) == "inbox_file":
+        env["REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE"] = str(tmp_path / "replica" / "inbox")
+    settings = make_settings(url, tmp_path, **env)
+    built = build_services(settings, registry=CollectorRegistry(), migrate=True)
     built.start()
     try:
         yield built, url

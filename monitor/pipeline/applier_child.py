@@ -84,6 +84,7 @@ def run(connection: Connection) -> None:
         session_factory,
         synchronous=config.database.sqlite_synchronous,
         receiver=config.receiver,
+        inbox_file=config.inbox_file,
     )
     applier = IntakeApplier(
         inbox,

@@ -69,6 +69,7 @@ class ApplierConfig:
     database: DatabaseSettings
     logging: LoggingSettings
     receiver: str  # the replica whose bodies it applies (PostgreSQL's inbox)
+    inbox_file: str  # `notifications.inbox_file`
     batch_max: int
     quarantine_max_rows: int
     skew: timedelta

@@ -5,6 +5,7 @@ the environment into them, validates (`validation`: checks across keys), and pri
 effective settings and the reference.
 """
 
+from monitor.settings.fields import ENV_PREFIX, Secret, setting
 from monitor.settings.loader import (
     known_variables,
     load_settings,
@@ -14,7 +15,6 @@ from monitor.settings.loader import (
     unknown_variables,
 )
 from monitor.settings.sections import (
-    ENV_PREFIX,
     AlertingSettings,
     ApiSettings,
     AuditSettings,
@@ -29,9 +29,7 @@ from monitor.settings.sections import (
     ReconcileSettings,
     RegistrySettings,
     RetentionSettings,
-    Secret,
     Settings,
-    setting,
 )
 from monitor.settings.validation import validate
 

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import yaml
 
 from monitor.errors import ConfigError
-from monitor.settings.sections import ENV_PREFIX, Secret, Settings
+from monitor.settings.fields import ENV_PREFIX, Secret
+from monitor.settings.sections import Settings
 from monitor.settings.validation import validate
 
 T = TypeVar("T")

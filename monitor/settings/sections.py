@@ -1,46 +1,16 @@
 """The settings sections: one frozen dataclass per section, each field documented.
 
-`setting(default, doc, secret=...)` declares a field; the loader (monitor.settings.loader)
-reads the types and the docs from here, so a new key needs nothing else.
+`setting(default, doc, secret=...)` (monitor.settings.fields) declares a field; the loader
+(monitor.settings.loader) reads the types and the docs from here, so a new key needs nothing
+else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
-ENV_PREFIX = "REGISTRY_MONITOR_"
-
-
-class Secret:
-    """A string that never shows itself in `repr`, `str` or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
-    if isinstance(default, list | dict):
-        factory = lambda d=default: type(d)(d)  # noqa: E731 - a fresh copy per instance
-        return dataclasses.field(default_factory=factory, metadata={"doc": doc, "secret": secret})
-    return dataclasses.field(default=default, metadata={"doc": doc, "secret": secret})
+from monitor.settings.fields import Secret, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +119,16 @@ class NotificationsSettings:
         100_000,
         "Most notification bodies waiting in the intake inbox to be applied; beyond it intake "
         "answers 503 (the registry keeps the event and retries) until the store catches up.",
+    )
+    inbox_file: str = setting(
+        "",
+        "Where intake keeps each body it answered for until its events are stored. Empty: "
+        "beside an SQLite store (`<store>.intake`), or in PostgreSQL's `intake_inbox` table, "
+        "where a replica that stops for good leaves its bodies to the others. A path: a file "
+        "of this replica's own (synced as `database.sqlite_synchronous` says), so an answer "
+        "waits for the local disk instead of a round trip to PostgreSQL, and intake goes on "
+        "answering through a PostgreSQL outage (up to `inbox_max` bodies); give every replica "
+        "its own, kept across restarts.",
     )
     heartbeat_seconds: float = setting(
         15.0, "How often intake coverage is recorded; a silence of twice this is a gap."

@@ -14,6 +14,8 @@ ingestion), and a crash at any point applies every accepted body exactly once.
 - PostgreSQL: the `intake_inbox` table of the store, appended by an asynchronous connection on
   the event loop. Each replica applies the bodies it received, and any body older than
   `ORPHAN_AFTER` (left by a replica that stopped), deleting them as their events commit.
+- `notifications.inbox_file`, either store: an SQLite file of the replica's own, as beside an
+  SQLite store, its cursor in `intake_applied` keyed by an identity kept in the file.
 """
 
 from __future__ import annotations

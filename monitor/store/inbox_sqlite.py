@@ -1,5 +1,6 @@
-"""The SQLite intake inbox: a database file of its own beside the store (`<store>.intake`),
-written only by the event loop; the applied cursor is committed in the store (see inbox.py)."""
+"""The intake inbox in an SQLite file: beside an SQLite store (`<store>.intake`), or a file of
+the replica's own (`notifications.inbox_file`, either store), written only by the event loop;
+the applied cursor is committed in the store (see inbox.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from monitor.errors import StoreUnavailable
+from monitor.store.dialect import upsert
 from monitor.store.engine import SessionFactory
 from monitor.store.inbox import (
     DELETE_PER_APPEND,
@@ -31,8 +33,8 @@ from monitor.store.inbox import (
 from monitor.store.schema import IntakeAppliedRow
 
 
-def _save_cursor() -> Any:
-    statement = sqlite.insert(IntakeAppliedRow).values(
+def _save_cursor(dialect: str) -> Any:
+    statement = upsert(dialect, IntakeAppliedRow).values(
         inbox=bindparam("inbox"), last_id=bindparam("last_id"), applied_at=bindparam("applied_at")
     )
     return statement.on_conflict_do_update(
@@ -41,7 +43,8 @@ def _save_cursor() -> Any:
     )
 
 
-_SAVE_CURSOR = _save_cursor()  # built once: compiling it per batch cost more than running it
+# Built once: compiling it per batch cost more than running it.
+_SAVE_CURSOR = {dialect: _save_cursor(dialect) for dialect in ("sqlite", "postgresql")}
 
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
 """What the file's write-ahead log is cut back to when it starts over after it grew (while a
@@ -56,10 +59,26 @@ commits, or bodies of this many bytes, since its last checkpoint."""
 
 
 class SqliteInbox:
-    def __init__(self, path: Path, *, synchronous: str, session_factory: SessionFactory) -> None:
+    """`own`: a file named by `notifications.inbox_file` rather than the one beside an SQLite
+    store; its cursor in the store is keyed by an identity the file is given when it is
+    created, so the files of several replicas (the same path on different machines) never
+    share one, and a file replaced by a new one starts a cursor of its own."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str,
+        session_factory: SessionFactory,
+        dialect: str = "sqlite",
+        own: bool = False,
+    ) -> None:
         self.path = path
         self._synchronous = synchronous.upper()
         self._session_factory = session_factory
+        self._save_cursor = _SAVE_CURSOR[dialect]
+        self._own = own
+        self.key = SQLITE_INBOX  # the cursor's key in `intake_applied` (an own file's: opened)
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._pending = Pending()
@@ -84,9 +103,16 @@ class SqliteInbox:
         )
         # Checkpoints run on the applier's connection, never inside an answer's commit.
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        if self._own:
+            self._writer.execute("CREATE TABLE IF NOT EXISTS intake_identity (key TEXT NOT NULL)")
+            if self._writer.execute("SELECT key FROM intake_identity").fetchone() is None:
+                self._writer.execute(
+                    "INSERT INTO intake_identity (key) VALUES (?)", (f"file:{uuid.uuid4().hex}",)
+                )
         self._reader = self._connect()
+        self.key = self._identity(self._reader)
         with self._session_factory() as session:
-            applied = session.get(IntakeAppliedRow, SQLITE_INBOX)
+            applied = session.get(IntakeAppliedRow, self.key)
         self._applied_id = applied.last_id if applied is not None else 0
         sequence = self._writer.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'intake_inbox'"
@@ -107,9 +133,18 @@ class SqliteInbox:
         if self._reader is not None:
             return
         self._reader = self._connect()
+        self.key = self._identity(self._reader)
         with self._session_factory() as session:
-            applied = session.get(IntakeAppliedRow, SQLITE_INBOX)
+            applied = session.get(IntakeAppliedRow, self.key)
         self._applied_id = applied.last_id if applied is not None else 0
+
+    def _identity(self, connection: sqlite3.Connection) -> str:
+        if not self._own:
+            return SQLITE_INBOX
+        row = connection.execute("SELECT key FROM intake_identity").fetchone()
+        if row is None:
+            raise StoreUnavailable(f"the intake inbox {self.path} has no identity")
+        return str(row[0])
 
     def _connect(self) -> sqlite3.Connection:
         # Only this process writes the file, so a lock held elsewhere is an outage: fail at
@@ -237,8 +272,8 @@ class SqliteInbox:
 
     def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
         session.execute(
-            _SAVE_CURSOR,
-            {"inbox": SQLITE_INBOX, "last_id": max(item.id for item in items), "applied_at": now},
+            self._save_cursor,
+            {"inbox": self.key, "last_id": max(item.id for item in items), "applied_at": now},
         )
 
     def applied(self, items: Sequence[InboxItem]) -> None:

@@ -1,6 +1,9 @@
-"""Which intake inbox a store has: a file beside an SQLite store, a table in PostgreSQL."""
+"""Which intake inbox a store has: a file beside an SQLite store, a table in PostgreSQL, or
+the file `notifications.inbox_file` names, on either store."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -11,10 +14,23 @@ from monitor.store.inbox_sqlite import SqliteInbox
 
 
 def make_inbox(
-    engine: Engine, session_factory: SessionFactory, *, synchronous: str, receiver: str
+    engine: Engine,
+    session_factory: SessionFactory,
+    *,
+    synchronous: str,
+    receiver: str,
+    inbox_file: str = "",
 ) -> Inbox:
-    """The inbox beside the store `engine` opens (not opened yet)."""
+    """The inbox of the store `engine` opens (not opened yet): `inbox_file` when it names one."""
     url = engine.url
+    if inbox_file:
+        return SqliteInbox(
+            Path(inbox_file).absolute(),
+            synchronous=synchronous,
+            session_factory=session_factory,
+            dialect=url.get_backend_name(),
+            own=True,
+        )
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):

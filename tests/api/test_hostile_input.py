@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -281,6 +282,33 @@ class TestReadOnlyDatabase:
             assert 200 == client.get("/readyz").status_code
             for n in range(1, 4):
                 post(client, good(n))
+        assert {f"good-{n}" for n in range(4)} == {e.event_id for e in stored(services)}
+
+    @pytest.mark.parametrize("postgres_services", ["inbox_file"], indirect=True)
+    def test_with_an_inbox_file_intake_answers_through_the_outage(
+        self, postgres_services: tuple[Services, str], postgres: PostgresDatabases
+    ) -> None:
+        """`notifications.inbox_file` set: while PostgreSQL refuses writes, intake still
+        answers 200 (the bodies wait in the replica's file, and /readyz says the store is not
+        ready); writable again, every event sent is stored once."""
+        services, url = postgres_services
+        with TestClient(build_app(services, with_jobs=False)) as client:
+            assert 200 == post(client, good(0)).status_code
+            set_read_only(postgres, url, True)
+            try:
+                during = [post(client, good(n), apply=False).status_code for n in range(1, 4)]
+                ready_while_down = client.get("/readyz").status_code
+                assert set() == {f"good-{n}" for n in range(1, 4)} & {
+                    e.event_id for e in stored(services)
+                }
+            finally:
+                set_read_only(postgres, url, False)
+            assert ([200] * 3, 503) == (during, ready_while_down)
+            deadline = time.monotonic() + 30
+            while services.inbox.backlog() and time.monotonic() < deadline:
+                services.applier.wake()
+                services.applier.drain(1.0)
+            assert 0 == services.inbox.backlog()
         assert {f"good-{n}" for n in range(4)} == {e.event_id for e in stored(services)}
 
 

@@ -82,6 +82,20 @@ class TestCompose:
         command = compose_config()["services"]["postgres"]["command"]
         assert ["postgres", "-c", "wal_compression=lz4"] == command
 
+    def test_the_intake_inbox_is_a_file_on_the_monitors_volume(self) -> None:
+        """With PostgreSQL as the store, intake's bodies wait in a file on a named volume of
+        the monitor's (kept across restarts of the container), in a directory the image gives
+        its user."""
+        config = compose_config()
+        service = config["services"]["registry-monitor"]
+        path = service["environment"]["REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE"]
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in service["volumes"]}
+        directory = path.rsplit("/", 1)[0]
+        assert "monitor-data" == mounts[directory]
+        assert "monitor-data" in config["volumes"]
+        dockerfile = (REPO / "Dockerfile").read_text()
+        assert f"install -d -o monitor -g monitor {directory}" in dockerfile
+
     def test_prometheus_scrapes_the_compose_services(self) -> None:
         """prometheus.yml scrapes the monitor's port and the registry's debug port of compose."""
         config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))

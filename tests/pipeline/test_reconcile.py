@@ -26,7 +26,7 @@ from monitor.pipeline.log_ingest import backfill
 from monitor.pipeline.reconcile import lost_alert, reconcile_events, registry_tag_digest
 from monitor.runtime import Services
 from monitor.settings import CleanupSettings
-from monitor.settings.sections import Secret
+from monitor.settings.fields import Secret
 from monitor.store.events import EventFilter, query_events
 from monitor.store.schema import METADATA, EventRow, LogRequestRow, RegistryInstanceRow
 from monitor.store.tags import list_tags

@@ -206,6 +206,101 @@ def sqlite_inbox(tmp_path: Path, applier: str) -> tuple[Settings, Path]:
     return settings, inbox_path(str(tmp_path / "store.db")).with_name("store.db.intake-wal")
 
 
+def own_file(db_url: str, tmp_path: Path, applier: str, name: str = "a") -> Settings:
+    """Settings whose intake inbox is the file `<tmp_path>/<name>/inbox` (a replica's own)."""
+    return make_settings(
+        db_url,
+        tmp_path,
+        REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier,
+        REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE=str(tmp_path / name / "inbox"),
+    )
+
+
+def quarantined(services: Services) -> list[tuple[str, int]]:
+    with services.engine.connect() as connection:
+        rows = connection.execute(text("SELECT reason, count FROM quarantine ORDER BY id"))
+        return [(row[0], row[1]) for row in rows]
+
+
+def cursors(services: Services) -> dict[str, int]:
+    with services.engine.connect() as connection:
+        rows = connection.execute(text("SELECT inbox, last_id FROM intake_applied"))
+        return {row[0]: row[1] for row in rows}
+
+
+class TestOwnFile:
+    """`notifications.inbox_file`: the bodies wait in a file of the replica's own, on either
+    store, and are applied once, across restarts, beside other replicas' files."""
+
+    def test_bodies_wait_in_the_named_file_and_are_applied_once_at_the_next_start(
+        self, db_url: str, tmp_path: Path, applier: str
+    ) -> None:
+        """Appended while nothing applies them: they are in the named file and nowhere else
+        (not the PostgreSQL table, not beside an SQLite store); the next start applies them,
+        at once, and a third start applies nothing again."""
+        settings = own_file(db_url, tmp_path, applier)
+        first = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        first.writer.start()
+        first.inbox.open()  # no applier: the bodies stay in the inbox
+        append(first, body(1), b"not json")
+        first.inbox.close()
+        first.writer.stop()
+        with sqlite3.connect(tmp_path / "a" / "inbox") as inbox:
+            assert 2 == inbox.execute("SELECT count(*) FROM intake_inbox").fetchone()[0]
+        with first.engine.connect() as connection:
+            if first.engine.dialect.name == "postgresql":
+                held = connection.execute(text("SELECT count(*) FROM intake_inbox")).scalar()
+                assert 0 == held
+        assert not inbox_path(str(tmp_path / "store.db")).exists()
+        assert ([], {}) == (event_ids(first), cursors(first))
+        first.engine.dispose()
+
+        for _ in range(2):
+            services = started(settings)
+            try:
+                services.applier.wake()
+                assert services.applier.drain()
+                assert ["inbox-1"] == event_ids(services)
+                assert [("invalid_json", 1)] == quarantined(services)
+                ((key, last),) = cursors(services).items()
+                assert (True, 2) == (key.startswith("file:"), last)
+            finally:
+                services.stop()
+                services.engine.dispose()
+
+    def test_each_replica_file_keeps_a_cursor_of_its_own(
+        self, db_url: str, tmp_path: Path, applier: str
+    ) -> None:
+        """Two replicas on one store, each with its own file: the first body of the second
+        file is applied although the first file's cursor is past it; a file replaced by a
+        new one starts a cursor of its own, and its bodies are applied."""
+        a = started(own_file(db_url, tmp_path, applier, "a"))
+        b = started(own_file(db_url, tmp_path, applier, "b"))
+        try:
+            append(a, body(1), body(2), body(3))
+            assert a.applier.drain()
+            append(b, body(4))
+            assert b.applier.drain()
+            assert ["inbox-1", "inbox-2", "inbox-3", "inbox-4"] == event_ids(a)
+            assert [1, 3] == sorted(cursors(a).values())
+        finally:
+            b.stop()
+            b.engine.dispose()
+        for leftover in (tmp_path / "b").iterdir():
+            leftover.unlink()
+        b = started(own_file(db_url, tmp_path, applier, "b"))
+        try:
+            append(b, body(5))
+            assert b.applier.drain()
+            assert ["inbox-1", "inbox-2", "inbox-3", "inbox-4", "inbox-5"] == event_ids(b)
+            assert [1, 1, 3] == sorted(cursors(b).values())
+        finally:
+            b.stop()
+            b.engine.dispose()
+            a.stop()
+            a.engine.dispose()
+
+
 class TestSqliteFile:
     def test_a_replaced_inbox_file_numbers_new_bodies_after_the_applied_ones(
         self, tmp_path: Path, applier: str
