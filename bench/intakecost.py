@@ -52,7 +52,8 @@ from monitor.clock import utc_now
 from monitor.ingest.boundary import Window
 from monitor.ingest.notification import parse_envelope
 from monitor.observability.metrics import make_metrics
-from monitor.settings.sections import DatabaseSettings, Secret
+from monitor.settings.fields import Secret
+from monitor.settings.sections import DatabaseSettings
 from monitor.store.engine import make_engine, make_session_factory
 from monitor.store.migrate import upgrade
 from monitor.store.writer import StoreWriter

@@ -213,23 +213,48 @@ def monitor_label(kind: str) -> str:
     return "registry-monitor, " + ("SQLite FULL" if kind == "sqlite" else "PostgreSQL")
 
 
+def variants(kind: str, work: Path) -> list[tuple[str, dict[str, str]]]:
+    """`serve`'s configurations measured on a store of `kind`: on PostgreSQL the intake inbox
+    in the store (the default) and in a file of the replica's own (`notifications.inbox_file`,
+    synced as SQLite FULL)."""
+    label = monitor_label(kind)
+    if kind == "sqlite":
+        return [(label, {"database_sqlite_synchronous": "FULL"})]
+    own = {"database_sqlite_synchronous": "FULL", "notifications_inbox_file": str(work / "inbox")}
+    return [(label, {}), (f"{label}, inbox file", own)]
+
+
+def _fresh(settings: dict[str, str], store: str) -> dict[str, str]:
+    """`settings` with an inbox file of its own for `store` (a file's bodies belong to the
+    store that applied them)."""
+    if "notifications_inbox_file" not in settings:
+        return settings
+    return {
+        **settings,
+        "notifications_inbox_file": f"{settings['notifications_inbox_file']}-{store}",
+    }
+
+
 def intake(run: Run, store: Store, *, full: bool, busy: bool) -> None:
-    label = monitor_label(store.kind)
     busiest = store.meta()["busiest"]
-    sync = {"database_sqlite_synchronous": "FULL"} if store.kind == "sqlite" else {}
-    with empty_store(store.kind, run.work) as url, serve(run, url, **sync) as s:
-        _intake_rows(run, s, label, "empty", busiest)
+    for label, settings in variants(store.kind, run.work):
+        with (
+            empty_store(store.kind, run.work) as url,
+            serve(run, url, **_fresh(settings, "empty")) as s,
+        ):
+            _intake_rows(run, s, label, "empty", busiest)
     if not full:
         return
-    print(f"  copying {store.name} ...", flush=True)
-    url = working_copy(store)
-    try:
-        with serve(run, url, **sync) as s:
-            _intake_rows(run, s, label, f"{store.events / 1e6:g}M events", busiest)
-        if busy:
-            under_load(run, store, url, label, sync)
-    finally:
-        drop_working_copy(store)
+    for label, settings in variants(store.kind, run.work):
+        print(f"  copying {store.name} ...", flush=True)
+        url = working_copy(store)
+        try:
+            with serve(run, url, **_fresh(settings, "full")) as s:
+                _intake_rows(run, s, label, f"{store.events / 1e6:g}M events", busiest)
+            if busy:
+                under_load(run, store, url, label, _fresh(settings, "busy"))
+        finally:
+            drop_working_copy(store)
 
 
 NTH_OLDEST = "SELECT occurred_at FROM events ORDER BY occurred_at, id LIMIT 1 OFFSET :offset"
