@@ -5,6 +5,9 @@ Beside every run of wrk, bench/syncprobe.py syncs a small file in the stores' di
 10 ms: each row shows the file system's own p99 and slowest sync of the same seconds, which
 bound from below what a durable answer can take; and bench/runqueue.py reads how long `serve`
 waited for a core in those seconds (ms a second), what it owes to the CPU rather than the disk.
+Before each server's rows the machine is let settle (`settle`): the acceptance's c=1 figures
+are for an idle machine, and a busy phase or a store's copy leaves minutes of load and
+write-back behind it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -213,6 +217,23 @@ def monitor_label(kind: str) -> str:
     return "registry-monitor, " + ("SQLite FULL" if kind == "sqlite" else "PostgreSQL")
 
 
+SETTLE_LOAD = 1.0
+SETTLE_SECONDS = 180.0
+
+
+def settle(limit: float = SETTLE_SECONDS) -> None:
+    """Writes back what the kernel holds dirty, then waits (at most `limit` seconds) until
+    the one-minute load average is under SETTLE_LOAD."""
+    started = time.monotonic()
+    os.sync()
+    while float(load_average().split()[0]) >= SETTLE_LOAD:
+        if time.monotonic() - started >= limit:
+            print(f"  not settled after {limit:.0f} s: load {load_average()}", flush=True)
+            return
+        time.sleep(5)
+    print(f"  settled in {time.monotonic() - started:.0f} s: load {load_average()}", flush=True)
+
+
 def variants(kind: str, work: Path) -> list[tuple[str, dict[str, str]]]:
     """`serve`'s configurations measured on a store of `kind`: on PostgreSQL the intake inbox
     in the store (the default) and in a file of the replica's own (`notifications.inbox_file`,
@@ -238,6 +259,7 @@ def _fresh(settings: dict[str, str], store: str) -> dict[str, str]:
 def intake(run: Run, store: Store, *, full: bool, busy: bool) -> None:
     busiest = store.meta()["busiest"]
     for label, settings in variants(store.kind, run.work):
+        settle()
         with (
             empty_store(store.kind, run.work) as url,
             serve(run, url, **_fresh(settings, "empty")) as s,
@@ -249,6 +271,7 @@ def intake(run: Run, store: Store, *, full: bool, busy: bool) -> None:
         print(f"  copying {store.name} ...", flush=True)
         url = working_copy(store)
         try:
+            settle()
             with serve(run, url, **_fresh(settings, "full")) as s:
                 _intake_rows(run, s, label, f"{store.events / 1e6:g}M events", busiest)
             if busy:
