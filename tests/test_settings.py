@@ -95,6 +95,21 @@ class TestLoadSettings:
             ({"REGISTRY_MONITOR_LOGGING_LEVEL": "loud"}, "logging.level"),
             ({"REGISTRY_MONITOR_API_TOKEN_FILE": "/nonexistent"}, "api.token_file"),
             ({"REGISTRY_MONITOR_RETENTION_EVENTS_DAYS": "0"}, "retention.events_days"),
+            ({"REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": "/"}, "notifications.inbox_file"),
+            (
+                {
+                    "REGISTRY_MONITOR_DATABASE_URL": "sqlite:////srv/store.db",
+                    "REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": "/srv/store.db.intake",
+                },
+                "notifications.inbox_file",
+            ),
+            (
+                {
+                    "REGISTRY_MONITOR_DATABASE_URL": "sqlite:///store.db",
+                    "REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": "store.db",
+                },
+                "notifications.inbox_file",
+            ),
             ({"REGISTRY_MONITOR_RETENTION_SCHEDULE": "17 3 * *"}, "retention.schedule"),
         ],
     )
@@ -132,6 +147,7 @@ class TestFileSettings:
             ("cleanup", "policies_file"),
             ("cleanup", "deployed_file"),
             ("cleanup", "ca_file"),
+            ("notifications", "inbox_file"),
         ],
     )
     def test_a_file_setting_is_read_from_yaml(self, tmp_path: Path, section: str, key: str) -> None:
@@ -140,6 +156,18 @@ class TestFileSettings:
         config = write(tmp_path / "c.yml", f"{section}:\n  {key}: {target}\n")
         settings = load_settings({}, config)
         assert target == getattr(getattr(settings, section), key)
+
+    def test_an_inbox_file_beside_the_store_under_another_name_is_accepted(
+        self, tmp_path: Path
+    ) -> None:
+        """Only the store's own files are refused: another file in its directory is fine."""
+        settings = load_settings(
+            {
+                "REGISTRY_MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+                "REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": str(tmp_path / "replica.intake"),
+            }
+        )
+        assert tmp_path / "replica.intake" == settings.notifications.inbox_file
 
     def test_a_setting_that_is_not_secret_has_no_file_form(self, tmp_path: Path) -> None:
         """`cleanup.username_file` is refused (username is not a secret), never ignored."""

@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import structlog
 
@@ -69,7 +70,7 @@ class ApplierConfig:
     database: DatabaseSettings
     logging: LoggingSettings
     receiver: str  # the replica whose bodies it applies (PostgreSQL's inbox)
-    inbox_file: str  # `notifications.inbox_file`
+    inbox_file: Path | None  # `notifications.inbox_file`
     batch_max: int
     quarantine_max_rows: int
     skew: timedelta

@@ -120,9 +120,9 @@ class NotificationsSettings:
         "Most notification bodies waiting in the intake inbox to be applied; beyond it intake "
         "answers 503 (the registry keeps the event and retries) until the store catches up.",
     )
-    inbox_file: str = setting(
-        "",
-        "Where intake keeps each body it answered for until its events are stored. Empty: "
+    inbox_file: Path | None = setting(
+        None,
+        "Where intake keeps each body it answered for until its events are stored. Unset: "
         "beside an SQLite store (`<store>.intake`), or in PostgreSQL's `intake_inbox` table, "
         "where a replica that stops for good leaves its bodies to the others. A path: a file "
         "of this replica's own (synced as `database.sqlite_synchronous` says), so an answer "

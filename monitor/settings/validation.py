@@ -4,6 +4,7 @@ key."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 from monitor.errors import ConfigError
 from monitor.settings.sections import Settings
@@ -49,6 +50,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError("logs.max_body_bytes", "must be at least 1024")
     if settings.notifications.batch_max < 1:
         raise ConfigError("notifications.batch_max", "must be at least 1")
+    _check_inbox_file(settings)
     if settings.notifications.heartbeat_seconds <= 0:
         raise ConfigError("notifications.heartbeat_seconds", "must be positive")
     if settings.retention.events_days < 1:
@@ -123,3 +125,25 @@ def validate(settings: Settings) -> None:
         raise ConfigError("registry.debug_timeout_seconds", "must be positive")
     if registry.debug_max_endpoints < 1:
         raise ConfigError("registry.debug_max_endpoints", "must be at least 1")
+
+
+def _check_inbox_file(settings: Settings) -> None:
+    """`notifications.inbox_file` names a file that is neither a directory nor one of an
+    SQLite store's own files (the store, or the inbox kept beside it, whose applied bodies
+    the store remembers under another name)."""
+    path = settings.notifications.inbox_file
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError("notifications.inbox_file", f"{path} is a directory; name a file in it")
+    url = settings.database.effective_url()
+    database = (
+        url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    )
+    if database not in ("", ":memory:") and not database.startswith("file:"):
+        store = Path(database).absolute()
+        if path.absolute() in (store, store.with_name(store.name + ".intake")):
+            raise ConfigError(
+                "notifications.inbox_file",
+                f"{path} is the SQLite store's own file; name another, or leave it unset",
+            )

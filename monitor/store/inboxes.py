@@ -19,13 +19,13 @@ def make_inbox(
     *,
     synchronous: str,
     receiver: str,
-    inbox_file: str = "",
+    inbox_file: Path | None = None,
 ) -> Inbox:
     """The inbox of the store `engine` opens (not opened yet): `inbox_file` when it names one."""
     url = engine.url
-    if inbox_file:
+    if inbox_file is not None:
         return SqliteInbox(
-            Path(inbox_file).absolute(),
+            inbox_file.absolute(),
             synchronous=synchronous,
             session_factory=session_factory,
             dialect=url.get_backend_name(),
