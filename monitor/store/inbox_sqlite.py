@@ -46,6 +46,12 @@ def _save_cursor(dialect: str) -> Any:
 # Built once: compiling it per batch cost more than running it.
 _SAVE_CURSOR = {dialect: _save_cursor(dialect) for dialect in ("sqlite", "postgresql")}
 
+INBOX_CACHE_KIB = 256
+"""SQLite's page cache for each connection to the file (its default is 2,000 KiB). The file
+is written at its end and read just behind it, so the pages in use are the last few commit
+groups'; older ones are read again from the operating system's cache. With the default, the
+writer's and the applier's connections each grew to 2 MiB once the applier fell behind."""
+
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
 """What the file's write-ahead log is cut back to when it starts over after it grew (while a
 reader kept it from starting over); otherwise it would stay at its largest on disk, reused.
@@ -154,6 +160,7 @@ class SqliteInbox:
         )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
+        connection.execute(f"PRAGMA cache_size=-{INBOX_CACHE_KIB}")
         connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         return connection
 
