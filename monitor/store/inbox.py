@@ -15,7 +15,8 @@ ingestion), and a crash at any point applies every accepted body exactly once.
   the event loop. Each replica applies the bodies it received, and any body older than
   `ORPHAN_AFTER` (left by a replica that stopped), deleting them as their events commit.
 - `notifications.inbox_file`, either store: an SQLite file of the replica's own, as beside an
-  SQLite store, its cursor in `intake_applied` keyed by an identity kept in the file.
+  SQLite store, its cursor in `intake_applied` keyed by an identity kept in the file. Beside
+  PostgreSQL its applier also adopts the table's orphaned bodies (inbox_adopting.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
 from monitor.store.inbox_sqlite import CHECKPOINT_BYTES, CHECKPOINT_EVERY, WAL_LIMIT_BYTES
 from monitor.store.schema import EventRow, QuarantineRow
-from tests.conftest import make_settings
+from tests.conftest import MigratedStores, PostgresDatabases, make_settings
 from tests.fixture_events import iter_posts
 from tests.ingest.test_notification import push_event
 
@@ -299,6 +299,59 @@ class TestOwnFile:
             b.engine.dispose()
             a.stop()
             a.engine.dispose()
+
+
+class TestOwnFileBesidePostgresql:
+    def test_bodies_left_in_the_table_are_applied_by_a_replica_with_a_file(
+        self,
+        tmp_path: Path,
+        applier: str,
+        migrated_stores: MigratedStores,
+        postgres: PostgresDatabases,
+    ) -> None:
+        """A replica answered through PostgreSQL's `intake_inbox` table and stopped before
+        applying; the replica after it has a file. It applies those bodies once they are older
+        than ORPHAN_AFTER, once, and they leave the table; its own bodies, appended after,
+        are applied too, and its file's cursor counts only them."""
+        url = migrated_stores.checkout(postgres)
+        try:
+            table_settings = make_settings(
+                url, tmp_path, REGISTRY_MONITOR_NOTIFICATIONS_APPLIER=applier
+            )
+            gone = build_services(table_settings, registry=CollectorRegistry(), migrate=True)
+            gone.writer.start()
+            gone.inbox.open()  # no applier: the bodies stay in the table
+            append(gone, body(1), body(2), body(3))
+            gone.inbox.close()
+            gone.writer.stop()
+            with gone.engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE intake_inbox SET received_at = :at"),
+                    {"at": datetime.now(UTC) - ORPHAN_AFTER - timedelta(seconds=1)},
+                )
+            gone.engine.dispose()
+
+            services = started(own_file(url, tmp_path, applier))
+            try:
+                deadline = datetime.now(UTC) + timedelta(seconds=10)
+                while len(event_ids(services)) < 3 and datetime.now(UTC) < deadline:
+                    services.applier.wake()
+                    services.applier.drain(1.0)
+                assert ["inbox-1", "inbox-2", "inbox-3"] == event_ids(services)
+                for n in (4, 5, 6):
+                    append(services, body(n))
+                    assert services.applier.drain()
+                assert [f"inbox-{n}" for n in range(1, 7)] == event_ids(services)
+                with services.engine.connect() as connection:
+                    left = connection.execute(text("SELECT count(*) FROM intake_inbox")).scalar()
+                assert 0 == left
+                ((key, last),) = cursors(services).items()
+                assert (True, 3) == (key.startswith("file:"), last)
+            finally:
+                services.stop()
+                services.engine.dispose()
+        finally:
+            migrated_stores.checkin(postgres, url)
 
 
 class TestSqliteFile:
