@@ -73,7 +73,12 @@ async def _receive(request: Request, services: Services) -> Response:
         services.metrics.store_errors.labels(operation="intake").inc()
         log_rate: LogRate = request.app.state.intake_log_rate
         if (held := log_rate.admit("not stored")) is not None:
-            log.error("notification not stored", detail=exc.details.get("error"), held_back=held)
+            log.error(
+                "notification not stored",
+                detail=exc.details.get("error"),
+                reason=str(exc.__cause__) if exc.__cause__ is not None else None,
+                held_back=held,
+            )
         return error_response(exc)
     except MonitorError as exc:
         log_rate = request.app.state.intake_log_rate

@@ -139,9 +139,12 @@ def within_bytes(sizes: Sequence[tuple[int, int]], limit: int = BATCH_BYTES) -> 
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(
+    """The answer's error for a commit `exc` refused; `exc` stays its cause, for the log."""
+    error = StoreUnavailable(
         "the intake inbox could not commit", details={"error": type(exc).__name__}
     )
+    error.__cause__ = exc
+    return error
 
 
 def inbox_path(database: str) -> Path:

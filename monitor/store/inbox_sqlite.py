@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -58,6 +59,18 @@ reader kept it from starting over); otherwise it would stay at its largest on di
 The cut is one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here
 (10.2 ms from 64 MiB, 121.6 ms from 640 MiB)."""
 
+BUSY_RETRY_SECONDS = 0.5
+"""How long a commit the file refuses as locked is tried again before its answers are `503`.
+Only `serve` writes the file, but SQLite's other connections to it (the applier reading it, a
+checkpoint) take its write lock for a moment when they read the log's index header while a
+commit is rewriting it (wal.c, `walIndexReadHdr`: "it might have been due to a race with a
+writer. So get a WRITE lock and try again"); a reader descheduled in that moment holds the lock
+longer. One such refusal answered `503` in a busy phase of `bench.scale intake`. Each try is a
+callback of its own (`BUSY_RETRY_STEPS`), so the event loop never waits on the lock."""
+
+BUSY_RETRY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02)
+"""Seconds before each try again (the last one repeats)."""
+
 CHECKPOINT_EVERY = 256
 CHECKPOINT_BYTES = 4 * 1024 * 1024
 """The event loop checkpoints the file itself (see `SqliteInbox._checkpoint`) after this many
@@ -94,6 +107,8 @@ class SqliteInbox:
         self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
         self._commits_since_checkpoint = 0  # since the event loop's last checkpoint
         self._bytes_since_checkpoint = 0
+        self._busy_since: float | None = None  # when the file first refused the pending commit
+        self._busy_tries = 0
 
     def open(self) -> None:
         """Creates or opens the file and resumes after the applied cursor (idempotent)."""
@@ -153,8 +168,9 @@ class SqliteInbox:
         return str(row[0])
 
     def _connect(self) -> sqlite3.Connection:
-        # Only this process writes the file, so a lock held elsewhere is an outage: fail at
-        # once (503, the registry retries) rather than hold the event loop waiting.
+        # Only this process writes the file: a lock held elsewhere never holds the event loop
+        # waiting; the commit is tried again by later callbacks (`BUSY_RETRY_SECONDS`), then
+        # answered 503 (the registry sends it again).
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=0.0
         )
@@ -203,8 +219,11 @@ class SqliteInbox:
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            pending.settle(unavailable(exc))
+            if not (_locked(exc) and self._try_again(pending)):
+                self._busy_since, self._busy_tries = None, 0
+                pending.settle(unavailable(exc))
             return
+        self._busy_since, self._busy_tries = None, 0
         self._deleted_id = max(self._deleted_id, upto)
         if last:
             self._last_id = max(self._last_id, last)
@@ -222,6 +241,22 @@ class SqliteInbox:
             self._commits_since_checkpoint = self._bytes_since_checkpoint = 0
             with contextlib.suppress(RuntimeError):  # no running loop: closing
                 asyncio.get_running_loop().call_soon(self._checkpoint)
+
+    def _try_again(self, pending: Pending) -> bool:
+        """Puts `pending` back to be committed by a later callback, with what is appended
+        meanwhile, while `BUSY_RETRY_SECONDS` have not passed since the first refusal."""
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        elif now - self._busy_since >= BUSY_RETRY_SECONDS:
+            return False
+        pending.rows.extend(self._pending.rows)
+        pending.futures.extend(self._pending.futures)
+        self._pending = pending
+        delay = BUSY_RETRY_STEPS[min(self._busy_tries, len(BUSY_RETRY_STEPS) - 1)]
+        self._busy_tries += 1
+        asyncio.get_running_loop().call_later(delay, self._commit)
+        return True
 
     def _checkpoint(self) -> None:
         """Brings the file up to date with its write-ahead log, so that the next commit starts
@@ -314,3 +349,8 @@ class SqliteInbox:
             if connection is not None:
                 connection.close()
         self._writer = self._reader = None
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY, whatever its extended code: another connection holds the lock."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY

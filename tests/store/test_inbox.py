@@ -17,11 +17,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
+from monitor.errors import StoreUnavailable
 from monitor.main import build_app, build_services
 from monitor.runtime import Services
 from monitor.settings import Settings
 from monitor.store.inbox import BATCH_BYTES, ORPHAN_AFTER, inbox_path, within_bytes
-from monitor.store.inbox_sqlite import CHECKPOINT_BYTES, CHECKPOINT_EVERY, WAL_LIMIT_BYTES
+from monitor.store.inbox_sqlite import (
+    BUSY_RETRY_SECONDS,
+    CHECKPOINT_BYTES,
+    CHECKPOINT_EVERY,
+    WAL_LIMIT_BYTES,
+)
 from monitor.store.schema import EventRow, QuarantineRow
 from tests.conftest import MigratedStores, PostgresDatabases, make_settings
 from tests.fixture_events import iter_posts
@@ -447,6 +453,63 @@ class TestSqliteFile:
             services.stop()
             services.engine.dispose()
         assert 10 * len(large) > 2 * CHECKPOINT_BYTES > size
+
+    def test_a_lock_held_elsewhere_for_a_moment_is_waited_out_off_the_event_loop(
+        self, tmp_path: Path
+    ) -> None:
+        """Another connection holding the file's write lock for a moment (SQLite's readers
+        take it when they find the log's index header mid-commit): the commit is tried again
+        by later callbacks, the event loop turning meanwhile, and the body is kept; nothing is
+        refused."""
+        settings, wal = sqlite_inbox(tmp_path, "thread")
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.inbox.open()
+        holder = sqlite3.connect(wal.with_suffix(".intake"), isolation_level=None, timeout=0)
+        turns = 0  # of the event loop, while the lock was held
+
+        async def run() -> None:
+            nonlocal turns
+            holder.execute("BEGIN IMMEDIATE")
+            asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS / 5, holder.rollback)
+            appending = asyncio.create_task(
+                services.inbox.append(body(1), V1, "127.0.0.1", datetime.now(UTC))
+            )
+            while holder.in_transaction:
+                turns += 1
+                await asyncio.sleep(0.005)
+            await appending
+
+        try:
+            asyncio.run(run())
+            held = holder.execute("SELECT count(*) FROM intake_inbox").fetchone()[0]
+        finally:
+            holder.close()
+            services.inbox.close()
+            services.engine.dispose()
+        assert (1, True) == (held, turns > 1)
+
+    def test_a_lock_held_elsewhere_beyond_the_retries_is_refused_then_released(
+        self, tmp_path: Path
+    ) -> None:
+        """Held past BUSY_RETRY_SECONDS, the lock is an outage: the append fails (intake
+        answers 503, the registry sends it again), its cause in the log; once released, the
+        next append is kept."""
+        settings, wal = sqlite_inbox(tmp_path, "thread")
+        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        services.inbox.open()
+        holder = sqlite3.connect(wal.with_suffix(".intake"), isolation_level=None, timeout=0)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable) as refused:
+                append(services, body(1))
+            holder.rollback()
+            append(services, body(2))
+            held = holder.execute("SELECT count(*) FROM intake_inbox").fetchone()[0]
+        finally:
+            holder.close()
+            services.inbox.close()
+            services.engine.dispose()
+        assert ("database is locked", 1) == (str(refused.value.__cause__), held)
 
 
 class TestBound:
