@@ -5,10 +5,10 @@ or one still without a file). Without this, every replica of a deployment that m
 files would leave those bodies in the table for good.
 
 The table is looked at by the applier, at most once every `ORPHAN_AFTER` (one query; never
-on the event loop, never on an answer's path), for bodies older than that, as a replica
-appending to the table adopts them. Its bodies go to the applier with id 0, so a report of
-what was applied never moves the file's cursor; they leave the table in the transaction that
-stored their events.
+on the event loop, never on an answer's path), for bodies older than that and for any under
+this replica's own receiver name, as a replica appending to the table adopts them. Its
+bodies go to the applier with id 0, so a report of what was applied never moves the file's
+cursor; they leave the table in the transaction that stored their events.
 """
 
 from __future__ import annotations
