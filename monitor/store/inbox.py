@@ -12,8 +12,9 @@ ingestion), and a crash at any point applies every accepted body exactly once.
   for the store's write lock. The applied cursor lives in the store (`intake_applied`); applied
   bodies are deleted by later appends, a bounded range at a time.
 - PostgreSQL: the `intake_inbox` table of the store, appended by an asynchronous connection on
-  the event loop. Each replica applies the bodies it received, and any body older than
-  `ORPHAN_AFTER` (left by a replica that stopped), deleting them as their events commit.
+  the event loop (inbox_append.py). Each replica applies the bodies it received, and any body
+  older than `ORPHAN_AFTER` (left by a replica that stopped), deleting them as their events
+  commit.
 - `notifications.inbox_file`, either store: an SQLite file of the replica's own, as beside an
   SQLite store, its cursor in `intake_applied` keyed by an identity kept in the file. Beside
   PostgreSQL its applier also adopts the table's orphaned bodies (inbox_adopting.py).
@@ -108,6 +109,16 @@ class Pending:
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
         self.futures: list[asyncio.Future[None]] = []
+
+    def split(self, size: int) -> list[Pending]:
+        """These appends in parts of at most `size`, in order."""
+        parts = []
+        for start in range(0, len(self.futures), size):
+            part = Pending()
+            part.rows = self.rows[start : start + size]
+            part.futures = self.futures[start : start + size]
+            parts.append(part)
+        return parts
 
     def settle(self, error: BaseException | None) -> None:
         for future in self.futures:
