@@ -62,14 +62,23 @@ class Appender:
 
     def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
         self.connection = connection
+        self.broken = False
+        """An append failed or was cancelled part way: the connection is out of step."""
         self._pgconn = connection.pgconn
         self._pgconn.nonblocking = 1
 
     async def append(self, rows: Sequence[InboxRow]) -> None:
         """Stores `rows` (at most ROWS_PER_STATEMENT) in one statement; psycopg.Error when
-        they could not be (the connection is then unusable)."""
+        they could not be (the connection is then unusable: `broken`)."""
         if not 0 < len(rows) <= ROWS_PER_STATEMENT:
             raise ValueError(f"{len(rows)} rows in one statement")
+        try:
+            await self._append(rows)
+        except BaseException:
+            self.broken = True
+            raise
+
+    async def _append(self, rows: Sequence[InboxRow]) -> None:
         pgconn = self._pgconn
         pgconn.send_query_params(
             statement(len(rows)), parameters(rows), param_formats=_FORMATS * len(rows)

@@ -84,6 +84,8 @@ class PostgresInbox:
             self._flushing = None
 
     async def _connect(self) -> Appender:
+        if self._appender is not None and self._appender.broken:  # cut short by a cancel
+            self.close()
         if self._appender is None or self._appender.connection.closed:
             connection = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=5

@@ -19,9 +19,10 @@ from sqlalchemy import create_engine, text
 from monitor.errors import StoreUnavailable
 from monitor.store import inbox_postgres
 from monitor.store.engine import make_session_factory
-from monitor.store.inbox_append import ROWS_PER_STATEMENT, parameters, statement
+from monitor.store.inbox_append import ROWS_PER_STATEMENT, Appender, parameters, statement
 from monitor.store.inbox_postgres import PostgresInbox
 from tests.conftest import MigratedStores, PostgresDatabases, _libpq
+from tests.harness import wait_until
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
 
@@ -164,3 +165,30 @@ class TestAppend:
             inbox.close()
             read_only(False)
         assert [b"before", b"after"] == [bytes(row[4]) for row in stored(pg_url)]
+
+    def test_an_append_cut_short_marks_its_connection_broken(self, pg_url: str) -> None:
+        """Cancelled while the server waits on a lock, an append leaves its connection out of
+        step: the appender says so (PostgresInbox then replaces it). The lock released, the
+        INSERT the server had received commits all the same."""
+        libpq = _libpq(pg_url)
+        at = datetime.now(UTC)
+
+        async def run() -> None:
+            connection = await psycopg.AsyncConnection.connect(libpq, autocommit=True)
+            appender = Appender(connection)
+            await appender.append([("r-1", at, V1, None, b"first")])
+            assert not appender.broken
+            with psycopg.connect(libpq) as locker:
+                locker.execute("LOCK TABLE intake_inbox IN ACCESS EXCLUSIVE MODE")
+                task = asyncio.create_task(appender.append([("r-1", at, V1, None, b"cut")]))
+                await asyncio.sleep(0.3)
+                assert not task.done()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert appender.broken
+            await connection.close()
+
+        asyncio.run(run())
+        wait_until(lambda: len(stored(pg_url)) == 2, timeout=10, what="the INSERT committed")
+        assert [b"first", b"cut"] == [bytes(row[4]) for row in stored(pg_url)]
