@@ -192,3 +192,23 @@ class TestAppend:
         asyncio.run(run())
         wait_until(lambda: len(stored(pg_url)) == 2, timeout=10, what="the INSERT committed")
         assert [b"first", b"cut"] == [bytes(row[4]) for row in stored(pg_url)]
+
+    def test_a_lone_row_goes_by_a_statement_prepared_once_per_connection(self, pg_url: str) -> None:
+        """The registry's serial pace appends one row at a time: that INSERT is prepared on the
+        connection's first append and reused; several rows go by a statement of their own."""
+        at = datetime.now(UTC)
+
+        async def run() -> list[tuple[Any, ...]]:
+            connection = await psycopg.AsyncConnection.connect(_libpq(pg_url), autocommit=True)
+            appender = Appender(connection)
+            for n in range(3):
+                await appender.append([("r-1", at, V1, None, b"%d" % n)])
+            await appender.append([("r-1", at, V1, None, b"3"), ("r-1", at, V1, None, b"4")])
+            cursor = await connection.execute("SELECT name, statement FROM pg_prepared_statements")
+            prepared = await cursor.fetchall()
+            await connection.close()
+            return prepared
+
+        prepared = asyncio.run(run())
+        assert [("intake_append", statement(1).decode())] == prepared
+        assert [b"0", b"1", b"2", b"3", b"4"] == [bytes(row[4]) for row in stored(pg_url)]
