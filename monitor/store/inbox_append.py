@@ -2,7 +2,7 @@
 
 The answer to every notification waits for this INSERT and its commit, so the CPU `serve`
 spends on it is part of every answer at the registry's serial pace, and at 64 connections
-what bounds them. `PostgresInbox.append` in a loop spent 96-125 µs of CPU per body (medians of
+what bounds them. `PostgresInbox.append` in a loop spent 90-125 µs of CPU per body (medians of
 three runs) through psycopg's `AsyncCursor.execute` (its generators, adapting the parameters,
 the prepared statement's bookkeeping) and 68-94 µs with the prepared INSERT sent by
 `PGconn.send_query_prepared` (psycopg's wrapper of libpq) and awaited here; each append then
