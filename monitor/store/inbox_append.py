@@ -18,6 +18,7 @@ connection unusable (a statement may be half sent or half answered): its owner d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,7 +26,6 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
-from psycopg.errors import error_from_result
 
 from monitor.store.columns import as_utc
 
@@ -60,6 +60,18 @@ def parameters(rows: Sequence[InboxRow]) -> list[bytes | None]:
         out.append(None if remote_ip is None else remote_ip.encode())
         out.append(body)
     return out
+
+
+def refused(result: pq.abc.PGresult) -> psycopg.Error:
+    """The psycopg error of a failed statement: the class of its SQLSTATE
+    (`psycopg.errors.lookup`, e.g. ReadOnlySqlTransaction), DatabaseError without one."""
+    message = (result.error_message or b"the statement failed").decode("utf-8", "replace")
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+    kind: type[psycopg.Error] = psycopg.DatabaseError
+    if sqlstate:
+        with contextlib.suppress(KeyError):
+            kind = psycopg.errors.lookup(sqlstate.decode("ascii", "replace"))
+    return kind(message.strip())
 
 
 class Appender:
@@ -115,7 +127,7 @@ class Appender:
                         raise failure
                     return
                 if result.status != pq.ExecStatus.COMMAND_OK and failure is None:
-                    failure = error_from_result(result, encoding="utf-8")
+                    failure = refused(result)
             await self._ready(writable=False)
 
     async def _ready(self, *, writable: bool) -> None:

@@ -212,3 +212,24 @@ class TestAppend:
         prepared = asyncio.run(run())
         assert [("intake_append", statement(1).decode())] == prepared
         assert [b"0", b"1", b"2", b"3", b"4"] == [bytes(row[4]) for row in stored(pg_url)]
+
+    def test_a_failed_statement_raises_the_class_of_its_sqlstate(self, pg_url: str) -> None:
+        """The table gone (renamed here): UndefinedTable, with the server's message, and the
+        appender broken."""
+        libpq = _libpq(pg_url)
+        at = datetime.now(UTC)
+
+        async def run() -> None:
+            connection = await psycopg.AsyncConnection.connect(libpq, autocommit=True)
+            appender = Appender(connection)
+            with pytest.raises(psycopg.errors.UndefinedTable, match="intake_inbox"):
+                await appender.append([("r-1", at, V1, None, b"lost")])
+            assert appender.broken
+            await connection.close()
+
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            admin.execute("ALTER TABLE intake_inbox RENAME TO intake_inbox_away")
+            try:
+                asyncio.run(run())
+            finally:
+                admin.execute("ALTER TABLE intake_inbox_away RENAME TO intake_inbox")
