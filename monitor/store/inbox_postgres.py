@@ -69,12 +69,9 @@ class PostgresInbox:
             while self._pending.futures:
                 pending, self._pending = self._pending, Pending()
                 for part in pending.split(ROWS_PER_STATEMENT):
-                    try:
-                        appender = await self._connect()
-                        await appender.append(part.rows)
-                    except psycopg.Error as exc:
-                        await self._discard()
-                        part.settle(unavailable(exc))
+                    error = await self._append(part.rows)
+                    if error is not None:
+                        part.settle(unavailable(error))
                         continue
                     self._appended += len(part.rows)
                     part.settle(None)
@@ -82,6 +79,28 @@ class PostgresInbox:
                         callback()
         finally:
             self._flushing = None
+
+    async def _append(self, rows: list[tuple[Any, ...]]) -> psycopg.Error | None:
+        """Appends `rows`; the error when they could not be. A connection that was already
+        open when it failed (PostgreSQL restarted or failed over meanwhile, or ended the
+        session as idle) is replaced and the rows sent once more on the new one, so that
+        neither costs the registry a refused delivery. Should the first attempt have committed
+        before its answer was lost, the body is in the inbox twice and its events are stored
+        once (they are keyed by their id)."""
+        for _ in range(2):
+            current = self._appender
+            reused = current is not None and not current.broken and not current.connection.closed
+            try:
+                appender = await self._connect()
+                await appender.append(rows)
+            except psycopg.Error as exc:
+                await self._discard()
+                if not reused:
+                    return exc
+                error = exc
+                continue
+            return None
+        return error
 
     async def _connect(self) -> Appender:
         if self._appender is not None and self._appender.broken:  # cut short by a cancel

@@ -127,12 +127,38 @@ class TestAppend:
             bytes(row[4]) for row in stored(pg_url)
         ]
 
+    def test_a_connection_postgresql_ended_meanwhile_is_replaced_without_a_refusal(
+        self, pg_url: str
+    ) -> None:
+        """Between two appends PostgreSQL ends the session (a restart, a failover, an idle
+        timeout): the next append is sent again on a new connection and stored, once."""
+        inbox = make_inbox(pg_url)
+        libpq = _libpq(pg_url)
+        at = datetime.now(UTC)
+
+        async def run() -> None:
+            await inbox.append(b"before", V1, None, at)
+            with psycopg.connect(libpq, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert ended is not None
+            assert 1 == ended[0]
+            await inbox.append(b"after", V1, None, at)
+
+        try:
+            asyncio.run(run())
+        finally:
+            inbox.close()
+        assert [b"before", b"after"] == [bytes(row[4]) for row in stored(pg_url)]
+
     def test_a_refused_statement_is_unavailable_and_the_next_append_reconnects(
         self, pg_url: str
     ) -> None:
         """The database set read-only (a failover's standby): the append answers
-        StoreUnavailable, caused by the server's own error class; set writable again, the
-        next append succeeds on a new connection."""
+        StoreUnavailable, caused by the server's own error class (its ended connection
+        replaced first), as does the next; set writable again, the next append succeeds."""
         inbox = make_inbox(pg_url)
         libpq = _libpq(pg_url)
         name = psycopg.conninfo.conninfo_to_dict(libpq)["dbname"]
