@@ -37,7 +37,8 @@ InboxRow = tuple[str, datetime, str | None, str | None, bytes]
 _FORMATS = (0, 0, 0, 0, 1)  # text, but the body binary: bytea as it is
 PREPARED = b"intake_append"
 """The one-row INSERT, prepared once per connection: a registry's serial delivery appends one
-row at a time, and PostgreSQL then skips parsing and planning it (45 µs less per append)."""
+row at a time, and PostgreSQL then skips parsing and planning it (25-80 µs less per append,
+in a loop of appends)."""
 
 
 @functools.lru_cache(maxsize=64)

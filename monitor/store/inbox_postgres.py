@@ -87,20 +87,21 @@ class PostgresInbox:
         neither costs the registry a refused delivery. Should the first attempt have committed
         before its answer was lost, the body is in the inbox twice and its events are stored
         once (they are keyed by their id)."""
-        for _ in range(2):
-            current = self._appender
-            reused = current is not None and not current.broken and not current.connection.closed
-            try:
-                appender = await self._connect()
-                await appender.append(rows)
-            except psycopg.Error as exc:
-                await self._discard()
-                if not reused:
-                    return exc
-                error = exc
-                continue
-            return None
+        current = self._appender
+        reused = current is not None and not current.broken and not current.connection.closed
+        error = await self._attempt(rows)
+        if error is not None and reused:
+            error = await self._attempt(rows)  # on a new connection
         return error
+
+    async def _attempt(self, rows: list[tuple[Any, ...]]) -> psycopg.Error | None:
+        try:
+            appender = await self._connect()
+            await appender.append(rows)
+        except psycopg.Error as exc:
+            await self._discard()
+            return exc
+        return None
 
     async def _connect(self) -> Appender:
         if self._appender is not None and self._appender.broken:  # cut short by a cancel

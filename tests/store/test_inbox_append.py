@@ -41,34 +41,26 @@ def make_inbox(url: str) -> PostgresInbox:
     return PostgresInbox(_libpq(url), receiver="r-1", session_factory=make_session_factory(engine))
 
 
-def stored(url: str) -> list[tuple[Any, ...]]:
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT receiver, received_at, content_type, remote_ip, body"
-                    " FROM intake_inbox ORDER BY id"
-                )
-            )
-            return [tuple(row) for row in rows]
+            return [tuple(row) for row in connection.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def stored(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT receiver, received_at, content_type, remote_ip, body FROM intake_inbox ORDER BY id",
+    )
 
 
 def statement_sizes(url: str) -> list[int]:
     """Rows of intake_inbox by the transaction that wrote them (`xmin`), in order."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT count(*) FROM intake_inbox GROUP BY xmin::text::bigint ORDER BY min(id)"
-                )
-            )
-            return [int(row[0]) for row in rows]
-    finally:
-        engine.dispose()
+    sql = "SELECT count(*) FROM intake_inbox GROUP BY xmin::text::bigint ORDER BY min(id)"
+    return [int(row[0]) for row in query(url, sql)]
 
 
 class TestStatement:
