@@ -112,6 +112,7 @@ class Window:
     cpu: CoreWait | None = None  # serve's time on a core and waiting for one
     slow: Slow | None = None  # serve's own count of its slow answers (bench/slowanswers.py)
     profile: str = ""
+    roles: str = ""  # each process's own peak PSS (bench/scaleload.py pss_by_role)
 
 
 # --- the working copy ---------------------------------------------------------------------
@@ -279,6 +280,7 @@ def window(
             time.sleep(max(0.0, seconds - settle - profile))
         load_end = load_average()
         rss, pss, serve_pss = s.peak_rss_mib, s.peak_pss_mib, s.peak_serve_pss_mib
+        roles = s.roles_note()
     cursor_after = _detector_cursor(url)
     due_after = int(_scalar(url, COUNT_BEFORE, cut=cut))
     return Window(
@@ -298,6 +300,7 @@ def window(
         cpu=cpu[0],
         slow=slow[0],
         profile=summarise_profile(out) if profile > 0 else "",
+        roles=roles,
     )
 
 
@@ -349,13 +352,15 @@ def main(
     for store in stores:
         print(f"  copying {store.name} ...", flush=True)
         with working_copy(store) as url:
-            settings = retention_settings(url, store)
             for round_ in range(1, rounds + 1):
                 for server_ in servers:
+                    # each window expires the oldest ~1M events left by the one before
+                    settings = retention_settings(url, store)
                     w = window(url, store, server_, settings, seconds=seconds, round_=round_,
                                profile=profile, work=work, log=log)  # fmt: skip
                     windows.append(w)
                     print(report([w]).splitlines()[2], flush=True)
+                    print(f"    peak PSS MiB by process: {w.roles}", flush=True)
                     if w.device:
                         print(f"    device: {w.device.line()}", flush=True)
                     if w.profile:

@@ -1,8 +1,9 @@
 """Child processes of `serve`: the intake applier's and the read API's.
 
-Each first child is forked at start-up, before `serve` has a thread or a store connection (a
-copy of a thread's held lock, or of an open SQLite connection, would be unusable in the child),
-so that it shares the modules `serve` loaded (copy on write) instead of importing them again.
+Each first child is forked at start-up, once `serve` has built what it runs and before it has a
+thread or an open store connection (a copy of a thread's held lock, or of an open SQLite
+connection, would be unusable in the child), so that it shares the modules `serve` loaded and
+the objects it built (copy on write) instead of importing them again.
 A child started later (after one died) is a fresh interpreter (`subprocess.Popen`).
 """
 

@@ -30,7 +30,7 @@ from monitor.observability.collectors import StoreCollector, TagGauges
 from monitor.observability.metrics import make_metrics
 from monitor.observability.registry_debug import RegistryDebugCollector
 from monitor.pipeline.applier import Applier, IntakeApplier
-from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess, ForkedApplier
+from monitor.pipeline.applier_process import ApplierConfig, ApplierProcess
 from monitor.pipeline.detection import build_detector
 from monitor.pipeline.jobs import job_table
 from monitor.pipeline.scheduler import JobRunner
@@ -107,13 +107,12 @@ def build_services(
     registry: CollectorRegistry | None = None,
     migrate: bool | None = None,
     notifier: Notifier | None = None,
-    first_applier: ForkedApplier | None = None,
 ) -> Services:
     """Every shared resource, built once. The writer is created but not started.
 
-    `notifier` replaces the one the alerting settings describe (tests pass a recording one);
-    `first_applier` is the intake applier's child forked at start-up (`serve`), when it runs
-    in a process.
+    `notifier` replaces the one the alerting settings describe (tests pass a recording one).
+    Nothing here starts a thread: `serve` forks its children once this is built, having closed
+    the store connections the schema check left in the engine's pool (monitor/server.py).
     """
     detector = build_detector(settings.detect)
     engine = make_engine(settings.database)
@@ -151,7 +150,7 @@ def build_services(
     applier: Applier
     if settings.notifications.applier == "process":
         config = applier_config(settings, receiver=replica, dialect=engine.url.get_backend_name())
-        applier = ApplierProcess(config, inbox, metrics=metrics, first=first_applier)
+        applier = ApplierProcess(config, inbox, metrics=metrics)
     else:
         applier = IntakeApplier(
             inbox,

@@ -18,14 +18,14 @@ from monitor.allocator import tune_allocator
 from monitor.api.read_process import ReadProcess, fork_reader
 from monitor.errors import MonitorError
 from monitor.main import build_app, build_services
-from monitor.pipeline.applier_process import fork_applier
+from monitor.pipeline.applier_process import ApplierProcess, ForkedApplier, fork_applier
+from monitor.runtime import Services
 from monitor.server_limits import (
     RateLimitedLoopErrors,
     bounded_protocol,
     raise_open_files_limit,
 )
 from monitor.settings import HttpSettings, Settings
-from monitor.store.engine import load_driver
 
 
 class ListenError(MonitorError):
@@ -76,25 +76,43 @@ def settle_runtime(http: HttpSettings) -> None:
     sys.setswitchinterval(http.switch_interval_seconds)
 
 
+def fork_children(
+    services: Services, reads: ReadProcess | None, close: list[socket.socket]
+) -> ForkedApplier | None:
+    """Forks the applier's and the read process's first children (monitor/children.py) and
+    hands them over; returns the applier's, for `serve` to end if it stops before starting it
+    (the read process ends its own).
+
+    Forked once everything `serve` runs is built, not earlier: a child shares every page as it
+    was at the fork, and a page that `serve` or a child writes afterwards is copied (the writer
+    gets a copy, the others keep the original). Forked before the services were built, every
+    page building them wrote to was copied, and the three processes held ~10 MiB more
+    (BENCHMARKS.md). The store's connections (the schema check's) are closed first: a child
+    must never use one carried across a fork."""
+    services.engine.dispose()
+    applier = None
+    if isinstance(services.applier, ApplierProcess):
+        applier = fork_applier(close=close)
+        if applier is not None:
+            services.applier.adopt(applier)
+    if reads is not None:
+        channels = [applier.connection] if applier is not None else []
+        reader = fork_reader(services.settings.http.read_slots, close=[*close, *channels])
+        if reader is not None:
+            reads.adopt(reader)
+    return applier
+
+
 def serve(settings: Settings, listener: socket.socket | None = None) -> None:
     """Run the service until stopped, on `listener` (bound to `http.addr` when not given)."""
     sock = listener if listener is not None else open_listener(settings.http)
     tune_allocator()
-    first_applier = first_reader = None
-    reads_apart = settings.http.reads == "process"
-    if settings.notifications.applier == "process" or reads_apart:
-        # First, before the store is opened or a thread started (monitor/children.py), with
-        # the store's driver loaded so the children share it.
-        load_driver(settings.database)
-    if settings.notifications.applier == "process":
-        first_applier = fork_applier(close=[sock])
-    if reads_apart:
-        applier_channel = [first_applier.connection] if first_applier is not None else []
-        first_reader = fork_reader(settings.http.read_slots, close=[sock, *applier_channel])
+    first_applier = None
     try:
-        services = build_services(settings, first_applier=first_applier)
-        reads = ReadProcess(settings, services.metrics, first=first_reader) if reads_apart else None
-        first_reader = None  # the read process ends it
+        services = build_services(settings)
+        reads = (
+            ReadProcess(settings, services.metrics) if settings.http.reads == "process" else None
+        )
         app = build_app(services, listening=listening_url(settings.http, sock), reads=reads)
         http = settings.http
         raise_open_files_limit()
@@ -114,11 +132,10 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
             limit_concurrency=http.max_connections,
             timeout_keep_alive=int(max(http.keep_alive_seconds, 1)),
         )
+        first_applier = fork_children(services, reads, [sock])
         settle_runtime(http)
         asyncio.run(_serve(uvicorn.Server(config), sock))
     finally:
         sock.close()
         if first_applier is not None:
-            first_applier.close()  # when no applier took it (start-up failed)
-        if first_reader is not None:
-            first_reader.close()
+            first_applier.close()  # when no applier started it (start-up failed)

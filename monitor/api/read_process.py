@@ -88,7 +88,7 @@ class ForkedReader:
 
 def fork_reader(slots: int, close: Iterable[Closable] = ()) -> ForkedReader | None:
     """Forks the read process's first child with `slots` channels, or None when this process
-    already runs another thread. Call it before the store is opened. `close` (the listening
+    already runs another thread. Call it with no store connection open. `close` (the listening
     socket, the applier's channel) is closed in the child."""
     child_module = importlib.import_module("monitor.api.read_child")
     pairs = [socket.socketpair() for _ in range(max(slots, 1))]
@@ -117,18 +117,21 @@ class ReadProcess:
     """Answers read requests in a child process; one request per channel at a time (the read
     slots in front of it let at most `slots` through)."""
 
-    def __init__(
-        self, settings: Settings, metrics: Metrics, *, first: ForkedReader | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
         self._slots = max(settings.http.read_slots, 1)
-        self._first = first
+        self._first: ForkedReader | None = None
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
         self._failures = 0
         self._not_before = 0.0
         self._closed = False
+
+    def adopt(self, first: ForkedReader) -> None:
+        """The child forked at start-up (`fork_reader`): the one that answers the first read;
+        `aclose` ends it if none came."""
+        self._first = first
 
     async def answer(self, request: Request) -> Response:
         """The child's answer to `request`; StoreUnavailable (503) when it cannot answer."""

@@ -6,13 +6,13 @@ body, which at the registry's serial pace is most of what an answer costs and se
 answers (a thread waiting for the lock waits up to the switch interval). In a child process it
 runs on the other core and the answering process only appends.
 
-The first child is forked from `serve` at start-up (`fork_applier`), before `serve` has a
-thread, a store connection or anything of the store loaded but its modules: it shares those
-modules' pages with `serve` (copy on write) instead of importing SQLAlchemy and the store
-again. A child started later (after one died) cannot be forked, `serve` having threads and
-connections by then: it is a fresh interpreter (`python -m monitor.pipeline.applier_child`).
-Either builds its own engine, store writer and the applying side of the inbox, and runs
-`IntakeApplier` exactly as in-process. Over one socket
+The first child is forked from `serve` at start-up (`fork_applier`, monitor/children.py), once
+`serve` has built its services and before it has a thread or an open store connection: it
+shares the pages of those modules and objects with `serve` (copy on write) instead of importing
+SQLAlchemy and the store again. A child started later (after one died) cannot be forked,
+`serve` having threads and connections by then: it is a fresh interpreter
+(`python -m monitor.pipeline.applier_child`). Either builds its own engine, store writer and
+the applying side of the inbox, and runs `IntakeApplier` exactly as in-process. Over one socket
 pair (pickled messages, `multiprocessing.connection` framing), after the `ApplierConfig`:
 
 - parent → child: `"wake"` (bodies were appended; at most one outstanding, so sending from the
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import structlog
 
-from monitor.children import ChildProcess, ForkedChild, end_child, fork_child
+from monitor.children import ChildProcess, Closable, ForkedChild, end_child, fork_child
 from monitor.observability.metrics import Metrics
 from monitor.observability.relay import replay
 from monitor.settings.sections import (
@@ -110,11 +110,11 @@ class ForkedApplier:
             self.process.wait(10)
 
 
-def fork_applier(close: Iterable[socket.socket] = ()) -> ForkedApplier | None:
+def fork_applier(close: Iterable[Closable] = ()) -> ForkedApplier | None:
     """Forks the applier's first child from this process (`monitor.children.fork_child`), or
-    None when this process already runs another thread. Call it before the store is opened:
-    SQLite must never see a connection carried across a fork. The sockets in `close` (the
-    listening socket) are closed in the child."""
+    None when this process already runs another thread. Call it with no store connection open:
+    SQLite must never see a connection carried across a fork. What is in `close` (the listening
+    socket) is closed in the child."""
     child_module = importlib.import_module("monitor.pipeline.applier_child")
     ours, theirs = socket.socketpair()
     process = fork_child(lambda: child_module.run(Connection(theirs.detach())), [ours, *close])
@@ -126,21 +126,14 @@ def fork_applier(close: Iterable[socket.socket] = ()) -> ForkedApplier | None:
 
 
 class ApplierProcess:
-    """Same interface as `IntakeApplier`; the work happens in a child process: `first` (forked
-    at start-up) if given, then fresh interpreters."""
+    """Same interface as `IntakeApplier`; the work happens in a child process: the one
+    `adopt` was given (forked at start-up), if any, then fresh interpreters."""
 
-    def __init__(
-        self,
-        config: ApplierConfig,
-        inbox: Inbox,
-        *,
-        metrics: Metrics,
-        first: ForkedApplier | None = None,
-    ) -> None:
+    def __init__(self, config: ApplierConfig, inbox: Inbox, *, metrics: Metrics) -> None:
         self._config = config
         self._inbox = inbox
         self._metrics = metrics
-        self._first = first
+        self._first: ForkedApplier | None = None
         self._send_lock = threading.Lock()
         self._connection: Connection | None = None
         self._process: ChildProcess | None = None
@@ -163,6 +156,10 @@ class ApplierProcess:
         """The child's process id while one runs."""
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
+
+    def adopt(self, first: ForkedApplier) -> None:
+        """The child forked at start-up (`fork_applier`): the first to run, once started."""
+        self._first = first
 
     def start(self) -> None:
         if self._supervisor is None:

@@ -19,12 +19,6 @@ keeps a few pooled connections for months, and each cache fills to its size on a
 the pages are read from the operating system's cache instead, which all processes share."""
 
 
-def load_driver(settings: DatabaseSettings) -> None:
-    """Imports the store's SQLAlchemy dialect and database driver, as the first connection
-    would, without connecting (before a fork: both processes then share the loaded pages)."""
-    make_url(settings.effective_url()).get_dialect().import_dbapi()
-
-
 def make_engine(settings: DatabaseSettings) -> Engine:
     """The store's engine; creates the SQLite data directory when needed."""
     url = make_url(settings.effective_url())

@@ -234,7 +234,8 @@ class TestChildMemory:
         )
 
         async def scenario() -> tuple[str, float, int]:
-            reads = ReadProcess(settings, metrics, first=ForkedReader(gone, [ours]))
+            reads = ReadProcess(settings, metrics)
+            reads.adopt(ForkedReader(gone, [ours]))
             try:
                 try:
                     await reads.answer(request)
