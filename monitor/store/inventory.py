@@ -154,18 +154,29 @@ def _save_manifest_statement(dialect: str) -> Any:
 
 def save_manifest_info(session: Session, info: ManifestInfo, *, now: datetime) -> None:
     """Insert or replace what is known about one manifest (`pushed_at` only moves later)."""
+    save_manifest_infos(session, [info], now=now)
+
+
+def save_manifest_infos(session: Session, infos: list[ManifestInfo], *, now: datetime) -> None:
+    """`save_manifest_info` for each of `infos` in turn, in one call (one round trip on
+    PostgreSQL)."""
+    if not infos:
+        return
     session.connection().execute(
         _save_manifest_statement(dialect_of(session)),
-        {
-            "repository": info.repository,
-            "digest": info.digest,
-            "media_type": info.media_type,
-            "size": info.size,
-            "children": orjson.dumps(list(info.children)).decode(),
-            "blobs": orjson.dumps([[b.digest, b.size] for b in info.blobs]).decode(),
-            "pushed_at": info.pushed_at,
-            "learned_at": now,
-        },
+        [
+            {
+                "repository": info.repository,
+                "digest": info.digest,
+                "media_type": info.media_type,
+                "size": info.size,
+                "children": orjson.dumps(list(info.children)).decode(),
+                "blobs": orjson.dumps([[b.digest, b.size] for b in info.blobs]).decode(),
+                "pushed_at": info.pushed_at,
+                "learned_at": now,
+            }
+            for info in infos
+        ],
     )
 
 
@@ -199,7 +210,10 @@ def complete_manifests(session: Session, *, repository: str) -> set[str]:
 
 def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime) -> None:
     """Blob sizes from blob events, and manifest details from push events' `target.references`
-    (sizes from the blob sizes recorded so far, never from raw events)."""
+    (sizes from the blob sizes recorded so far, never from raw events). The statements do not
+    grow with the pushes: one lookup of sizes per repository, one call saving every manifest
+    (a manifest pushed twice saved once: as its last push says, at the latest `pushed_at`,
+    which is what saving each push in turn leaves)."""
     events = list(events)
     record_blob_sizes(session, events)
     pushes = [
@@ -211,6 +225,12 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
         and e.digest
         and e.media_type
     ]
+    layers: dict[str, set[str]] = defaultdict(set)
+    for event in pushes:
+        if event.media_type not in INDEX_MEDIA_TYPES:
+            layers[event.repository or ""].update(event.references)
+    sizes = {repository: blob_sizes(session, repository, d) for repository, d in layers.items()}
+    infos: dict[tuple[str, str], ManifestInfo] = {}
     for event in pushes:
         repository, digest, media_type = (
             event.repository or "",
@@ -224,10 +244,18 @@ def learn_manifests(session: Session, events: Iterable[Event], *, now: datetime)
                 children=event.references, pushed_at=event.occurred_at,
             )  # fmt: skip
         else:
-            sizes = blob_sizes(session, repository, event.references)
-            blobs = tuple(Blob(d, sizes.get(d, 0)) for d in event.references)
+            known = sizes[repository]
+            blobs = tuple(Blob(d, known.get(d, 0)) for d in event.references)
             info = ManifestInfo(
                 repository, digest, media_type, event.size or 0,
                 blobs=blobs, pushed_at=event.occurred_at,
             )  # fmt: skip
-        save_manifest_info(session, info, now=now)
+        if (earlier := infos.get((repository, digest))) is not None:
+            info = info._replace(pushed_at=_later(earlier.pushed_at, info.pushed_at))
+        infos[(repository, digest)] = info
+    save_manifest_infos(session, list(infos.values()), now=now)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two times, either possibly unknown."""
+    return b if a is None else a if b is None else max(a, b)

@@ -168,19 +168,22 @@ def _statements(dialect: str) -> _Statements:
 def apply_events(session: Session, events: Iterable[Event]) -> None:
     """Fold new (never seen before) events into the tag state.
 
-    Consecutive pulls by tag go to the store together, one call a statement (psycopg sends
-    them in one round trip; each row is still its own statement, so two pulls of one tag
-    count twice): their statements reach the tag state in the events' order, and every other
-    event's statements keep their place around them."""
+    Consecutive pulls by tag, and consecutive pushes by tag, go to the store together, one
+    call a statement (psycopg sends them in one round trip; each row is still its own
+    statement, so two pulls of one tag count twice): their statements reach the tag state in
+    the events' order, and every other event's statements keep their place around them."""
     statements = _statements(dialect_of(session))
     # Core on the session's connection: these are table-level statements, the ORM adds nothing.
     connection = session.connection()
     pulls: list[Event] = []
+    pushes: list[Event] = []
     for event in events:
         if event.repository is None:
             continue
         manifest = event.target_kind is TargetKind.MANIFEST
         if event.action is Action.PULL and manifest and event.tag:
+            _record_tag_pushes(connection, statements, pushes)
+            pushes = []
             pulls.append(event)
             continue
         pushed = event.action is Action.PUSH and manifest and bool(event.tag)
@@ -190,22 +193,16 @@ def apply_events(session: Session, events: Iterable[Event]) -> None:
         _record_tag_pulls(connection, statements, pulls)
         pulls = []
         if pushed:
-            connection.execute(
-                statements.push,
-                {
-                    "p_repository": event.repository,
-                    "p_tag": event.tag,
-                    "p_digest": event.digest,
-                    "p_media_type": event.media_type,
-                    "p_actor": event.actor,
-                    "t": event.occurred_at,
-                },
-            )
-        elif pulled_by_digest:
+            pushes.append(event)
+            continue
+        _record_tag_pushes(connection, statements, pushes)
+        pushes = []
+        if pulled_by_digest:
             _record_digest_pull(connection, statements, event)
         else:
             _record_delete(connection, statements, event)
     _record_tag_pulls(connection, statements, pulls)
+    _record_tag_pushes(connection, statements, pushes)
 
 
 def fill_rebuilt_push(session: Session, rebuilt: Event, notified: Event) -> None:
@@ -241,6 +238,19 @@ def _credit(event: Event, tag: str) -> dict[str, Any]:
         "p_client": event.client.value,
         "t": event.occurred_at,
     }
+
+
+def _record_tag_pushes(
+    connection: Connection, statements: _Statements, pushes: list[Event]
+) -> None:
+    """Pushes by tag: each moves its tag to its digest if it is the tag's latest push."""
+    rows = [
+        {"p_repository": e.repository, "p_tag": e.tag, "p_digest": e.digest,
+         "p_media_type": e.media_type, "p_actor": e.actor, "t": e.occurred_at}
+        for e in pushes
+    ]  # fmt: skip
+    if rows:
+        connection.execute(statements.push, rows)
 
 
 def _record_tag_pulls(connection: Connection, statements: _Statements, pulls: list[Event]) -> None:

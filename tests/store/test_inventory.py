@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from monitor.cleanup.model import Blob
-from monitor.events import Action, TargetKind
+from monitor.events import Action, Event, TargetKind
 from monitor.runtime import Services
 from monitor.store.blob_sizes import blob_sizes
 from monitor.store.events import expire_events
@@ -80,6 +81,80 @@ class TestLearnedManifests:
         with services.session_factory() as session:
             sizes = blob_sizes(session, base.repository or "", [*reversed(digests), digests[1]])
         assert {d: n + 1 for n, d in enumerate(digests) if n % 3} == sizes
+
+
+def app_v1_push() -> Event:
+    return next(
+        e
+        for e in scenario_events()
+        if e.action is Action.PUSH and e.target_kind is TargetKind.MANIFEST and e.digest == APP_V1
+    )
+
+
+def statements_of(services: Services, events: list[Event]) -> list[str]:
+    """The statements (one per call: a call with many rows counts once) storing `events`."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", record)
+    try:
+        services.writer.submit(events).result(timeout=30)
+    finally:
+        event.remove(services.engine, "before_cursor_execute", record)
+    return statements
+
+
+class TestManifestsOfOneCommit:
+    def test_a_manifest_pushed_twice_is_saved_as_each_push_in_turn_would(
+        self, services: Services
+    ) -> None:
+        """Pushed twice in one commit, a manifest is what the last push says, at the later of the
+        two times (a push never moves `pushed_at` back), as two commits would leave it."""
+        ingest(services)
+        first = dataclasses.replace(
+            app_v1_push(), event_id="again-1", occurred_at=T0 + timedelta(days=30), size=583
+        )
+        second = dataclasses.replace(
+            first, event_id="again-2", occurred_at=T0 + timedelta(days=29), size=999
+        )
+        services.writer.submit([first, second]).result(timeout=30)
+        with services.session_factory() as session:
+            app = {m.digest: m for m in list_manifests(session, repository="team/app")}[APP_V1]
+        assert (999, T0 + timedelta(days=30), [128, 137, 462]) == (
+            app.size,
+            app.pushed_at,
+            sorted(b.size for b in app.blobs),
+        )
+
+    def test_the_statements_of_a_commit_do_not_grow_with_its_pushes(
+        self, services: Services
+    ) -> None:
+        """Tag pushes, blob size lookups and saved manifests go to the store once per commit
+        (once per repository for the sizes), whether it holds one manifest push or forty."""
+        ingest(services)
+        base = app_v1_push()
+
+        def pushes(name: str, count: int) -> list[Event]:
+            return [
+                dataclasses.replace(
+                    base, event_id=f"{name}-{n}", tag=f"{name}-{n}", digest=f"sha256:{n:064x}"
+                )
+                for n in range(count)
+            ]
+
+        statements_of(services, pushes("warm", 1))
+        one, forty = (
+            statements_of(services, pushes("one", 1)),
+            statements_of(services, pushes("forty", 40)),
+        )
+        with services.session_factory() as session:
+            tags = {t.tag: t.digest for t in list_tags(session, repository="team/app")}
+            manifests = {m.digest: m for m in list_manifests(session, repository="team/app")}
+        assert len(one) == len(forty)
+        assert f"sha256:{39:064x}" == tags["forty-39"]
+        assert [128, 137, 462] == sorted(b.size for b in manifests[f"sha256:{39:064x}"].blobs)
 
 
 class TestTagsSeen:
