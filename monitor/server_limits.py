@@ -56,6 +56,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
     _awaiting_head = True  # the previous request (if any) was read whole; its head is next
     _heads = 0  # request heads completed on this connection
+    _messages = 0  # requests read whole on this connection
     _head_bytes = 0  # bytes received while awaiting the current head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -63,9 +64,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._time_the_head()
 
     def data_received(self, data: bytes) -> None:
-        heads = self._heads
+        heads, messages = self._heads, self._messages
         super().data_received(data)
-        if not self._awaiting_head or heads != self._heads or self.transport.is_closing():
+        if (
+            not self._awaiting_head
+            or heads != self._heads
+            or messages != self._messages  # it ended a request: not the next head's chunk
+            or self.transport.is_closing()
+        ):
             return
         self._head_bytes += len(data)
         if self._head_bytes > self.max_header_bytes:
@@ -80,6 +86,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._messages += 1
         self._awaiting_head = True
         self._head_bytes = 0
         self._time_the_head()

@@ -121,6 +121,28 @@ class TestSlowClients:
             answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
 
+    def test_a_body_after_its_head_in_one_large_piece_is_not_counted_as_the_next_head(
+        self, monitor: str
+    ) -> None:
+        """The head, then a 40 KB notification in one piece (a read of its own, larger than
+        the head limit): it is queued (200) and the connection serves the next request,
+        instead of a 400 for a head that never was."""
+        body = b'{"events": []}'.ljust(40_000)
+        with connect(monitor) as sock:
+            sock.sendall(
+                b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 40000\r\n\r\n"
+            )
+            time.sleep(0.2)
+            sock.sendall(body)
+            first = received_until(sock, b"}")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            second = received_until(sock, b'"ok"}')
+        assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+        assert b"HTTP/1.1 400 " not in first + second
+        assert 1 == second.count(b"HTTP/1.1 200 "), second[:400]
+
     def test_the_next_head_on_a_kept_alive_connection_is_timed_too(self, monitor: str) -> None:
         """After one answered request, a second head that never ends is closed."""
         with connect(monitor) as sock:
