@@ -5,7 +5,7 @@
   connection that never completes its request headers (idle from its first byte, or sending one
   byte at a time) would stay open forever and hold a file descriptor; here it is closed after
   `http.header_timeout_seconds`, or at once (400) when its head exceeds `http.max_header_bytes`
-  (httptools itself has no such bound).
+  (httptools itself has no such bound). It reads at most `READ_BYTES` at a time.
 - `RateLimitedLoopErrors`: the event loop's exception handler. Under a connection flood the
   loop reports every failed `accept()` (EMFILE: "Too many open files") with a traceback; here
   they become one line per interval with the number suppressed.
@@ -27,6 +27,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from monitor.observability.lograte import LogRate
 
 log = structlog.get_logger("monitor.server")
+
+READ_BYTES = 64 * 1024
+"""The most a connection's read takes at once. asyncio's transport reads 256 KiB at a time:
+a buffer above the allocator's mapping threshold (monitor/allocator.py), so every request,
+whatever its size, cost an mmap, an mremap, a munmap and a page fault (BENCHMARKS.md: at 64
+connections about a tenth of `serve`'s CPU). A smaller buffer comes from the heap; a large
+body takes more reads."""
 
 
 def bounded_protocol(*, header_timeout: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
@@ -60,6 +67,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0  # bytes received while awaiting the current head
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if isinstance(getattr(transport, "max_size", None), int):  # asyncio's socket transport
+            transport.max_size = READ_BYTES  # type: ignore[attr-defined]
         super().connection_made(transport)
         self._time_the_head()
 

@@ -4,6 +4,7 @@ service answers again afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -11,15 +12,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
-from monitor.server_limits import RateLimitedLoopErrors
+from monitor.server_limits import READ_BYTES, RateLimitedLoopErrors, bounded_protocol
 from tests.harness import TOKEN, running_monitor, wait_for_port, wait_until
 from tests.registry_harness import free_port
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 LIMITS = {
     "REGISTRY_MONITOR_HTTP_HEADER_TIMEOUT_SECONDS": "0.5",
@@ -246,3 +254,56 @@ class TestRateLimitedLoopErrors:
         now[0] = 11.0
         handler(None, {"message": "again"})  # type: ignore[arg-type]
         assert 0 == handler.suppressed
+
+
+class TestReads:
+    def test_a_connection_reads_at_most_read_bytes_and_a_larger_body_arrives_whole(
+        self,
+    ) -> None:
+        """asyncio's 256 KiB reads cost every request a mapping of its own; the protocol reads
+        at most READ_BYTES at once, and a body of 16 such reads still reaches the app whole."""
+        body = bytes(range(256)) * (16 * READ_BYTES // 256)
+        received: list[bytes] = []
+        protocols: list[asyncio.Protocol] = []
+
+        async def app(scope: Message, receive: Receive, send: Send) -> None:
+            assert scope["type"] == "http"
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            received.append(b"".join(chunks))
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def scenario() -> bytes:
+            config = uvicorn.Config(app, lifespan="off", log_level="warning")
+            config.load()
+            protocol = bounded_protocol(header_timeout=5, max_header_bytes=16 * 1024)
+            state = ServerState()
+
+            def factory() -> asyncio.Protocol:
+                made = protocol(config=config, server_state=state, app_state={})
+                protocols.append(made)
+                return made
+
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            return head
+
+        head = asyncio.run(scenario())
+        assert head.startswith(b"HTTP/1.1 204 "), head
+        assert [body] == received
+        assert READ_BYTES == protocols[0].transport.max_size  # type: ignore[attr-defined]
