@@ -73,7 +73,7 @@ class EventRow(Base):
         Index("ix_events_action_occurred_at", "action", "occurred_at"),
         Index("ix_events_actor_occurred_at", "actor", "occurred_at"),
         Index("ix_events_remote_ip_occurred_at", "remote_ip", "occurred_at"),
-        Index("ix_events_received_at", "received_at"),
+        # None by `received_at`: no query asks for it (migration 0016).
     )
 
 

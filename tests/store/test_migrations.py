@@ -229,3 +229,24 @@ class TestDetectorPartsMigration:
             state_from_json(document),
             state_from_saved(document, []),
         )
+
+
+class TestEventsReceivedAtIndexMigration:
+    def test_upgrade_drops_the_index_no_query_reads_and_downgrade_restores_it(
+        self, empty_db_url: str
+    ) -> None:
+        """Events are read by id and by `occurred_at`, never by `received_at`: 0016 drops that
+        index (one entry less written for each event stored), 0015 has it again."""
+        engine = create_engine(empty_db_url)
+
+        def by_received_at() -> list[str]:
+            indexes = inspect(engine).get_indexes("events")
+            return [str(i["name"]) for i in indexes if i["column_names"] == ["received_at"]]
+
+        upgrade(engine)
+        assert [] == by_received_at()
+        downgrade(engine, "0015")
+        assert ["ix_events_received_at"] == by_received_at()
+        upgrade(engine)
+        assert [] == by_received_at()
+        engine.dispose()
