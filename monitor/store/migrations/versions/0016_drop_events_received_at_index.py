@@ -4,7 +4,8 @@ No query reads events by when they were received: detection walks them by id and
 `received_at` from the rows it fetches, retention and every read go by `occurred_at`. The
 index still cost every stored event an entry written (one of the ten the `events` table
 writes, each in the write-ahead log that the next notification's commit flushes on
-PostgreSQL) and 214 MB on a PostgreSQL store of 10M events.
+PostgreSQL) and 214 MB on a PostgreSQL store of 10M events. Dropping it there took 0.7 s,
+and 3.2 s on SQLite, whose file keeps its size (later writes reuse the freed pages).
 
 Revision ID: 0016
 Revises: 0015
