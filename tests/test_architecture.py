@@ -14,6 +14,7 @@ LEAVES = (
     "monitor.allocator",
     "monitor.alerts",
     "monitor.children",
+    "monitor.pacer",
     "monitor.clock",
     "monitor.errors",
     "monitor.events",

@@ -26,6 +26,7 @@ from monitor.clock import utc_now
 from monitor.observability.logs import configure_logging
 from monitor.observability.metrics import Metrics
 from monitor.observability.relay import Op, relay_metrics, take
+from monitor.pacer import Pacer
 from monitor.pipeline.applier import IntakeApplier
 from monitor.pipeline.applier_process import ApplierConfig
 from monitor.pipeline.detection import BATCH_CAP_APART, build_detector, detection_job
@@ -114,6 +115,10 @@ def run(connection: Connection) -> None:
             metrics=metrics,
             stopping=stopping,
         )
+    # While `serve` answers, this process leaves its core every half millisecond: the
+    # answers' wake-ups are not queued behind its batches (monitor/pacer.py).
+    pacer = Pacer()
+    pacer.start()
     writer.start()
     inbox.open_applying()
     applier.start()
@@ -126,6 +131,7 @@ def run(connection: Connection) -> None:
                 message = connection.recv()
                 if message == "stop":
                     break
+                pacer.answering()
                 applier.wake()
             if ops:
                 send(("metrics", take(ops)))
@@ -138,6 +144,7 @@ def run(connection: Connection) -> None:
             # next process resumes both from the store
             runner.stop(timeout=2.0)
         applier.stop()
+        pacer.stop()
         inbox.close()
         writer.stop()
         engine.dispose()
