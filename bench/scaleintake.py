@@ -349,6 +349,7 @@ def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str
                 else f"detection had not caught up on {backlog:,} in {window:.0f} s",
                 f"peak PSS MiB by process: {s.roles_note()}",
                 f"the file system beside it (bench/syncprobe.py): {device[0].line()}",
+                f"inbox commits tried again: {slow[0].retries:,}",
             ]
         )
         run.add(Row(label, f"{store.events / 1e6:g}M events",

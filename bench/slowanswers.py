@@ -7,7 +7,8 @@ Every answer's inbox wait is part of that answer, so an answer over 100 ms whose
 over 100 ms waited for the store (the disk's sync, a lock); the answers over 100 ms beyond the
 commits over 100 ms are the process's own (its event loop, a core it waited for). `serve` times
 an answer from its handler's start, so the event loop's delay before the handler, which wrk
-sees, is in neither.
+sees, is in neither. Commits the inbox tried again (`registry_monitor_intake_inbox_retries_total`:
+a file that refused them as locked, a PostgreSQL connection replaced) are counted beside them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.scaleload import TOKEN
 
 ANSWERS = "registry_monitor_intake_latency_seconds"
 INBOX = "registry_monitor_intake_inbox_seconds"
+RETRIES = "registry_monitor_intake_inbox_retries_total"
 LIMITS = ("0.05", "0.1")
 
 
@@ -32,6 +34,7 @@ class Slow:
     over_100: int
     inbox_over_50: int
     inbox_over_100: int
+    retries: int = 0  # inbox commits tried again, any reason
 
     def brief(self) -> str:
         """`answers over 50 / 100 ms (of them, inbox commits over 50 / 100 ms)`."""
@@ -42,9 +45,12 @@ class Slow:
 
 
 def counts(text: str) -> dict[str, float]:
-    """`name:le` (and `name:count`) of the two histograms, from a Prometheus text scrape."""
+    """`name:le` (and `name:count`) of the two histograms, and the inbox's retries summed over
+    their reasons, from a Prometheus text scrape."""
     found: dict[str, float] = {}
     for line in text.splitlines():
+        if line.startswith(f"{RETRIES}{{"):
+            found[RETRIES] = found.get(RETRIES, 0.0) + float(line.split()[-1])
         for name in (ANSWERS, INBOX):
             if line.startswith(f"{name}_count "):
                 found[f"{name}:count"] = float(line.split()[1])
@@ -72,6 +78,7 @@ def between(before: dict[str, float], after: dict[str, float]) -> Slow:
         over_100=over(ANSWERS, "0.1"),
         inbox_over_50=over(INBOX, "0.05"),
         inbox_over_100=over(INBOX, "0.1"),
+        retries=moved(RETRIES),
     )
 
 

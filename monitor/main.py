@@ -147,6 +147,7 @@ def build_services(
         inbox_file=settings.notifications.inbox_file,
     )
     metrics.intake_backlog.set_function(inbox.backlog)
+    inbox.on_retry(lambda reason: metrics.intake_inbox_retries.labels(reason=reason).inc())
     applier: Applier
     if settings.notifications.applier == "process":
         config = applier_config(settings, receiver=replica, dialect=engine.url.get_backend_name())

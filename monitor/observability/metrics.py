@@ -49,6 +49,7 @@ class Metrics:
     intake_requests: Counter
     intake_latency: Histogram
     intake_inbox: Histogram
+    intake_inbox_retries: Counter
     read_rejected: Counter
     intake_backlog: Gauge
     intake_apply_delay: Histogram
@@ -141,6 +142,14 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "Time a notification's answer waited for the durable commit of its body to the "
             "intake inbox: the store's share of intake_latency_seconds.",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        intake_inbox_retries=Counter(
+            f"{prefix}intake_inbox_retries_total",
+            "Commits of notification bodies to the intake inbox tried again instead of "
+            "refused, by reason: an inbox file refused it as locked (locked), or PostgreSQL's "
+            "connection had failed and the bodies went again on a new one (reconnected).",
+            ["reason"],
             registry=registry,
         ),
         read_rejected=Counter(

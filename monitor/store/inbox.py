@@ -100,6 +100,11 @@ class Inbox(Protocol):
     def on_append(self, callback: Callable[[], None]) -> None:
         """`callback` runs (on the event loop) after each commit of appended bodies."""
 
+    def on_retry(self, callback: Callable[[str], None]) -> None:
+        """`callback(reason)` runs (on the event loop) each time a commit of appended bodies is
+        tried again instead of refused: `locked` (an inbox file refused it as locked) or
+        `reconnected` (PostgreSQL's connection had failed; sent again on a new one)."""
+
     def close(self) -> None: ...
 
 

@@ -92,6 +92,9 @@ class AdoptingInbox:
     def on_append(self, callback: Callable[[], None]) -> None:
         self.file.on_append(callback)
 
+    def on_retry(self, callback: Callable[[str], None]) -> None:
+        self.file.on_retry(callback)
+
     def close(self) -> None:
         self.file.close()
         self._table.close()

@@ -37,6 +37,7 @@ class PostgresInbox:
         self._pending = Pending()
         self._flushing: asyncio.Task[None] | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self._retry_callbacks: list[Callable[[str], None]] = []
         self._appended = 0
         self._applied = 0
 
@@ -48,6 +49,9 @@ class PostgresInbox:
 
     def open_applying(self) -> None:
         self.open()
+
+    def on_retry(self, callback: Callable[[str], None]) -> None:
+        self._retry_callbacks.append(callback)
 
     def on_append(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
@@ -91,6 +95,8 @@ class PostgresInbox:
         reused = current is not None and not current.broken and not current.connection.closed
         error = await self._attempt(rows)
         if error is not None and reused:
+            for callback in self._retry_callbacks:
+                callback("reconnected")
             error = await self._attempt(rows)  # on a new connection
         return error
 

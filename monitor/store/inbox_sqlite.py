@@ -102,6 +102,7 @@ class SqliteInbox:
         self._reader: sqlite3.Connection | None = None
         self._pending = Pending()
         self._callbacks: list[Callable[[], None]] = []
+        self._retry_callbacks: list[Callable[[str], None]] = []
         self._last_id = 0  # newest body committed (event loop)
         self._applied_id = 0  # newest body applied (applier thread)
         self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
@@ -180,6 +181,9 @@ class SqliteInbox:
         connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         return connection
 
+    def on_retry(self, callback: Callable[[str], None]) -> None:
+        self._retry_callbacks.append(callback)
+
     def on_append(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
@@ -256,6 +260,8 @@ class SqliteInbox:
         delay = BUSY_RETRY_STEPS[min(self._busy_tries, len(BUSY_RETRY_STEPS) - 1)]
         self._busy_tries += 1
         asyncio.get_running_loop().call_later(delay, self._commit)
+        for callback in self._retry_callbacks:
+            callback("locked")
         return True
 
     def _checkpoint(self) -> None:

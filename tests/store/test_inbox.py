@@ -460,9 +460,10 @@ class TestSqliteFile:
         """Another connection holding the file's write lock for a moment (SQLite's readers
         take it when they find the log's index header mid-commit): the commit is tried again
         by later callbacks, the event loop turning meanwhile, and the body is kept; nothing is
-        refused."""
+        refused; each try again is counted."""
         settings, wal = sqlite_inbox(tmp_path, "thread")
-        services = build_services(settings, registry=CollectorRegistry(), migrate=True)
+        registry = CollectorRegistry()
+        services = build_services(settings, registry=registry, migrate=True)
         services.inbox.open()
         holder = sqlite3.connect(wal.with_suffix(".intake"), isolation_level=None, timeout=0)
         turns = 0  # of the event loop, while the lock was held
@@ -487,6 +488,11 @@ class TestSqliteFile:
             services.inbox.close()
             services.engine.dispose()
         assert (1, True) == (held, turns > 1)
+        retries = registry.get_sample_value(
+            "registry_monitor_intake_inbox_retries_total", {"reason": "locked"}
+        )
+        assert retries is not None
+        assert retries >= 1
 
     def test_a_lock_held_elsewhere_beyond_the_retries_is_refused_then_released(
         self, tmp_path: Path

@@ -125,6 +125,8 @@ class TestAppend:
         """Between two appends PostgreSQL ends the session (a restart, a failover, an idle
         timeout): the next append is sent again on a new connection and stored, once."""
         inbox = make_inbox(pg_url)
+        retries: list[str] = []
+        inbox.on_retry(retries.append)
         libpq = _libpq(pg_url)
         at = datetime.now(UTC)
 
@@ -144,6 +146,7 @@ class TestAppend:
         finally:
             inbox.close()
         assert [b"before", b"after"] == [bytes(row[4]) for row in stored(pg_url)]
+        assert ["reconnected"] == retries
 
     def test_a_refused_statement_is_unavailable_and_the_next_append_reconnects(
         self, pg_url: str
