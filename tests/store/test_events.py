@@ -396,6 +396,21 @@ class TestInsertEvents:
             (row,) = session.scalars(select(EventRow))
             assert odd == stored_event(row).event
 
+    def test_a_batch_is_numbered_in_its_own_order(self, services: Services) -> None:
+        """Rows take ids in the order of their batch (detection and the event cursors read
+        by id), whatever the order of their event ids."""
+        events = sorted(
+            {e.event_id: e for e in self.every_kind()}.values(),
+            key=lambda e: e.event_id,
+            reverse=True,
+        )
+        received = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        with services.session_factory() as session, session.begin():
+            insert_events(session, events, received_at=received)
+        with services.session_factory() as session:
+            stored = session.scalars(select(EventRow.event_id).order_by(EventRow.id)).all()
+        assert [e.event_id for e in events] == stored
+
     def test_only_the_events_not_stored_yet_are_inserted_and_returned(
         self, services: Services
     ) -> None:
