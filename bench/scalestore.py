@@ -324,7 +324,10 @@ def migrate_forward(store: Store) -> None:
         engine.dispose()
 
 
-SQLITE_FILES = ("", "-wal", "-shm", ".intake", ".intake-wal", ".intake-shm")
+SQLITE_FILES = (
+    "", "-wal", "-shm", ".intake", ".intake-wal", ".intake-shm",
+    ".intake-2", ".intake-2-wal", ".intake-2-shm",
+)  # fmt: skip
 """The files of a SQLite store at a path: the store, its log, and the intake inbox beside it. A
 copy made where an earlier run's copy was must not find that run's inbox: serve would apply
 its bodies again, and answer 503 until the backlog fell under notifications.inbox_max."""

@@ -110,6 +110,20 @@ class TestLoadSettings:
                 },
                 "notifications.inbox_file",
             ),
+            (
+                {
+                    "REGISTRY_MONITOR_DATABASE_URL": "sqlite:////srv/store.db",
+                    "REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": "/srv/store.db.intake-2",
+                },
+                "notifications.inbox_file",
+            ),
+            (
+                {
+                    "REGISTRY_MONITOR_DATABASE_URL": "sqlite:////srv/store-2",
+                    "REGISTRY_MONITOR_NOTIFICATIONS_INBOX_FILE": "/srv/store",
+                },
+                "notifications.inbox_file",
+            ),
             ({"REGISTRY_MONITOR_RETENTION_SCHEDULE": "17 3 * *"}, "retention.schedule"),
         ],
     )

@@ -123,9 +123,10 @@ class NotificationsSettings:
     inbox_file: Path | None = setting(
         None,
         "Where intake keeps each body it answered for until its events are stored. Unset: "
-        "beside an SQLite store (`<store>.intake`), or in PostgreSQL's `intake_inbox` table, "
-        "where a replica that stops for good leaves its bodies to the others. A path: a file "
-        "of this replica's own (synced as `database.sqlite_synchronous` says), so an answer "
+        "beside an SQLite store (`<store>.intake` and `<store>.intake-2`), or in PostgreSQL's "
+        "`intake_inbox` table, where a replica that stops for good leaves its bodies to the "
+        "others. A path: a file of this replica's own and its second, `<path>-2` (synced as "
+        "`database.sqlite_synchronous` says), so an answer "
         "waits for the local disk instead of a round trip to PostgreSQL, and intake goes on "
         "answering through a PostgreSQL outage (up to `inbox_max` bodies); give every replica "
         "its own, kept across restarts.",

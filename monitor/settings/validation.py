@@ -130,7 +130,7 @@ def validate(settings: Settings) -> None:
 def _check_inbox_file(settings: Settings) -> None:
     """`notifications.inbox_file` names a file that is neither a directory nor one of an
     SQLite store's own files (the store, or the inbox kept beside it, whose applied bodies
-    the store remembers under another name)."""
+    the store remembers under another name), nor has its second file (`<path>-2`) be one."""
     path = settings.notifications.inbox_file
     if path is None:
         return
@@ -142,8 +142,15 @@ def _check_inbox_file(settings: Settings) -> None:
     )
     if database not in ("", ":memory:") and not database.startswith("file:"):
         store = Path(database).absolute()
-        if path.absolute() in (store, store.with_name(store.name + ".intake")):
+        intake = store.with_name(store.name + ".intake")
+        own = {store, intake, _second(intake)}
+        if {path.absolute(), _second(path.absolute())} & own:
             raise ConfigError(
                 "notifications.inbox_file",
                 f"{path} is the SQLite store's own file; name another, or leave it unset",
             )
+
+
+def _second(path: Path) -> Path:
+    """An inbox's second file (monitor/store/inbox_turns.py: `<path>-2`)."""
+    return path.with_name(path.name + "-2")

@@ -7,10 +7,11 @@ cursor committed in the transaction) that stored its events. So the answer costs
 append whatever the store holds and whatever else writes to it (retention, detection, log
 ingestion), and a crash at any point applies every accepted body exactly once.
 
-- SQLite: the inbox is a database file of its own beside the store (`<store>.intake`), written
-  only by the event loop (appends of one loop turn share a commit), so an append never waits
-  for the store's write lock. The applied cursor lives in the store (`intake_applied`); applied
-  bodies are deleted by later appends, a bounded range at a time.
+- SQLite: the inbox is two database files of its own beside the store (`<store>.intake` and
+  `<store>.intake-2`, taking turns: inbox_turns.py), written only by the event loop (appends
+  of one loop turn share a commit), so an append never waits for the store's write lock. The
+  applied cursor lives in the store (`intake_applied`); applied bodies are deleted by later
+  appends, a bounded range at a time, and when a file is started over.
 - PostgreSQL: the `intake_inbox` table of the store, appended by an asynchronous connection on
   the event loop (inbox_append.py). Each replica applies the bodies it received, and any body
   older than `ORPHAN_AFTER` (left by a replica that stopped), deleting them as their events

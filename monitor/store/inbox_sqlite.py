@@ -1,20 +1,24 @@
-"""The intake inbox in an SQLite file: beside an SQLite store (`<store>.intake`), or a file of
-the replica's own (`notifications.inbox_file`, either store), written only by the event loop;
-the applied cursor is committed in the store (see inbox.py)."""
+"""The intake inbox in SQLite files: beside an SQLite store (`<store>.intake` and
+`<store>.intake-2`), or files of the replica's own (`notifications.inbox_file` and the same
+name ending `-2`, either store), written only by the event loop, one file at a time (they take
+turns, inbox_turns.py); the applied cursor is committed in the store (see inbox.py). Bodies are
+numbered by the event loop across both files, so the applier reads them in order from both."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
@@ -31,7 +35,10 @@ from monitor.store.inbox import (
     unavailable,
     within_bytes,
 )
+from monitor.store.inbox_turns import Turns, second_path
 from monitor.store.schema import IntakeAppliedRow
+
+log = structlog.get_logger(__name__)
 
 
 def _save_cursor(dialect: str) -> Any:
@@ -56,8 +63,8 @@ writer's and the applier's connections each grew to 2 MiB once the applier fell 
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
 """What the file's write-ahead log is cut back to when it starts over after it grew (while a
 reader kept it from starting over); otherwise it would stay at its largest on disk, reused.
-The cut is one truncate, on the commit that starts the log over: about 0.2 ms per MiB cut here
-(10.2 ms from 64 MiB, 121.6 ms from 640 MiB)."""
+The cut is one truncate, on the commit that starts the log over, which is the thread's of
+inbox_turns.py: about 0.2 ms per MiB cut here (10.2 ms from 64 MiB, 121.6 ms from 640 MiB)."""
 
 BUSY_RETRY_SECONDS = 0.5
 """How long a commit the file refuses as locked is tried again before its answers are `503`.
@@ -71,15 +78,20 @@ callback of its own (`BUSY_RETRY_STEPS`), so the event loop never waits on the l
 BUSY_RETRY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02)
 """Seconds before each try again (the last one repeats)."""
 
-CHECKPOINT_EVERY = 256
-CHECKPOINT_BYTES = 4 * 1024 * 1024
-"""The event loop checkpoints the file itself (see `SqliteInbox._checkpoint`) after this many
-commits, or bodies of this many bytes, since its last checkpoint."""
+GAP_SECONDS = 2.0
+"""How long the applier waits for a body numbered below one it found (committed to the other
+file just after it read that one) before it takes the gap for ids never assigned."""
+
+_SIZES = "SELECT id, length(body) FROM intake_inbox WHERE id > ? ORDER BY id LIMIT ?"
+_ROWS = (
+    "SELECT id, received_at, content_type, remote_ip, body FROM intake_inbox"
+    " WHERE id > ? AND id <= ? ORDER BY id"
+)
 
 
 class SqliteInbox:
-    """`own`: a file named by `notifications.inbox_file` rather than the one beside an SQLite
-    store; its cursor in the store is keyed by an identity the file is given when it is
+    """`own`: files named by `notifications.inbox_file` rather than the ones beside an SQLite
+    store; its cursor in the store is keyed by an identity the first file is given when it is
     created, so the files of several replicas (the same path on different machines) never
     share one, and a file replaced by a new one starts a cursor of its own."""
 
@@ -93,72 +105,72 @@ class SqliteInbox:
         own: bool = False,
     ) -> None:
         self.path = path
+        self.paths = (path, second_path(path))
         self._synchronous = synchronous.upper()
         self._session_factory = session_factory
         self._save_cursor = _SAVE_CURSOR[dialect]
         self._own = own
         self.key = SQLITE_INBOX  # the cursor's key in `intake_applied` (an own file's: opened)
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._writers: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []
+        self._turns: Turns | None = None
         self._pending = Pending()
         self._callbacks: list[Callable[[], None]] = []
         self._retry_callbacks: list[Callable[[str], None]] = []
         self._last_id = 0  # newest body committed (event loop)
         self._applied_id = 0  # newest body applied (applier thread)
-        self._deleted_id = 0  # bodies up to here are gone from the file (event loop)
-        self._commits_since_checkpoint = 0  # since the event loop's last checkpoint
-        self._bytes_since_checkpoint = 0
         self._busy_since: float | None = None  # when the file first refused the pending commit
         self._busy_tries = 0
+        self._gap_since: float | None = None  # when the applier first found a gap (its side)
 
     def open(self) -> None:
-        """Creates or opens the file and resumes after the applied cursor (idempotent)."""
-        if self._writer is not None:
+        """Creates or opens the files and resumes after the applied cursor (idempotent)."""
+        if self._writers:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect()
-        self._writer.executescript(
+        self._writers = [self._create(path) for path in self.paths]
+        first = self._writers[0]
+        if self._own:
+            first.execute("CREATE TABLE IF NOT EXISTS intake_identity (key TEXT NOT NULL)")
+            if first.execute("SELECT key FROM intake_identity").fetchone() is None:
+                first.execute(
+                    "INSERT INTO intake_identity (key) VALUES (?)", (f"file:{uuid.uuid4().hex}",)
+                )
+        self._readers = [self._connect(path) for path in self.paths]
+        self.key = self._identity(self._readers[0])
+        with self._session_factory() as session:
+            applied = session.get(IntakeAppliedRow, self.key)
+        self._applied_id = applied.last_id if applied is not None else 0
+        # A new or replaced file: new bodies number above what was applied.
+        self._last_id = max(self._applied_id, *(_newest(w) for w in self._writers))
+        for writer in self._writers:
+            writer.execute("DELETE FROM intake_inbox WHERE id <= ?", (self._applied_id,))
+        self._turns = Turns(self.paths, self._writers, lambda: self._applied_id)
+        self._turns.deleted_upto = [self._applied_id, self._applied_id]
+        self._turns.start()
+
+    def open_applying(self) -> None:
+        """Opens the files to read and resumes after the applied cursor (idempotent)."""
+        if self._readers:
+            return
+        self._readers = [self._connect(path) for path in self.paths]
+        self.key = self._identity(self._readers[0])
+        with self._session_factory() as session:
+            applied = session.get(IntakeAppliedRow, self.key)
+        self._applied_id = applied.last_id if applied is not None else 0
+
+    def _create(self, path: Path) -> sqlite3.Connection:
+        connection = self._connect(path)
+        connection.execute(
             "CREATE TABLE IF NOT EXISTS intake_inbox ("
             " id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " received_at REAL NOT NULL, content_type TEXT, remote_ip TEXT,"
             " body BLOB NOT NULL)"
         )
-        # Checkpoints run on the applier's connection, never inside an answer's commit.
-        self._writer.execute("PRAGMA wal_autocheckpoint=0")
-        if self._own:
-            self._writer.execute("CREATE TABLE IF NOT EXISTS intake_identity (key TEXT NOT NULL)")
-            if self._writer.execute("SELECT key FROM intake_identity").fetchone() is None:
-                self._writer.execute(
-                    "INSERT INTO intake_identity (key) VALUES (?)", (f"file:{uuid.uuid4().hex}",)
-                )
-        self._reader = self._connect()
-        self.key = self._identity(self._reader)
-        with self._session_factory() as session:
-            applied = session.get(IntakeAppliedRow, self.key)
-        self._applied_id = applied.last_id if applied is not None else 0
-        sequence = self._writer.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'intake_inbox'"
-        ).fetchone()
-        self._last_id = sequence[0] if sequence else 0
-        if self._last_id < self._applied_id:
-            # A new or replaced file: new bodies must number above what was applied.
-            self._writer.execute(
-                "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('intake_inbox', ?)",
-                (self._applied_id,),
-            )
-            self._last_id = self._applied_id
-        self._writer.execute("DELETE FROM intake_inbox WHERE id <= ?", (self._applied_id,))
-        self._deleted_id = self._applied_id
-
-    def open_applying(self) -> None:
-        """Opens the file to read and resumes after the applied cursor (idempotent)."""
-        if self._reader is not None:
-            return
-        self._reader = self._connect()
-        self.key = self._identity(self._reader)
-        with self._session_factory() as session:
-            applied = session.get(IntakeAppliedRow, self.key)
-        self._applied_id = applied.last_id if applied is not None else 0
+        # Checkpoints run on the thread of inbox_turns.py (and the applier's connection),
+        # never inside an answer's commit.
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        return connection
 
     def _identity(self, connection: sqlite3.Connection) -> str:
         if not self._own:
@@ -168,12 +180,12 @@ class SqliteInbox:
             raise StoreUnavailable(f"the intake inbox {self.path} has no identity")
         return str(row[0])
 
-    def _connect(self) -> sqlite3.Connection:
-        # Only this process writes the file: a lock held elsewhere never holds the event loop
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        # Only this process writes the files: a lock held elsewhere never holds the event loop
         # waiting; the commit is tried again by later callbacks (`BUSY_RETRY_SECONDS`), then
         # answered 503 (the registry sends it again).
         connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=0.0
+            path, isolation_level=None, check_same_thread=False, timeout=0.0
         )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -199,52 +211,49 @@ class SqliteInbox:
         await future
 
     def _commit(self) -> None:
-        """Every body appended during this turn of the loop, in one transaction."""
+        """Every body appended during this turn of the loop, in one transaction of the file
+        whose turn it is, numbered after the last one committed to either file."""
         pending, self._pending = self._pending, Pending()
-        connection = self._writer
-        if connection is None:
+        turns = self._turns
+        if turns is None:
             pending.settle(StoreUnavailable("the intake inbox is closed"))
             return
+        connection, index = turns.writer(), turns.current
+        first = self._last_id + 1
+        rows = [(first + n, *row) for n, row in enumerate(pending.rows)]
+        deleted = turns.deleted_upto[index]
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                upto = min(self._applied_id, self._deleted_id + DELETE_PER_APPEND)
-                if upto > self._deleted_id:
+                upto = min(self._applied_id, deleted + DELETE_PER_APPEND)
+                if upto > deleted:
                     connection.execute("DELETE FROM intake_inbox WHERE id <= ?", (upto,))
-                cursor = connection.executemany(
-                    "INSERT INTO intake_inbox (received_at, content_type, remote_ip, body)"
-                    " VALUES (?, ?, ?, ?)",
-                    pending.rows,
+                connection.executemany(
+                    "INSERT INTO intake_inbox (id, received_at, content_type, remote_ip, body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    rows,
                 )
-                last = cursor.lastrowid
                 connection.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            # A commit that failed may still have reached the file: never number again what it
+            # holds.
+            with contextlib.suppress(sqlite3.Error):
+                self._last_id = max(self._last_id, _newest(connection))
             if not (_locked(exc) and self._try_again(pending)):
                 self._busy_since, self._busy_tries = None, 0
                 pending.settle(unavailable(exc))
             return
         self._busy_since, self._busy_tries = None, 0
-        self._deleted_id = max(self._deleted_id, upto)
-        if last:
-            self._last_id = max(self._last_id, last)
-        else:  # executemany leaves lastrowid unset on some versions; ids are dense here
-            self._last_id += len(pending.rows)
+        turns.deleted_upto[index] = max(deleted, upto)
+        self._last_id = first + len(rows) - 1
         pending.settle(None)
         for callback in self._callbacks:
             callback()
-        self._commits_since_checkpoint += 1
-        self._bytes_since_checkpoint += sum(len(row[3]) for row in pending.rows)
-        if (
-            self._commits_since_checkpoint >= CHECKPOINT_EVERY
-            or self._bytes_since_checkpoint >= CHECKPOINT_BYTES
-        ):
-            self._commits_since_checkpoint = self._bytes_since_checkpoint = 0
-            with contextlib.suppress(RuntimeError):  # no running loop: closing
-                asyncio.get_running_loop().call_soon(self._checkpoint)
+        turns.committed(sum(len(row[3]) for row in pending.rows))
 
     def _try_again(self, pending: Pending) -> bool:
         """Puts `pending` back to be committed by a later callback, with what is appended
@@ -264,48 +273,36 @@ class SqliteInbox:
             callback("locked")
         return True
 
-    def _checkpoint(self) -> None:
-        """Brings the file up to date with its write-ahead log, so that the next commit starts
-        the log over and writes over the file's first pages instead of lengthening it.
-
-        The applier's checkpoints alone do not get there while appends keep coming: one that
-        an append overtakes leaves the log ahead of the file, and the log grows (639 MB in
-        15 minutes of 1,000 appends a second), each commit then lengthening the file, which
-        makes its sync wait for the file system's journal. Run here, between two commits, it
-        finds only what was appended since the applier's last one: 0.5 ms at the median and
-        3.1 ms at most at c=1 on an empty store; 1.0, 6.1 (p99) and 13.2 ms over the 3,858 of
-        a busy phase on 10M events. It runs after the answers of the commit before it are on
-        their way. A checkpoint already running (the applier's) makes it give up at once,
-        and a reader in the log makes it stop short: the next one tries again."""
-        if self._writer is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
     def backlog(self) -> int:
         return max(self._last_id - self._applied_id, 0)
 
     def waiting(self, limit: int, now: datetime) -> int:
-        assert self._reader is not None, "open() first"
-        row = self._reader.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM intake_inbox WHERE id > ? LIMIT ?)",
-            (self._applied_id, limit),
-        ).fetchone()
-        return int(row[0])
+        assert self._readers, "open() first"
+        return min(
+            sum(
+                int(
+                    reader.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM intake_inbox WHERE id > ? LIMIT ?)",
+                        (self._applied_id, limit),
+                    ).fetchone()[0]
+                )
+                for reader in self._readers
+            ),
+            limit,
+        )
 
     def fetch(self, limit: int, now: datetime) -> Fetched:
-        assert self._reader is not None, "open() first"
-        sizes = self._reader.execute(
-            "SELECT id, length(body) FROM intake_inbox WHERE id > ? ORDER BY id LIMIT ?",
-            (self._applied_id, limit),
-        ).fetchall()
+        assert self._readers, "open() first"
+        found = heapq.merge(
+            *(r.execute(_SIZES, (self._applied_id, limit)).fetchall() for r in self._readers)
+        )
+        sizes = list(self._in_order(found, limit))
         last = within_bytes(sizes)
         if last is None:
-            return Fetched([], more=False)
-        rows = self._reader.execute(
-            "SELECT id, received_at, content_type, remote_ip, body FROM intake_inbox"
-            " WHERE id > ? AND id <= ? ORDER BY id",
-            (self._applied_id, last),
-        ).fetchall()
+            return Fetched([], more=self._gap_since is not None)
+        rows = heapq.merge(
+            *(r.execute(_ROWS, (self._applied_id, last)).fetchall() for r in self._readers)
+        )
         items = [
             InboxItem(
                 id=row[0],
@@ -316,7 +313,29 @@ class SqliteInbox:
             )
             for row in rows
         ]
-        return fetched(items, sizes, limit)
+        batch = fetched(items, sizes, limit)
+        return Fetched(batch.items, batch.more or self._gap_since is not None)
+
+    def _in_order(self, found: Iterator[tuple[int, int]], limit: int) -> Iterator[tuple[int, int]]:
+        """The bodies `found` (by id, from both files) that follow the applied cursor without
+        a gap, at most `limit`. A gap is a body committed to the other file after that file
+        was read: it is waited for (`more`) up to GAP_SECONDS, then taken for ids never
+        assigned."""
+        expected = self._applied_id + 1
+        for count, (id_, size) in enumerate(found):
+            if count >= limit:
+                return
+            if id_ != expected:
+                now = time.monotonic()
+                if self._gap_since is None:
+                    self._gap_since = now
+                if now - self._gap_since < GAP_SECONDS:
+                    return
+                log.warning("intake_inbox_gap", after=expected - 1, next=id_)
+            self._gap_since = None
+            expected = id_ + 1
+            yield id_, size
+        self._gap_since = None
 
     def record_applied(self, session: Session, items: Sequence[InboxItem], now: datetime) -> None:
         session.execute(
@@ -326,35 +345,46 @@ class SqliteInbox:
 
     def applied(self, items: Sequence[InboxItem]) -> None:
         self.note_applied(len(items), max(item.id for item in items))
-        if self._reader is not None:
-            # Keep the file's write-ahead log short, off the event loop.
+        for reader in self._readers:
+            # Keep the files' write-ahead logs short, off the event loop.
             with contextlib.suppress(sqlite3.Error):
-                self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def note_applied(self, count: int, last_id: int) -> None:
         self._applied_id = max(self._applied_id, last_id)
 
     def readiness(self) -> str | None:
-        if self._writer is None:
+        if not self._writers:
             return "the intake inbox is closed"
         try:
-            if self._writer.execute("PRAGMA query_only").fetchone()[0]:
+            if self._writers[0].execute("PRAGMA query_only").fetchone()[0]:
                 return "the intake inbox is query-only"
         except sqlite3.Error as exc:
             return f"the intake inbox does not answer ({type(exc).__name__})"
-        for target in (self.path, self.path.parent):
+        for target in (*self.paths, self.path.parent):
             if target.exists() and not os.access(target, os.W_OK):
                 return f"{target} is not writable"
         return None
 
     def close(self) -> None:
-        """Closes the file (on the event loop's thread, or once no request is being answered)."""
+        """Closes the files (on the event loop's thread, or once no request is being answered)."""
         if self._pending.futures:
             self._commit()
-        for connection in (self._writer, self._reader):
-            if connection is not None:
-                connection.close()
-        self._writer = self._reader = None
+        if self._turns is not None:
+            self._turns.stop()
+            self._turns = None
+        for connection in (*self._writers, *self._readers):
+            connection.close()
+        self._writers, self._readers = [], []
+
+
+def _newest(connection: sqlite3.Connection) -> int:
+    """The highest id the file has numbered (its rows, or its sequence once they are gone)."""
+    rows = connection.execute("SELECT max(id) FROM intake_inbox").fetchone()[0]
+    sequence = connection.execute(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'intake_inbox'"
+    ).fetchone()
+    return max(int(rows or 0), int(sequence[0]) if sequence else 0)
 
 
 def _locked(exc: sqlite3.Error) -> bool:
