@@ -167,8 +167,7 @@ class SqliteInbox:
             " received_at REAL NOT NULL, content_type TEXT, remote_ip TEXT,"
             " body BLOB NOT NULL)"
         )
-        # Checkpoints run on the thread of inbox_turns.py (and the applier's connection),
-        # never inside an answer's commit.
+        # Checkpoints run on the thread of inbox_turns.py, never inside an answer's commit.
         connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 
@@ -344,11 +343,10 @@ class SqliteInbox:
         )
 
     def applied(self, items: Sequence[InboxItem]) -> None:
+        # No checkpoint here: one that caught up with the file taking commits would have the
+        # next commit start its log over, and that answer wait for the log header's sync too.
+        # The file left behind at each turn is checkpointed by the thread of inbox_turns.py.
         self.note_applied(len(items), max(item.id for item in items))
-        for reader in self._readers:
-            # Keep the files' write-ahead logs short, off the event loop.
-            with contextlib.suppress(sqlite3.Error):
-                reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def note_applied(self, count: int, last_id: int) -> None:
         self._applied_id = max(self._applied_id, last_id)
