@@ -679,12 +679,13 @@ class TestOrderAcrossFiles:
             own=True,
         )
         inbox.open()
-        for connection, ids in zip(inbox._writers, (first, second), strict=True):
-            for id_ in ids:
-                connection.execute(
-                    "INSERT INTO intake_inbox (id, received_at, body) VALUES (?, 0, ?)",
-                    (id_, body(id_)),
-                )
+        for path, ids in zip(inbox.paths, (first, second), strict=True):
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+                for id_ in ids:
+                    connection.execute(
+                        "INSERT INTO intake_inbox (id, received_at, body) VALUES (?, 0, ?)",
+                        (id_, body(id_)),
+                    )
         services.engine.dispose()
         return inbox
 
