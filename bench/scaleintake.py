@@ -1,5 +1,5 @@
 """Intake at scale (bench/scale.py intake): the bare endpoint and registry-monitor side by side,
-on an empty store and on the full one, then on the full store while retention expires about 1M
+on an empty store and on the full one, then on the full store while retention expires at least 1M
 events, 8 clients read /v1/tags and /v1/stats/daily, and detection catches up on 100k events.
 Beside every run of wrk, bench/syncprobe.py syncs a small file in the stores' directory every
 10 ms: each row shows the file system's own p99 and slowest sync of the same seconds, which
@@ -302,11 +302,21 @@ def _stamp(value: Any) -> datetime:
     return stamp
 
 
-def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str]) -> None:
-    """Intake at c=1 while retention, 8 readers and a detection backlog run in the server."""
+def expiry_days(url: str, store: Store) -> int:
+    """`retention.events_days` that expires at least 1M events (10% of a smaller store).
+
+    Retention counts whole days back from now: the cut is the first such boundary after the
+    1M-th oldest event, so the events due are 1M and the rest of that day (1.0-1.1M on the 10M
+    store, whose days hold about 111k each).
+    """
     expire = min(EXPIRE, store.events // 10)
     nth = _stamp(_scalar(url, NTH_OLDEST, offset=expire - 1))
-    days = math.ceil((datetime.now(UTC) - nth) / timedelta(days=1))
+    return max(1, math.floor((datetime.now(UTC) - nth) / timedelta(days=1)))
+
+
+def under_load(run: Run, store: Store, url: str, label: str, sync: dict[str, str]) -> None:
+    """Intake at c=1 while retention, 8 readers and a detection backlog run in the server."""
+    days = expiry_days(url, store)
     cut = datetime.now(UTC) - timedelta(days=days)
     due = int(_scalar(url, COUNT_BEFORE, cut=cut))
     last = int(_scalar(url, "SELECT MAX(id) FROM events"))

@@ -1,7 +1,7 @@
 """Intake beside readers, retention and detection, in bounded windows (bench/scale.py readers).
 
 The last phase of `bench.scale intake` (intake at c=1 while, in the same `serve`, retention
-expires the oldest ~1M events, 8 clients read `/v1/tags?limit=1000` and
+expires at least the oldest 1M events, 8 clients read `/v1/tags?limit=1000` and
 `/v1/stats/daily?limit=1000` back to back, and detection catches up on 100k events), run for a
 fixed window of `--seconds` per server instead of until retention is done, so that several
 versions or settings are measured in turn on one working copy of the 10M store, under the same
@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
 import subprocess
@@ -46,7 +45,7 @@ import psycopg
 from sqlalchemy import create_engine, text
 
 from bench.runqueue import CoreWait, core_wait
-from bench.scaleintake import COUNT_BEFORE, DETECT_BACKLOG, EXPIRE, NTH_OLDEST, _scalar, _stamp
+from bench.scaleintake import COUNT_BEFORE, DETECT_BACKLOG, _scalar, expiry_days
 from bench.scaleload import (
     WrkResult,
     free_port,
@@ -305,10 +304,9 @@ def window(
 
 
 def retention_settings(url: str, store: Store) -> dict[str, str]:
-    """Retention set to expire the oldest ~1M events (10% of a smaller store), every minute."""
-    expire = min(EXPIRE, store.events // 10)
-    nth = _stamp(_scalar(url, NTH_OLDEST, offset=expire - 1))
-    days = math.ceil((datetime.now(UTC) - nth) / timedelta(days=1))
+    """Retention set to expire at least the oldest 1M events (10% of a smaller store), every
+    minute."""
+    days = expiry_days(url, store)
     sync = {"database_sqlite_synchronous": "FULL"} if store.kind == "sqlite" else {}
     return {**sync, "retention_events_days": str(days), "retention_schedule": "* * * * *"}
 
