@@ -34,7 +34,7 @@ CHECKPOINT_BYTES = 4 * 1024 * 1024
 RETRY_SECONDS = 0.001
 RETRY_MAX_SECONDS = 0.05
 """How long the thread waits before checkpointing a resting file again that a reader held
-back, or that refused it as locked: twice as long each time, up to the second."""
+back, or that refused it as locked: twice as long each time, up to 50 ms."""
 
 log = structlog.get_logger(__name__)
 
