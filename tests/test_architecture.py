@@ -18,6 +18,7 @@ LEAVES = (
     "monitor.clock",
     "monitor.errors",
     "monitor.events",
+    "monitor.inbox_files",
     "monitor.settings",
     "monitor.tables",
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from monitor import inbox_files
 from monitor.errors import ConfigError
 from monitor.settings.sections import Settings
 
@@ -142,15 +143,10 @@ def _check_inbox_file(settings: Settings) -> None:
     )
     if database not in ("", ":memory:") and not database.startswith("file:"):
         store = Path(database).absolute()
-        intake = store.with_name(store.name + ".intake")
-        own = {store, intake, _second(intake)}
-        if {path.absolute(), _second(path.absolute())} & own:
+        intake = inbox_files.beside_store(store)
+        own = {store, intake, inbox_files.second(intake)}
+        if {path.absolute(), inbox_files.second(path.absolute())} & own:
             raise ConfigError(
                 "notifications.inbox_file",
                 f"{path} is the SQLite store's own file; name another, or leave it unset",
             )
-
-
-def _second(path: Path) -> Path:
-    """An inbox's second file (monitor/store/inbox_turns.py: `<path>-2`)."""
-    return path.with_name(path.name + "-2")

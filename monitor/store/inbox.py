@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from monitor import inbox_files
 from monitor.errors import StoreUnavailable
 
 ORPHAN_AFTER = timedelta(seconds=10)
@@ -166,5 +167,4 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
 
 def inbox_path(database: str) -> Path:
     """Where the SQLite store at `database` keeps its intake inbox: `<store>.intake`."""
-    path = Path(database)
-    return path.with_name(path.name + ".intake")
+    return inbox_files.beside_store(Path(database))

@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 
+from monitor import inbox_files
 from monitor.errors import StoreUnavailable
 from monitor.store.dialect import upsert
 from monitor.store.engine import SessionFactory
@@ -35,7 +36,7 @@ from monitor.store.inbox import (
     unavailable,
     within_bytes,
 )
-from monitor.store.inbox_turns import Turns, second_path
+from monitor.store.inbox_turns import Turns
 from monitor.store.schema import IntakeAppliedRow
 
 log = structlog.get_logger(__name__)
@@ -105,7 +106,7 @@ class SqliteInbox:
         own: bool = False,
     ) -> None:
         self.path = path
-        self.paths = (path, second_path(path))
+        self.paths = (path, inbox_files.second(path))
         self._synchronous = synchronous.upper()
         self._session_factory = session_factory
         self._save_cursor = _SAVE_CURSOR[dialect]

@@ -39,11 +39,6 @@ back, or that refused it as locked: twice as long each time, up to 50 ms."""
 log = structlog.get_logger(__name__)
 
 
-def second_path(path: Path) -> Path:
-    """The inbox's second file, beside the first: `<path>-2` (its log `<path>-2-wal`)."""
-    return path.with_name(path.name + "-2")
-
-
 class Turns:
     """Which of the two files takes commits (`current`), and the thread that prepares the other.
 
